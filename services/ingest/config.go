@@ -1,0 +1,72 @@
+// Package ingest is the front door: it authenticates webhooks from Dynamics
+// 365 and from profile sources, normalizes them into event contracts and
+// publishes them to JetStream, answering 2xx only once JetStream has them.
+// It never evaluates anything.
+package ingest
+
+import (
+	"io"
+	"time"
+
+	"github.com/notatcompany/notatcompany/services/shared/conf"
+)
+
+// Config of the ingest service.
+type Config struct {
+	conf.Common
+	HTTPAddr string
+	// DataverseKeys are the valid webhook keys (WebhookKey auth, ?code=);
+	// two at once while a key is rotated.
+	DataverseKeys []string
+	// ProfileSecrets sign the profile source's events; two while rotating.
+	ProfileSecrets []string
+	PublishTimeout time.Duration
+	MaxBodyBytes   int
+	// Tables whose changes matter; other tables are acknowledged and ignored.
+	Tables []string
+	// WriteTag is the ?tag= our writer sets; changes carrying it are ours.
+	WriteTag string
+	// AppUserID is the Dataverse application user the writer acts as.
+	AppUserID string
+}
+
+// ParseConfig reads the configuration from args and the environment.
+func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Config, error) {
+	var c Config
+	p := conf.NewParser("ingest", getenv, out)
+	c.Common.Define(p, "127.0.0.1:9090")
+	p.String(&c.HTTPAddr, "http-addr", "NAC_HTTP_ADDR", "127.0.0.1:8080", "address of the public webhook API")
+	var dvKeys, profileSecrets, tables string
+	p.Secret(&dvKeys, "NAC_DATAVERSE_WEBHOOK_KEY")
+	p.Secret(&profileSecrets, "NAC_PROFILE_SECRET")
+	p.Duration(&c.PublishTimeout, "publish-timeout", "NAC_PUBLISH_TIMEOUT", 5*time.Second, "longest wait for JetStream to acknowledge a publish")
+	p.Int(&c.MaxBodyBytes, "max-body-bytes", "NAC_MAX_BODY_BYTES", 4<<20, "largest webhook body accepted")
+	p.String(&tables, "tables", "NAC_TABLES", "contact,account,opportunity,systemuser", "Dataverse tables whose changes are published")
+	p.String(&c.WriteTag, "write-tag", "NAC_WRITE_TAG", "notatcompany", "tag the writer sets on its Dataverse writes")
+	p.String(&c.AppUserID, "app-user-id", "NAC_APP_USER_ID", "", "Dataverse application user id of the writer (its changes are ignored)")
+	if err := p.Parse(args); err != nil {
+		return c, err
+	}
+	c.DataverseKeys = conf.List(dvKeys)
+	c.ProfileSecrets = conf.List(profileSecrets)
+	c.Tables = conf.List(tables)
+	c.Common.Validate(p)
+	c.Validate(p)
+	return c, p.Err()
+}
+
+// Validate records the problems of c in p.
+func (c *Config) Validate(p *conf.Parser) {
+	p.Check(len(c.DataverseKeys) >= 1 && len(c.DataverseKeys) <= 2, "NAC_DATAVERSE_WEBHOOK_KEY: want one key, or two comma-separated while rotating")
+	for _, k := range c.DataverseKeys {
+		p.Check(len(k) >= 16, "NAC_DATAVERSE_WEBHOOK_KEY: each key needs at least 16 characters")
+	}
+	p.Check(len(c.ProfileSecrets) >= 1 && len(c.ProfileSecrets) <= 2, "NAC_PROFILE_SECRET: want one secret, or two comma-separated while rotating")
+	for _, s := range c.ProfileSecrets {
+		p.Check(len(s) >= 16, "NAC_PROFILE_SECRET: each secret needs at least 16 characters")
+	}
+	p.Check(c.HTTPAddr != "", "NAC_HTTP_ADDR: required")
+	p.Check(c.PublishTimeout > 0 && c.PublishTimeout <= 30*time.Second, "NAC_PUBLISH_TIMEOUT=%s: want 0-30s (Dataverse waits 60 s in all)", c.PublishTimeout)
+	p.Check(c.MaxBodyBytes >= 64<<10, "NAC_MAX_BODY_BYTES=%d: want at least 64 KiB", c.MaxBodyBytes)
+	p.Check(len(c.Tables) > 0, "NAC_TABLES: at least one table")
+}

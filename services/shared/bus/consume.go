@@ -1,0 +1,201 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// permanentError marks a failure that retrying cannot fix.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as permanent: the message is set aside in the dead
+// letter stream with err as its reason and never retried. Every other error
+// from a Handler is transient and retried with backoff.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err: err}
+}
+
+// IsPermanent reports whether err was marked by Permanent.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}
+
+// Handler applies one message. It returns nil once the message's effect is
+// durable; the message is acknowledged only then.
+type Handler func(ctx context.Context, msg jetstream.Msg) error
+
+// Metrics are the consumer-side metrics shared by every consumer of a service.
+type Metrics struct {
+	handled  *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// NewMetrics registers consumer metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nac_messages_handled_total",
+			Help: "JetStream messages handled, by consumer and outcome (acked, retried, dead_lettered).",
+		}, []string{"consumer", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "nac_message_handle_duration_seconds",
+			Help:    "Time to handle one JetStream message, by consumer.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}, []string{"consumer"}),
+	}
+	reg.MustRegister(m.handled, m.duration)
+	return m
+}
+
+// Headers on a dead-lettered message, beside the original headers.
+const (
+	HeaderDeadReason     = "Nac-Dead-Reason"
+	HeaderDeadStream     = "Nac-Dead-Stream"
+	HeaderDeadSubject    = "Nac-Dead-Subject"
+	HeaderDeadSequence   = "Nac-Dead-Sequence"
+	HeaderDeadDeliveries = "Nac-Dead-Deliveries"
+)
+
+// Runner pulls from one durable consumer and hands each message to Handler
+// on a few workers.
+type Runner struct {
+	Name       string // consumer name, for logs and metrics
+	Consumer   jetstream.Consumer
+	Handler    Handler
+	Publisher  *Publisher // for dead letters
+	Workers    int
+	MaxDeliver int
+	// HandleTimeout bounds one Handler call; keep it under the AckWait.
+	HandleTimeout time.Duration
+	Logger        *slog.Logger
+	Metrics       *Metrics
+}
+
+// Run consumes until ctx is done, then stops pulling, finishes every message
+// already received and returns.
+func (r *Runner) Run(ctx context.Context) error {
+	workers := max(r.Workers, 1)
+	iter, err := r.Consumer.Messages(jetstream.PullMaxMessages(2 * workers))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", r.Name, err)
+	}
+	stopped := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			// Drain: no more pulls, but what is buffered is still handed out.
+			iter.Drain()
+		case <-stopped:
+		}
+	}()
+
+	msgs := make(chan jetstream.Msg)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for m := range msgs {
+				r.handle(m)
+			}
+		}()
+	}
+	var runErr error
+	for {
+		m, err := iter.Next()
+		if err != nil {
+			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				runErr = fmt.Errorf("consume %s: %w", r.Name, err)
+				iter.Stop()
+			}
+			break
+		}
+		msgs <- m
+	}
+	close(msgs)
+	close(stopped)
+	wg.Wait()
+	return runErr
+}
+
+func (r *Runner) handle(m jetstream.Msg) {
+	start := time.Now()
+	// In-flight work finishes even when shutdown has begun, so the handler's
+	// context is not the run context.
+	ctx, cancel := context.WithTimeout(context.Background(), r.HandleTimeout)
+	defer cancel()
+	err := r.Handler(ctx, m)
+	r.Metrics.duration.WithLabelValues(r.Name).Observe(time.Since(start).Seconds())
+
+	var delivered uint64 = 1
+	meta, metaErr := m.Metadata()
+	if metaErr == nil {
+		delivered = meta.NumDelivered
+	}
+	log := r.Logger.With("consumer", r.Name, "subject", m.Subject(), "deliveries", delivered)
+	switch {
+	case err == nil:
+		if ackErr := m.Ack(); ackErr != nil {
+			log.Warn("ack failed; the message will be redelivered", "err", ackErr)
+		}
+		r.Metrics.handled.WithLabelValues(r.Name, "acked").Inc()
+	case IsPermanent(err) || int(delivered) >= r.MaxDeliver:
+		reason := err.Error()
+		if dlErr := r.deadLetter(ctx, m, meta, reason); dlErr != nil {
+			// Not set aside, so not dropped either: try again later.
+			log.Error("dead letter failed; retrying the message", "err", dlErr, "reason", reason)
+			_ = m.NakWithDelay(BackoffFor(delivered))
+			r.Metrics.handled.WithLabelValues(r.Name, "retried").Inc()
+			return
+		}
+		log.Error("message set aside in the dead letter stream", "reason", reason)
+		_ = m.TermWithReason(truncate(reason, 200))
+		r.Metrics.handled.WithLabelValues(r.Name, "dead_lettered").Inc()
+	default:
+		delay := BackoffFor(delivered)
+		log.Warn("transient failure; retrying", "err", err, "delay", delay)
+		_ = m.NakWithDelay(delay)
+		r.Metrics.handled.WithLabelValues(r.Name, "retried").Inc()
+	}
+}
+
+func (r *Runner) deadLetter(ctx context.Context, m jetstream.Msg, meta *jetstream.MsgMetadata, reason string) error {
+	h := nats.Header{}
+	for k, v := range m.Headers() {
+		h[k] = v
+	}
+	h.Set(HeaderDeadReason, reason)
+	h.Set(HeaderDeadSubject, m.Subject())
+	msgID := ""
+	if meta != nil {
+		h.Set(HeaderDeadStream, meta.Stream)
+		h.Set(HeaderDeadSequence, strconv.FormatUint(meta.Sequence.Stream, 10))
+		h.Set(HeaderDeadDeliveries, strconv.FormatUint(meta.NumDelivered, 10))
+		msgID = fmt.Sprintf("%s-%d", meta.Stream, meta.Sequence.Stream)
+	}
+	h.Del(nats.MsgIdHdr)
+	return r.Publisher.Publish(ctx, DeadLetterSubject(r.Name), msgID, m.Data(), h)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -1,0 +1,52 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+)
+
+// Publisher publishes to JetStream and waits, for a bounded time, for the
+// stream's acknowledgement: a nil error means the message is stored.
+type Publisher struct {
+	js      jetstream.JetStream
+	timeout time.Duration
+}
+
+// NewPublisher returns a publisher that waits at most timeout for a PubAck.
+func NewPublisher(js jetstream.JetStream, timeout time.Duration) *Publisher {
+	return &Publisher{js: js, timeout: timeout}
+}
+
+// ErrNotStored means JetStream did not confirm that it stored the message.
+var ErrNotStored = errors.New("jetstream did not store the message")
+
+// Publish stores data on subject. msgID, when set, is the Nats-Msg-Id the
+// stream deduplicates on; a duplicate is reported as stored (it already is).
+func (p *Publisher) Publish(ctx context.Context, subject, msgID string, data []byte, header nats.Header) error {
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	msg := &nats.Msg{Subject: subject, Data: data, Header: header}
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	if _, err := p.js.PublishMsg(ctx, msg, opts...); err != nil {
+		return fmt.Errorf("publish %s: %w: %w", subject, ErrNotStored, err)
+	}
+	return nil
+}
+
+// PublishProto encodes m and publishes it.
+func (p *Publisher) PublishProto(ctx context.Context, subject, msgID string, m proto.Message) error {
+	data, err := proto.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode %T: %w", m, err)
+	}
+	return p.Publish(ctx, subject, msgID, data, nil)
+}

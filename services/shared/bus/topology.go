@@ -1,0 +1,209 @@
+// Package bus is the one place that knows the JetStream topology: the
+// subjects, streams, consumers and KV buckets the services share, how to
+// publish with deduplication and a bounded wait, and how to consume with
+// explicit acks, backoff and dead letters.
+package bus
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Streams. Subjects are lower case and dotted, general to specific.
+const (
+	// StreamCRM holds normalized Dataverse changes:
+	// nac.crm.<organization>.<table>.<row>.
+	StreamCRM = "NAC_CRM"
+	// StreamProfile holds profile source events:
+	// nac.profile.member.<member>, nac.profile.company.<company>,
+	// nac.profile.erasure.<member>.
+	StreamProfile = "NAC_PROFILE"
+	// StreamDecisions holds the latest decision per contact:
+	// nac.decision.<organization>.<contact>.
+	StreamDecisions = "NAC_DECISIONS"
+	// StreamAudit is the audit trail: nac.audit.<kind>.<organization>.
+	StreamAudit = "NAC_AUDIT"
+	// StreamDeadLetter holds messages set aside with their reason:
+	// nac.deadletter.<consumer>.
+	StreamDeadLetter = "NAC_DEADLETTER"
+)
+
+// Durable consumers.
+const (
+	ConsumerValidatorCRM     = "validator-crm"
+	ConsumerValidatorProfile = "validator-profile"
+	ConsumerWriter           = "writer"
+)
+
+// KV buckets of the validator's materialized state.
+const (
+	BucketContacts  = "nac_contacts"
+	BucketAccounts  = "nac_accounts"
+	BucketMembers   = "nac_members"
+	BucketCompanies = "nac_companies"
+	BucketDecisions = "nac_decisions"
+	BucketIndex     = "nac_index"
+)
+
+// Subject builders. Every token is made safe: Dataverse ids are GUIDs and
+// pass through; ids from outside sources are encoded by Token.
+
+func CRMSubject(org, table, row string) string {
+	return "nac.crm." + Token(org) + "." + Token(table) + "." + Token(row)
+}
+
+func ProfileMemberSubject(member string) string   { return "nac.profile.member." + Token(member) }
+func ProfileCompanySubject(company string) string { return "nac.profile.company." + Token(company) }
+func ProfileErasureSubject(member string) string  { return "nac.profile.erasure." + Token(member) }
+
+func DecisionSubject(org, contact string) string {
+	return "nac.decision." + Token(org) + "." + Token(contact)
+}
+
+// AuditSubject is where kind ("decision", "write") records for org go.
+func AuditSubject(kind, org string) string { return "nac.audit." + kind + "." + Token(org) }
+
+func DeadLetterSubject(consumer string) string { return "nac.deadletter." + Token(consumer) }
+
+// Token returns s unchanged when it is safe as one subject token and KV key
+// part (letters, digits, '-' and '_'), otherwise "b64_" and its unpadded
+// base64url encoding, so that a dot or wildcard in an outside id can never
+// change the subject's shape.
+func Token(s string) string {
+	if s != "" && !strings.HasPrefix(s, "b64_") && strings.IndexFunc(s, unsafeRune) < 0 {
+		return s
+	}
+	return "b64_" + base64.RawURLEncoding.EncodeToString([]byte(s))
+}
+
+func unsafeRune(r rune) bool {
+	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+}
+
+// Options size the topology for a deployment.
+type Options struct {
+	// Replicas of every stream and bucket: 1 embedded, 3 in production.
+	Replicas int
+	// AuditMaxAge is how long the audit trail is kept.
+	AuditMaxAge time.Duration
+	// MaxDeliver bounds redeliveries before a message is dead-lettered.
+	MaxDeliver int
+	// AckWait is how long a consumer waits for an ack before redelivering.
+	AckWait time.Duration
+}
+
+// DefaultOptions are the settings of a single embedded server.
+func DefaultOptions() Options {
+	return Options{Replicas: 1, AuditMaxAge: 400 * 24 * time.Hour, MaxDeliver: 8, AckWait: 30 * time.Second}
+}
+
+// Backoff is the redelivery schedule after a transient failure, indexed by
+// the number of deliveries so far (the last entry repeats).
+var backoff = []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute}
+
+// BackoffFor returns the delay before delivery number delivered+1.
+func BackoffFor(delivered uint64) time.Duration {
+	i := int(delivered) - 1
+	if i < 0 {
+		i = 0
+	}
+	if i >= len(backoff) {
+		i = len(backoff) - 1
+	}
+	return backoff[i]
+}
+
+func (o Options) streams() []jetstream.StreamConfig {
+	day := 24 * time.Hour
+	base := func(name, subjects, desc string) jetstream.StreamConfig {
+		return jetstream.StreamConfig{
+			Name:        name,
+			Description: desc,
+			Subjects:    []string{subjects},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    o.Replicas,
+			Discard:     jetstream.DiscardOld,
+			MaxAge:      7 * day,
+			Duplicates:  time.Hour,
+		}
+	}
+	crm := base(StreamCRM, "nac.crm.>", "Normalized Dataverse row changes")
+	profile := base(StreamProfile, "nac.profile.>", "Profile source events")
+	profile.Duplicates = day
+	decisions := base(StreamDecisions, "nac.decision.>", "Latest decision per contact")
+	// Only the latest decision for a contact is worth writing: a newer one
+	// supersedes an older one still waiting, in the stream itself.
+	decisions.MaxMsgsPerSubject = 1
+	decisions.MaxAge = 0
+	audit := base(StreamAudit, "nac.audit.>", "Audit trail of decisions and writes")
+	audit.MaxAge = o.AuditMaxAge
+	dead := base(StreamDeadLetter, "nac.deadletter.>", "Messages set aside with their reason")
+	dead.MaxAge = 30 * day
+	return []jetstream.StreamConfig{crm, profile, decisions, audit, dead}
+}
+
+type consumerSpec struct {
+	stream string
+	config jetstream.ConsumerConfig
+}
+
+func (o Options) consumers() []consumerSpec {
+	c := func(name, desc string) jetstream.ConsumerConfig {
+		return jetstream.ConsumerConfig{
+			Durable:       name,
+			Description:   desc,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+			AckWait:       o.AckWait,
+			MaxDeliver:    o.MaxDeliver,
+			MaxAckPending: 1000,
+			Replicas:      o.Replicas,
+		}
+	}
+	return []consumerSpec{
+		{StreamCRM, c(ConsumerValidatorCRM, "Validator applying CRM changes")},
+		{StreamProfile, c(ConsumerValidatorProfile, "Validator applying profile events")},
+		{StreamDecisions, c(ConsumerWriter, "Writer sending decisions to Dataverse")},
+	}
+}
+
+func (o Options) buckets() []jetstream.KeyValueConfig {
+	kv := func(name, desc string) jetstream.KeyValueConfig {
+		return jetstream.KeyValueConfig{Bucket: name, Description: desc, History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas}
+	}
+	return []jetstream.KeyValueConfig{
+		kv(BucketContacts, "Contacts by organization and id"),
+		kv(BucketAccounts, "Accounts by organization and id"),
+		kv(BucketMembers, "Member profiles by id"),
+		kv(BucketCompanies, "Company pages by id"),
+		kv(BucketDecisions, "Last decision per contact"),
+		kv(BucketIndex, "Lookup indexes, one key per edge"),
+	}
+}
+
+// Declare creates or updates every stream, KV bucket and durable consumer.
+// It is idempotent, so every service calls it at start.
+func Declare(ctx context.Context, js jetstream.JetStream, o Options) error {
+	for _, cfg := range o.streams() {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("declare stream %s: %w", cfg.Name, err)
+		}
+	}
+	for _, cfg := range o.buckets() {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
+			return fmt.Errorf("declare bucket %s: %w", cfg.Bucket, err)
+		}
+	}
+	for _, c := range o.consumers() {
+		if _, err := js.CreateOrUpdateConsumer(ctx, c.stream, c.config); err != nil {
+			return fmt.Errorf("declare consumer %s on %s: %w", c.config.Durable, c.stream, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,145 @@
+// Package conf parses a service's typed configuration from command-line flags
+// and NAC_* environment variables, once, at start. A flag wins over its
+// environment variable, which wins over the default. Every problem found is
+// kept and reported together, so an operator fixes a deployment in one pass.
+package conf
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Parser collects flag definitions and configuration problems.
+type Parser struct {
+	fs     *flag.FlagSet
+	getenv func(string) string
+	errs   []error
+}
+
+// NewParser returns a parser for the named program. Usage (-h) goes to out.
+func NewParser(name string, getenv func(string) string, out io.Writer) *Parser {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	return &Parser{fs: fs, getenv: getenv}
+}
+
+func (p *Parser) lookup(env string) (string, bool) {
+	v := p.getenv(env)
+	return v, v != ""
+}
+
+func usage(env, text string) string { return fmt.Sprintf("%s (env %s)", text, env) }
+
+// String defines a string setting.
+func (p *Parser) String(dst *string, name, env, def, text string) {
+	if v, ok := p.lookup(env); ok {
+		def = v
+	}
+	p.fs.StringVar(dst, name, def, usage(env, text))
+}
+
+// Int defines an integer setting.
+func (p *Parser) Int(dst *int, name, env string, def int, text string) {
+	if v, ok := p.lookup(env); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			p.errs = append(p.errs, fmt.Errorf("%s=%q: not an integer", env, v))
+		} else {
+			def = n
+		}
+	}
+	p.fs.IntVar(dst, name, def, usage(env, text))
+}
+
+// Bool defines a boolean setting.
+func (p *Parser) Bool(dst *bool, name, env string, def bool, text string) {
+	if v, ok := p.lookup(env); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			p.errs = append(p.errs, fmt.Errorf("%s=%q: not a boolean", env, v))
+		} else {
+			def = b
+		}
+	}
+	p.fs.BoolVar(dst, name, def, usage(env, text))
+}
+
+// Duration defines a duration setting ("500ms", "30s").
+func (p *Parser) Duration(dst *time.Duration, name, env string, def time.Duration, text string) {
+	if v, ok := p.lookup(env); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			p.errs = append(p.errs, fmt.Errorf("%s=%q: not a duration", env, v))
+		} else {
+			def = d
+		}
+	}
+	p.fs.DurationVar(dst, name, def, usage(env, text))
+}
+
+// Secret reads a secret from the environment variable env, or from the file
+// named by env+"_FILE" (a mounted Kubernetes secret). Secrets never come from
+// flags, which other users of the machine can read in the process list.
+func (p *Parser) Secret(dst *string, env string) {
+	if v, ok := p.lookup(env); ok {
+		*dst = v
+		return
+	}
+	path, ok := p.lookup(env + "_FILE")
+	if !ok {
+		return
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		p.errs = append(p.errs, fmt.Errorf("%s_FILE: %w", env, err))
+		return
+	}
+	*dst = strings.TrimSpace(string(b))
+}
+
+// Check records problem unless ok holds. Call it after Parse to validate.
+func (p *Parser) Check(ok bool, format string, args ...any) {
+	if !ok {
+		p.errs = append(p.errs, fmt.Errorf(format, args...))
+	}
+}
+
+// Parse parses args. It returns flag.ErrHelp for -h and records any other
+// problem; validate with Check, then return Err.
+func (p *Parser) Parse(args []string) error {
+	if err := p.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		p.errs = append(p.errs, err)
+	}
+	if p.fs.NArg() > 0 {
+		p.errs = append(p.errs, fmt.Errorf("unexpected arguments: %s", strings.Join(p.fs.Args(), " ")))
+	}
+	return nil
+}
+
+// Err returns every problem recorded, joined, or nil.
+func (p *Parser) Err() error {
+	if len(p.errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("configuration: %w", errors.Join(p.errs...))
+}
+
+// List splits a comma-separated setting, dropping empty items.
+func List(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}

@@ -1,0 +1,59 @@
+// Package natsembed runs a real nats-server with JetStream inside the
+// process: the devstack's broker and the one every test talks to.
+package natsembed
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Options of an embedded server.
+type Options struct {
+	Host     string // default 127.0.0.1
+	Port     int    // -1 picks a free port
+	StoreDir string // JetStream file store
+}
+
+// Start runs a server and waits until it accepts connections. Shutdown it
+// with Shutdown and WaitForShutdown.
+func Start(o Options) (*server.Server, error) {
+	if o.Host == "" {
+		o.Host = "127.0.0.1"
+	}
+	ns, err := server.NewServer(&server.Options{
+		ServerName: "notatcompany-embedded",
+		Host:       o.Host,
+		Port:       o.Port,
+		JetStream:  true,
+		StoreDir:   o.StoreDir,
+		NoSigs:     true,
+		NoLog:      true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats-server: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("embedded nats-server: not ready after 10s")
+	}
+	return ns, nil
+}
+
+// ForTest starts a server on a random loopback port with its store in a
+// temporary directory, stopped when the test ends.
+func ForTest(tb testing.TB) *server.Server {
+	tb.Helper()
+	ns, err := Start(Options{Port: -1, StoreDir: tb.TempDir()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	return ns
+}
