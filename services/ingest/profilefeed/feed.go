@@ -265,13 +265,6 @@ func (v *validator) company(c *Company) *eventsv1.CompanyChange {
 	return out
 }
 
-// HashEmail is the email key a profile source sends: lower-case hex SHA-256
-// of the trimmed, lower-cased address.
-func HashEmail(email string) string {
-	sum := sha256.Sum256([]byte(strings.ToLower(strings.TrimSpace(email))))
-	return hex.EncodeToString(sum[:])
-}
-
 // Sign returns the hex HMAC-SHA256 of data keyed with secret: the value of
 // X-LI-Signature for a body, and the challengeResponse for a challengeCode.
 func Sign(secret string, data []byte) string {

@@ -57,6 +57,19 @@ func (p *Parser) Int(dst *int, name, env string, def int, text string) {
 	p.fs.IntVar(dst, name, def, usage(env, text))
 }
 
+// Float defines a floating-point setting.
+func (p *Parser) Float(dst *float64, name, env string, def float64, text string) {
+	if v, ok := p.lookup(env); ok {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			p.errs = append(p.errs, fmt.Errorf("%s=%q: not a number", env, v))
+		} else {
+			def = f
+		}
+	}
+	p.fs.Float64Var(dst, name, def, usage(env, text))
+}
+
 // Bool defines a boolean setting.
 func (p *Parser) Bool(dst *bool, name, env string, def bool, text string) {
 	if v, ok := p.lookup(env); ok {

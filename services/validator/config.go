@@ -1,0 +1,61 @@
+// Package validator applies CRM and profile events to the materialized state,
+// works out which contacts each event can affect, evaluates exactly those and
+// publishes a decision when it differs from the last one.
+package validator
+
+import (
+	"io"
+	"regexp"
+	"time"
+
+	"github.com/notatcompany/notatcompany/services/shared/conf"
+)
+
+// Config of the validator service.
+type Config struct {
+	conf.Common
+	// FlagColumn is the contact's "Not at Company" choice column.
+	FlagColumn string
+	// Threshold is the least match confidence that may flag a contact.
+	Threshold float64
+	// Workers handle messages of each consumer concurrently.
+	Workers       int
+	HandleTimeout time.Duration
+}
+
+// DefaultFlagColumn is the column provisioning creates.
+const DefaultFlagColumn = "nac_orgchangestatus"
+
+// DefaultThreshold is the default least confidence that may flag.
+const DefaultThreshold = 0.8
+
+var columnRE = regexp.MustCompile(`^[a-z][a-z0-9_]{1,99}$`)
+
+// ParseConfig reads the configuration from args and the environment.
+func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Config, error) {
+	var c Config
+	p := conf.NewParser("validator", getenv, out)
+	c.Common.Define(p, "127.0.0.1:9091")
+	c.define(p)
+	if err := p.Parse(args); err != nil {
+		return c, err
+	}
+	c.Common.Validate(p)
+	c.Validate(p)
+	return c, p.Err()
+}
+
+func (c *Config) define(p *conf.Parser) {
+	p.String(&c.FlagColumn, "flag-column", "NAC_FLAG_COLUMN", DefaultFlagColumn, "logical name of the contact's Not at Company column (or msdyn_orgchangestatus)")
+	p.Float(&c.Threshold, "confidence-threshold", "NAC_CONFIDENCE_THRESHOLD", DefaultThreshold, "least match confidence that may flag a contact")
+	p.Int(&c.Workers, "workers", "NAC_WORKERS", 4, "messages handled concurrently per consumer")
+	p.Duration(&c.HandleTimeout, "handle-timeout", "NAC_HANDLE_TIMEOUT", 20*time.Second, "longest time one event may take (keep under the 30 s ack wait)")
+}
+
+// Validate records the problems of c in p.
+func (c *Config) Validate(p *conf.Parser) {
+	p.Check(columnRE.MatchString(c.FlagColumn), "NAC_FLAG_COLUMN=%q: want a Dataverse logical name", c.FlagColumn)
+	p.Check(c.Threshold >= 0 && c.Threshold <= 1, "NAC_CONFIDENCE_THRESHOLD=%v: want 0-1", c.Threshold)
+	p.Check(c.Workers >= 1 && c.Workers <= 256, "NAC_WORKERS=%d: want 1-256", c.Workers)
+	p.Check(c.HandleTimeout > 0 && c.HandleTimeout < 30*time.Second, "NAC_HANDLE_TIMEOUT=%s: want 0-30s", c.HandleTimeout)
+}

@@ -1,0 +1,84 @@
+package decide
+
+import (
+	"net/url"
+	"strings"
+	"unicode"
+
+	"golang.org/x/net/publicsuffix"
+	"golang.org/x/text/runes"
+	"golang.org/x/text/transform"
+	"golang.org/x/text/unicode/norm"
+)
+
+// fold lower-cases s, removes accents and turns punctuation into spaces, so
+// that "Société Générale, S.A." and "societe generale sa" compare equal.
+func fold(s string) string {
+	t := transform.Chain(norm.NFD, runes.Remove(runes.In(unicode.Mn)), norm.NFC)
+	out, _, err := transform.String(t, s)
+	if err != nil {
+		out = s
+	}
+	var b strings.Builder
+	space := true
+	for _, r := range strings.ToLower(out) {
+		if unicode.IsLetter(r) || unicode.IsDigit(r) {
+			b.WriteRune(r)
+			space = false
+			continue
+		}
+		if r == '&' || r == '\'' || r == '’' {
+			continue // "AT&T" = "att", "O'Brien" = "obrien"
+		}
+		if !space {
+			b.WriteByte(' ')
+			space = true
+		}
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// legalSuffixes are legal-form words dropped from the end of company names.
+var legalSuffixes = map[string]bool{
+	"inc": true, "incorporated": true, "corp": true, "corporation": true, "co": true, "company": true,
+	"ltd": true, "limited": true, "llc": true, "llp": true, "lp": true, "plc": true,
+	"gmbh": true, "ag": true, "kg": true, "se": true, "sas": true, "sarl": true, "sa": true, "s": true, "a": true,
+	"bv": true, "nv": true, "srl": true, "spa": true, "oy": true, "ab": true, "as": true, "aps": true,
+	"kk": true, "pty": true, "pte": true, "sl": true, "group": true, "holding": true, "holdings": true,
+}
+
+// CompanyKey is the comparable form of a company name: folded, with legal
+// suffixes ("Inc", "GmbH", "S.A.") removed from the end.
+func CompanyKey(name string) string {
+	words := strings.Fields(fold(name))
+	for len(words) > 1 && legalSuffixes[words[len(words)-1]] {
+		words = words[:len(words)-1]
+	}
+	return strings.Join(words, " ")
+}
+
+// NameKey is the comparable form of a person's name.
+func NameKey(first, last string) string {
+	return fold(first + " " + last)
+}
+
+// Domain returns the registrable domain of a website ("https://www.shop.contoso.co.uk/x"
+// → "contoso.co.uk"), or "" when there is none.
+func Domain(website string) string {
+	w := strings.TrimSpace(strings.ToLower(website))
+	if w == "" {
+		return ""
+	}
+	if !strings.Contains(w, "://") {
+		w = "http://" + w
+	}
+	u, err := url.Parse(w)
+	if err != nil || u.Hostname() == "" {
+		return ""
+	}
+	d, err := publicsuffix.EffectiveTLDPlusOne(u.Hostname())
+	if err != nil {
+		return ""
+	}
+	return d
+}

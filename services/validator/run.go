@@ -1,0 +1,47 @@
+package validator
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/notatcompany/notatcompany/services/shared/bus"
+	"github.com/notatcompany/notatcompany/services/validator/state"
+)
+
+// Workers wires the validator to its two durable consumers and returns the
+// loops to run; each stops pulling when its context ends and finishes what
+// it holds. js must be on a topology that bus.Declare has set up.
+func Workers(ctx context.Context, cfg Config, js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer) ([]func(context.Context) error, error) {
+	store, err := state.Open(ctx, js, cfg.FlagColumn)
+	if err != nil {
+		return nil, err
+	}
+	pub := bus.NewPublisher(js, 5*time.Second)
+	svc := New(cfg, store, pub, log, reg)
+	consumerMetrics := bus.NewMetrics(reg)
+	var loops []func(context.Context) error
+	for _, c := range []struct {
+		stream, name string
+		handler      bus.Handler
+	}{
+		{bus.StreamCRM, bus.ConsumerValidatorCRM, svc.HandleCRM},
+		{bus.StreamProfile, bus.ConsumerValidatorProfile, svc.HandleProfile},
+	} {
+		cons, err := js.Consumer(ctx, c.stream, c.name)
+		if err != nil {
+			return nil, fmt.Errorf("bind consumer %s: %w", c.name, err)
+		}
+		r := &bus.Runner{
+			Name: c.name, Consumer: cons, Handler: c.handler, Publisher: pub,
+			Workers: cfg.Workers, MaxDeliver: bus.DefaultOptions().MaxDeliver, HandleTimeout: cfg.HandleTimeout,
+			Logger: log, Metrics: consumerMetrics,
+		}
+		loops = append(loops, r.Run)
+	}
+	return loops, nil
+}

@@ -1,0 +1,156 @@
+// Package state is the validator's materialized view of the CRM and of the
+// profile sources, kept in JetStream KV. Every update is compare-and-set on
+// the key's revision and never moves a row backwards: a column keeps the
+// value of the newest change that set it, whatever order changes arrive in.
+package state
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+
+	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
+	"github.com/notatcompany/notatcompany/services/validator/decide"
+)
+
+// Cell is one column value with the version (unix ms) of the change that set it.
+type Cell struct {
+	V  string `json:"v"`
+	At int64  `json:"t"`
+}
+
+// Row is a CRM row reduced to the columns the validator uses.
+type Row struct {
+	Table     string          `json:"tb"`
+	ID        string          `json:"id"`
+	Deleted   bool            `json:"del,omitempty"`
+	DeletedAt int64           `json:"delt,omitempty"`
+	Cols      map[string]Cell `json:"c,omitempty"`
+}
+
+// Columns kept per table, by logical name.
+var keptColumns = map[string][]string{
+	"contact": {"firstname", "lastname", "fullname", "emailaddress1", "emailaddress2", "emailaddress3",
+		"parentcustomerid", "ownerid", "statecode"},
+	"account": {"name", "websiteurl", "ownerid", "statecode"},
+}
+
+// Tracked reports whether the validator keeps rows of table.
+func Tracked(table string) bool { _, ok := keptColumns[table]; return ok }
+
+// cellValue renders a typed column value as the string a Row keeps.
+func cellValue(v *eventsv1.Value) (string, bool) {
+	switch k := v.GetKind().(type) {
+	case *eventsv1.Value_Null:
+		return "", true
+	case *eventsv1.Value_String_:
+		return k.String_, true
+	case *eventsv1.Value_Guid:
+		return k.Guid, true
+	case *eventsv1.Value_Reference:
+		return k.Reference.GetTable() + ":" + k.Reference.GetId(), true
+	case *eventsv1.Value_Choice:
+		return strconv.Itoa(int(k.Choice)), true
+	case *eventsv1.Value_Integer:
+		return strconv.FormatInt(k.Integer, 10), true
+	case *eventsv1.Value_Boolean:
+		return strconv.FormatBool(k.Boolean), true
+	default:
+		return "", false
+	}
+}
+
+// Version is the version of a change: the row's modifiedon, else when the
+// operation happened, else when it was received.
+func Version(ch *eventsv1.CrmChange) int64 {
+	switch {
+	case ch.GetRowModifiedAt() != nil:
+		return ch.GetRowModifiedAt().AsTime().UnixMilli()
+	case ch.GetOccurredAt() != nil:
+		return ch.GetOccurredAt().AsTime().UnixMilli()
+	default:
+		return ch.GetReceivedAt().AsTime().UnixMilli()
+	}
+}
+
+// Apply folds change ch into row (nil for a row not seen yet) and returns
+// the new row and whether anything changed. Columns older than what the row
+// holds are left alone, so duplicates and late changes are harmless.
+func Apply(row *Row, ch *eventsv1.CrmChange, extraCols ...string) (*Row, bool) {
+	v := Version(ch)
+	next := &Row{Table: ch.GetTable(), ID: ch.GetRowId(), Cols: map[string]Cell{}}
+	if row != nil {
+		next.Deleted, next.DeletedAt = row.Deleted, row.DeletedAt
+		for k, c := range row.Cols {
+			next.Cols[k] = c
+		}
+	}
+	if ch.GetOperation() == eventsv1.Operation_OPERATION_DELETE {
+		if next.Deleted && next.DeletedAt >= v {
+			return next, false
+		}
+		next.Deleted, next.DeletedAt = true, v
+		return next, true
+	}
+	if next.Deleted && v <= next.DeletedAt {
+		return next, false // a change from before the delete
+	}
+	changed := false
+	if next.Deleted {
+		next.Deleted, next.DeletedAt, changed = false, 0, true
+	}
+	for _, col := range append(slices.Clone(keptColumns[ch.GetTable()]), extraCols...) {
+		val, ok := ch.GetColumns()[col]
+		if !ok {
+			continue
+		}
+		s, ok := cellValue(val)
+		if !ok {
+			continue
+		}
+		if old, seen := next.Cols[col]; seen && old.At > v {
+			continue
+		}
+		if old := next.Cols[col]; old.V != s || old.At != v {
+			changed = changed || old.V != s
+			next.Cols[col] = Cell{V: s, At: v}
+		}
+	}
+	return next, changed
+}
+
+func (r *Row) get(col string) string { return r.Cols[col].V }
+
+// ref returns the id of a lookup column when it points at table.
+func (r *Row) ref(col, table string) string {
+	t, id, ok := strings.Cut(r.get(col), ":")
+	if !ok || t != table {
+		return ""
+	}
+	return id
+}
+
+// Contact is the decision's view of a contact row.
+func (r *Row) Contact(flagColumn string) decide.Contact {
+	c := decide.Contact{
+		ID: r.ID, FirstName: r.get("firstname"), LastName: r.get("lastname"),
+		AccountID: r.ref("parentcustomerid", "account"),
+		Active:    !r.Deleted && (r.get("statecode") == "" || r.get("statecode") == "0"),
+	}
+	if n, err := strconv.Atoi(r.get(flagColumn)); err == nil {
+		c.Flag = n
+	}
+	for _, col := range []string{"emailaddress1", "emailaddress2", "emailaddress3"} {
+		if e := r.get(col); e != "" {
+			c.EmailHashes = append(c.EmailHashes, eventsv1.HashEmail(e))
+		}
+	}
+	slices.Sort(c.EmailHashes)
+	c.EmailHashes = slices.Compact(c.EmailHashes)
+	return c
+}
+
+// Account is the decision's view of an account row.
+func (r *Row) Account() decide.Account {
+	return decide.Account{ID: r.ID, Name: r.get("name"), Website: r.get("websiteurl")}
+}
