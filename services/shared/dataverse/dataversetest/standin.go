@@ -1,0 +1,375 @@
+// Package dataversetest is an in-memory stand-in for the Dataverse Web API,
+// the way net/http/httptest stands in for a real server: it speaks the same
+// protocol (OAuth2 client credentials, OData GET and PATCH, $batch) so the
+// writer and the devstack run unchanged against it. It is for tests, demos
+// and benchmarks, never for production.
+package dataversetest
+
+import (
+	"bufio"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"net/textproto"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/notatcompany/notatcompany/services/shared/dataverse"
+)
+
+// Options of a stand-in.
+type Options struct {
+	// ClientID and ClientSecret are the only credentials the token endpoint
+	// accepts; when ClientID is empty, API calls need no token.
+	ClientID     string
+	ClientSecret string
+	// TokenLifetime of issued tokens (default one hour).
+	TokenLifetime time.Duration
+}
+
+// Server is the stand-in. Its zero value is not usable; call New.
+type Server struct {
+	opts Options
+
+	mu       sync.Mutex
+	rows     map[string]map[string]map[string]any // entity set → id → columns
+	versions map[string]int64                     // entity set/id → row version
+	version  int64
+	tokens   map[string]time.Time // issued token → expiry
+	patches  int                  // PATCH operations applied (direct or in a batch)
+	requests int                  // HTTP requests to the API
+}
+
+// New returns an empty stand-in.
+func New(opts Options) *Server {
+	if opts.TokenLifetime == 0 {
+		opts.TokenLifetime = time.Hour
+	}
+	return &Server{opts: opts, rows: map[string]map[string]map[string]any{},
+		versions: map[string]int64{}, tokens: map[string]time.Time{}}
+}
+
+// TokenPath is where the stand-in issues tokens.
+const TokenPath = "/oauth2/v2.0/token"
+
+// Handler serves the token endpoint and the Web API.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+TokenPath, s.token)
+	mux.HandleFunc(dataverse.APIPath+"/", s.api)
+	return mux
+}
+
+// Seed puts a row as if it existed in Dynamics.
+func (s *Server) Seed(entitySet, id string, columns map[string]any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.upsert(entitySet, strings.ToLower(id), columns)
+}
+
+// Row returns a copy of a row's columns.
+func (s *Server) Row(entitySet, id string) (map[string]any, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	row, ok := s.rows[entitySet][strings.ToLower(id)]
+	return maps.Clone(row), ok
+}
+
+// Patches counts the PATCH operations applied so far.
+func (s *Server) Patches() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.patches
+}
+
+// Snapshot is the stand-in's data, to persist across devstack restarts.
+type Snapshot struct {
+	Rows map[string]map[string]map[string]any `json:"rows"`
+}
+
+// Snapshot returns a copy of every row.
+func (s *Server) Snapshot() Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	snap := Snapshot{Rows: map[string]map[string]map[string]any{}}
+	for set, rows := range s.rows {
+		snap.Rows[set] = map[string]map[string]any{}
+		for id, cols := range rows {
+			snap.Rows[set][id] = maps.Clone(cols)
+		}
+	}
+	return snap
+}
+
+// Restore loads rows from a snapshot.
+func (s *Server) Restore(snap Snapshot) {
+	for set, rows := range snap.Rows {
+		for id, cols := range rows {
+			s.Seed(set, id, cols)
+		}
+	}
+}
+
+func (s *Server) upsert(set, id string, cols map[string]any) {
+	if s.rows[set] == nil {
+		s.rows[set] = map[string]map[string]any{}
+	}
+	row := s.rows[set][id]
+	if row == nil {
+		row = map[string]any{idColumn(set): id}
+		s.rows[set][id] = row
+	}
+	maps.Copy(row, cols)
+	s.version++
+	s.versions[set+"/"+id] = s.version
+}
+
+// idColumn is the primary key column of an entity set:
+// contacts → contactid, opportunities → opportunityid.
+func idColumn(set string) string {
+	switch {
+	case strings.HasSuffix(set, "ies"):
+		return strings.TrimSuffix(set, "ies") + "yid"
+	case strings.HasSuffix(set, "s"):
+		return strings.TrimSuffix(set, "s") + "id"
+	}
+	return set + "id"
+}
+
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	id, secret, ok := r.BasicAuth()
+	if !ok {
+		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	}
+	if r.PostForm.Get("grant_type") != "client_credentials" {
+		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "want client_credentials")
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(id), []byte(s.opts.ClientID)) != 1 ||
+		subtle.ConstantTimeCompare([]byte(secret), []byte(s.opts.ClientSecret)) != 1 {
+		oauthError(w, http.StatusUnauthorized, "invalid_client", "AADSTS7000215: Invalid client secret provided.")
+		return
+	}
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	tok := hex.EncodeToString(b)
+	s.mu.Lock()
+	s.tokens[tok] = time.Now().Add(s.opts.TokenLifetime)
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"token_type": "Bearer", "expires_in": int(s.opts.TokenLifetime.Seconds()), "access_token": tok,
+	})
+}
+
+func oauthError(w http.ResponseWriter, status int, code, desc string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": desc})
+}
+
+func (s *Server) authorized(r *http.Request) bool {
+	if s.opts.ClientID == "" {
+		return true
+	}
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	exp, found := s.tokens[tok]
+	return found && time.Now().Before(exp)
+}
+
+// odataError writes Dataverse's error shape.
+func odataError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json; odata.metadata=minimal")
+	w.Header().Set("OData-Version", "4.0")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
+}
+
+var keyRE = regexp.MustCompile(`^([a-z_]+)\(([0-9a-fA-F-]{36})\)$`)
+
+func (s *Server) api(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.requests++
+	s.mu.Unlock()
+	if !s.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer authorization_uri="`+TokenPath+`"`)
+		odataError(w, http.StatusUnauthorized, "0x80072560", "The user is not a member of the organization.")
+		return
+	}
+	rest := strings.TrimPrefix(r.URL.Path, dataverse.APIPath+"/")
+	if rest == "$batch" && r.Method == http.MethodPost {
+		s.batch(w, r)
+		return
+	}
+	s.serveOne(w, r, rest)
+}
+
+// serveOne answers a single GET or PATCH on "<set>(<id>)"; it is used for
+// direct requests and for each part of a batch.
+func (s *Server) serveOne(w http.ResponseWriter, r *http.Request, rest string) {
+	m := keyRE.FindStringSubmatch(rest)
+	if m == nil {
+		odataError(w, http.StatusNotFound, "0x8006088a", fmt.Sprintf("Resource not found for the segment '%s'.", rest))
+		return
+	}
+	set, id := m[1], strings.ToLower(m[2])
+	switch r.Method {
+	case http.MethodGet:
+		s.get(w, r, set, id)
+	case http.MethodPatch:
+		s.patch(w, r, set, id)
+	default:
+		odataError(w, http.StatusMethodNotAllowed, "0x80060888", "The HTTP method is not supported here.")
+	}
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request, set, id string) {
+	s.mu.Lock()
+	row, ok := s.rows[set][id]
+	row = maps.Clone(row)
+	version := s.versions[set+"/"+id]
+	s.mu.Unlock()
+	if !ok {
+		odataError(w, http.StatusNotFound, "0x80040217", fmt.Sprintf("%s With Id = %s Does Not Exist", strings.TrimSuffix(set, "s"), id))
+		return
+	}
+	out := map[string]any{
+		"@odata.context": "/api/data/v9.2/$metadata#" + set + "/$entity",
+		"@odata.etag":    fmt.Sprintf(`W/"%d"`, version),
+	}
+	if sel := r.URL.Query().Get("$select"); sel != "" {
+		for _, col := range strings.Split(sel, ",") {
+			out[col] = row[col] // a column never set reads as null
+		}
+		out[idColumn(set)] = id
+	} else {
+		maps.Copy(out, row)
+	}
+	w.Header().Set("Content-Type", "application/json; odata.metadata=minimal")
+	w.Header().Set("OData-Version", "4.0")
+	_ = json.NewEncoder(w).Encode(out)
+}
+
+func (s *Server) patch(w http.ResponseWriter, r *http.Request, set, id string) {
+	var cols map[string]any
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	if err := dec.Decode(&cols); err != nil {
+		odataError(w, http.StatusBadRequest, "0x80048d19", "Error identified in Payload provided by the user: "+err.Error())
+		return
+	}
+	s.mu.Lock()
+	_, exists := s.rows[set][id]
+	switch {
+	case r.Header.Get("If-Match") == "*" && !exists:
+		s.mu.Unlock()
+		odataError(w, http.StatusNotFound, "0x80040217", fmt.Sprintf("%s With Id = %s Does Not Exist", strings.TrimSuffix(set, "s"), id))
+		return
+	case r.Header.Get("If-None-Match") == "*" && exists:
+		s.mu.Unlock()
+		odataError(w, http.StatusPreconditionFailed, "0x80060892", "A record with matching key values already exists.")
+		return
+	}
+	s.upsert(set, id, cols)
+	s.patches++
+	s.mu.Unlock()
+	w.Header().Set("OData-Version", "4.0")
+	w.Header().Set("OData-EntityId", dataverse.APIPath+"/"+set+"("+id+")")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// batch answers a $batch: each application/http part is run on its own and
+// answered in a part of the response, in order. A change set (a nested
+// multipart/mixed part) is run part by part as well.
+func (s *Server) batch(w http.ResponseWriter, r *http.Request) {
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/mixed" || params["boundary"] == "" {
+		odataError(w, http.StatusBadRequest, "0x80048d19", "A $batch request needs Content-Type multipart/mixed with a boundary.")
+		return
+	}
+	continueOnError := strings.Contains(r.Header.Get("Prefer"), "odata.continue-on-error")
+	respBoundary := "batchresponse_" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	var parts []recorded
+	if err := s.runParts(multipart.NewReader(r.Body, params["boundary"]), continueOnError, &parts, 0); err != nil {
+		odataError(w, http.StatusBadRequest, "0x80048d19", "Malformed $batch body: "+err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "multipart/mixed; boundary="+respBoundary)
+	w.Header().Set("OData-Version", "4.0")
+	w.WriteHeader(http.StatusOK)
+	mw := multipart.NewWriter(w)
+	_ = mw.SetBoundary(respBoundary)
+	for _, p := range parts {
+		ph := textproto.MIMEHeader{}
+		ph.Set("Content-Type", "application/http")
+		ph.Set("Content-Transfer-Encoding", "binary")
+		if p.contentID != "" {
+			ph.Set("Content-ID", p.contentID)
+		}
+		pw, _ := mw.CreatePart(ph)
+		fmt.Fprintf(pw, "HTTP/1.1 %d %s\r\n", p.status, http.StatusText(p.status))
+		_ = p.header.Write(pw)
+		fmt.Fprint(pw, "\r\n")
+		_, _ = pw.Write(p.body)
+	}
+	_ = mw.Close()
+}
+
+type recorded struct {
+	contentID string
+	status    int
+	header    http.Header
+	body      []byte
+}
+
+func (s *Server) runParts(mr *multipart.Reader, continueOnError bool, out *[]recorded, depth int) error {
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		mt, params, _ := mime.ParseMediaType(part.Header.Get("Content-Type"))
+		if mt == "multipart/mixed" && depth == 0 {
+			if err := s.runParts(multipart.NewReader(part, params["boundary"]), continueOnError, out, 1); err != nil {
+				return err
+			}
+			continue
+		}
+		if mt != "application/http" {
+			return fmt.Errorf("part Content-Type %q: want application/http", mt)
+		}
+		req, err := http.ReadRequest(bufio.NewReader(part))
+		if err != nil {
+			return fmt.Errorf("part request: %w", err)
+		}
+		rest := strings.TrimPrefix(req.URL.Path, dataverse.APIPath+"/")
+		rec := httptest.NewRecorder()
+		s.serveOne(rec, req, rest)
+		*out = append(*out, recorded{contentID: part.Header.Get("Content-ID"), status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()})
+		if rec.Code >= 400 && !continueOnError {
+			return nil // Dataverse stops at the first failure unless told otherwise
+		}
+	}
+}
