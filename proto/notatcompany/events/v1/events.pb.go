@@ -13,6 +13,7 @@ package eventsv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -1520,11 +1521,133 @@ func (x *Evidence) GetProfileObservedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// WriteOutcome is what became of a decision at Dataverse: the writer's
+// entry in the audit trail.
+type WriteOutcome struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	DecisionId     string                 `protobuf:"bytes,1,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
+	OrganizationId string                 `protobuf:"bytes,2,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	ContactId      string                 `protobuf:"bytes,3,opt,name=contact_id,json=contactId,proto3" json:"contact_id,omitempty"`
+	Value          Flag                   `protobuf:"varint,4,opt,name=value,proto3,enum=notatcompany.events.v1.Flag" json:"value,omitempty"`
+	// written, would_write (dry run), obsolete (contact gone), skipped
+	// (nothing to write, e.g. Ignore), failed (permanent error).
+	Outcome string `protobuf:"bytes,5,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	// HTTP status Dataverse answered, 0 when nothing was sent.
+	HttpStatus int32 `protobuf:"varint,6,opt,name=http_status,json=httpStatus,proto3" json:"http_status,omitempty"`
+	// Deliveries of the decision so far, this one included.
+	Attempts      int32                  `protobuf:"varint,7,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	Latency       *durationpb.Duration   `protobuf:"bytes,8,opt,name=latency,proto3" json:"latency,omitempty"`
+	Error         string                 `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	RecordedAt    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteOutcome) Reset() {
+	*x = WriteOutcome{}
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteOutcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteOutcome) ProtoMessage() {}
+
+func (x *WriteOutcome) ProtoReflect() protoreflect.Message {
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteOutcome.ProtoReflect.Descriptor instead.
+func (*WriteOutcome) Descriptor() ([]byte, []int) {
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *WriteOutcome) GetDecisionId() string {
+	if x != nil {
+		return x.DecisionId
+	}
+	return ""
+}
+
+func (x *WriteOutcome) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *WriteOutcome) GetContactId() string {
+	if x != nil {
+		return x.ContactId
+	}
+	return ""
+}
+
+func (x *WriteOutcome) GetValue() Flag {
+	if x != nil {
+		return x.Value
+	}
+	return Flag_FLAG_NO_FEEDBACK
+}
+
+func (x *WriteOutcome) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *WriteOutcome) GetHttpStatus() int32 {
+	if x != nil {
+		return x.HttpStatus
+	}
+	return 0
+}
+
+func (x *WriteOutcome) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *WriteOutcome) GetLatency() *durationpb.Duration {
+	if x != nil {
+		return x.Latency
+	}
+	return nil
+}
+
+func (x *WriteOutcome) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *WriteOutcome) GetRecordedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RecordedAt
+	}
+	return nil
+}
+
 var File_notatcompany_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_notatcompany_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"#notatcompany/events/v1/events.proto\x12\x16notatcompany.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdc\x06\n" +
+	"#notatcompany/events/v1/events.proto\x12\x16notatcompany.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdc\x06\n" +
 	"\tCrmChange\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12'\n" +
 	"\x0forganization_id\x18\x02 \x01(\tR\x0eorganizationId\x12\x14\n" +
@@ -1667,7 +1790,23 @@ const file_notatcompany_events_v1_events_proto_rawDesc = "" +
 	"\x13profile_observed_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x11profileObservedAt\x1a>\n" +
 	"\x10ContradictsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\x9d\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8a\x03\n" +
+	"\fWriteOutcome\x12\x1f\n" +
+	"\vdecision_id\x18\x01 \x01(\tR\n" +
+	"decisionId\x12'\n" +
+	"\x0forganization_id\x18\x02 \x01(\tR\x0eorganizationId\x12\x1d\n" +
+	"\n" +
+	"contact_id\x18\x03 \x01(\tR\tcontactId\x122\n" +
+	"\x05value\x18\x04 \x01(\x0e2\x1c.notatcompany.events.v1.FlagR\x05value\x12\x18\n" +
+	"\aoutcome\x18\x05 \x01(\tR\aoutcome\x12\x1f\n" +
+	"\vhttp_status\x18\x06 \x01(\x05R\n" +
+	"httpStatus\x12\x1a\n" +
+	"\battempts\x18\a \x01(\x05R\battempts\x123\n" +
+	"\alatency\x18\b \x01(\v2\x19.google.protobuf.DurationR\alatency\x12\x14\n" +
+	"\x05error\x18\t \x01(\tR\x05error\x12;\n" +
+	"\vrecorded_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"recordedAt*\x9d\x01\n" +
 	"\tOperation\x12\x19\n" +
 	"\x15OPERATION_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10OPERATION_CREATE\x10\x01\x12\x14\n" +
@@ -1693,7 +1832,7 @@ func file_notatcompany_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_notatcompany_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_notatcompany_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_notatcompany_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_notatcompany_events_v1_events_proto_goTypes = []any{
 	(Operation)(0),                // 0: notatcompany.events.v1.Operation
 	(Flag)(0),                     // 1: notatcompany.events.v1.Flag
@@ -1710,47 +1849,52 @@ var file_notatcompany_events_v1_events_proto_goTypes = []any{
 	(*MemberErased)(nil),          // 12: notatcompany.events.v1.MemberErased
 	(*Decision)(nil),              // 13: notatcompany.events.v1.Decision
 	(*Evidence)(nil),              // 14: notatcompany.events.v1.Evidence
-	nil,                           // 15: notatcompany.events.v1.CrmChange.ColumnsEntry
-	nil,                           // 16: notatcompany.events.v1.Entity.ColumnsEntry
-	nil,                           // 17: notatcompany.events.v1.Evidence.ContradictsEntry
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(*WriteOutcome)(nil),          // 15: notatcompany.events.v1.WriteOutcome
+	nil,                           // 16: notatcompany.events.v1.CrmChange.ColumnsEntry
+	nil,                           // 17: notatcompany.events.v1.Entity.ColumnsEntry
+	nil,                           // 18: notatcompany.events.v1.Evidence.ContradictsEntry
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
 }
 var file_notatcompany_events_v1_events_proto_depIdxs = []int32{
 	0,  // 0: notatcompany.events.v1.CrmChange.operation:type_name -> notatcompany.events.v1.Operation
-	15, // 1: notatcompany.events.v1.CrmChange.columns:type_name -> notatcompany.events.v1.CrmChange.ColumnsEntry
-	18, // 2: notatcompany.events.v1.CrmChange.occurred_at:type_name -> google.protobuf.Timestamp
-	18, // 3: notatcompany.events.v1.CrmChange.row_modified_at:type_name -> google.protobuf.Timestamp
-	18, // 4: notatcompany.events.v1.CrmChange.received_at:type_name -> google.protobuf.Timestamp
-	18, // 5: notatcompany.events.v1.Value.date_time:type_name -> google.protobuf.Timestamp
+	16, // 1: notatcompany.events.v1.CrmChange.columns:type_name -> notatcompany.events.v1.CrmChange.ColumnsEntry
+	19, // 2: notatcompany.events.v1.CrmChange.occurred_at:type_name -> google.protobuf.Timestamp
+	19, // 3: notatcompany.events.v1.CrmChange.row_modified_at:type_name -> google.protobuf.Timestamp
+	19, // 4: notatcompany.events.v1.CrmChange.received_at:type_name -> google.protobuf.Timestamp
+	19, // 5: notatcompany.events.v1.Value.date_time:type_name -> google.protobuf.Timestamp
 	4,  // 6: notatcompany.events.v1.Value.reference:type_name -> notatcompany.events.v1.EntityReference
 	5,  // 7: notatcompany.events.v1.Value.choices:type_name -> notatcompany.events.v1.Choices
 	6,  // 8: notatcompany.events.v1.Value.collection:type_name -> notatcompany.events.v1.EntityCollection
 	7,  // 9: notatcompany.events.v1.EntityCollection.entities:type_name -> notatcompany.events.v1.Entity
-	16, // 10: notatcompany.events.v1.Entity.columns:type_name -> notatcompany.events.v1.Entity.ColumnsEntry
+	17, // 10: notatcompany.events.v1.Entity.columns:type_name -> notatcompany.events.v1.Entity.ColumnsEntry
 	9,  // 11: notatcompany.events.v1.ProfileChange.positions:type_name -> notatcompany.events.v1.Position
-	18, // 12: notatcompany.events.v1.ProfileChange.observed_at:type_name -> google.protobuf.Timestamp
-	18, // 13: notatcompany.events.v1.ProfileChange.received_at:type_name -> google.protobuf.Timestamp
+	19, // 12: notatcompany.events.v1.ProfileChange.observed_at:type_name -> google.protobuf.Timestamp
+	19, // 13: notatcompany.events.v1.ProfileChange.received_at:type_name -> google.protobuf.Timestamp
 	10, // 14: notatcompany.events.v1.Position.start:type_name -> notatcompany.events.v1.YearMonth
 	10, // 15: notatcompany.events.v1.Position.end:type_name -> notatcompany.events.v1.YearMonth
-	18, // 16: notatcompany.events.v1.CompanyChange.observed_at:type_name -> google.protobuf.Timestamp
-	18, // 17: notatcompany.events.v1.CompanyChange.received_at:type_name -> google.protobuf.Timestamp
-	18, // 18: notatcompany.events.v1.MemberErased.observed_at:type_name -> google.protobuf.Timestamp
-	18, // 19: notatcompany.events.v1.MemberErased.received_at:type_name -> google.protobuf.Timestamp
+	19, // 16: notatcompany.events.v1.CompanyChange.observed_at:type_name -> google.protobuf.Timestamp
+	19, // 17: notatcompany.events.v1.CompanyChange.received_at:type_name -> google.protobuf.Timestamp
+	19, // 18: notatcompany.events.v1.MemberErased.observed_at:type_name -> google.protobuf.Timestamp
+	19, // 19: notatcompany.events.v1.MemberErased.received_at:type_name -> google.protobuf.Timestamp
 	1,  // 20: notatcompany.events.v1.Decision.value:type_name -> notatcompany.events.v1.Flag
 	1,  // 21: notatcompany.events.v1.Decision.previous:type_name -> notatcompany.events.v1.Flag
 	14, // 22: notatcompany.events.v1.Decision.evidence:type_name -> notatcompany.events.v1.Evidence
-	18, // 23: notatcompany.events.v1.Decision.decided_at:type_name -> google.protobuf.Timestamp
+	19, // 23: notatcompany.events.v1.Decision.decided_at:type_name -> google.protobuf.Timestamp
 	9,  // 24: notatcompany.events.v1.Evidence.ended_position:type_name -> notatcompany.events.v1.Position
 	9,  // 25: notatcompany.events.v1.Evidence.current_position:type_name -> notatcompany.events.v1.Position
-	17, // 26: notatcompany.events.v1.Evidence.contradicts:type_name -> notatcompany.events.v1.Evidence.ContradictsEntry
-	18, // 27: notatcompany.events.v1.Evidence.profile_observed_at:type_name -> google.protobuf.Timestamp
-	3,  // 28: notatcompany.events.v1.CrmChange.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
-	3,  // 29: notatcompany.events.v1.Entity.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	18, // 26: notatcompany.events.v1.Evidence.contradicts:type_name -> notatcompany.events.v1.Evidence.ContradictsEntry
+	19, // 27: notatcompany.events.v1.Evidence.profile_observed_at:type_name -> google.protobuf.Timestamp
+	1,  // 28: notatcompany.events.v1.WriteOutcome.value:type_name -> notatcompany.events.v1.Flag
+	20, // 29: notatcompany.events.v1.WriteOutcome.latency:type_name -> google.protobuf.Duration
+	19, // 30: notatcompany.events.v1.WriteOutcome.recorded_at:type_name -> google.protobuf.Timestamp
+	3,  // 31: notatcompany.events.v1.CrmChange.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
+	3,  // 32: notatcompany.events.v1.Entity.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_notatcompany_events_v1_events_proto_init() }
@@ -1778,7 +1922,7 @@ func file_notatcompany_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_notatcompany_events_v1_events_proto_rawDesc), len(file_notatcompany_events_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
