@@ -1,0 +1,63 @@
+# notatcompany: `make run` starts everything on embedded defaults,
+# `make test` runs every module's tests with the race detector.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+BIN     := $(CURDIR)/.bin
+# Every module of the workspace (go test ./... does not cross modules).
+MODULES := $(shell go list -m -f '{{.Dir}}')
+FUZZTIME ?= 10s
+
+.PHONY: run build test test-alone bench fuzz proto proto-check tools fmt vet
+
+## run: start the devstack (embedded NATS JetStream, the three services, the Dataverse stand-in)
+run:
+	@go build -o $(BIN)/nac-devstack ./services/devstack/cmd/devstack
+	@exec $(BIN)/nac-devstack
+
+## build: build every service binary into .bin/
+build:
+	go build -o $(BIN)/ ./services/ingest/cmd/ingest ./services/validator/cmd/validator ./services/writer/cmd/writer ./services/devstack/cmd/devstack
+
+## test: every module's tests with -race
+test:
+	@for m in $(MODULES); do \
+		echo "== $${m#$(CURDIR)/}"; \
+		(cd $$m && go test -race -count=1 ./...); \
+	done
+
+## test-alone: each module builds and vets on its own (GOWORK=off), as a container build would
+test-alone:
+	@for m in $(MODULES); do \
+		echo "== $${m#$(CURDIR)/} (GOWORK=off)"; \
+		(cd $$m && GOWORK=off go build ./... && GOWORK=off go vet ./...); \
+	done
+
+## bench: benchmarks of every module; they print figures and ratios, they never fail on speed
+bench:
+	@for m in $(MODULES); do \
+		(cd $$m && go test -run='^$$' -bench=. -benchmem ./...) | grep -Ev '^(PASS|ok|\?|no test files)' || true; \
+	done
+
+## fuzz: run each fuzz target of outside-input parsers for FUZZTIME
+fuzz:
+	cd services/ingest && go test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./remotecontext/
+	cd services/ingest && go test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./profilefeed/
+
+## tools: install the pinned code generators into .bin/
+tools:
+	@./scripts/install-tools.sh
+
+## proto: regenerate the event contracts' Go code
+proto: tools
+	cd proto && $(BIN)/buf lint && $(BIN)/buf generate
+
+## proto-check: fail when the committed generated code differs from `make proto`
+proto-check: proto
+	@test -z "$$(git status --porcelain -- proto/)" || { git status --porcelain -- proto/; echo "generated code differs from make proto: run make proto and commit" >&2; exit 1; }
+
+fmt:
+	gofmt -l -w $$(git ls-files '*.go' | grep -v '\.pb\.go$$')
+
+vet:
+	@for m in $(MODULES); do (cd $$m && go vet ./...); done

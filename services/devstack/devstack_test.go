@@ -1,0 +1,189 @@
+package devstack_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/notatcompany/notatcompany/services/devstack"
+)
+
+// startStack runs a devstack on free loopback ports with its data in dir.
+func startStack(t *testing.T, dir string) (*devstack.Stack, func() error) {
+	t.Helper()
+	env := map[string]string{
+		"NAC_DATA_DIR": dir, "NAC_HTTP_ADDR": "127.0.0.1:0", "NAC_OPS_ADDR": "127.0.0.1:0",
+		"NAC_STANDIN_ADDR": "127.0.0.1:0", "NAC_NATS_ADDR": "127.0.0.1:-1", "NAC_LOG_LEVEL": "warn",
+	}
+	getenv := func(k string) string { return env[k] }
+	cfg, err := devstack.ParseConfig(nil, getenv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stack, err := devstack.Open(ctx, cfg, getenv, io.Discard)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- stack.Run(ctx) }()
+	var once sync.Once
+	var stopErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case stopErr = <-done:
+			case <-time.After(10 * time.Second):
+				stopErr = errors.New("devstack did not stop within 10 s")
+			}
+		})
+		return stopErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	waitFor(t, 30*time.Second, "readyz", func() bool {
+		resp, err := http.Get(stack.OpsURL + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return stack, stop
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not reached within %s", what, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func example(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "scripts", "examples", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func post(t *testing.T, url string, body []byte, header map[string]string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func sign(secret string, body []byte) string {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// flag reads the contact's flag back from the stand-in over HTTP, the way a
+// person would with curl.
+func flag(t *testing.T, stack *devstack.Stack) float64 {
+	t.Helper()
+	resp, err := http.Get(stack.StandinURL + "/api/data/v9.2/contacts(" + devstack.DemoContactID + ")?$select=nac_orgchangestatus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var row map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&row); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := row["nac_orgchangestatus"].(float64)
+	return v
+}
+
+// TestEndToEnd walks the README's path through the real HTTP endpoint,
+// embedded JetStream, the validator, the writer and the stand-in.
+func TestEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	stack, stop := startStack(t, dir)
+	key, secret := stack.Secrets.WebhookKey, stack.Secrets.ProfileSecret
+	dvURL := stack.HTTPURL + "/webhooks/dataverse?code=" + key
+
+	// Refused input changes nothing.
+	if code, _ := post(t, stack.HTTPURL+"/webhooks/dataverse?code=wrong-key-123456", example(t, "dataverse-contact-update.json"), nil); code != http.StatusUnauthorized {
+		t.Fatalf("wrong key: status %d, want 401", code)
+	}
+	if code, body := post(t, dvURL, []byte("{not json"), nil); code != http.StatusBadRequest || !bytes.Contains(body, []byte(`"status":400`)) {
+		t.Fatalf("broken body: status %d %s, want 400 problem", code, body)
+	}
+
+	for _, name := range []string{"dataverse-contact-update.json", "dataverse-account-update.json"} {
+		if code, body := post(t, dvURL, example(t, name), nil); code != http.StatusAccepted {
+			t.Fatalf("%s: status %d %s", name, code, body)
+		}
+	}
+	left := example(t, "profile-left.json")
+	if code, body := post(t, stack.HTTPURL+"/webhooks/profile", left, map[string]string{"X-LI-Signature": sign(secret, left)}); code != http.StatusAccepted {
+		t.Fatalf("profile-left: status %d %s", code, body)
+	}
+	start := time.Now()
+	waitFor(t, 5*time.Second, "flag set to 1", func() bool { return flag(t, stack) == 1 })
+	t.Logf("flag set %s after the profile event", time.Since(start).Round(time.Millisecond))
+
+	back := example(t, "profile-back.json")
+	if code, body := post(t, stack.HTTPURL+"/webhooks/profile", back, map[string]string{"X-LI-Signature": "hmacsha256=" + sign(secret, back)}); code != http.StatusAccepted {
+		t.Fatalf("profile-back: status %d %s", code, body)
+	}
+	waitFor(t, 5*time.Second, "flag cleared to 0", func() bool { return flag(t, stack) == 0 })
+
+	// Replaying the older "left" event must not move the state backwards.
+	if code, _ := post(t, stack.HTTPURL+"/webhooks/profile", left, map[string]string{"X-LI-Signature": sign(secret, left)}); code != http.StatusAccepted {
+		t.Fatalf("replay: status %d", code)
+	}
+	patches := stack.Standin.Patches()
+	time.Sleep(500 * time.Millisecond)
+	if got := flag(t, stack); got != 0 {
+		t.Fatalf("after replaying an older event the flag is %v, want 0", got)
+	}
+	if got := stack.Standin.Patches(); got != patches {
+		t.Fatalf("replaying an older event caused %d writes", got-patches)
+	}
+
+	if err := stop(); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+
+	// A second start finds its state again: same keys, same stand-in rows.
+	again, stop2 := startStack(t, dir)
+	if again.Secrets != stack.Secrets {
+		t.Fatal("secrets changed across restarts")
+	}
+	if got := flag(t, again); got != 0 {
+		t.Fatalf("flag after restart = %v", got)
+	}
+	if err := stop2(); err != nil {
+		t.Fatalf("second shutdown: %v", err)
+	}
+}
