@@ -1,0 +1,495 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/protobuf/proto"
+
+	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
+	"github.com/notatcompany/notatcompany/services/ingest/profilefeed"
+	"github.com/notatcompany/notatcompany/services/shared/problem"
+)
+
+const (
+	testKey     = "dataverse-key-0123456789"
+	rotatedKey  = "dataverse-key-rotated-000"
+	testSecret  = "profile-secret-0123456789"
+	appUserID   = "99999999-8888-4777-a666-555555555555"
+	contactOrg  = "00aa00aa-bb11-cc22-dd33-44ee44ee44ee"
+	contactRow  = "6d81597f-0f9f-e711-8122-000d3aa2331c"
+	contactUser = "11bb11bb-cc22-dd33-ee44-55ff55ff55ff"
+)
+
+var fixedNow = time.Date(2026, 3, 4, 12, 0, 0, 0, time.UTC)
+
+type published struct {
+	subject, msgID string
+	data           []byte
+}
+
+// fakePublisher stores in memory, or fails with err while err is set.
+type fakePublisher struct {
+	mu       sync.Mutex
+	err      error
+	attempts int
+	msgs     []published
+}
+
+func (p *fakePublisher) Publish(_ context.Context, subject, msgID string, data []byte, _ nats.Header) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.attempts++
+	if p.err != nil {
+		return p.err
+	}
+	p.msgs = append(p.msgs, published{subject, msgID, append([]byte(nil), data...)})
+	return nil
+}
+
+func (p *fakePublisher) setErr(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.err = err
+}
+
+func (p *fakePublisher) stored() []published {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]published(nil), p.msgs...)
+}
+
+func testConfig() Config {
+	return Config{
+		HTTPAddr:       "127.0.0.1:0",
+		DataverseKeys:  []string{testKey, rotatedKey},
+		ProfileSecrets: []string{testSecret},
+		PublishTimeout: time.Second,
+		MaxBodyBytes:   64 << 10,
+		Tables:         []string{"contact", "account"},
+		WriteTag:       "notatcompany",
+		AppUserID:      appUserID,
+	}
+}
+
+type fixture struct {
+	svc *Service
+	pub *fakePublisher
+	reg *prometheus.Registry
+	h   http.Handler
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	pub := &fakePublisher{}
+	reg := prometheus.NewPedanticRegistry()
+	svc := New(testConfig(), pub, slog.New(slog.DiscardHandler), reg)
+	svc.now = func() time.Time { return fixedNow }
+	return &fixture{svc: svc, pub: pub, reg: reg, h: svc.Routes()}
+}
+
+func (f *fixture) do(t *testing.T, method, target, contentType string, body []byte, header map[string]string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(method, target, bytes.NewReader(body))
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	f.h.ServeHTTP(rec, req)
+	return rec
+}
+
+func contactFixture(t *testing.T) []byte {
+	t.Helper()
+	b, err := os.ReadFile("remotecontext/testdata/msdocs-update-contact.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// withChanges decodes a context body, applies edit and encodes it again.
+func withChanges(t *testing.T, body []byte, edit func(doc map[string]any)) []byte {
+	t.Helper()
+	var doc map[string]any
+	if err := json.Unmarshal(body, &doc); err != nil {
+		t.Fatal(err)
+	}
+	edit(doc)
+	out, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func decodeProblem(t *testing.T, rec *httptest.ResponseRecorder, status int, kind string) problem.Details {
+	t.Helper()
+	if rec.Code != status {
+		t.Fatalf("status %d, want %d; body %s", rec.Code, status, rec.Body)
+	}
+	if ct := rec.Header().Get("Content-Type"); ct != problem.ContentType {
+		t.Errorf("Content-Type %q, want %q", ct, problem.ContentType)
+	}
+	var p problem.Details
+	if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
+		t.Fatalf("problem body %q: %v", rec.Body, err)
+	}
+	if p.Status != status || !strings.HasSuffix(p.Type, "/"+kind) {
+		t.Errorf("problem status %d type %q, want %d .../%s", p.Status, p.Type, status, kind)
+	}
+	return p
+}
+
+func decodeAccepted(t *testing.T, rec *httptest.ResponseRecorder, outcome string) Accepted {
+	t.Helper()
+	if rec.Code != http.StatusAccepted {
+		t.Fatalf("status %d, want 202; body %s", rec.Code, rec.Body)
+	}
+	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type %q, want application/json", ct)
+	}
+	var a Accepted
+	if err := json.Unmarshal(rec.Body.Bytes(), &a); err != nil {
+		t.Fatal(err)
+	}
+	if a.Outcome != outcome {
+		t.Errorf("outcome %q, want %q", a.Outcome, outcome)
+	}
+	return a
+}
+
+func dataverseURL(key string) string { return "/webhooks/dataverse?code=" + key }
+
+func TestDataverseJetStreamDownAnswers503ThenAccepts(t *testing.T) {
+	f := newFixture(t)
+	body := contactFixture(t)
+
+	f.pub.setErr(errors.New("nats: no responders available for request"))
+	rec := f.do(t, http.MethodPost, dataverseURL(testKey), "application/json", body, nil)
+	p := decodeProblem(t, rec, http.StatusServiceUnavailable, "unavailable")
+	if ra := rec.Header().Get("Retry-After"); ra != "5" {
+		t.Errorf("Retry-After %q, want 5", ra)
+	}
+	if p.Instance != "/webhooks/dataverse" {
+		t.Errorf("instance %q", p.Instance)
+	}
+	if f.pub.attempts != 1 || len(f.pub.stored()) != 0 {
+		t.Fatalf("attempts %d, stored %d; want one failed attempt", f.pub.attempts, len(f.pub.stored()))
+	}
+
+	// JetStream is back; Dataverse retries the same body.
+	f.pub.setErr(nil)
+	rec = f.do(t, http.MethodPost, dataverseURL(testKey), "application/json; charset=utf-8", body, nil)
+	a := decodeAccepted(t, rec, "accepted")
+	wantID := "dv." + contactOrg + ".4af10637-4ea2-e711-8122-000d3aa2331c.update.contact." + contactRow
+	if a.EventID != wantID {
+		t.Errorf("eventId %q, want %q", a.EventID, wantID)
+	}
+	msgs := f.pub.stored()
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages stored, want 1", len(msgs))
+	}
+	m := msgs[0]
+	if want := "nac.crm." + contactOrg + ".contact." + contactRow; m.subject != want {
+		t.Errorf("subject %q, want %q", m.subject, want)
+	}
+	if m.msgID != wantID {
+		t.Errorf("msgID %q, want %q", m.msgID, wantID)
+	}
+	var ch eventsv1.CrmChange
+	if err := proto.Unmarshal(m.data, &ch); err != nil {
+		t.Fatal(err)
+	}
+	if ch.EventId != wantID || ch.RowId != contactRow || ch.Columns["firstname"].GetString_() != "James" {
+		t.Errorf("published change: event %q row %q firstname %v", ch.EventId, ch.RowId, ch.Columns["firstname"])
+	}
+	if !ch.ReceivedAt.AsTime().Equal(fixedNow) {
+		t.Errorf("ReceivedAt %v, want %v", ch.ReceivedAt.AsTime(), fixedNow)
+	}
+	if got := testutil.ToFloat64(f.svc.metrics.requests.WithLabelValues("dataverse", "contact", "Update", "unavailable")); got != 1 {
+		t.Errorf("unavailable requests %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(f.svc.metrics.requests.WithLabelValues("dataverse", "contact", "Update", "accepted")); got != 1 {
+		t.Errorf("accepted requests %v, want 1", got)
+	}
+}
+
+func profileBody(t *testing.T, id string) []byte {
+	t.Helper()
+	b, err := json.Marshal(map[string]any{
+		"id": id, "type": "member.erased", "source": "demo feed", "observedAt": "2026-03-04T11:00:00Z",
+		"data": map[string]any{"memberId": "m.ada"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func signed(body []byte) map[string]string {
+	return map[string]string{"X-LI-Signature": profilefeed.Sign(testSecret, body)}
+}
+
+func TestProfileJetStreamDownAnswers503ThenAccepts(t *testing.T) {
+	f := newFixture(t)
+	body := profileBody(t, "evt-1")
+	f.pub.setErr(errors.New("timeout"))
+	rec := f.do(t, http.MethodPost, "/webhooks/profile", "application/json", body, signed(body))
+	decodeProblem(t, rec, http.StatusServiceUnavailable, "unavailable")
+	if rec.Header().Get("Retry-After") == "" {
+		t.Error("no Retry-After")
+	}
+	// A batch fails as a whole when one publish fails.
+	batch := []byte("[" + string(profileBody(t, "evt-2")) + "," + string(profileBody(t, "evt-3")) + "]")
+	rec = f.do(t, http.MethodPost, "/webhooks/profile", "application/json", batch, signed(batch))
+	decodeProblem(t, rec, http.StatusServiceUnavailable, "unavailable")
+	if len(f.pub.stored()) != 0 {
+		t.Fatal("something was stored while JetStream was down")
+	}
+
+	f.pub.setErr(nil)
+	rec = f.do(t, http.MethodPost, "/webhooks/profile", "application/json", body, signed(body))
+	a := decodeAccepted(t, rec, "accepted")
+	if a.EventID != "evt-1" {
+		t.Errorf("eventId %q", a.EventID)
+	}
+	msgs := f.pub.stored()
+	if len(msgs) != 1 {
+		t.Fatalf("%d stored, want 1", len(msgs))
+	}
+	// Outside ids are encoded so that they cannot change the subject's shape.
+	if msgs[0].subject != "nac.profile.erasure.b64_bS5hZGE" {
+		t.Errorf("subject %q", msgs[0].subject)
+	}
+	if msgs[0].msgID != "profile.b64_ZGVtbyBmZWVk.evt-1" {
+		t.Errorf("msgID %q", msgs[0].msgID)
+	}
+	var e eventsv1.MemberErased
+	if err := proto.Unmarshal(msgs[0].data, &e); err != nil || e.MemberId != "m.ada" || e.EventId != "evt-1" {
+		t.Errorf("published %v (err %v)", &e, err)
+	}
+}
+
+func TestDataverseWebhook(t *testing.T) {
+	contact := contactFixture(t)
+	loopByUser := withChanges(t, contact, func(doc map[string]any) {
+		doc["InitiatingUserId"] = strings.ToUpper(appUserID)
+		doc["OperationId"] = "0aaaaaaa-0000-4000-8000-000000000001"
+	})
+	sizeExceeded := withChanges(t, contact, func(doc map[string]any) {
+		delete(doc, "InputParameters")
+		delete(doc, "PostEntityImages")
+		delete(doc, "ParentContext")
+		doc["OperationId"] = "0aaaaaaa-0000-4000-8000-000000000002"
+	})
+	invalid := withChanges(t, contact, func(doc map[string]any) {
+		delete(doc, "OrganizationId")
+		delete(doc, "MessageName")
+	})
+
+	t.Run("rotated key accepted", func(t *testing.T) {
+		f := newFixture(t)
+		decodeAccepted(t, f.do(t, http.MethodPost, dataverseURL(rotatedKey), "", contact, nil), "accepted")
+		if len(f.pub.stored()) != 1 {
+			t.Errorf("%d stored", len(f.pub.stored()))
+		}
+	})
+	t.Run("key prefix refused", func(t *testing.T) {
+		f := newFixture(t)
+		decodeProblem(t, f.do(t, http.MethodPost, dataverseURL(testKey[:len(testKey)-1]), "", contact, nil), http.StatusUnauthorized, "unauthorized")
+		if f.pub.attempts != 0 {
+			t.Error("published without a valid key")
+		}
+	})
+	t.Run("changes made by the writer's application user are a loop", func(t *testing.T) {
+		f := newFixture(t)
+		decodeAccepted(t, f.do(t, http.MethodPost, dataverseURL(testKey), "", loopByUser, nil), "loop")
+		if f.pub.attempts != 0 {
+			t.Error("published a loop")
+		}
+	})
+	t.Run("size exceeded asks for a read back", func(t *testing.T) {
+		f := newFixture(t)
+		rec := f.do(t, http.MethodPost, dataverseURL(testKey), "text/json", sizeExceeded,
+			map[string]string{"x-ms-dynamics-msg-size-exceeded": "true"})
+		decodeAccepted(t, rec, "accepted")
+		msgs := f.pub.stored()
+		if len(msgs) != 1 {
+			t.Fatalf("%d stored", len(msgs))
+		}
+		var ch eventsv1.CrmChange
+		if err := proto.Unmarshal(msgs[0].data, &ch); err != nil {
+			t.Fatal(err)
+		}
+		if !ch.ReadBackRequired || len(ch.Columns) != 0 || ch.RowId != contactRow {
+			t.Errorf("read back %v, columns %d, row %q", ch.ReadBackRequired, len(ch.Columns), ch.RowId)
+		}
+	})
+	t.Run("every field problem listed", func(t *testing.T) {
+		f := newFixture(t)
+		p := decodeProblem(t, f.do(t, http.MethodPost, dataverseURL(testKey), "application/json", invalid, nil), http.StatusBadRequest, "invalid-body")
+		fields := map[string]bool{}
+		for _, e := range p.Errors {
+			fields[e.Field] = true
+			if e.Reason == "" {
+				t.Errorf("no reason for %s", e.Field)
+			}
+		}
+		if len(p.Errors) != 2 || !fields["/OrganizationId"] || !fields["/MessageName"] {
+			t.Errorf("errors %+v, want /MessageName and /OrganizationId", p.Errors)
+		}
+	})
+	t.Run("GET not allowed", func(t *testing.T) {
+		f := newFixture(t)
+		decodeProblem(t, f.do(t, http.MethodGet, dataverseURL(testKey), "", nil, nil), http.StatusMethodNotAllowed, "method-not-allowed")
+	})
+	t.Run("unknown path", func(t *testing.T) {
+		f := newFixture(t)
+		decodeProblem(t, f.do(t, http.MethodPost, "/webhooks/other", "", nil, nil), http.StatusNotFound, "not-found")
+	})
+	t.Run("unparsable Content-Type", func(t *testing.T) {
+		f := newFixture(t)
+		decodeProblem(t, f.do(t, http.MethodPost, dataverseURL(testKey), "application/", contact, nil), http.StatusUnsupportedMediaType, "unsupported-media-type")
+	})
+	t.Run("too large", func(t *testing.T) {
+		f := newFixture(t)
+		big := withChanges(t, contact, func(doc map[string]any) { doc["Padding"] = strings.Repeat("x", 64<<10) })
+		decodeProblem(t, f.do(t, http.MethodPost, dataverseURL(testKey), "application/json", big, nil), http.StatusRequestEntityTooLarge, "body-too-large")
+		if f.pub.attempts != 0 {
+			t.Error("published a body over the limit")
+		}
+	})
+}
+
+func TestProfileWebhook(t *testing.T) {
+	t.Run("challenge", func(t *testing.T) {
+		f := newFixture(t)
+		rec := f.do(t, http.MethodGet, "/webhooks/profile?challengeCode=abc-123", "", nil, nil)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("status %d", rec.Code)
+		}
+		var got map[string]string
+		if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+			t.Fatal(err)
+		}
+		if got["challengeCode"] != "abc-123" || got["challengeResponse"] != profilefeed.Sign(testSecret, []byte("abc-123")) {
+			t.Errorf("answer %v", got)
+		}
+	})
+	t.Run("challenge without code", func(t *testing.T) {
+		f := newFixture(t)
+		decodeProblem(t, f.do(t, http.MethodGet, "/webhooks/profile", "", nil, nil), http.StatusBadRequest, "invalid-query")
+	})
+	t.Run("single invalid event", func(t *testing.T) {
+		f := newFixture(t)
+		body := []byte(`{"id":"evt-9","type":"member.erased","source":"s","observedAt":"2026-03-04T11:00:00Z","data":{}}`)
+		p := decodeProblem(t, f.do(t, http.MethodPost, "/webhooks/profile", "", body, signed(body)), http.StatusBadRequest, "invalid-event")
+		if len(p.Errors) != 1 || p.Errors[0].Field != "/data/memberId" {
+			t.Errorf("errors %+v, want /data/memberId", p.Errors)
+		}
+	})
+	t.Run("batch with nothing valid", func(t *testing.T) {
+		f := newFixture(t)
+		body := []byte(`[{"id":"a b"},{"id":"evt-2","type":"nope"}]`)
+		rec := f.do(t, http.MethodPost, "/webhooks/profile", "", body, signed(body))
+		if rec.Code != http.StatusBadRequest {
+			t.Fatalf("status %d, want 400; %s", rec.Code, rec.Body)
+		}
+		var res BatchResult
+		if err := json.Unmarshal(rec.Body.Bytes(), &res); err != nil {
+			t.Fatal(err)
+		}
+		if res.Accepted != 0 || res.Refused != 2 || len(res.Results) != 2 {
+			t.Fatalf("result %+v", res)
+		}
+		if res.Results[0].ID != "a b" || res.Results[1].ID != "evt-2" || res.Results[1].Index != 1 || res.Results[1].Status != "refused" {
+			t.Errorf("results %+v", res.Results)
+		}
+	})
+	t.Run("signature over another body", func(t *testing.T) {
+		f := newFixture(t)
+		body := profileBody(t, "evt-1")
+		decodeProblem(t, f.do(t, http.MethodPost, "/webhooks/profile", "", body, signed(append(body, ' '))), http.StatusUnauthorized, "bad-signature")
+		if f.pub.attempts != 0 {
+			t.Error("published an unsigned event")
+		}
+	})
+	t.Run("signed junk", func(t *testing.T) {
+		f := newFixture(t)
+		body := []byte(`[]`)
+		p := decodeProblem(t, f.do(t, http.MethodPost, "/webhooks/profile", "", body, signed(body)), http.StatusBadRequest, "invalid-body")
+		if len(p.Errors) != 1 || p.Errors[0].Field != "/" {
+			t.Errorf("errors %+v", p.Errors)
+		}
+	})
+}
+
+func TestOperationLabelIsBounded(t *testing.T) {
+	m := newMetrics(prometheus.NewRegistry())
+	m.request("dataverse", "contact", "new_CustomAction", "accepted")
+	m.request("dataverse", "contact", "Update", "accepted")
+	m.request("profile", "", "", "invalid")
+	if got := testutil.ToFloat64(m.requests.WithLabelValues("dataverse", "contact", "other", "accepted")); got != 1 {
+		t.Errorf("other = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(m.requests.WithLabelValues("dataverse", "contact", "Update", "accepted")); got != 1 {
+		t.Errorf("Update = %v, want 1", got)
+	}
+	if n := testutil.CollectAndCount(m.requests); n != 3 {
+		t.Errorf("%d series, want 3", n)
+	}
+}
+
+func TestMetricsLint(t *testing.T) {
+	f := newFixture(t)
+	// Give every metric a series: a lint of an empty vector proves nothing.
+	contact := contactFixture(t)
+	decodeAccepted(t, f.do(t, http.MethodPost, dataverseURL(testKey), "", contact, nil), "accepted")
+	body := profileBody(t, "evt-1")
+	decodeAccepted(t, f.do(t, http.MethodPost, "/webhooks/profile", "", body, signed(body)), "accepted")
+	f.do(t, http.MethodPost, dataverseURL("wrong"), "", contact, nil)
+
+	for name, c := range map[string]prometheus.Collector{
+		"requests": f.svc.metrics.requests, "publish": f.svc.metrics.publish, "bodyBytes": f.svc.metrics.bodyBytes,
+	} {
+		if n := testutil.CollectAndCount(c); n == 0 {
+			t.Errorf("%s has no series to lint", name)
+		}
+		problems, err := testutil.CollectAndLint(c)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		for _, p := range problems {
+			t.Errorf("%s: lint: %s: %s", name, p.Metric, p.Text)
+		}
+	}
+	problems, err := testutil.GatherAndLint(f.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("registry lint: %s: %s", p.Metric, p.Text)
+	}
+	if n, err := testutil.GatherAndCount(f.reg, "nac_ingest_requests_total", "nac_ingest_publish_duration_seconds", "nac_ingest_body_bytes"); err != nil || n != 7 {
+		// requests: dataverse accepted, profile accepted, dataverse unauthorized;
+		// publish: dataverse, profile; body bytes: dataverse, profile.
+		t.Errorf("gathered %d series (err %v), want 7", n, err)
+	}
+}
