@@ -61,11 +61,9 @@ func (s *Service) HandleCRM(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return fmt.Errorf("apply %s %s: %w", ch.GetTable(), ch.GetRowId(), err)
 	}
-	if !changed {
-		s.metrics.events.WithLabelValues(kind, "unchanged").Inc()
+	if !s.counted(kind, changed, msg) {
 		return nil
 	}
-	s.metrics.events.WithLabelValues(kind, "applied").Inc()
 	org := ch.GetOrganizationId()
 	var affected []state.ContactRef
 	switch ch.GetTable() {
@@ -93,7 +91,7 @@ func (s *Service) HandleProfile(ctx context.Context, msg jetstream.Msg) error {
 		if err != nil {
 			return fmt.Errorf("apply profile %s: %w", p.GetMemberId(), err)
 		}
-		return s.afterMember(ctx, "profile", before, after, changed, p.GetEventId())
+		return s.afterMember(ctx, "profile", before, after, s.counted("profile", changed, msg), p.GetEventId())
 	case strings.HasPrefix(subject, "nac.profile.erasure."):
 		var e eventsv1.MemberErased
 		if err := proto.Unmarshal(msg.Data(), &e); err != nil {
@@ -103,7 +101,7 @@ func (s *Service) HandleProfile(ctx context.Context, msg jetstream.Msg) error {
 		if err != nil {
 			return fmt.Errorf("erase member: %w", err)
 		}
-		return s.afterMember(ctx, "erasure", before, nil, erased, e.GetEventId())
+		return s.afterMember(ctx, "erasure", before, nil, s.counted("erasure", erased, msg), e.GetEventId())
 	case strings.HasPrefix(subject, "nac.profile.company."):
 		var c eventsv1.CompanyChange
 		if err := proto.Unmarshal(msg.Data(), &c); err != nil {
@@ -113,11 +111,9 @@ func (s *Service) HandleProfile(ctx context.Context, msg jetstream.Msg) error {
 		if err != nil {
 			return fmt.Errorf("apply company %s: %w", c.GetCompanyId(), err)
 		}
-		if !changed {
-			s.metrics.events.WithLabelValues("company", "unchanged").Inc()
+		if !s.counted("company", changed, msg) {
 			return nil
 		}
-		s.metrics.events.WithLabelValues("company", "applied").Inc()
 		var accounts []state.ContactRef
 		for _, rec := range []*state.CompanyRecord{before, after} {
 			if rec == nil {
@@ -143,14 +139,26 @@ func (s *Service) HandleProfile(ctx context.Context, msg jetstream.Msg) error {
 	}
 }
 
+// counted records whether an event changed the state and reports whether
+// the contacts it affects are to be evaluated: when it changed something,
+// and when it is a redelivery, because an earlier attempt may have applied
+// it and then failed before publishing the decisions it led to.
+func (s *Service) counted(kind string, changed bool, msg jetstream.Msg) bool {
+	if changed {
+		s.metrics.events.WithLabelValues(kind, "applied").Inc()
+		return true
+	}
+	s.metrics.events.WithLabelValues(kind, "unchanged").Inc()
+	meta, err := msg.Metadata()
+	return err == nil && meta.NumDelivered > 1
+}
+
 // afterMember re-evaluates the contacts that share an email with the member
 // as it was or as it is now.
-func (s *Service) afterMember(ctx context.Context, kind string, before, after *state.MemberRecord, changed bool, cause string) error {
-	if !changed {
-		s.metrics.events.WithLabelValues(kind, "unchanged").Inc()
+func (s *Service) afterMember(ctx context.Context, kind string, before, after *state.MemberRecord, evaluate bool, cause string) error {
+	if !evaluate {
 		return nil
 	}
-	s.metrics.events.WithLabelValues(kind, "applied").Inc()
 	var hashes []string
 	for _, m := range []*state.MemberRecord{before, after} {
 		if m != nil {

@@ -42,7 +42,7 @@ func fold(s string) string {
 var legalSuffixes = map[string]bool{
 	"inc": true, "incorporated": true, "corp": true, "corporation": true, "co": true, "company": true,
 	"ltd": true, "limited": true, "llc": true, "llp": true, "lp": true, "plc": true,
-	"gmbh": true, "ag": true, "kg": true, "se": true, "sas": true, "sarl": true, "sa": true, "s": true, "a": true,
+	"gmbh": true, "ag": true, "kg": true, "se": true, "sas": true, "sarl": true, "sa": true,
 	"bv": true, "nv": true, "srl": true, "spa": true, "oy": true, "ab": true, "as": true, "aps": true,
 	"kk": true, "pty": true, "pte": true, "sl": true, "group": true, "holding": true, "holdings": true,
 }
@@ -50,7 +50,7 @@ var legalSuffixes = map[string]bool{
 // CompanyKey is the comparable form of a company name: folded, with legal
 // suffixes ("Inc", "GmbH", "S.A.") removed from the end.
 func CompanyKey(name string) string {
-	words := strings.Fields(fold(name))
+	words := joinInitials(strings.Fields(fold(name)))
 	for len(words) > 1 && legalSuffixes[words[len(words)-1]] {
 		words = words[:len(words)-1]
 	}
@@ -81,4 +81,19 @@ func Domain(website string) string {
 		return ""
 	}
 	return d
+}
+
+// joinInitials merges runs of one-letter words, the remains of dotted
+// abbreviations: "s p a" → "spa", "b v" → "bv".
+func joinInitials(words []string) []string {
+	out := words[:0:0]
+	for i := 0; i < len(words); i++ {
+		w := words[i]
+		for len([]rune(words[i])) == 1 && i+1 < len(words) && len([]rune(words[i+1])) == 1 {
+			w += words[i+1]
+			i++
+		}
+		out = append(out, w)
+	}
+	return out
 }

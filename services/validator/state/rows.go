@@ -5,6 +5,7 @@
 package state
 
 import (
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,12 +21,19 @@ type Cell struct {
 }
 
 // Row is a CRM row reduced to the columns the validator uses.
+//
+// A row is the same whatever order its changes were applied in: each
+// column holds the newest value set after the newest delete, DeletedAt is
+// the newest delete and LiveAt the newest other change after it.
 type Row struct {
-	Table     string          `json:"tb"`
-	ID        string          `json:"id"`
-	Deleted   bool            `json:"del,omitempty"`
-	DeletedAt int64           `json:"delt,omitempty"`
-	Cols      map[string]Cell `json:"c,omitempty"`
+	Table     string `json:"tb"`
+	ID        string `json:"id"`
+	Deleted   bool   `json:"del,omitempty"`
+	DeletedAt int64  `json:"delt,omitempty"`
+	// LiveAt is the version of the newest change, other than a delete,
+	// newer than DeletedAt; 0 when there is none.
+	LiveAt int64           `json:"live,omitempty"`
+	Cols   map[string]Cell `json:"c,omitempty"`
 }
 
 // Columns kept per table, by logical name.
@@ -74,31 +82,38 @@ func Version(ch *eventsv1.CrmChange) int64 {
 }
 
 // Apply folds change ch into row (nil for a row not seen yet) and returns
-// the new row and whether anything changed. Columns older than what the row
-// holds are left alone, so duplicates and late changes are harmless.
+// the new row and whether a value, or whether the row is deleted, changed.
+// Columns older than what the row holds are left alone, so duplicates and
+// late changes are harmless: the result does not depend on the order
+// changes arrive in. A delete drops the columns set before it, and changes
+// from before a delete are ignored, even after the row is restored by a
+// newer change. The new row may differ from row (a newer version of the
+// same value) even when nothing is reported changed; store it all the same.
 func Apply(row *Row, ch *eventsv1.CrmChange, extraCols ...string) (*Row, bool) {
 	v := Version(ch)
 	next := &Row{Table: ch.GetTable(), ID: ch.GetRowId(), Cols: map[string]Cell{}}
 	if row != nil {
-		next.Deleted, next.DeletedAt = row.Deleted, row.DeletedAt
-		for k, c := range row.Cols {
-			next.Cols[k] = c
-		}
+		next.Deleted, next.DeletedAt, next.LiveAt = row.Deleted, row.DeletedAt, row.LiveAt
+		maps.Copy(next.Cols, row.Cols)
 	}
 	if ch.GetOperation() == eventsv1.Operation_OPERATION_DELETE {
-		if next.Deleted && next.DeletedAt >= v {
+		if next.predates(v) {
 			return next, false
 		}
-		next.Deleted, next.DeletedAt = true, v
-		return next, true
+		cols, wasDeleted := len(next.Cols), next.Deleted
+		next.DeletedAt = v
+		next.forget(v)
+		next.Deleted = next.LiveAt == 0
+		return next, row == nil || next.Deleted != wasDeleted || len(next.Cols) != cols
 	}
-	if next.Deleted && v <= next.DeletedAt {
+	if next.predates(v) {
 		return next, false // a change from before the delete
 	}
 	changed := false
 	if next.Deleted {
-		next.Deleted, next.DeletedAt, changed = false, 0, true
+		next.Deleted, changed = false, true
 	}
+	next.LiveAt = max(next.LiveAt, v)
 	for _, col := range append(slices.Clone(keptColumns[ch.GetTable()]), extraCols...) {
 		val, ok := ch.GetColumns()[col]
 		if !ok {
@@ -108,15 +123,34 @@ func Apply(row *Row, ch *eventsv1.CrmChange, extraCols ...string) (*Row, bool) {
 		if !ok {
 			continue
 		}
-		if old, seen := next.Cols[col]; seen && old.At > v {
+		old, seen := next.Cols[col]
+		// The newer version wins; of two equal versions, the greater value,
+		// so that the order of arrival never decides.
+		if seen && (old.At > v || old.At == v && old.V >= s) {
 			continue
 		}
-		if old := next.Cols[col]; old.V != s || old.At != v {
-			changed = changed || old.V != s
-			next.Cols[col] = Cell{V: s, At: v}
-		}
+		changed = changed || old.V != s
+		next.Cols[col] = Cell{V: s, At: v}
 	}
 	return next, changed
+}
+
+// predates reports whether a change at version v is from before the row's
+// newest delete (a delete wins over a change of the same version).
+func (r *Row) predates(v int64) bool {
+	return (r.Deleted || r.DeletedAt != 0) && v <= r.DeletedAt
+}
+
+// forget drops what was set at or before version v, a delete's.
+func (r *Row) forget(v int64) {
+	for k, c := range r.Cols {
+		if c.At <= v {
+			delete(r.Cols, k)
+		}
+	}
+	if r.LiveAt <= v {
+		r.LiveAt = 0
+	}
 }
 
 func (r *Row) get(col string) string { return r.Cols[col].V }

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -114,10 +115,16 @@ func (s *Store) ApplyChange(ctx context.Context, ch *eventsv1.CrmChange) (before
 			}
 		}
 		after, changed = Apply(before, ch, extra...)
-		if !changed {
+		data, err := json.Marshal(after)
+		if err != nil {
+			return nil, err
+		}
+		// Stored even when no value changed: a newer version of the same
+		// value must still beat an older change that arrives later.
+		if cur != nil && bytes.Equal(cur, data) {
 			return nil, nil
 		}
-		return json.Marshal(after)
+		return data, nil
 	})
 	if err != nil || !changed {
 		return before, after, changed, err

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
+	"github.com/notatcompany/notatcompany/services/shared/bus"
+	"github.com/notatcompany/notatcompany/services/shared/natsembed"
+)
+
+const (
+	org       = "5f0c7f10-0000-4000-8000-00000000000a"
+	contactID = "7d8c4a0e-0000-4000-8000-000000000001"
+	accountID = "a1b2c3d4-0000-4000-8000-000000000001"
+	email     = "ada@contoso.com"
+)
+
+// logBuffer collects the service's logs; it is written concurrently.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// opsAddr returns the address the ops server logged it listens on.
+func (b *logBuffer) opsAddr() string {
+	sc := bufio.NewScanner(strings.NewReader(b.String()))
+	for sc.Scan() {
+		var line struct{ Msg, Addr string }
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
+			return line.Addr
+		}
+	}
+	return ""
+}
+
+func eventually(t *testing.T, what string, timeout time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func publish(t *testing.T, ctx context.Context, js jetstream.JetStream, subject, msgID string, m proto.Message) {
+	t.Helper()
+	data, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, subject, data, jetstream.WithMsgID(msgID)); err != nil {
+		t.Fatalf("publish %s: %v", subject, err)
+	}
+}
+
+func str(s string) *eventsv1.Value { return &eventsv1.Value{Kind: &eventsv1.Value_String_{String_: s}} }
+
+func TestRun(t *testing.T) {
+	ns := natsembed.ForTest(t)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancelTest := context.WithTimeout(t.Context(), 40*time.Second)
+	defer cancelTest()
+	// Declared here too (it is idempotent) so that events can be published
+	// before the service is up.
+	if err := bus.Declare(ctx, js, bus.DefaultOptions()); err != nil {
+		t.Fatal(err)
+	}
+
+	env := map[string]string{
+		"NAC_NATS_URL":         ns.ClientURL(),
+		"NAC_OPS_ADDR":         "127.0.0.1:0",
+		"NAC_LOG_FORMAT":       "json",
+		"NAC_LOG_LEVEL":        "debug",
+		"NAC_SHUTDOWN_TIMEOUT": "5s",
+	}
+	logs := &logBuffer{}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- run(runCtx, nil, func(k string) string { return env[k] }, logs) }()
+	defer func() {
+		if t.Failed() {
+			t.Logf("service logs:\n%s", logs)
+		}
+	}()
+
+	modified := timestamppb.New(time.Date(2025, 5, 1, 8, 0, 0, 0, time.UTC))
+	publish(t, ctx, js, bus.CRMSubject(org, "contact", contactID), "crm-contact-1", &eventsv1.CrmChange{
+		EventId: "crm-contact-1", OrganizationId: org, Table: "contact", RowId: contactID,
+		Operation: eventsv1.Operation_OPERATION_CREATE, RowModifiedAt: modified,
+		Columns: map[string]*eventsv1.Value{
+			"firstname": str("Ada"), "emailaddress1": str(email),
+			"parentcustomerid": {Kind: &eventsv1.Value_Reference{Reference: &eventsv1.EntityReference{Table: "account", Id: accountID}}},
+		},
+	})
+	publish(t, ctx, js, bus.CRMSubject(org, "account", accountID), "crm-account-1", &eventsv1.CrmChange{
+		EventId: "crm-account-1", OrganizationId: org, Table: "account", RowId: accountID,
+		Operation: eventsv1.Operation_OPERATION_CREATE, RowModifiedAt: modified,
+		Columns: map[string]*eventsv1.Value{"name": str("Contoso Ltd")},
+	})
+	publish(t, ctx, js, bus.ProfileMemberSubject("m-1"), "feed-1", &eventsv1.ProfileChange{
+		EventId: "feed-1", Source: "feed", MemberId: "m-1", EmailSha256: []string{eventsv1.HashEmail(email)},
+		ObservedAt: timestamppb.New(time.Date(2025, 5, 2, 0, 0, 0, 0, time.UTC)),
+		Positions: []*eventsv1.Position{
+			{CompanyName: "Contoso", Start: &eventsv1.YearMonth{Year: 2018, Month: 1}, End: &eventsv1.YearMonth{Year: 2024, Month: 6}},
+			{CompanyName: "Fabrikam", Start: &eventsv1.YearMonth{Year: 2024, Month: 7}, Current: true},
+		},
+	})
+
+	decisions, err := js.Stream(ctx, bus.StreamDecisions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d eventsv1.Decision
+	eventually(t, "the decision on NAC_DECISIONS", 5*time.Second, func() bool {
+		raw, err := decisions.GetLastMsgForSubject(ctx, bus.DecisionSubject(org, contactID))
+		return err == nil && proto.Unmarshal(raw.Data, &d) == nil
+	})
+	if d.GetValue() != eventsv1.Flag_FLAG_NOT_AT_COMPANY || d.GetReason() != "left_company" ||
+		d.GetEvidence().GetMemberId() != "m-1" || d.GetEvidence().GetCurrentPosition().GetCompanyName() != "Fabrikam" {
+		t.Errorf("decision = %v", &d)
+	}
+
+	// Something that is not a CrmChange is set aside with its reason.
+	garbage := []byte("this is not protobuf")
+	if _, err := js.Publish(ctx, "nac.crm.x.contact.y", garbage); err != nil {
+		t.Fatal(err)
+	}
+	dead, err := js.Stream(ctx, bus.StreamDeadLetter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw *jetstream.RawStreamMsg
+	eventually(t, "the garbage in NAC_DEADLETTER", 5*time.Second, func() bool {
+		raw, err = dead.GetLastMsgForSubject(ctx, bus.DeadLetterSubject(bus.ConsumerValidatorCRM))
+		return err == nil
+	})
+	if !bytes.Equal(raw.Data, garbage) {
+		t.Errorf("dead letter data = %q", raw.Data)
+	}
+	if reason := raw.Header.Get(bus.HeaderDeadReason); !strings.Contains(reason, "decode CrmChange") {
+		t.Errorf("%s = %q", bus.HeaderDeadReason, reason)
+	}
+	if got := raw.Header.Get(bus.HeaderDeadSubject); got != "nac.crm.x.contact.y" {
+		t.Errorf("%s = %q", bus.HeaderDeadSubject, got)
+	}
+	if got := raw.Header.Get(bus.HeaderDeadStream); got != bus.StreamCRM {
+		t.Errorf("%s = %q", bus.HeaderDeadStream, got)
+	}
+
+	// The ops server answers, with the validator's metrics.
+	addr := logs.opsAddr()
+	if addr == "" {
+		t.Fatal("no ops address logged")
+	}
+	for path, want := range map[string]string{
+		"/readyz":  "ready",
+		"/healthz": "ok",
+		"/metrics": `nac_validator_decisions_total{reason="left_company",service="validator",value="1"} 1`,
+	} {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s = %d, body without %q:\n%.2000s", path, resp.StatusCode, want, body)
+		}
+	}
+
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run returned %v after cancel, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return within 10s of cancel")
+	}
+}
+
+func TestRunBadConfiguration(t *testing.T) {
+	env := map[string]string{"NAC_CONFIDENCE_THRESHOLD": "2", "NAC_NATS_URL": "nats://127.0.0.1:1"}
+	err := run(t.Context(), nil, func(k string) string { return env[k] }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "NAC_CONFIDENCE_THRESHOLD") {
+		t.Errorf("run = %v, want a configuration error", err)
+	}
+	if err := run(t.Context(), []string{"-h"}, func(string) string { return "" }, io.Discard); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("run -h = %v, want flag.ErrHelp", err)
+	}
+}

@@ -1,0 +1,592 @@
+package validator
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
+	"github.com/notatcompany/notatcompany/services/shared/bus"
+	"github.com/notatcompany/notatcompany/services/shared/natsembed"
+	"github.com/notatcompany/notatcompany/services/validator/decide"
+	"github.com/notatcompany/notatcompany/services/validator/state"
+)
+
+const (
+	org       = "5f0c7f10-0000-4000-8000-00000000000a"
+	contactID = "7d8c4a0e-0000-4000-8000-000000000001"
+	otherID   = "7d8c4a0e-0000-4000-8000-000000000002"
+	accountID = "a1b2c3d4-0000-4000-8000-000000000001"
+	email     = "Ada.Lovelace@Contoso.com"
+)
+
+var t0 = time.Date(2025, 5, 1, 8, 0, 0, 0, time.UTC)
+
+func at(n int) *timestamppb.Timestamp { return timestamppb.New(t0.Add(time.Duration(n) * time.Minute)) }
+
+// fakeMsg is a jetstream.Msg as a consumer hands it to a handler.
+type fakeMsg struct {
+	subject   string
+	data      []byte
+	delivered uint64
+}
+
+func (m *fakeMsg) Metadata() (*jetstream.MsgMetadata, error) {
+	return &jetstream.MsgMetadata{NumDelivered: max(m.delivered, 1), Stream: "TEST"}, nil
+}
+func (m *fakeMsg) Data() []byte                     { return m.data }
+func (m *fakeMsg) Headers() nats.Header             { return nil }
+func (m *fakeMsg) Subject() string                  { return m.subject }
+func (m *fakeMsg) Reply() string                    { return "" }
+func (m *fakeMsg) Ack() error                       { return nil }
+func (m *fakeMsg) DoubleAck(context.Context) error  { return nil }
+func (m *fakeMsg) Nak() error                       { return nil }
+func (m *fakeMsg) NakWithDelay(time.Duration) error { return nil }
+func (m *fakeMsg) InProgress() error                { return nil }
+func (m *fakeMsg) Term() error                      { return nil }
+func (m *fakeMsg) TermWithReason(string) error      { return nil }
+func msgOf(t *testing.T, subject string, m proto.Message) *fakeMsg {
+	t.Helper()
+	data, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fakeMsg{subject: subject, data: data}
+}
+
+type env struct {
+	t   *testing.T
+	svc *Service
+	reg *prometheus.Registry
+	js  jetstream.JetStream
+	ctx context.Context
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ns := natsembed.ForTest(t)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	if err := bus.Declare(ctx, js, bus.DefaultOptions()); err != nil {
+		t.Fatal(err)
+	}
+	store, err := state.Open(ctx, js, DefaultFlagColumn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	cfg := Config{FlagColumn: DefaultFlagColumn, Threshold: DefaultThreshold, Workers: 1, HandleTimeout: 10 * time.Second}
+	svc := New(cfg, store, bus.NewPublisher(js, 5*time.Second), slog.New(slog.DiscardHandler), reg)
+	return &env{t: t, svc: svc, reg: reg, js: js, ctx: ctx}
+}
+
+func (e *env) crm(ch *eventsv1.CrmChange) error {
+	return e.svc.HandleCRM(e.ctx, msgOf(e.t, bus.CRMSubject(ch.GetOrganizationId(), ch.GetTable(), ch.GetRowId()), ch))
+}
+
+func (e *env) mustCRM(ch *eventsv1.CrmChange) {
+	e.t.Helper()
+	if err := e.crm(ch); err != nil {
+		e.t.Fatalf("HandleCRM(%s %s): %v", ch.GetTable(), ch.GetRowId(), err)
+	}
+}
+
+func (e *env) mustProfile(p *eventsv1.ProfileChange) {
+	e.t.Helper()
+	if err := e.svc.HandleProfile(e.ctx, msgOf(e.t, bus.ProfileMemberSubject(p.GetMemberId()), p)); err != nil {
+		e.t.Fatalf("HandleProfile(%s): %v", p.GetEventId(), err)
+	}
+}
+
+// published counts the messages ever stored in a stream.
+func (e *env) published(stream string) uint64 {
+	e.t.Helper()
+	s, err := e.js.Stream(e.ctx, stream)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	info, err := s.Info(e.ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return info.State.LastSeq
+}
+
+// last returns the newest message on subject, decoded into m.
+func (e *env) last(stream, subject string, m proto.Message) *jetstream.RawStreamMsg {
+	e.t.Helper()
+	s, err := e.js.Stream(e.ctx, stream)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	raw, err := s.GetLastMsgForSubject(e.ctx, subject)
+	if err != nil {
+		e.t.Fatalf("last message on %s: %v", subject, err)
+	}
+	if err := proto.Unmarshal(raw.Data, m); err != nil {
+		e.t.Fatal(err)
+	}
+	return raw
+}
+
+func (e *env) counter(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }
+
+func contactChange(id string, version int, cols map[string]*eventsv1.Value) *eventsv1.CrmChange {
+	return &eventsv1.CrmChange{
+		EventId: "crm-" + id + "-" + at(version).AsTime().Format("1504"), OrganizationId: org, Table: "contact", RowId: id,
+		Operation: eventsv1.Operation_OPERATION_UPDATE, Columns: cols, RowModifiedAt: at(version),
+	}
+}
+
+func strV(s string) *eventsv1.Value {
+	return &eventsv1.Value{Kind: &eventsv1.Value_String_{String_: s}}
+}
+func choiceV(n int32) *eventsv1.Value {
+	return &eventsv1.Value{Kind: &eventsv1.Value_Choice{Choice: n}}
+}
+func refV(table, id string) *eventsv1.Value {
+	return &eventsv1.Value{Kind: &eventsv1.Value_Reference{Reference: &eventsv1.EntityReference{Table: table, Id: id}}}
+}
+
+func contactCreate(id, mail string) *eventsv1.CrmChange {
+	ch := contactChange(id, 1, map[string]*eventsv1.Value{
+		"firstname": strV("Ada"), "lastname": strV("Lovelace"), "emailaddress1": strV(mail),
+		"parentcustomerid": refV("account", accountID), "statecode": choiceV(0),
+	})
+	ch.Operation = eventsv1.Operation_OPERATION_CREATE
+	return ch
+}
+
+func accountCreate(name, website string) *eventsv1.CrmChange {
+	return &eventsv1.CrmChange{
+		EventId: "crm-account-1", OrganizationId: org, Table: "account", RowId: accountID,
+		Operation: eventsv1.Operation_OPERATION_CREATE, RowModifiedAt: at(2),
+		Columns: map[string]*eventsv1.Value{"name": strV(name), "websiteurl": strV(website)},
+	}
+}
+
+func ymP(y, m int32) *eventsv1.YearMonth { return &eventsv1.YearMonth{Year: y, Month: m} }
+
+// leftProfile: Contoso ended, Fabrikam current.
+func leftProfile(eventID string, observed int) *eventsv1.ProfileChange {
+	return &eventsv1.ProfileChange{
+		EventId: eventID, Source: "feed", MemberId: "m-1", FirstName: "Ada", LastName: "Lovelace",
+		EmailSha256: []string{eventsv1.HashEmail(email)}, ObservedAt: at(observed),
+		Positions: []*eventsv1.Position{
+			{CompanyName: "Contoso", Title: "Engineer", Start: ymP(2018, 3), End: ymP(2024, 6)},
+			{CompanyName: "Fabrikam", Title: "Lead", Start: ymP(2024, 7), Current: true},
+		},
+	}
+}
+
+// backProfile: current at Contoso again.
+func backProfile(eventID string, observed int) *eventsv1.ProfileChange {
+	p := leftProfile(eventID, observed)
+	p.Positions = append(p.Positions, &eventsv1.Position{CompanyName: "Contoso Ltd.", Title: "Principal", Start: ymP(2025, 4), Current: true})
+	return p
+}
+
+func TestScenarioLeftThenBack(t *testing.T) {
+	e := newEnv(t)
+	evalContact := e.svc.metrics.evaluations.WithLabelValues("crm_contact")
+	evalAccount := e.svc.metrics.evaluations.WithLabelValues("crm_account")
+	decisionSubject := bus.DecisionSubject(org, contactID)
+	auditSubject := bus.AuditSubject("decision", org)
+
+	e.mustCRM(contactCreate(contactID, email))
+	if got := e.counter(evalContact); got != 1 {
+		t.Errorf("evaluations{crm_contact} = %v after one contact change, want 1", got)
+	}
+	e.mustCRM(accountCreate("Contoso Ltd", "https://www.contoso.com"))
+	if got := e.counter(evalAccount); got != 1 {
+		t.Errorf("evaluations{crm_account} = %v, want 1 (the account's one contact)", got)
+	}
+	if n := e.published(bus.StreamDecisions); n != 0 {
+		t.Fatalf("%d decisions before any profile, want none (no feedback is the column's value already)", n)
+	}
+
+	left := leftProfile("feed-1", 10)
+	e.mustProfile(left)
+	if n := e.published(bus.StreamDecisions); n != 1 {
+		t.Fatalf("%d decisions published, want exactly 1", n)
+	}
+	var d eventsv1.Decision
+	raw := e.last(bus.StreamDecisions, decisionSubject, &d)
+	if raw.Subject != "nac.decision."+org+"."+contactID {
+		t.Errorf("decision subject = %s", raw.Subject)
+	}
+	if d.GetValue() != eventsv1.Flag_FLAG_NOT_AT_COMPANY || d.GetPrevious() != eventsv1.Flag_FLAG_NO_FEEDBACK || d.GetReason() != decide.ReasonLeft {
+		t.Errorf("decision = %v (previous %v) %q, want NOT_AT_COMPANY left_company", d.GetValue(), d.GetPrevious(), d.GetReason())
+	}
+	if d.GetOrganizationId() != org || d.GetContactId() != contactID || d.GetCauseEventId() != "feed-1" || d.GetDecisionId() == "" {
+		t.Errorf("decision ids = %q %q %q %q", d.GetOrganizationId(), d.GetContactId(), d.GetCauseEventId(), d.GetDecisionId())
+	}
+	if d.GetConfidence() != 0.855 {
+		t.Errorf("confidence = %v, want 0.855", d.GetConfidence())
+	}
+	ev := d.GetEvidence()
+	if ev.GetMemberId() != "m-1" || ev.GetMemberMatch() != "email" || ev.GetCompanyName() != "Contoso Ltd" || ev.GetCompanyMatch() != "name" {
+		t.Errorf("evidence = %v", ev)
+	}
+	if ev.GetCurrentPosition().GetCompanyName() != "Fabrikam" || !ev.GetCurrentPosition().GetCurrent() {
+		t.Errorf("current position = %v, want Fabrikam", ev.GetCurrentPosition())
+	}
+	if ep := ev.GetEndedPosition(); ep.GetCompanyName() != "Contoso" || ep.GetEnd().GetYear() != 2024 || ep.GetEnd().GetMonth() != 6 {
+		t.Errorf("ended position = %v, want Contoso until 2024-06", ep)
+	}
+	if ev.GetContradicts()["parentcustomerid"] != "Contoso Ltd" || ev.GetProfileSource() != "feed" || !ev.GetProfileObservedAt().AsTime().Equal(left.GetObservedAt().AsTime()) {
+		t.Errorf("evidence = %v", ev)
+	}
+	if raw.Header.Get(nats.MsgIdHdr) != d.GetDecisionId() {
+		t.Errorf("Nats-Msg-Id = %q, want the decision id %q", raw.Header.Get(nats.MsgIdHdr), d.GetDecisionId())
+	}
+	var audit eventsv1.Decision
+	e.last(bus.StreamAudit, auditSubject, &audit)
+	if !proto.Equal(&audit, &d) {
+		t.Errorf("audit copy = %v, want %v", &audit, &d)
+	}
+	if got := e.counter(e.svc.metrics.decisions.WithLabelValues("1", decide.ReasonLeft)); got != 1 {
+		t.Errorf("decisions{1,left_company} = %v", got)
+	}
+
+	// The same profile again (a redelivery, or the source repeating itself).
+	e.mustProfile(left)
+	e.mustProfile(leftProfile("feed-1-again", 10))
+	if n := e.published(bus.StreamDecisions); n != 1 {
+		t.Errorf("a duplicate profile published a decision (%d in all)", n)
+	}
+	if n := e.published(bus.StreamAudit); n != 1 {
+		t.Errorf("a duplicate profile published an audit record (%d in all)", n)
+	}
+	if got := e.counter(e.svc.metrics.events.WithLabelValues("profile", "unchanged")); got != 2 {
+		t.Errorf("events{profile,unchanged} = %v, want 2", got)
+	}
+
+	// Back at the company, observed later.
+	e.mustProfile(backProfile("feed-2", 20))
+	if n := e.published(bus.StreamDecisions); n != 2 {
+		t.Fatalf("%d decisions published in all, want 2", n)
+	}
+	var back eventsv1.Decision
+	e.last(bus.StreamDecisions, decisionSubject, &back)
+	if back.GetValue() != eventsv1.Flag_FLAG_NO_FEEDBACK || back.GetReason() != decide.ReasonStillThere || back.GetPrevious() != eventsv1.Flag_FLAG_NOT_AT_COMPANY {
+		t.Errorf("decision = %v %q (previous %v), want NO_FEEDBACK still_at_company", back.GetValue(), back.GetReason(), back.GetPrevious())
+	}
+	if back.GetDecisionId() == d.GetDecisionId() || back.GetCauseEventId() != "feed-2" {
+		t.Errorf("second decision ids = %q cause %q", back.GetDecisionId(), back.GetCauseEventId())
+	}
+	// The stream keeps only the latest decision for the contact.
+	if s, _ := e.js.Stream(e.ctx, bus.StreamDecisions); s != nil {
+		if info, err := s.Info(e.ctx); err != nil || info.State.Msgs != 1 {
+			t.Errorf("NAC_DECISIONS holds %d messages, want 1", info.State.Msgs)
+		}
+	}
+	if n := e.published(bus.StreamAudit); n != 2 {
+		t.Errorf("%d audit records, want 2", n)
+	}
+
+	// An older observation arriving late changes nothing.
+	e.mustProfile(leftProfile("feed-late", 15))
+	if n := e.published(bus.StreamDecisions); n != 2 {
+		t.Errorf("an older profile published a decision (%d in all)", n)
+	}
+	last, _, err := e.svc.store.LastDecision(e.ctx, org, contactID)
+	if err != nil || last.Value != decide.NoFeedback || last.Reason != decide.ReasonStillThere || last.DecisionID != back.GetDecisionId() {
+		t.Errorf("last decision = %+v, %v", last, err)
+	}
+
+	if problems, err := testutil.GatherAndLint(e.reg); err != nil || len(problems) != 0 {
+		t.Errorf("metric lint: %v %v", problems, err)
+	}
+}
+
+func TestContactChangeEvaluatesOnlyThatContact(t *testing.T) {
+	e := newEnv(t)
+	evalContact := e.svc.metrics.evaluations.WithLabelValues("crm_contact")
+	evalAccount := e.svc.metrics.evaluations.WithLabelValues("crm_account")
+	e.mustCRM(contactCreate(contactID, email))
+	e.mustCRM(contactCreate(otherID, "grace@contoso.com"))
+	e.mustCRM(accountCreate("Contoso Ltd", ""))
+	if got := e.counter(evalAccount); got != 2 {
+		t.Errorf("account change evaluated %v contacts, want its 2", got)
+	}
+	before := e.counter(evalContact)
+	e.mustCRM(contactChange(contactID, 5, map[string]*eventsv1.Value{"lastname": strV("King")}))
+	if got := e.counter(evalContact) - before; got != 1 {
+		t.Errorf("contact change evaluated %v contacts, want 1", got)
+	}
+	// A change that changes nothing evaluates nobody.
+	before = e.counter(evalContact)
+	e.mustCRM(contactChange(contactID, 5, map[string]*eventsv1.Value{"lastname": strV("King")}))
+	if got := e.counter(evalContact) - before; got != 0 {
+		t.Errorf("duplicate contact change evaluated %v contacts, want 0", got)
+	}
+	if got := e.counter(e.svc.metrics.events.WithLabelValues("crm_contact", "unchanged")); got != 1 {
+		t.Errorf("events{crm_contact,unchanged} = %v", got)
+	}
+	// Other tables are not used.
+	if err := e.crm(&eventsv1.CrmChange{OrganizationId: org, Table: "opportunity", RowId: accountID}); err != nil {
+		t.Errorf("untracked table: %v", err)
+	}
+	if got := e.counter(e.svc.metrics.events.WithLabelValues("crm_other", "not_used")); got != 1 {
+		t.Errorf("events{crm_other,not_used} = %v", got)
+	}
+}
+
+func TestPermanentErrors(t *testing.T) {
+	e := newEnv(t)
+	garbage := []byte("this is not protobuf")
+	for name, call := range map[string]func() error{
+		"crm garbage": func() error {
+			return e.svc.HandleCRM(e.ctx, &fakeMsg{subject: "nac.crm.x.contact.y", data: garbage})
+		},
+		"profile garbage": func() error {
+			return e.svc.HandleProfile(e.ctx, &fakeMsg{subject: bus.ProfileMemberSubject("m"), data: garbage})
+		},
+		"erasure garbage": func() error {
+			return e.svc.HandleProfile(e.ctx, &fakeMsg{subject: bus.ProfileErasureSubject("m"), data: garbage})
+		},
+		"company garbage": func() error {
+			return e.svc.HandleProfile(e.ctx, &fakeMsg{subject: bus.ProfileCompanySubject("c"), data: garbage})
+		},
+		"unknown profile subject": func() error {
+			return e.svc.HandleProfile(e.ctx, msgOf(t, "nac.profile.other.x", leftProfile("x", 1)))
+		},
+		"read-back required": func() error {
+			ch := contactChange(contactID, 1, nil)
+			ch.ReadBackRequired = true
+			return e.crm(ch)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := call()
+			if err == nil || !bus.IsPermanent(err) {
+				t.Errorf("err = %v, want a permanent error", err)
+			}
+		})
+	}
+	if row, err := e.svc.store.Row(e.ctx, org, "contact", contactID); row != nil || err != nil {
+		t.Errorf("a read-back change was applied: %+v %v", row, err)
+	}
+	// Read-back of a table the validator does not keep is simply not used.
+	ch := &eventsv1.CrmChange{OrganizationId: org, Table: "lead", RowId: contactID, ReadBackRequired: true}
+	if err := e.crm(ch); err != nil {
+		t.Errorf("read-back of an untracked table: %v", err)
+	}
+}
+
+func TestErasureClearsFlag(t *testing.T) {
+	e := newEnv(t)
+	e.mustCRM(contactCreate(contactID, email))
+	e.mustCRM(accountCreate("Contoso Ltd", ""))
+	e.mustProfile(leftProfile("feed-1", 10))
+	erasure := &eventsv1.MemberErased{EventId: "erase-1", Source: "feed", MemberId: "m-1", ObservedAt: at(11)}
+	if err := e.svc.HandleProfile(e.ctx, msgOf(t, bus.ProfileErasureSubject("m-1"), erasure)); err != nil {
+		t.Fatal(err)
+	}
+	var d eventsv1.Decision
+	e.last(bus.StreamDecisions, bus.DecisionSubject(org, contactID), &d)
+	if d.GetValue() != eventsv1.Flag_FLAG_NO_FEEDBACK || d.GetReason() != decide.ReasonUnmatched || d.GetCauseEventId() != "erase-1" {
+		t.Errorf("decision after erasure = %v %q cause %q, want NO_FEEDBACK unmatched", d.GetValue(), d.GetReason(), d.GetCauseEventId())
+	}
+	if d.GetEvidence().GetMemberId() != "" || d.GetEvidence().GetCurrentPosition() != nil {
+		t.Errorf("decision after erasure carries member data: %v", d.GetEvidence())
+	}
+	// The erased member's late profile does not bring it back.
+	e.mustProfile(leftProfile("feed-late", 9))
+	if n := e.published(bus.StreamDecisions); n != 2 {
+		t.Errorf("%d decisions, want 2", n)
+	}
+}
+
+func TestCompanyPageMatchesByDomain(t *testing.T) {
+	e := newEnv(t)
+	e.mustCRM(contactCreate(contactID, email))
+	e.mustCRM(accountCreate("Contoso Ltd", "https://www.contoso.com"))
+	p := leftProfile("feed-1", 10)
+	p.Positions[0].CompanyId, p.Positions[0].CompanyName = "co-77", "CTSO"
+	e.mustProfile(p)
+	if n := e.published(bus.StreamDecisions); n != 0 {
+		t.Fatalf("%d decisions before the company page is known, want 0", n)
+	}
+	co := &eventsv1.CompanyChange{EventId: "co-1", Source: "feed", CompanyId: "co-77", Name: "CTSO Holdings", Domains: []string{"contoso.com"}, ObservedAt: at(12)}
+	if err := e.svc.HandleProfile(e.ctx, msgOf(t, bus.ProfileCompanySubject("co-77"), co)); err != nil {
+		t.Fatal(err)
+	}
+	var d eventsv1.Decision
+	e.last(bus.StreamDecisions, bus.DecisionSubject(org, contactID), &d)
+	if d.GetValue() != eventsv1.Flag_FLAG_NOT_AT_COMPANY || d.GetEvidence().GetCompanyMatch() != "domain" ||
+		d.GetEvidence().GetCompanyId() != "co-77" || d.GetConfidence() != 0.931 || d.GetCauseEventId() != "co-1" {
+		t.Errorf("decision = %v", &d)
+	}
+	if got := e.counter(e.svc.metrics.evaluations.WithLabelValues("company")); got != 1 {
+		t.Errorf("evaluations{company} = %v", got)
+	}
+	// The same company page again: nothing.
+	if err := e.svc.HandleProfile(e.ctx, msgOf(t, bus.ProfileCompanySubject("co-77"), co)); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.counter(e.svc.metrics.events.WithLabelValues("company", "unchanged")); got != 1 {
+		t.Errorf("events{company,unchanged} = %v", got)
+	}
+}
+
+func TestUserIgnoreIsKept(t *testing.T) {
+	e := newEnv(t)
+	ch := contactCreate(contactID, email)
+	ch.Columns[DefaultFlagColumn] = choiceV(decide.Ignore)
+	e.mustCRM(ch)
+	e.mustCRM(accountCreate("Contoso Ltd", ""))
+	e.mustProfile(leftProfile("feed-1", 10))
+	if n := e.published(bus.StreamDecisions); n != 0 {
+		t.Errorf("%d decisions for a contact a user set to Ignore", n)
+	}
+}
+
+func TestUserResetAfterDecisionIsFlaggedAgain(t *testing.T) {
+	e := newEnv(t)
+	e.svc.now = func() time.Time { return at(10).AsTime() }
+	e.mustCRM(contactCreate(contactID, email))
+	e.mustCRM(accountCreate("Contoso Ltd", ""))
+	e.mustProfile(leftProfile("feed-1", 10))
+	// Our own write of the flag coming back changes nothing.
+	e.mustCRM(contactChange(contactID, 12, map[string]*eventsv1.Value{DefaultFlagColumn: choiceV(1)}))
+	if n := e.published(bus.StreamDecisions); n != 1 {
+		t.Fatalf("%d decisions, want 1", n)
+	}
+	// A user sets the column back to No Feedback after the decision: the
+	// evidence still holds, so the decision goes out again.
+	e.mustCRM(contactChange(contactID, 30, map[string]*eventsv1.Value{DefaultFlagColumn: choiceV(0)}))
+	if n := e.published(bus.StreamDecisions); n != 2 {
+		t.Fatalf("%d decisions, want 2", n)
+	}
+	var d eventsv1.Decision
+	e.last(bus.StreamDecisions, bus.DecisionSubject(org, contactID), &d)
+	if d.GetValue() != eventsv1.Flag_FLAG_NOT_AT_COMPANY {
+		t.Errorf("decision = %v", d.GetValue())
+	}
+}
+
+func TestDeletedContactIsUnflagged(t *testing.T) {
+	e := newEnv(t)
+	e.mustCRM(contactCreate(contactID, email))
+	e.mustCRM(accountCreate("Contoso Ltd", ""))
+	e.mustProfile(leftProfile("feed-1", 10))
+	ch := contactChange(contactID, 40, nil)
+	ch.Operation = eventsv1.Operation_OPERATION_DELETE
+	e.mustCRM(ch)
+	var d eventsv1.Decision
+	e.last(bus.StreamDecisions, bus.DecisionSubject(org, contactID), &d)
+	if d.GetValue() != eventsv1.Flag_FLAG_NO_FEEDBACK || d.GetReason() != decide.ReasonContactGone {
+		t.Errorf("decision = %v %q", d.GetValue(), d.GetReason())
+	}
+	// And it is no longer found through its email.
+	refs, err := e.svc.store.ContactsByEmail(e.ctx, eventsv1.HashEmail(email))
+	if err != nil || len(refs) != 0 {
+		t.Errorf("ContactsByEmail = %v %v", refs, err)
+	}
+}
+
+type failingPublisher struct{ err error }
+
+func (p failingPublisher) PublishProto(context.Context, string, string, proto.Message) error {
+	return p.err
+}
+
+func TestPublishFailureIsTransientAndRetried(t *testing.T) {
+	e := newEnv(t)
+	e.mustCRM(contactCreate(contactID, email))
+	e.mustCRM(accountCreate("Contoso Ltd", ""))
+	good := e.svc.pub
+	e.svc.pub = failingPublisher{err: bus.ErrNotStored}
+	msg := msgOf(t, bus.ProfileMemberSubject("m-1"), leftProfile("feed-1", 10))
+	err := e.svc.HandleProfile(e.ctx, msg)
+	if err == nil || bus.IsPermanent(err) || !errors.Is(err, bus.ErrNotStored) {
+		t.Fatalf("err = %v, want a transient error", err)
+	}
+	if last, _, _ := e.svc.store.LastDecision(e.ctx, org, contactID); last != nil {
+		t.Fatalf("a decision that was not published was recorded: %+v", last)
+	}
+	// The redelivery finds the profile applied already; the contacts it
+	// affects are evaluated all the same, and the decision goes out.
+	e.svc.pub = good
+	msg.delivered = 2
+	if err := e.svc.HandleProfile(e.ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	var d eventsv1.Decision
+	e.last(bus.StreamDecisions, bus.DecisionSubject(org, contactID), &d)
+	if d.GetValue() != eventsv1.Flag_FLAG_NOT_AT_COMPANY || d.GetCauseEventId() != "feed-1" {
+		t.Errorf("decision = %v cause %q", d.GetValue(), d.GetCauseEventId())
+	}
+	// Redelivered again (say the ack was lost): nothing new.
+	msg.delivered = 3
+	if err := e.svc.HandleProfile(e.ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.published(bus.StreamDecisions); n != 1 {
+		t.Errorf("%d decisions, want 1", n)
+	}
+}
+
+func TestRedeliveredCRMChangeIsEvaluated(t *testing.T) {
+	e := newEnv(t)
+	e.mustProfile(leftProfile("feed-1", 10))
+	e.mustCRM(contactCreate(contactID, email))
+	e.svc.pub = failingPublisher{err: bus.ErrNotStored}
+	account := msgOf(t, bus.CRMSubject(org, "account", accountID), accountCreate("Contoso Ltd", ""))
+	if err := e.svc.HandleCRM(e.ctx, account); err == nil || bus.IsPermanent(err) {
+		t.Fatalf("err = %v, want a transient error", err)
+	}
+	e.svc.pub = bus.NewPublisher(e.js, 5*time.Second)
+	account.delivered = 2
+	if err := e.svc.HandleCRM(e.ctx, account); err != nil {
+		t.Fatal(err)
+	}
+	var d eventsv1.Decision
+	e.last(bus.StreamDecisions, bus.DecisionSubject(org, contactID), &d)
+	if d.GetValue() != eventsv1.Flag_FLAG_NOT_AT_COMPANY {
+		t.Errorf("decision = %v", d.GetValue())
+	}
+}
+
+func TestParseConfig(t *testing.T) {
+	env := map[string]string{"NAC_CONFIDENCE_THRESHOLD": "0.9", "NAC_FLAG_COLUMN": "msdyn_orgchangestatus"}
+	var out strings.Builder
+	cfg, err := ParseConfig([]string{"-workers", "2"}, func(k string) string { return env[k] }, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Threshold != 0.9 || cfg.FlagColumn != "msdyn_orgchangestatus" || cfg.Workers != 2 || cfg.HandleTimeout != 20*time.Second {
+		t.Errorf("cfg = %+v", cfg)
+	}
+	env = map[string]string{"NAC_CONFIDENCE_THRESHOLD": "1.5", "NAC_FLAG_COLUMN": "Bad Column", "NAC_HANDLE_TIMEOUT": "45s"}
+	_, err = ParseConfig(nil, func(k string) string { return env[k] }, &out)
+	if err == nil {
+		t.Fatal("bad configuration accepted")
+	}
+	for _, want := range []string{"NAC_CONFIDENCE_THRESHOLD", "NAC_FLAG_COLUMN", "NAC_HANDLE_TIMEOUT"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+}
