@@ -157,7 +157,9 @@ func (r *Runner) handle(m jetstream.Msg) {
 		r.Metrics.handled.WithLabelValues(r.Name, "acked").Inc()
 	case IsPermanent(err) || int(delivered) >= r.MaxDeliver:
 		reason := err.Error()
-		if dlErr := r.deadLetter(ctx, m, meta, reason); dlErr != nil {
+		// The handler may have used up ctx (a timeout is a failure like any
+		// other); the dead letter gets its own time, bounded by the publisher.
+		if dlErr := r.deadLetter(context.WithoutCancel(ctx), m, meta, reason); dlErr != nil {
 			// Not set aside, so not dropped either: try again later.
 			log.Error("dead letter failed; retrying the message", "err", dlErr, "reason", reason)
 			_ = m.NakWithDelay(BackoffFor(delivered))

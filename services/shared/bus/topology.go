@@ -91,11 +91,16 @@ type Options struct {
 	Replicas int
 	// AuditMaxAge is how long the audit trail is kept.
 	AuditMaxAge time.Duration
-	// MaxDeliver bounds redeliveries before a message is dead-lettered.
+	// MaxDeliver bounds deliveries before a message is dead-lettered.
 	MaxDeliver int
 	// AckWait is how long a consumer waits for an ack before redelivering.
 	AckWait time.Duration
 }
+
+// DeadLetterAttempts is how many deliveries past MaxDeliver the server still
+// makes, so that a message whose dead-lettering failed (JetStream briefly
+// unavailable) is tried again instead of silently left behind.
+const DeadLetterAttempts = 5
 
 // DefaultOptions are the settings of a single embedded server.
 func DefaultOptions() Options {
@@ -161,7 +166,7 @@ func (o Options) consumers() []consumerSpec {
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			DeliverPolicy: jetstream.DeliverAllPolicy,
 			AckWait:       o.AckWait,
-			MaxDeliver:    o.MaxDeliver,
+			MaxDeliver:    o.MaxDeliver + DeadLetterAttempts,
 			MaxAckPending: 1000,
 			Replicas:      o.Replicas,
 		}
