@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
+	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/ingest/profilefeed"
 	"github.com/notatcompany/notatcompany/services/ingest/remotecontext"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
@@ -33,6 +34,7 @@ type Publisher interface {
 // Service handles the public webhook endpoints.
 type Service struct {
 	cfg     Config
+	auth    *authenticator
 	pub     Publisher
 	log     *slog.Logger
 	metrics *metrics
@@ -41,7 +43,10 @@ type Service struct {
 
 // New returns the ingest service publishing through pub.
 func New(cfg Config, pub Publisher, log *slog.Logger, reg prometheus.Registerer) *Service {
-	return &Service{cfg: cfg, pub: pub, log: log, metrics: newMetrics(reg), now: time.Now}
+	return &Service{
+		cfg: cfg, pub: pub, log: log, metrics: newMetrics(reg), now: time.Now,
+		auth: &authenticator{orgs: cfg.DataverseOrgs, anyOrg: cfg.DataverseKeys},
+	}
 }
 
 // Routes is the public HTTP API.
@@ -51,6 +56,8 @@ func (s *Service) Routes() http.Handler {
 	r.Post("/webhooks/dataverse", s.dataverseWebhook)
 	r.Get("/webhooks/profile", s.profileChallenge)
 	r.Post("/webhooks/profile", s.profileWebhook)
+	r.Get("/webhooks/profile/{source}", s.profileChallenge)
+	r.Post("/webhooks/profile/{source}", s.profileWebhook)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "no such endpoint"))
 	})
@@ -72,14 +79,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// readBody reads the body within the limit, answering 413 or 400 itself.
-func (s *Service) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+// readBody reads the body within the limit. When it cannot, it answers
+// (415, 413 or 400) itself and returns the outcome to count.
+func (s *Service) readBody(w http.ResponseWriter, r *http.Request) ([]byte, string) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && mt != "text/json") {
 			problem.Write(w, r, problem.New(http.StatusUnsupportedMediaType, "unsupported-media-type",
 				fmt.Sprintf("Content-Type %q: want application/json", ct)))
-			return nil, false
+			return nil, "unsupported_media_type"
 		}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.cfg.MaxBodyBytes)))
@@ -88,34 +96,26 @@ func (s *Service) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool
 		if errors.As(err, &tooBig) {
 			problem.Write(w, r, problem.New(http.StatusRequestEntityTooLarge, "body-too-large",
 				fmt.Sprintf("body exceeds %d bytes", s.cfg.MaxBodyBytes)))
-			return nil, false
+			return nil, "too_large"
 		}
 		problem.Write(w, r, problem.New(http.StatusBadRequest, "invalid-body", "reading body: "+err.Error()))
-		return nil, false
+		return nil, "invalid"
 	}
-	return body, true
-}
-
-// keyMatches compares given against every key in constant time.
-func keyMatches(keys []string, given string) bool {
-	ok := 0
-	for _, k := range keys {
-		ok |= subtle.ConstantTimeCompare([]byte(k), []byte(given))
-	}
-	return ok == 1 && given != ""
+	return body, ""
 }
 
 // dataverseWebhook takes a RemoteExecutionContext posted by a Dataverse
-// service endpoint registered with WebhookKey authentication (?code=).
+// service endpoint (WebhookKey, HttpHeader or HttpQueryString auth).
 func (s *Service) dataverseWebhook(w http.ResponseWriter, r *http.Request) {
-	if !keyMatches(s.cfg.DataverseKeys, r.URL.Query().Get("code")) {
+	g := s.auth.authenticate(r)
+	if g.empty() {
 		s.metrics.request("dataverse", "", "", "unauthorized")
-		problem.Write(w, r, problem.New(http.StatusUnauthorized, "unauthorized", "missing or wrong webhook key (?code=)"))
+		problem.Write(w, r, problem.New(http.StatusUnauthorized, "unauthorized", "missing or wrong webhook key"))
 		return
 	}
-	body, ok := s.readBody(w, r)
-	if !ok {
-		s.metrics.request("dataverse", "", "", "refused")
+	body, refused := s.readBody(w, r)
+	if refused != "" {
+		s.metrics.request("dataverse", "", "", refused)
 		return
 	}
 	s.metrics.bodyBytes.WithLabelValues("dataverse").Observe(float64(len(body)))
@@ -128,13 +128,19 @@ func (s *Service) dataverseWebhook(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, invalidBody("not a usable RemoteExecutionContext", err))
 		return
 	}
+	if !s.auth.allows(g, ch.OrganizationId) {
+		s.metrics.request("dataverse", "", "", "unauthorized")
+		problem.Write(w, r, problem.New(http.StatusUnauthorized, "unauthorized",
+			"the key is not valid for organization "+ch.OrganizationId))
+		return
+	}
 	table := ch.Table
-	if !slices.Contains(s.cfg.Tables, table) {
+	if !s.relevant(ch) {
 		s.metrics.request("dataverse", "other", ch.MessageName, "ignored")
 		writeJSON(w, http.StatusAccepted, Accepted{Outcome: "ignored"})
 		return
 	}
-	if s.causedByUs(ch.Tag, ch.InitiatingUserId) {
+	if s.causedByUs(ch) {
 		s.metrics.request("dataverse", table, ch.MessageName, "loop")
 		writeJSON(w, http.StatusAccepted, Accepted{Outcome: "loop"})
 		return
@@ -153,11 +159,49 @@ func (s *Service) dataverseWebhook(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, Accepted{Outcome: "accepted", EventID: ch.EventId})
 }
 
+// relevant reports whether the change touches a configured table: its own,
+// or for Associate and Disassociate, a related row's.
+func (s *Service) relevant(ch *eventsv1.CrmChange) bool {
+	if slices.Contains(s.cfg.Tables, ch.GetTable()) {
+		return true
+	}
+	for _, ref := range ch.GetRelated() {
+		if slices.Contains(s.cfg.Tables, ref.GetTable()) {
+			return true
+		}
+	}
+	return false
+}
+
+// systemColumns change with every update and say nothing about the row.
+var systemColumns = map[string]bool{"modifiedon": true, "modifiedby": true, "modifiedonbehalfby": true, "versionnumber": true}
+
+// ignoreValue is the flag's Ignore, which only a user ever sets.
+const ignoreValue = 2
+
 // causedByUs recognizes the webhooks our own writer's changes cause, so they
-// never start another round.
-func (s *Service) causedByUs(tag, initiatingUser string) bool {
-	return (s.cfg.WriteTag != "" && tag == s.cfg.WriteTag) ||
-		(s.cfg.AppUserID != "" && initiatingUser == s.cfg.AppUserID)
+// never start another round: the write's ?tag= came back, or our
+// application user made the change, or the change set nothing but the flag
+// column. A user setting Ignore is the one flag-only change that is theirs.
+func (s *Service) causedByUs(ch *eventsv1.CrmChange) bool {
+	if (s.cfg.WriteTag != "" && ch.GetTag() == s.cfg.WriteTag) ||
+		(s.cfg.AppUserID != "" && ch.GetInitiatingUserId() == strings.ToLower(s.cfg.AppUserID)) {
+		return true
+	}
+	if ch.GetTable() != "contact" || ch.GetColumns()[s.cfg.FlagColumn].GetChoice() == ignoreValue {
+		return false
+	}
+	flagOnly := false
+	for _, col := range ch.GetChangedColumns() {
+		switch {
+		case col == s.cfg.FlagColumn:
+			flagOnly = true
+		case systemColumns[col] || col == "contactid":
+		default:
+			return false
+		}
+	}
+	return flagOnly
 }
 
 // publish stores data, answering 503 itself when JetStream does not confirm.

@@ -3,6 +3,9 @@ package ingest
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
+
+	"github.com/go-chi/chi/v5"
 
 	"google.golang.org/protobuf/proto"
 
@@ -11,9 +14,34 @@ import (
 	"github.com/notatcompany/notatcompany/services/shared/problem"
 )
 
+// profileSigner returns the secrets that sign requests to this route and
+// the source they must come from ("" for the shared route: any source).
+// ok is false, with the answer written, for an unknown source.
+func (s *Service) profileSigner(w http.ResponseWriter, r *http.Request) (secrets []string, source string, ok bool) {
+	source = chi.URLParam(r, "source")
+	if source == "" {
+		if len(s.cfg.ProfileSecrets) == 0 {
+			problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "no shared profile secret: post to /webhooks/profile/{source}"))
+			return nil, "", false
+		}
+		return s.cfg.ProfileSecrets, "", true
+	}
+	for _, src := range s.cfg.ProfileSources {
+		if src.Name == source {
+			return src.Secrets, source, true
+		}
+	}
+	problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "unknown profile source "+strconv.Quote(source)))
+	return nil, "", false
+}
+
 // profileChallenge answers the source's endpoint validation:
 // GET ?challengeCode=X → {"challengeCode":X,"challengeResponse":HMAC(X)}.
 func (s *Service) profileChallenge(w http.ResponseWriter, r *http.Request) {
+	secrets, _, ok := s.profileSigner(w, r)
+	if !ok {
+		return
+	}
 	code := r.URL.Query().Get("challengeCode")
 	if code == "" {
 		problem.Write(w, r, problem.New(http.StatusBadRequest, "invalid-query", "challengeCode is required"))
@@ -21,7 +49,7 @@ func (s *Service) profileChallenge(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]string{
 		"challengeCode":     code,
-		"challengeResponse": profilefeed.Sign(s.cfg.ProfileSecrets[0], []byte(code)),
+		"challengeResponse": profilefeed.Sign(secrets[0], []byte(code)),
 	})
 }
 
@@ -42,12 +70,17 @@ type BatchResult struct {
 
 // profileWebhook takes one signed event or an array of them.
 func (s *Service) profileWebhook(w http.ResponseWriter, r *http.Request) {
-	body, ok := s.readBody(w, r)
+	secrets, source, ok := s.profileSigner(w, r)
 	if !ok {
-		s.metrics.request("profile", "", "", "refused")
+		s.metrics.request("profile", "", "", "unknown_source")
 		return
 	}
-	if !profilefeed.Verify(s.cfg.ProfileSecrets, body, r.Header.Get("X-LI-Signature")) {
+	body, refused := s.readBody(w, r)
+	if refused != "" {
+		s.metrics.request("profile", "", "", refused)
+		return
+	}
+	if !profilefeed.Verify(secrets, body, r.Header.Get("X-LI-Signature")) {
 		s.metrics.request("profile", "", "", "unauthorized")
 		problem.Write(w, r, problem.New(http.StatusUnauthorized, "bad-signature",
 			"X-LI-Signature is missing or is not the HMAC-SHA256 of the body"))
@@ -65,6 +98,9 @@ func (s *Service) profileWebhook(w http.ResponseWriter, r *http.Request) {
 	for i, raw := range raws {
 		res := EventResult{Index: i}
 		ev, err := profilefeed.Decode(raw, received)
+		if err == nil && source != "" && sourceOf(ev) != source {
+			err = &profilefeed.FieldError{Field: "/source", Reason: "must be " + strconv.Quote(source) + ", the source whose secret signed the request"}
+		}
 		if err != nil {
 			res.Status, res.Errors = "refused", fieldProblems(err)
 			res.ID = peekID(raw)

@@ -21,8 +21,12 @@ func Workers(ctx context.Context, cfg Config, js jetstream.JetStream, log *slog.
 	if err != nil {
 		return nil, err
 	}
+	profiles, err := js.Stream(ctx, bus.StreamProfile)
+	if err != nil {
+		return nil, fmt.Errorf("bind stream %s: %w", bus.StreamProfile, err)
+	}
 	pub := bus.NewPublisher(js, 5*time.Second)
-	svc := New(cfg, store, pub, log, reg)
+	svc := New(cfg, store, profileStream{profiles}, pub, log, reg)
 	consumerMetrics := bus.NewMetrics(reg)
 	var loops []func(context.Context) error
 	for _, c := range []struct {
@@ -44,4 +48,11 @@ func Workers(ctx context.Context, cfg Config, js jetstream.JetStream, log *slog.
 		loops = append(loops, r.Run)
 	}
 	return loops, nil
+}
+
+// profileStream is the NAC_PROFILE stream as ProfileEvents.
+type profileStream struct{ stream jetstream.Stream }
+
+func (p profileStream) PurgeMember(ctx context.Context, memberID string, beforeSeq uint64) error {
+	return p.stream.Purge(ctx, jetstream.WithPurgeSubject(bus.ProfileMemberSubject(memberID)), jetstream.WithPurgeSequence(beforeSeq))
 }

@@ -27,19 +27,27 @@ type Publisher interface {
 	PublishProto(ctx context.Context, subject, msgID string, m proto.Message) error
 }
 
+// ProfileEvents holds the profile events as received; an erasure removes
+// a member's from it.
+type ProfileEvents interface {
+	// PurgeMember removes the member's profile events stored before seq.
+	PurgeMember(ctx context.Context, memberID string, beforeSeq uint64) error
+}
+
 // Service is the validator.
 type Service struct {
 	cfg     Config
 	store   *state.Store
+	events  ProfileEvents
 	pub     Publisher
 	log     *slog.Logger
 	metrics *metrics
 	now     func() time.Time
 }
 
-// New returns a validator over store, publishing through pub.
-func New(cfg Config, store *state.Store, pub Publisher, log *slog.Logger, reg prometheus.Registerer) *Service {
-	return &Service{cfg: cfg, store: store, pub: pub, log: log, metrics: newMetrics(reg), now: time.Now}
+// New returns a validator over store and events, publishing through pub.
+func New(cfg Config, store *state.Store, events ProfileEvents, pub Publisher, log *slog.Logger, reg prometheus.Registerer) *Service {
+	return &Service{cfg: cfg, store: store, events: events, pub: pub, log: log, metrics: newMetrics(reg), now: time.Now}
 }
 
 // HandleCRM applies one CRM change and re-evaluates the contacts it affects.
@@ -101,6 +109,9 @@ func (s *Service) HandleProfile(ctx context.Context, msg jetstream.Msg) error {
 		if err != nil {
 			return fmt.Errorf("erase member: %w", err)
 		}
+		if err := s.eraseEverywhere(ctx, &e, msg); err != nil {
+			return err
+		}
 		return s.afterMember(ctx, "erasure", before, nil, s.counted("erasure", erased, msg), e.GetEventId())
 	case strings.HasPrefix(subject, "nac.profile.company."):
 		var c eventsv1.CompanyChange
@@ -151,6 +162,20 @@ func (s *Service) counted(kind string, changed bool, msg jetstream.Msg) bool {
 	s.metrics.events.WithLabelValues(kind, "unchanged").Inc()
 	meta, err := msg.Metadata()
 	return err == nil && meta.NumDelivered > 1
+}
+
+// eraseEverywhere removes the member's raw profile events (those stored
+// before the erasure; a newer observation is a new start) and records the
+// erasure in the audit trail. Both are idempotent, so a redelivery is safe.
+func (s *Service) eraseEverywhere(ctx context.Context, e *eventsv1.MemberErased, msg jetstream.Msg) error {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return fmt.Errorf("erasure metadata: %w", err)
+	}
+	if err := s.events.PurgeMember(ctx, e.GetMemberId(), meta.Sequence.Stream); err != nil {
+		return fmt.Errorf("purge profile events of the erased member: %w", err)
+	}
+	return s.pub.PublishProto(ctx, bus.AuditSubject("erasure", "all"), "audit.erasure."+e.GetEventId(), e)
 }
 
 // afterMember re-evaluates the contacts that share an email with the member

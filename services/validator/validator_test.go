@@ -95,7 +95,11 @@ func newEnv(t *testing.T) *env {
 	}
 	reg := prometheus.NewRegistry()
 	cfg := Config{FlagColumn: DefaultFlagColumn, Threshold: DefaultThreshold, Workers: 1, HandleTimeout: 10 * time.Second}
-	svc := New(cfg, store, bus.NewPublisher(js, 5*time.Second), slog.New(slog.DiscardHandler), reg)
+	profiles, err := js.Stream(ctx, bus.StreamProfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := New(cfg, store, profileStream{profiles}, bus.NewPublisher(js, 5*time.Second), slog.New(slog.DiscardHandler), reg)
 	return &env{t: t, svc: svc, reg: reg, js: js, ctx: ctx}
 }
 

@@ -273,6 +273,9 @@ func applyInputs(ch *eventsv1.CrmChange, rc *rawContext) error {
 				if ref.Id != "" {
 					ch.RowId = ref.Id
 				}
+				if ch.Table == "" || ch.Table == "none" {
+					ch.Table = ref.Table // Associate steps run on "none"
+				}
 				continue
 			}
 			e, err := convertEntity(obj)
@@ -285,6 +288,31 @@ func applyInputs(ch *eventsv1.CrmChange, rc *rawContext) error {
 			mergeColumns(ch.Columns, e.Columns)
 			for k := range e.Columns {
 				changed = append(changed, k)
+			}
+		case "Relationship":
+			v, err := decodeAny(kv.Value)
+			if err != nil {
+				return &FieldError{Field: field, Reason: err.Error()}
+			}
+			if obj, ok := v.(map[string]any); ok {
+				ch.Relationship, _ = obj["SchemaName"].(string)
+			}
+		case "RelatedEntities":
+			v, err := decodeAny(kv.Value)
+			if err != nil {
+				return &FieldError{Field: field, Reason: err.Error()}
+			}
+			items, _ := v.([]any)
+			for j, item := range items {
+				obj, ok := item.(map[string]any)
+				if !ok {
+					return &FieldError{Field: fmt.Sprintf("%s/%d", field, j), Reason: "not an EntityReference"}
+				}
+				ref, err := convertReference(obj)
+				if err != nil {
+					return &FieldError{Field: fmt.Sprintf("%s/%d", field, j), Reason: err.Error()}
+				}
+				ch.Related = append(ch.Related, ref)
 			}
 		case "State", "Status", "Assignee":
 			// SetState and Assign carry the new values as parameters.

@@ -180,7 +180,11 @@ type CrmChange struct {
 	// Shared variable "tag" (set by a Web API write with ?tag=).
 	Tag string `protobuf:"bytes,17,opt,name=tag,proto3" json:"tag,omitempty"`
 	// When ingest received the webhook.
-	ReceivedAt    *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
+	ReceivedAt *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
+	// Associate and Disassociate: the relationship's schema name and the rows
+	// linked to, or unlinked from, this one.
+	Relationship  string             `protobuf:"bytes,19,opt,name=relationship,proto3" json:"relationship,omitempty"`
+	Related       []*EntityReference `protobuf:"bytes,20,rep,name=related,proto3" json:"related,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -337,6 +341,20 @@ func (x *CrmChange) GetTag() string {
 func (x *CrmChange) GetReceivedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.ReceivedAt
+	}
+	return nil
+}
+
+func (x *CrmChange) GetRelationship() string {
+	if x != nil {
+		return x.Relationship
+	}
+	return ""
+}
+
+func (x *CrmChange) GetRelated() []*EntityReference {
+	if x != nil {
+		return x.Related
 	}
 	return nil
 }
@@ -1647,7 +1665,7 @@ var File_notatcompany_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_notatcompany_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"#notatcompany/events/v1/events.proto\x12\x16notatcompany.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdc\x06\n" +
+	"#notatcompany/events/v1/events.proto\x12\x16notatcompany.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\a\n" +
 	"\tCrmChange\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12'\n" +
 	"\x0forganization_id\x18\x02 \x01(\tR\x0eorganizationId\x12\x14\n" +
@@ -1670,7 +1688,9 @@ const file_notatcompany_events_v1_events_proto_rawDesc = "" +
 	"\x12read_back_required\x18\x10 \x01(\bR\x10readBackRequired\x12\x10\n" +
 	"\x03tag\x18\x11 \x01(\tR\x03tag\x12;\n" +
 	"\vreceived_at\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"receivedAt\x1aY\n" +
+	"receivedAt\x12\"\n" +
+	"\frelationship\x18\x13 \x01(\tR\frelationship\x12A\n" +
+	"\arelated\x18\x14 \x03(\v2'.notatcompany.events.v1.EntityReferenceR\arelated\x1aY\n" +
 	"\fColumnsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x123\n" +
 	"\x05value\x18\x02 \x01(\v2\x1d.notatcompany.events.v1.ValueR\x05value:\x028\x01\"\xe8\x03\n" +
@@ -1862,39 +1882,40 @@ var file_notatcompany_events_v1_events_proto_depIdxs = []int32{
 	19, // 2: notatcompany.events.v1.CrmChange.occurred_at:type_name -> google.protobuf.Timestamp
 	19, // 3: notatcompany.events.v1.CrmChange.row_modified_at:type_name -> google.protobuf.Timestamp
 	19, // 4: notatcompany.events.v1.CrmChange.received_at:type_name -> google.protobuf.Timestamp
-	19, // 5: notatcompany.events.v1.Value.date_time:type_name -> google.protobuf.Timestamp
-	4,  // 6: notatcompany.events.v1.Value.reference:type_name -> notatcompany.events.v1.EntityReference
-	5,  // 7: notatcompany.events.v1.Value.choices:type_name -> notatcompany.events.v1.Choices
-	6,  // 8: notatcompany.events.v1.Value.collection:type_name -> notatcompany.events.v1.EntityCollection
-	7,  // 9: notatcompany.events.v1.EntityCollection.entities:type_name -> notatcompany.events.v1.Entity
-	17, // 10: notatcompany.events.v1.Entity.columns:type_name -> notatcompany.events.v1.Entity.ColumnsEntry
-	9,  // 11: notatcompany.events.v1.ProfileChange.positions:type_name -> notatcompany.events.v1.Position
-	19, // 12: notatcompany.events.v1.ProfileChange.observed_at:type_name -> google.protobuf.Timestamp
-	19, // 13: notatcompany.events.v1.ProfileChange.received_at:type_name -> google.protobuf.Timestamp
-	10, // 14: notatcompany.events.v1.Position.start:type_name -> notatcompany.events.v1.YearMonth
-	10, // 15: notatcompany.events.v1.Position.end:type_name -> notatcompany.events.v1.YearMonth
-	19, // 16: notatcompany.events.v1.CompanyChange.observed_at:type_name -> google.protobuf.Timestamp
-	19, // 17: notatcompany.events.v1.CompanyChange.received_at:type_name -> google.protobuf.Timestamp
-	19, // 18: notatcompany.events.v1.MemberErased.observed_at:type_name -> google.protobuf.Timestamp
-	19, // 19: notatcompany.events.v1.MemberErased.received_at:type_name -> google.protobuf.Timestamp
-	1,  // 20: notatcompany.events.v1.Decision.value:type_name -> notatcompany.events.v1.Flag
-	1,  // 21: notatcompany.events.v1.Decision.previous:type_name -> notatcompany.events.v1.Flag
-	14, // 22: notatcompany.events.v1.Decision.evidence:type_name -> notatcompany.events.v1.Evidence
-	19, // 23: notatcompany.events.v1.Decision.decided_at:type_name -> google.protobuf.Timestamp
-	9,  // 24: notatcompany.events.v1.Evidence.ended_position:type_name -> notatcompany.events.v1.Position
-	9,  // 25: notatcompany.events.v1.Evidence.current_position:type_name -> notatcompany.events.v1.Position
-	18, // 26: notatcompany.events.v1.Evidence.contradicts:type_name -> notatcompany.events.v1.Evidence.ContradictsEntry
-	19, // 27: notatcompany.events.v1.Evidence.profile_observed_at:type_name -> google.protobuf.Timestamp
-	1,  // 28: notatcompany.events.v1.WriteOutcome.value:type_name -> notatcompany.events.v1.Flag
-	20, // 29: notatcompany.events.v1.WriteOutcome.latency:type_name -> google.protobuf.Duration
-	19, // 30: notatcompany.events.v1.WriteOutcome.recorded_at:type_name -> google.protobuf.Timestamp
-	3,  // 31: notatcompany.events.v1.CrmChange.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
-	3,  // 32: notatcompany.events.v1.Entity.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	4,  // 5: notatcompany.events.v1.CrmChange.related:type_name -> notatcompany.events.v1.EntityReference
+	19, // 6: notatcompany.events.v1.Value.date_time:type_name -> google.protobuf.Timestamp
+	4,  // 7: notatcompany.events.v1.Value.reference:type_name -> notatcompany.events.v1.EntityReference
+	5,  // 8: notatcompany.events.v1.Value.choices:type_name -> notatcompany.events.v1.Choices
+	6,  // 9: notatcompany.events.v1.Value.collection:type_name -> notatcompany.events.v1.EntityCollection
+	7,  // 10: notatcompany.events.v1.EntityCollection.entities:type_name -> notatcompany.events.v1.Entity
+	17, // 11: notatcompany.events.v1.Entity.columns:type_name -> notatcompany.events.v1.Entity.ColumnsEntry
+	9,  // 12: notatcompany.events.v1.ProfileChange.positions:type_name -> notatcompany.events.v1.Position
+	19, // 13: notatcompany.events.v1.ProfileChange.observed_at:type_name -> google.protobuf.Timestamp
+	19, // 14: notatcompany.events.v1.ProfileChange.received_at:type_name -> google.protobuf.Timestamp
+	10, // 15: notatcompany.events.v1.Position.start:type_name -> notatcompany.events.v1.YearMonth
+	10, // 16: notatcompany.events.v1.Position.end:type_name -> notatcompany.events.v1.YearMonth
+	19, // 17: notatcompany.events.v1.CompanyChange.observed_at:type_name -> google.protobuf.Timestamp
+	19, // 18: notatcompany.events.v1.CompanyChange.received_at:type_name -> google.protobuf.Timestamp
+	19, // 19: notatcompany.events.v1.MemberErased.observed_at:type_name -> google.protobuf.Timestamp
+	19, // 20: notatcompany.events.v1.MemberErased.received_at:type_name -> google.protobuf.Timestamp
+	1,  // 21: notatcompany.events.v1.Decision.value:type_name -> notatcompany.events.v1.Flag
+	1,  // 22: notatcompany.events.v1.Decision.previous:type_name -> notatcompany.events.v1.Flag
+	14, // 23: notatcompany.events.v1.Decision.evidence:type_name -> notatcompany.events.v1.Evidence
+	19, // 24: notatcompany.events.v1.Decision.decided_at:type_name -> google.protobuf.Timestamp
+	9,  // 25: notatcompany.events.v1.Evidence.ended_position:type_name -> notatcompany.events.v1.Position
+	9,  // 26: notatcompany.events.v1.Evidence.current_position:type_name -> notatcompany.events.v1.Position
+	18, // 27: notatcompany.events.v1.Evidence.contradicts:type_name -> notatcompany.events.v1.Evidence.ContradictsEntry
+	19, // 28: notatcompany.events.v1.Evidence.profile_observed_at:type_name -> google.protobuf.Timestamp
+	1,  // 29: notatcompany.events.v1.WriteOutcome.value:type_name -> notatcompany.events.v1.Flag
+	20, // 30: notatcompany.events.v1.WriteOutcome.latency:type_name -> google.protobuf.Duration
+	19, // 31: notatcompany.events.v1.WriteOutcome.recorded_at:type_name -> google.protobuf.Timestamp
+	3,  // 32: notatcompany.events.v1.CrmChange.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
+	3,  // 33: notatcompany.events.v1.Entity.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_notatcompany_events_v1_events_proto_init() }
