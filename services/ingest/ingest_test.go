@@ -32,6 +32,7 @@ const (
 	contactOrg  = "00aa00aa-bb11-cc22-dd33-44ee44ee44ee"
 	contactRow  = "6d81597f-0f9f-e711-8122-000d3aa2331c"
 	contactUser = "11bb11bb-cc22-dd33-ee44-55ff55ff55ff"
+	flagColumn  = "nac_orgchangestatus"
 )
 
 var fixedNow = time.Date(2026, 3, 4, 12, 0, 0, 0, time.UTC)
@@ -82,6 +83,7 @@ func testConfig() Config {
 		Tables:         []string{"contact", "account"},
 		WriteTag:       "notatcompany",
 		AppUserID:      appUserID,
+		FlagColumn:     flagColumn,
 	}
 }
 
@@ -94,9 +96,15 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureWith(t, testConfig())
+}
+
+// newFixtureWith serves cfg, publishing into a fakePublisher.
+func newFixtureWith(t *testing.T, cfg Config) *fixture {
+	t.Helper()
 	pub := &fakePublisher{}
 	reg := prometheus.NewPedanticRegistry()
-	svc := New(testConfig(), pub, slog.New(slog.DiscardHandler), reg)
+	svc := New(cfg, pub, slog.New(slog.DiscardHandler), reg)
 	svc.now = func() time.Time { return fixedNow }
 	return &fixture{svc: svc, pub: pub, reg: reg, h: svc.Routes()}
 }
@@ -233,8 +241,14 @@ func TestDataverseJetStreamDownAnswers503ThenAccepts(t *testing.T) {
 
 func profileBody(t *testing.T, id string) []byte {
 	t.Helper()
+	return erasureFrom(t, id, "demo feed")
+}
+
+// erasureFrom is a member.erased event of source.
+func erasureFrom(t *testing.T, id, source string) []byte {
+	t.Helper()
 	b, err := json.Marshal(map[string]any{
-		"id": id, "type": "member.erased", "source": "demo feed", "observedAt": "2026-03-04T11:00:00Z",
+		"id": id, "type": "member.erased", "source": source, "observedAt": "2026-03-04T11:00:00Z",
 		"data": map[string]any{"memberId": "m.ada"},
 	})
 	if err != nil {
@@ -491,5 +505,144 @@ func TestMetricsLint(t *testing.T) {
 		// requests: dataverse accepted, profile accepted, dataverse unauthorized;
 		// publish: dataverse, profile; body bytes: dataverse, profile.
 		t.Errorf("gathered %d series (err %v), want 7", n, err)
+	}
+}
+
+// decodeChange decodes a published CrmChange.
+func decodeChange(t *testing.T, m published) *eventsv1.CrmChange {
+	t.Helper()
+	var ch eventsv1.CrmChange
+	if err := proto.Unmarshal(m.data, &ch); err != nil {
+		t.Fatalf("published %s: %v", m.subject, err)
+	}
+	return &ch
+}
+
+// requests is the nac_ingest_requests_total series with these labels.
+func (f *fixture) requests(endpoint, kind, operation, outcome string) float64 {
+	return testutil.ToFloat64(f.svc.metrics.requests.WithLabelValues(endpoint, kind, operation, outcome))
+}
+
+// withOrg is body with another OrganizationId.
+func withOrg(t *testing.T, body []byte, org string) []byte {
+	t.Helper()
+	return withChanges(t, body, func(doc map[string]any) { doc["OrganizationId"] = org })
+}
+
+// optionSet is an OptionSetValue as Dataverse serializes it.
+func optionSet(n int) map[string]any {
+	return map[string]any{"__type": "OptionSetValue:http://schemas.microsoft.com/xrm/2011/Contracts", "Value": n}
+}
+
+// withTarget is the msdocs contact update turned into a change of table
+// whose Target sets exactly the given key/value pairs.
+func withTarget(t *testing.T, table string, kv ...any) []byte {
+	t.Helper()
+	var attrs []any
+	for i := 0; i < len(kv); i += 2 {
+		attrs = append(attrs, map[string]any{"key": kv[i], "value": kv[i+1]})
+	}
+	return withChanges(t, contactFixture(t), func(doc map[string]any) {
+		doc["PrimaryEntityName"] = table
+		target := doc["InputParameters"].([]any)[0].(map[string]any)["value"].(map[string]any)
+		target["LogicalName"] = table
+		target["Attributes"] = attrs
+		delete(doc, "PostEntityImages")
+	})
+}
+
+// The system columns an update by the writer carries beside the flag.
+func systemAttrs() []any {
+	return []any{
+		"modifiedon", `/Date(1506384247000)/`,
+		"modifiedby", map[string]any{
+			"__type": "EntityReference:http://schemas.microsoft.com/xrm/2011/Contracts",
+			"Id":     appUserID, "LogicalName": "systemuser", "Name": nil,
+		},
+		"contactid", contactRow,
+	}
+}
+
+func TestLoopSafety(t *testing.T) {
+	flagOnly := func(value any) []byte {
+		return withTarget(t, "contact", append([]any{flagColumn, value}, systemAttrs()...)...)
+	}
+	for _, tc := range []struct {
+		name    string
+		cfg     func(*Config)
+		body    []byte
+		outcome string
+		check   func(t *testing.T, ch *eventsv1.CrmChange)
+	}{
+		{name: "flag only is our write coming back", body: flagOnly(optionSet(1)), outcome: "loop"},
+		{name: "flag only, No Feedback", body: flagOnly(optionSet(0)), outcome: "loop"},
+		{name: "flag only with every system column", outcome: "loop", body: withTarget(t, "contact",
+			flagColumn, optionSet(1), "modifiedon", `/Date(1506384247000)/`, "modifiedonbehalfby", nil, "versionnumber", 1234, "contactid", contactRow)},
+		{name: "flag set to Ignore is the user's", body: flagOnly(optionSet(2)), outcome: "accepted",
+			check: func(t *testing.T, ch *eventsv1.CrmChange) {
+				if got := ch.GetColumns()[flagColumn].GetChoice(); got != 2 {
+					t.Errorf("published flag %d, want 2 (Ignore)", got)
+				}
+			}},
+		{name: "flag and another column", outcome: "accepted",
+			body: withTarget(t, "contact", append([]any{flagColumn, optionSet(1), "firstname", "Ada"}, systemAttrs()...)...),
+			check: func(t *testing.T, ch *eventsv1.CrmChange) {
+				if got := ch.GetColumns()["firstname"].GetString_(); got != "Ada" {
+					t.Errorf("published firstname %q", got)
+				}
+			}},
+		{name: "system columns without the flag", body: withTarget(t, "contact", systemAttrs()...), outcome: "accepted"},
+		{name: "account column named like the flag", outcome: "accepted", body: withTarget(t, "account",
+			flagColumn, optionSet(1), "modifiedon", `/Date(1506384247000)/`, "accountid", contactRow),
+			check: func(t *testing.T, ch *eventsv1.CrmChange) {
+				if ch.GetTable() != "account" {
+					t.Errorf("published table %q, want account", ch.GetTable())
+				}
+			}},
+		{name: "another flag column configured", body: flagOnly(optionSet(1)), outcome: "accepted",
+			cfg: func(c *Config) { c.FlagColumn = "msdyn_orgchangestatus" }},
+		{name: "app user configured in upper case", outcome: "loop",
+			cfg: func(c *Config) { c.AppUserID = strings.ToUpper(appUserID) },
+			body: withChanges(t, contactFixture(t), func(doc map[string]any) { doc["InitiatingUserId"] = appUserID })},
+		{name: "app user in upper case on both sides", outcome: "loop",
+			cfg: func(c *Config) { c.AppUserID = strings.ToUpper(appUserID) },
+			body: withChanges(t, contactFixture(t), func(doc map[string]any) { doc["InitiatingUserId"] = strings.ToUpper(appUserID) })},
+		{name: "a user other than the app user", outcome: "accepted",
+			cfg: func(c *Config) { c.AppUserID = strings.ToUpper(appUserID) }, body: contactFixture(t)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig()
+			if tc.cfg != nil {
+				tc.cfg(&cfg)
+			}
+			f := newFixtureWith(t, cfg)
+			a := decodeAccepted(t, f.do(t, http.MethodPost, dataverseURL(testKey), "application/json", tc.body, nil), tc.outcome)
+			msgs := f.pub.stored()
+			if tc.outcome == "loop" {
+				if len(msgs) != 0 || f.pub.attempts != 0 {
+					t.Fatalf("a loop was published: %d attempts", f.pub.attempts)
+				}
+				if a.EventID != "" {
+					t.Errorf("eventId %q for a loop", a.EventID)
+				}
+				if got := f.requests("dataverse", "contact", "Update", "loop"); got != 1 {
+					t.Errorf("loop requests %v, want 1", got)
+				}
+				return
+			}
+			if len(msgs) != 1 {
+				t.Fatalf("%d published, want 1", len(msgs))
+			}
+			ch := decodeChange(t, msgs[0])
+			if a.EventID == "" || a.EventID != ch.GetEventId() {
+				t.Errorf("eventId %q, published %q", a.EventID, ch.GetEventId())
+			}
+			if tc.check != nil {
+				tc.check(t, ch)
+			}
+			if got := f.requests("dataverse", ch.GetTable(), "Update", "accepted"); got != 1 {
+				t.Errorf("accepted requests %v, want 1", got)
+			}
+		})
 	}
 }

@@ -1,36 +1,70 @@
 // Package writer turns decisions into writes of the contact's flag column
-// through the Dataverse Web API, and records every outcome in the audit trail.
+// through the Dataverse Web API, batched and within the service protection
+// limits, and records every outcome in the audit trail.
 package writer
 
 import (
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/url"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/notatcompany/notatcompany/services/shared/conf"
+	"github.com/notatcompany/notatcompany/services/shared/dataverse"
 )
 
 // Config of the writer service.
 type Config struct {
 	conf.Common
-	// DataverseURL is the environment to write to; empty means dry run:
-	// decisions are recorded as "would write" and nothing is sent.
-	DataverseURL string
-	TokenURL     string
-	ClientID     string
-	ClientSecret string
-	// Scope overrides "<DataverseURL>/.default" (sovereign clouds).
-	Scope          string
-	FlagColumn     string
-	WriteTag       string
+	// Default is the Dataverse environment of every organization without a
+	// target of its own; no URL means dry run: decisions are recorded as
+	// "would write" and nothing is sent.
+	Default TargetConfig
+	// Targets are organizations with their own environment or settings.
+	Targets    []TargetConfig
+	FlagColumn string
+	WriteTag   string
+	// BatchSize is the most writes per $batch request (1: one PATCH each).
+	BatchSize int
+	// Linger is how long a batch waits to fill after its first decision.
+	Linger         time.Duration
+	Budget         Budget
 	RequestTimeout time.Duration
-	Workers        int
-	HandleTimeout  time.Duration
+	// Workers is how many batches are written at once.
+	Workers       int
+	HandleTimeout time.Duration
+}
+
+// TargetConfig is where one organization's decisions are written.
+type TargetConfig struct {
+	OrganizationID string `json:"organizationId"`
+	URL            string `json:"url"`
+	TokenURL       string `json:"tokenUrl"`
+	ClientID       string `json:"clientId"`
+	ClientSecret   string `json:"clientSecret"`
+	Scope          string `json:"scope,omitempty"`
+	// Disabled switches data validation off: nothing is written.
+	Disabled bool `json:"disabled,omitempty"`
 }
 
 // DryRun reports whether nothing is to be sent.
-func (c Config) DryRun() bool { return c.DataverseURL == "" }
+func (t TargetConfig) DryRun() bool { return t.URL == "" }
+
+func (t TargetConfig) credentials() dataverse.Credentials {
+	return dataverse.Credentials{TokenURL: t.TokenURL, ClientID: t.ClientID, ClientSecret: t.ClientSecret, Scope: t.Scope}
+}
+
+// Budget is the share of Dataverse's service protection limits the writer
+// may use, per organization and application user.
+type Budget struct {
+	Off        bool
+	Requests   int           // per Window; Dataverse allows 6000
+	Window     time.Duration // Dataverse: 5 minutes
+	Concurrent int           // Dataverse allows 52
+}
 
 var columnRE = regexp.MustCompile(`^[a-z][a-z0-9_]{1,99}$`)
 
@@ -39,35 +73,86 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	var c Config
 	p := conf.NewParser("writer", getenv, out)
 	c.Common.Define(p, "127.0.0.1:9092")
-	p.String(&c.DataverseURL, "dataverse-url", "NAC_DATAVERSE_URL", "", "Dataverse environment URL (https://<org>.crm.dynamics.com); empty for a dry run")
-	p.String(&c.TokenURL, "token-url", "NAC_DATAVERSE_TOKEN_URL", "", "OAuth2 token endpoint (https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token)")
-	p.String(&c.ClientID, "client-id", "NAC_DATAVERSE_CLIENT_ID", "", "application (client) id of the Dataverse application user")
-	p.Secret(&c.ClientSecret, "NAC_DATAVERSE_CLIENT_SECRET")
-	p.String(&c.Scope, "scope", "NAC_DATAVERSE_SCOPE", "", "OAuth2 scope; default <dataverse-url>/.default")
+	p.String(&c.Default.URL, "dataverse-url", "NAC_DATAVERSE_URL", "", "Dataverse environment URL (https://<org>.crm.dynamics.com); empty for a dry run")
+	p.String(&c.Default.TokenURL, "token-url", "NAC_DATAVERSE_TOKEN_URL", "", "OAuth2 token endpoint (https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token)")
+	p.String(&c.Default.ClientID, "client-id", "NAC_DATAVERSE_CLIENT_ID", "", "application (client) id of the Dataverse application user")
+	p.Secret(&c.Default.ClientSecret, "NAC_DATAVERSE_CLIENT_SECRET")
+	p.String(&c.Default.Scope, "scope", "NAC_DATAVERSE_SCOPE", "", "OAuth2 scope; default <dataverse-url>/.default")
+	var targets string
+	p.Secret(&targets, "NAC_DATAVERSE_TARGETS")
 	p.String(&c.FlagColumn, "flag-column", "NAC_FLAG_COLUMN", "nac_orgchangestatus", "logical name of the contact's Not at Company column (or msdyn_orgchangestatus)")
 	p.String(&c.WriteTag, "write-tag", "NAC_WRITE_TAG", "notatcompany", "tag set on every write, so ingest drops the webhook it causes")
+	p.Int(&c.BatchSize, "batch-size", "NAC_BATCH_SIZE", 10, "writes per $batch request, 1-1000 (1: one PATCH per decision)")
+	p.Duration(&c.Linger, "batch-linger", "NAC_BATCH_LINGER", 20*time.Millisecond, "how long a batch waits to fill after its first decision")
+	p.Bool(&c.Budget.Off, "budget-off", "NAC_BUDGET_OFF", false, "write as fast as Dataverse answers (benchmarks only)")
+	p.Int(&c.Budget.Requests, "budget-requests", "NAC_BUDGET_REQUESTS", 6000, "requests per window per organization (each operation of a batch counts)")
+	p.Duration(&c.Budget.Window, "budget-window", "NAC_BUDGET_WINDOW", 5*time.Minute, "window of the request budget")
+	p.Int(&c.Budget.Concurrent, "budget-concurrent", "NAC_BUDGET_CONCURRENT", 52, "operations in progress at once per organization")
 	p.Duration(&c.RequestTimeout, "request-timeout", "NAC_DATAVERSE_TIMEOUT", 15*time.Second, "timeout of one Dataverse request")
-	p.Int(&c.Workers, "workers", "NAC_WORKERS", 8, "decisions written concurrently")
-	p.Duration(&c.HandleTimeout, "handle-timeout", "NAC_HANDLE_TIMEOUT", 25*time.Second, "longest time one decision may take (keep under the 30 s ack wait)")
+	p.Int(&c.Workers, "workers", "NAC_WORKERS", 4, "batches written at once")
+	p.Duration(&c.HandleTimeout, "handle-timeout", "NAC_HANDLE_TIMEOUT", 25*time.Second, "longest time one batch may take (keep under the 30 s ack wait)")
 	if err := p.Parse(args); err != nil {
 		return c, err
 	}
+	var err error
+	c.Targets, err = ParseTargets(targets)
+	p.Check(err == nil, "%v", err)
 	c.Common.Validate(p)
 	c.Validate(p)
 	return c, p.Err()
 }
 
+// ParseTargets reads the NAC_DATAVERSE_TARGETS document: a JSON array of
+// {organizationId, url, tokenUrl, clientId, clientSecret, scope, disabled}.
+func ParseTargets(doc string) ([]TargetConfig, error) {
+	if strings.TrimSpace(doc) == "" {
+		return nil, nil
+	}
+	var ts []TargetConfig
+	dec := json.NewDecoder(strings.NewReader(doc))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&ts); err != nil {
+		return nil, fmt.Errorf("NAC_DATAVERSE_TARGETS: not a JSON array of targets: %w", err)
+	}
+	seen := map[string]bool{}
+	for i := range ts {
+		ts[i].OrganizationID = strings.ToLower(ts[i].OrganizationID)
+		id := ts[i].OrganizationID
+		if id == "" || seen[id] {
+			return nil, fmt.Errorf("NAC_DATAVERSE_TARGETS[%d].organizationId %q: missing or listed twice", i, id)
+		}
+		seen[id] = true
+	}
+	return ts, nil
+}
+
 // Validate records the problems of c in p.
 func (c *Config) Validate(p *conf.Parser) {
-	if !c.DryRun() {
-		u, err := url.Parse(c.DataverseURL)
-		p.Check(err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "", "NAC_DATAVERSE_URL=%q: want https://<org>.crm.dynamics.com", c.DataverseURL)
-		p.Check(c.TokenURL != "", "NAC_DATAVERSE_TOKEN_URL: required with NAC_DATAVERSE_URL")
-		p.Check(c.ClientID != "", "NAC_DATAVERSE_CLIENT_ID: required with NAC_DATAVERSE_URL")
-		p.Check(c.ClientSecret != "", "NAC_DATAVERSE_CLIENT_SECRET (or _FILE): required with NAC_DATAVERSE_URL")
+	type names struct{ url, tokenURL, clientID, secret string }
+	checkTarget := func(n names, t TargetConfig) {
+		if t.DryRun() || t.Disabled {
+			return
+		}
+		u, err := url.Parse(t.URL)
+		p.Check(err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "", "%s=%q: want https://<org>.crm.dynamics.com", n.url, t.URL)
+		p.Check(t.TokenURL != "", "%s: required with %s", n.tokenURL, n.url)
+		p.Check(t.ClientID != "", "%s: required with %s", n.clientID, n.url)
+		p.Check(t.ClientSecret != "", "%s: required with %s", n.secret, n.url)
+	}
+	checkTarget(names{"NAC_DATAVERSE_URL", "NAC_DATAVERSE_TOKEN_URL", "NAC_DATAVERSE_CLIENT_ID", "NAC_DATAVERSE_CLIENT_SECRET (or _FILE)"}, c.Default)
+	for i, t := range c.Targets {
+		at := fmt.Sprintf("NAC_DATAVERSE_TARGETS[%d].", i)
+		checkTarget(names{at + "url", at + "tokenUrl", at + "clientId", at + "clientSecret"}, t)
 	}
 	p.Check(columnRE.MatchString(c.FlagColumn), "NAC_FLAG_COLUMN=%q: want a Dataverse logical name", c.FlagColumn)
+	p.Check(c.BatchSize >= 1 && c.BatchSize <= dataverse.MaxBatch, "NAC_BATCH_SIZE=%d: want 1-%d", c.BatchSize, dataverse.MaxBatch)
+	p.Check(c.Linger >= 0 && c.Linger <= time.Second, "NAC_BATCH_LINGER=%s: want 0-1s", c.Linger)
+	if !c.Budget.Off {
+		p.Check(c.Budget.Requests >= 2*c.BatchSize, "NAC_BUDGET_REQUESTS=%d: want at least twice NAC_BATCH_SIZE", c.Budget.Requests)
+		p.Check(c.Budget.Window >= time.Second, "NAC_BUDGET_WINDOW=%s: want at least 1s", c.Budget.Window)
+		p.Check(c.Budget.Concurrent >= 1, "NAC_BUDGET_CONCURRENT=%d: want at least 1", c.Budget.Concurrent)
+	}
 	p.Check(c.RequestTimeout > 0, "NAC_DATAVERSE_TIMEOUT: must be positive")
-	p.Check(c.Workers >= 1 && c.Workers <= 52, "NAC_WORKERS=%d: want 1-52 (Dataverse allows 52 concurrent requests per user)", c.Workers)
+	p.Check(c.Workers >= 1 && c.Workers <= 52, "NAC_WORKERS=%d: want 1-52", c.Workers)
 	p.Check(c.HandleTimeout > c.RequestTimeout && c.HandleTimeout < 30*time.Second, "NAC_HANDLE_TIMEOUT=%s: want more than NAC_DATAVERSE_TIMEOUT and under 30s", c.HandleTimeout)
 }

@@ -3,22 +3,49 @@ package writer
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	writes  *prometheus.CounterVec
-	latency prometheus.Histogram
+	writes       *prometheus.CounterVec
+	latency      prometheus.Histogram
+	batchSize    prometheus.Histogram
+	throttled    *prometheus.CounterVec
+	throttleWait prometheus.Histogram
+	superseded   prometheus.Counter
+	tokens       prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nac_writer_writes_total",
-			Help: "Decisions handled, by outcome (written, would_write, obsolete, skipped, failed, retried) and HTTP status class.",
+			Help: "Decisions handled, by outcome (written, would_write, obsolete, skipped, superseded, disabled, failed, retried) and HTTP status class.",
 		}, []string{"outcome", "status_class"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "nac_writer_write_duration_seconds",
-			Help:    "Latency of one Dataverse write request.",
+			Help:    "Latency of one Dataverse write request (a PATCH or a $batch).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
 		}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "nac_writer_batch_operations",
+			Help:    "Operations per Dataverse write request.",
+			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000},
+		}),
+		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nac_writer_throttled_total",
+			Help: "Writes held back, by reason: retry_after (Dataverse answered 429) or budget (our own budget).",
+		}, []string{"reason"}),
+		throttleWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "nac_writer_throttle_wait_seconds",
+			Help:    "Time a write request waited for the request budget.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
+		}),
+		superseded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nac_writer_superseded_total",
+			Help: "Decisions not written because a later one for the same contact came along.",
+		}),
+		tokens: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nac_writer_token_fetches_total",
+			Help: "Access tokens fetched from the identity provider.",
+		}),
 	}
-	reg.MustRegister(m.writes, m.latency)
+	reg.MustRegister(m.writes, m.latency, m.batchSize, m.throttled, m.throttleWait, m.superseded, m.tokens)
 	return m
 }

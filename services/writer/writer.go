@@ -1,6 +1,7 @@
 package writer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
@@ -19,107 +21,261 @@ import (
 	"github.com/notatcompany/notatcompany/services/shared/dataverse"
 )
 
-// FlagWriter writes one contact's flag; nil in a dry run.
-type FlagWriter interface {
+// Dataverse is what the writer needs of one environment.
+type Dataverse interface {
 	PatchFlag(ctx context.Context, w dataverse.FlagWrite) error
+	Batch(ctx context.Context, ws []dataverse.FlagWrite) ([]error, error)
 }
 
-// Publisher stores a protobuf message in JetStream; nil means stored.
+// Publisher stores messages in JetStream: audit records and dead letters.
 type Publisher interface {
-	PublishProto(ctx context.Context, subject, msgID string, m proto.Message) error
+	PublishAll(ctx context.Context, out []bus.Outgoing) []error
+	Publish(ctx context.Context, subject, msgID string, data []byte, header nats.Header) error
 }
+
+// Target is where one organization's decisions go.
+type Target struct {
+	Dataverse Dataverse // nil: dry run
+	Disabled  bool
+	Throttle  *Throttle
+}
+
+// Targets finds the target of an organization.
+type Targets struct {
+	ByOrg   map[string]*Target
+	Default *Target
+}
+
+func (t *Targets) For(org string) *Target { return cmp.Or(t.ByOrg[org], t.Default) }
 
 // Service is the writer.
 type Service struct {
-	cfg     Config
-	dv      FlagWriter // nil: dry run
-	pub     Publisher
-	log     *slog.Logger
-	metrics *metrics
-	now     func() time.Time
+	cfg        Config
+	targets    *Targets
+	pub        Publisher
+	log        *slog.Logger
+	metrics    *metrics
+	maxDeliver int
+	now        func() time.Time
 }
 
-// New returns a writer sending through dv (nil for a dry run).
-func New(cfg Config, dv FlagWriter, pub Publisher, log *slog.Logger, reg prometheus.Registerer) *Service {
-	return &Service{cfg: cfg, dv: dv, pub: pub, log: log, metrics: newMetrics(reg), now: time.Now}
+// New returns a writer sending decisions to targets.
+func New(cfg Config, targets *Targets, pub Publisher, log *slog.Logger, reg prometheus.Registerer) *Service {
+	return &Service{cfg: cfg, targets: targets, pub: pub, log: log, metrics: newMetrics(reg),
+		maxDeliver: bus.DefaultOptions().MaxDeliver, now: time.Now}
 }
 
 // Outcomes of a decision.
 const (
 	OutcomeWritten    = "written"
-	OutcomeWouldWrite = "would_write"
-	OutcomeObsolete   = "obsolete"
-	OutcomeSkipped    = "skipped"
-	OutcomeFailed     = "failed"
+	OutcomeWouldWrite = "would_write" // dry run
+	OutcomeObsolete   = "obsolete"    // the contact is gone from Dynamics
+	OutcomeSkipped    = "skipped"     // nothing to write: Ignore is the user's
+	OutcomeSuperseded = "superseded"  // a later decision for the contact came along
+	OutcomeDisabled   = "disabled"    // data validation is off for the organization
+	OutcomeFailed     = "failed"      // permanent error, set aside
 )
 
-// HandleDecision writes one decision. It returns nil once Dynamics answered
-// 2xx or a permanent outcome is recorded in the audit trail.
-func (s *Service) HandleDecision(ctx context.Context, msg jetstream.Msg) error {
-	var d eventsv1.Decision
-	if err := proto.Unmarshal(msg.Data(), &d); err != nil {
-		return bus.Permanent(fmt.Errorf("decode Decision: %w", err))
-	}
-	attempts := 1
-	if meta, err := msg.Metadata(); err == nil {
-		attempts = int(meta.NumDelivered)
-	}
-	out := &eventsv1.WriteOutcome{
-		DecisionId: d.GetDecisionId(), OrganizationId: d.GetOrganizationId(), ContactId: d.GetContactId(),
-		Value: d.GetValue(), Attempts: int32(attempts),
-	}
-	switch {
-	case d.GetValue() == eventsv1.Flag_FLAG_IGNORE:
-		// Ignore is the user's word, already in Dynamics: never written by us.
-		out.Outcome = OutcomeSkipped
-		return s.record(ctx, out)
-	case s.dv == nil:
-		out.Outcome = OutcomeWouldWrite
-		return s.record(ctx, out)
-	}
-
-	start := time.Now()
-	err := s.dv.PatchFlag(ctx, dataverse.FlagWrite{
-		ContactID: d.GetContactId(), Column: s.cfg.FlagColumn, Value: int(d.GetValue()), Tag: s.cfg.WriteTag,
-	})
-	latency := time.Since(start)
-	s.metrics.latency.Observe(latency.Seconds())
-	out.Latency = durationpb.New(latency)
-
-	var se *dataverse.StatusError
-	switch {
-	case err == nil:
-		out.Outcome, out.HttpStatus = OutcomeWritten, 204
-	case errors.As(err, &se) && se.Status == 404:
-		// The contact was deleted in Dynamics; the decision is moot.
-		out.Outcome, out.HttpStatus, out.Error = OutcomeObsolete, 404, se.Error()
-	case errors.As(err, &se) && !se.Transient() && se.Status != 401:
-		out.Outcome, out.HttpStatus, out.Error = OutcomeFailed, int32(se.Status), se.Error()
-		if recErr := s.record(ctx, out); recErr != nil {
-			return recErr
-		}
-		return bus.Permanent(fmt.Errorf("write contact %s: %w", d.GetContactId(), err))
-	default:
-		// 429, 5xx, 401 (token), timeouts, network: retried with backoff.
-		status := 0
-		if se != nil {
-			status = se.Status
-		}
-		s.metrics.writes.WithLabelValues("retried", statusClass(status)).Inc()
-		return fmt.Errorf("write contact %s: %w", d.GetContactId(), err)
-	}
-	return s.record(ctx, out)
+// item is one decision on its way.
+type item struct {
+	msg       jetstream.Msg
+	meta      *jetstream.MsgMetadata
+	decision  *eventsv1.Decision
+	out       *eventsv1.WriteOutcome
+	retry     time.Duration // > 0: not settled, redeliver after this
+	lastError string
 }
 
-func (s *Service) record(ctx context.Context, out *eventsv1.WriteOutcome) error {
-	out.RecordedAt = timestamppb.New(s.now())
-	s.metrics.writes.WithLabelValues(out.GetOutcome(), statusClass(int(out.GetHttpStatus()))).Inc()
-	msgID := "write." + out.GetDecisionId() + "." + out.GetOutcome()
-	if err := s.pub.PublishProto(ctx, bus.AuditSubject("write", out.GetOrganizationId()), msgID, out); err != nil {
-		return fmt.Errorf("audit write outcome: %w", err)
+func (it *item) deliveries() int {
+	if it.meta == nil {
+		return 1
 	}
-	s.log.Debug("decision handled", "decision", out.GetDecisionId(), "outcome", out.GetOutcome(), "status", out.GetHttpStatus())
-	return nil
+	return int(it.meta.NumDelivered)
+}
+
+// HandleBatch writes a batch of decisions and settles every message: acked
+// once Dynamics answered 2xx or a permanent outcome is in the audit trail,
+// redelivered later otherwise.
+func (s *Service) HandleBatch(ctx context.Context, msgs []jetstream.Msg) {
+	var items []*item
+	for _, m := range msgs {
+		meta, _ := m.Metadata()
+		var d eventsv1.Decision
+		if err := proto.Unmarshal(m.Data(), &d); err != nil {
+			s.deadLetter(ctx, m, meta, fmt.Sprintf("decode Decision: %v", err))
+			continue
+		}
+		items = append(items, &item{msg: m, meta: meta, decision: &d, out: &eventsv1.WriteOutcome{
+			DecisionId: d.GetDecisionId(), OrganizationId: d.GetOrganizationId(), ContactId: d.GetContactId(),
+			Value: d.GetValue(),
+		}})
+	}
+	byOrg := map[string][]*item{}
+	latest := map[string]*item{}
+	for _, it := range items {
+		it.out.Attempts = int32(it.deliveries())
+		key := it.decision.GetOrganizationId() + "/" + it.decision.GetContactId()
+		// Only the latest decision for a contact is written.
+		if prev, ok := latest[key]; ok {
+			older := it
+			if it.decision.GetDecidedAt().AsTime().After(prev.decision.GetDecidedAt().AsTime()) {
+				older, latest[key] = prev, it
+			}
+			older.out.Outcome = OutcomeSuperseded
+			s.metrics.superseded.Inc()
+			continue
+		}
+		latest[key] = it
+	}
+	for _, it := range latest {
+		byOrg[it.decision.GetOrganizationId()] = append(byOrg[it.decision.GetOrganizationId()], it)
+	}
+	for org, orgItems := range byOrg {
+		s.writeOrg(ctx, org, orgItems)
+	}
+	s.settle(ctx, items)
+}
+
+// writeOrg decides or sends every item of one organization.
+func (s *Service) writeOrg(ctx context.Context, org string, items []*item) {
+	t := s.targets.For(org)
+	var send []*item
+	for _, it := range items {
+		switch {
+		case t.Disabled:
+			it.out.Outcome = OutcomeDisabled
+		case it.decision.GetValue() == eventsv1.Flag_FLAG_IGNORE:
+			it.out.Outcome = OutcomeSkipped
+		case t.Dataverse == nil:
+			it.out.Outcome = OutcomeWouldWrite
+		default:
+			send = append(send, it)
+		}
+	}
+	for start := 0; start < len(send); start += s.cfg.BatchSize {
+		chunk := send[start:min(start+s.cfg.BatchSize, len(send))]
+		s.writeChunk(ctx, t, chunk)
+	}
+}
+
+func (s *Service) writeChunk(ctx context.Context, t *Target, chunk []*item) {
+	if d := t.Throttle.Blocked(); d > 0 {
+		s.metrics.throttled.WithLabelValues("retry_after").Add(float64(len(chunk)))
+		retryAll(chunk, d, ErrBlocked.Error())
+		return
+	}
+	release, waited, err := t.Throttle.Acquire(ctx, len(chunk))
+	s.metrics.throttleWait.Observe(waited.Seconds())
+	if err != nil {
+		s.metrics.throttled.WithLabelValues("budget").Add(float64(len(chunk)))
+		retryAll(chunk, max(time.Second, t.Throttle.Blocked()), "waiting for the request budget: "+err.Error())
+		return
+	}
+	writes := make([]dataverse.FlagWrite, len(chunk))
+	for i, it := range chunk {
+		writes[i] = dataverse.FlagWrite{ContactID: it.decision.GetContactId(), Column: s.cfg.FlagColumn,
+			Value: int(it.decision.GetValue()), Tag: s.cfg.WriteTag}
+	}
+	start := time.Now()
+	var results []error
+	if len(writes) == 1 && s.cfg.BatchSize == 1 {
+		results = []error{t.Dataverse.PatchFlag(ctx, writes[0])}
+	} else {
+		results, err = t.Dataverse.Batch(ctx, writes)
+	}
+	release()
+	latency := time.Since(start)
+	s.metrics.latency.Observe(latency.Seconds())
+	s.metrics.batchSize.Observe(float64(len(writes)))
+	if err != nil {
+		// The request as a whole failed: nothing is known of its parts.
+		s.classify(t, chunk, func(int) error { return err }, latency)
+		return
+	}
+	s.classify(t, chunk, func(i int) error { return results[i] }, latency)
+}
+
+// classify turns each write's result into an outcome or a retry.
+func (s *Service) classify(t *Target, chunk []*item, result func(int) error, latency time.Duration) {
+	for i, it := range chunk {
+		err := result(i)
+		it.out.Latency = durationpb.New(latency)
+		var se *dataverse.StatusError
+		switch {
+		case err == nil:
+			it.out.Outcome, it.out.HttpStatus = OutcomeWritten, 204
+		case errors.As(err, &se) && se.Status == 404:
+			it.out.Outcome, it.out.HttpStatus, it.out.Error = OutcomeObsolete, 404, se.Error()
+		case errors.As(err, &se) && se.Status == 429:
+			t.Throttle.Block(cmp.Or(se.RetryAfter, 5*time.Second))
+			s.metrics.throttled.WithLabelValues("retry_after").Inc()
+			it.retry, it.lastError, it.out.HttpStatus = t.Throttle.Blocked(), se.Error(), 429
+		case errors.As(err, &se) && !se.Transient() && se.Status != 401:
+			it.out.Outcome, it.out.HttpStatus, it.out.Error = OutcomeFailed, int32(se.Status), se.Error()
+		default:
+			// 5xx, 401 (after a fresh token), timeouts, the network.
+			if se != nil {
+				it.out.HttpStatus = int32(se.Status)
+			}
+			it.retry, it.lastError = bus.Jitter(bus.BackoffFor(uint64(it.deliveries()))), err.Error()
+		}
+	}
+}
+
+func retryAll(items []*item, after time.Duration, reason string) {
+	for _, it := range items {
+		it.retry, it.lastError = bus.Jitter(after), reason
+	}
+}
+
+// settle records every outcome in the audit trail, then acknowledges what
+// is recorded; a decision to retry is redelivered later, or set aside once
+// it has used up its deliveries.
+func (s *Service) settle(ctx context.Context, items []*item) {
+	var audited []*item
+	for _, it := range items {
+		if it.retry > 0 && it.deliveries() >= s.maxDeliver {
+			it.out.Outcome, it.out.Error = OutcomeFailed, "gave up after "+strconv.Itoa(it.deliveries())+" deliveries: "+it.lastError
+		}
+		if it.retry > 0 && it.out.GetOutcome() == "" {
+			s.metrics.writes.WithLabelValues("retried", statusClass(int(it.out.GetHttpStatus()))).Inc()
+			_ = it.msg.NakWithDelay(it.retry)
+			continue
+		}
+		it.out.RecordedAt = timestamppb.New(s.now())
+		audited = append(audited, it)
+	}
+	out := make([]bus.Outgoing, len(audited))
+	for i, it := range audited {
+		out[i] = bus.Outgoing{Subject: bus.AuditSubject("write", it.out.GetOrganizationId()),
+			MsgID: "write." + it.out.GetDecisionId() + "." + it.out.GetOutcome(), Message: it.out}
+	}
+	errs := s.pub.PublishAll(ctx, out)
+	for i, it := range audited {
+		if errs[i] != nil {
+			s.log.Warn("audit record not stored; the decision will be redelivered", "err", errs[i])
+			_ = it.msg.NakWithDelay(bus.Jitter(time.Second))
+			continue
+		}
+		s.metrics.writes.WithLabelValues(it.out.GetOutcome(), statusClass(int(it.out.GetHttpStatus()))).Inc()
+		if it.out.GetOutcome() == OutcomeFailed {
+			s.deadLetter(ctx, it.msg, it.meta, it.out.GetError())
+			continue
+		}
+		_ = it.msg.Ack()
+	}
+}
+
+// deadLetter sets a message aside with its reason and terminates it; when
+// that fails it is redelivered, so that nothing is dropped.
+func (s *Service) deadLetter(ctx context.Context, m jetstream.Msg, meta *jetstream.MsgMetadata, reason string) {
+	if err := bus.DeadLetter(ctx, s.pub, bus.ConsumerWriter, m, meta, reason); err != nil {
+		s.log.Error("dead letter failed; the decision will be redelivered", "err", err, "reason", reason)
+		_ = m.NakWithDelay(bus.Jitter(5 * time.Second))
+		return
+	}
+	s.log.Error("decision set aside in the dead letter stream", "reason", reason)
+	_ = m.TermWithReason(reason[:min(len(reason), 200)])
 }
 
 func statusClass(status int) string {

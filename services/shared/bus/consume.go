@@ -63,6 +63,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+// RawPublisher stores raw data; *Publisher is one.
+type RawPublisher interface {
+	Publish(ctx context.Context, subject, msgID string, data []byte, header nats.Header) error
+}
+
 // Headers on a dead-lettered message, beside the original headers.
 const (
 	HeaderDeadReason     = "Nac-Dead-Reason"
@@ -170,7 +175,7 @@ func (r *Runner) handle(m jetstream.Msg) {
 		_ = m.TermWithReason(truncate(reason, 200))
 		r.Metrics.handled.WithLabelValues(r.Name, "dead_lettered").Inc()
 	default:
-		delay := BackoffFor(delivered)
+		delay := Jitter(BackoffFor(delivered))
 		log.Warn("transient failure; retrying", "err", err, "delay", delay)
 		_ = m.NakWithDelay(delay)
 		r.Metrics.handled.WithLabelValues(r.Name, "retried").Inc()
@@ -178,6 +183,14 @@ func (r *Runner) handle(m jetstream.Msg) {
 }
 
 func (r *Runner) deadLetter(ctx context.Context, m jetstream.Msg, meta *jetstream.MsgMetadata, reason string) error {
+	return DeadLetter(ctx, r.Publisher, r.Name, m, meta, reason)
+}
+
+// DeadLetter sets m aside on the dead letter subject of consumer, with the
+// reason and where it came from in Nac-Dead-* headers and its original
+// headers and data. meta may be nil. Deduplicated per stream sequence, so a
+// repeated attempt stores it once.
+func DeadLetter(ctx context.Context, pub RawPublisher, consumer string, m jetstream.Msg, meta *jetstream.MsgMetadata, reason string) error {
 	h := nats.Header{}
 	for k, v := range m.Headers() {
 		h[k] = v
@@ -192,7 +205,7 @@ func (r *Runner) deadLetter(ctx context.Context, m jetstream.Msg, meta *jetstrea
 		msgID = fmt.Sprintf("%s-%d", meta.Stream, meta.Sequence.Stream)
 	}
 	h.Del(nats.MsgIdHdr)
-	return r.Publisher.Publish(ctx, DeadLetterSubject(r.Name), msgID, m.Data(), h)
+	return pub.Publish(ctx, DeadLetterSubject(consumer), msgID, m.Data(), h)
 }
 
 func truncate(s string, n int) string {

@@ -50,3 +50,46 @@ func (p *Publisher) PublishProto(ctx context.Context, subject, msgID string, m p
 	}
 	return p.Publish(ctx, subject, msgID, data, nil)
 }
+
+// Outgoing is one message of PublishAll.
+type Outgoing struct {
+	Subject string
+	MsgID   string
+	Message proto.Message
+}
+
+// PublishAll publishes every message without waiting for each PubAck in
+// turn, then waits for all of them; errs[i] is nil when out[i] is stored.
+func (p *Publisher) PublishAll(ctx context.Context, out []Outgoing) []error {
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	errs := make([]error, len(out))
+	futures := make([]jetstream.PubAckFuture, len(out))
+	for i, o := range out {
+		data, err := proto.Marshal(o.Message)
+		if err != nil {
+			errs[i] = fmt.Errorf("encode %T: %w", o.Message, err)
+			continue
+		}
+		var opts []jetstream.PublishOpt
+		if o.MsgID != "" {
+			opts = append(opts, jetstream.WithMsgID(o.MsgID))
+		}
+		if futures[i], err = p.js.PublishMsgAsync(&nats.Msg{Subject: o.Subject, Data: data}, opts...); err != nil {
+			errs[i] = fmt.Errorf("publish %s: %w: %w", o.Subject, ErrNotStored, err)
+		}
+	}
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			errs[i] = fmt.Errorf("publish %s: %w: %w", out[i].Subject, ErrNotStored, err)
+		case <-ctx.Done():
+			errs[i] = fmt.Errorf("publish %s: %w: %w", out[i].Subject, ErrNotStored, ctx.Err())
+		}
+	}
+	return errs
+}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -121,6 +122,15 @@ func BackoffFor(delivered uint64) time.Duration {
 		i = len(backoff) - 1
 	}
 	return backoff[i]
+}
+
+// Jitter spreads d by up to ±20%, so that messages failing together do not
+// all come back at the same moment.
+func Jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	return d - d/5 + time.Duration(rand.Int64N(int64(d)*2/5+1))
 }
 
 func (o Options) streams() []jetstream.StreamConfig {

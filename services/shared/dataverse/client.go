@@ -12,7 +12,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -37,10 +36,22 @@ type Client struct {
 	http *http.Client
 }
 
+// Options tune a client.
+type Options struct {
+	// Timeout of one request (the token fetch included).
+	Timeout time.Duration
+	// OnTokenFetch is called whenever a new access token was fetched.
+	OnTokenFetch func()
+	// OnRateLimit is called with the service protection headers of every
+	// response that carries them.
+	OnRateLimit func(RateLimit)
+}
+
 // New returns a client of the environment at baseURL
-// (https://<org>.crm.dynamics.com). Tokens are fetched with creds, cached
-// and refreshed before they expire; tokenCtx bounds their fetching.
-func New(tokenCtx context.Context, baseURL string, creds Credentials, timeout time.Duration) (*Client, error) {
+// (https://<org>.crm.dynamics.com). Tokens are fetched with creds, cached,
+// refreshed a minute before they expire and on a 401; tokenCtx bounds
+// their fetching.
+func New(tokenCtx context.Context, baseURL string, creds Credentials, opts Options) (*Client, error) {
 	u, err := url.Parse(strings.TrimRight(baseURL, "/"))
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, fmt.Errorf("dataverse URL %q: want https://<org>.crm.dynamics.com", baseURL)
@@ -49,12 +60,19 @@ func New(tokenCtx context.Context, baseURL string, creds Credentials, timeout ti
 	if scope == "" {
 		scope = u.Scheme + "://" + u.Host + "/.default"
 	}
-	cc := clientcredentials.Config{
-		ClientID: creds.ClientID, ClientSecret: creds.ClientSecret,
-		TokenURL: creds.TokenURL, Scopes: []string{scope},
+	tokens := &tokenCache{
+		ctx: tokenCtx, onFetch: opts.OnTokenFetch,
+		cfg: &clientcredentials.Config{
+			ClientID: creds.ClientID, ClientSecret: creds.ClientSecret,
+			TokenURL: creds.TokenURL, Scopes: []string{scope},
+		},
 	}
-	hc := cc.Client(tokenCtx)
-	hc.Timeout = timeout
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.MaxIdleConnsPerHost = 64 // Dataverse allows 52 concurrent requests per user
+	hc := &http.Client{
+		Timeout:   opts.Timeout,
+		Transport: &authTransport{tokens: tokens, base: base, observe: opts.OnRateLimit},
+	}
 	return &Client{base: u, http: hc}, nil
 }
 
@@ -168,10 +186,6 @@ func statusError(status int, h http.Header, body io.Reader) error {
 	if b, _ := io.ReadAll(io.LimitReader(body, 64<<10)); json.Unmarshal(b, &odata) == nil && odata.Error.Message != "" {
 		e.Code, e.Message = odata.Error.Code, odata.Error.Message
 	}
-	if s := h.Get("Retry-After"); s != "" {
-		if secs, err := strconv.Atoi(s); err == nil {
-			e.RetryAfter = time.Duration(secs) * time.Second
-		}
-	}
+	e.RetryAfter = retryAfter(h)
 	return e
 }

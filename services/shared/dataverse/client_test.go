@@ -62,7 +62,7 @@ func (e *env) client(t *testing.T, secret string) *dataverse.Client {
 		TokenURL:     e.srv.URL + dataversetest.TokenPath,
 		ClientID:     "id",
 		ClientSecret: secret,
-	}, 5*time.Second)
+	}, dataverse.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -89,7 +89,7 @@ var defaultOpts = dataversetest.Options{ClientID: "id", ClientSecret: "secret"}
 
 func TestNewRejectsBadURL(t *testing.T) {
 	for _, u := range []string{"", "ftp://x.crm.dynamics.com", "https://", "://bad"} {
-		if _, err := dataverse.New(context.Background(), u, dataverse.Credentials{}, time.Second); err == nil {
+		if _, err := dataverse.New(context.Background(), u, dataverse.Credentials{}, dataverse.Options{Timeout: time.Second}); err == nil {
 			t.Errorf("New(%q) succeeded", u)
 		}
 	}
@@ -416,7 +416,7 @@ func TestStatusErrorRetryAfter(t *testing.T) {
 		_, _ = w.Write([]byte(`{"error":{"code":"0x80072322","message":"Number of requests exceeded the limit"}}`))
 	}))
 	defer srv.Close()
-	c, err := dataverse.New(context.Background(), srv.URL, dataverse.Credentials{TokenURL: srv.URL + dataversetest.TokenPath, ClientID: "id", ClientSecret: "s"}, 5*time.Second)
+	c, err := dataverse.New(context.Background(), srv.URL, dataverse.Credentials{TokenURL: srv.URL + dataversetest.TokenPath, ClientID: "id", ClientSecret: "s"}, dataverse.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

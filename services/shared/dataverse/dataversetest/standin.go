@@ -7,6 +7,7 @@ package dataversetest
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
@@ -20,6 +21,7 @@ import (
 	"net/http/httptest"
 	"net/textproto"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,6 +41,38 @@ type Options struct {
 	// AnonymousReads lets a GET through without a token, so a person can
 	// read a flag back with curl in the devstack. Writes always need one.
 	AnonymousReads bool
+	// Limits, when set, are enforced the way Dataverse's service protection
+	// limits are: 429 with Retry-After beyond them.
+	Limits *Limits
+}
+
+// Limits are service protection limits. Each operation of a $batch counts.
+type Limits struct {
+	Requests   int           // operations per Window (Dataverse: 6000)
+	Window     time.Duration // sliding window (Dataverse: 5 minutes)
+	Concurrent int           // operations in progress at once (Dataverse: 52)
+}
+
+// DataverseLimits are the documented limits per user.
+func DataverseLimits() *Limits {
+	return &Limits{Requests: 6000, Window: 5 * time.Minute, Concurrent: 52}
+}
+
+// Fault is an answer given instead of serving, to the next Count API
+// requests (a $batch is one request).
+type Fault struct {
+	Status     int           // e.g. 429, 503; 0 serves normally after Delay
+	RetryAfter time.Duration // sent as Retry-After, in whole seconds
+	Delay      time.Duration // wait before answering: a slow server
+	Count      int
+}
+
+// Received is one operation the stand-in answered.
+type Received struct {
+	At        time.Time
+	EntitySet string
+	ID        string
+	Status    int
 }
 
 // Server is the stand-in. Its zero value is not usable; call New.
@@ -52,6 +86,13 @@ type Server struct {
 	tokens   map[string]time.Time // issued token → expiry
 	patches  int                  // PATCH operations applied (direct or in a batch)
 	requests int                  // HTTP requests to the API
+	tokenReq int                  // tokens issued
+
+	faults    []Fault
+	window    []time.Time // when each operation in the limit window came
+	inflight  int
+	throttled int        // 429s answered
+	received  []Received // every PATCH operation answered
 }
 
 // New returns an empty stand-in.
@@ -87,6 +128,41 @@ func (s *Server) Row(entitySet, id string) (map[string]any, bool) {
 	defer s.mu.Unlock()
 	row, ok := s.rows[entitySet][strings.ToLower(id)]
 	return maps.Clone(row), ok
+}
+
+// Inject queues a fault for the next API requests.
+func (s *Server) Inject(f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, f)
+}
+
+// Throttled counts the 429 answers given so far (faults and limits).
+func (s *Server) Throttled() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.throttled
+}
+
+// TokensIssued counts the access tokens issued so far.
+func (s *Server) TokensIssued() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tokenReq
+}
+
+// Received returns every PATCH operation answered so far, in order.
+func (s *Server) Received() []Received {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.received)
+}
+
+// ExpireTokens makes every token issued so far invalid, as if it expired.
+func (s *Server) ExpireTokens() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.tokens)
 }
 
 // Patches counts the PATCH operations applied so far.
@@ -173,6 +249,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	tok := hex.EncodeToString(b)
 	s.mu.Lock()
 	s.tokens[tok] = time.Now().Add(s.opts.TokenLifetime)
+	s.tokenReq++
 	s.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{
@@ -219,12 +296,99 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 		odataError(w, http.StatusUnauthorized, "0x80072560", "The user is not a member of the organization.")
 		return
 	}
+	if !s.fault(w, r) {
+		return
+	}
 	rest := strings.TrimPrefix(r.URL.Path, dataverse.APIPath+"/")
 	if rest == "$batch" && r.Method == http.MethodPost {
 		s.batch(w, r)
 		return
 	}
+	if !s.admit(w, 1) {
+		return
+	}
+	defer s.release(1)
 	s.serveOne(w, r, rest)
+}
+
+// fault applies the next injected fault, if any; false means answered.
+func (s *Server) fault(w http.ResponseWriter, r *http.Request) bool {
+	s.mu.Lock()
+	if len(s.faults) == 0 {
+		s.mu.Unlock()
+		return true
+	}
+	f := &s.faults[0]
+	f.Count--
+	fault := *f
+	if f.Count <= 0 {
+		s.faults = s.faults[1:]
+	}
+	if fault.Status == http.StatusTooManyRequests {
+		s.throttled++
+	}
+	s.mu.Unlock()
+	if fault.Delay > 0 {
+		select {
+		case <-time.After(fault.Delay):
+		case <-r.Context().Done():
+			return false
+		}
+	}
+	if fault.Status == 0 {
+		return true
+	}
+	if fault.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(fault.RetryAfter.Seconds())))
+	}
+	odataError(w, fault.Status, "0x80072322", "Injected fault: "+http.StatusText(fault.Status))
+	return false
+}
+
+// admit enforces the limits for n operations; false means answered 429.
+func (s *Server) admit(w http.ResponseWriter, n int) bool {
+	lim := s.opts.Limits
+	if lim == nil {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	cut := 0
+	for cut < len(s.window) && now.Sub(s.window[cut]) >= lim.Window {
+		cut++
+	}
+	s.window = s.window[cut:]
+	var retry time.Duration
+	switch {
+	case len(s.window)+n > lim.Requests:
+		// Wait until enough operations have left the window.
+		oldest := s.window[min(len(s.window)-1, len(s.window)+n-lim.Requests-1)]
+		retry = lim.Window - now.Sub(oldest)
+		w.Header().Set("x-ms-ratelimit-time-remaining-xrm-requests", "0")
+	case s.inflight+n > lim.Concurrent:
+		retry = time.Second
+	default:
+		for range n {
+			s.window = append(s.window, now)
+		}
+		s.inflight += n
+		w.Header().Set("x-ms-ratelimit-burst-remaining-xrm-requests", strconv.Itoa(lim.Requests-len(s.window)))
+		return true
+	}
+	s.throttled++
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int((retry+time.Second-1)/time.Second))))
+	odataError(w, http.StatusTooManyRequests, "0x80072321", "Number of requests exceeded the limit of service protection limits.")
+	return false
+}
+
+func (s *Server) release(n int) {
+	if s.opts.Limits == nil {
+		return
+	}
+	s.mu.Lock()
+	s.inflight -= n
+	s.mu.Unlock()
 }
 
 // serveOne answers a single GET or PATCH on "<set>(<id>)"; it is used for
@@ -294,6 +458,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, set, id string) {
 	}
 	s.upsert(set, id, cols)
 	s.patches++
+	s.received = append(s.received, Received{At: time.Now(), EntitySet: set, ID: id, Status: http.StatusNoContent})
 	s.mu.Unlock()
 	w.Header().Set("OData-Version", "4.0")
 	w.Header().Set("OData-EntityId", dataverse.APIPath+"/"+set+"("+id+")")
@@ -309,19 +474,29 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request) {
 		odataError(w, http.StatusBadRequest, "0x80048d19", "A $batch request needs Content-Type multipart/mixed with a boundary.")
 		return
 	}
-	continueOnError := strings.Contains(r.Header.Get("Prefer"), "odata.continue-on-error")
-	respBoundary := "batchresponse_" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	var parts []recorded
-	if err := s.runParts(multipart.NewReader(r.Body, params["boundary"]), continueOnError, &parts, 0); err != nil {
+	var reqs []partRequest
+	if err := readParts(multipart.NewReader(r.Body, params["boundary"]), &reqs, 0); err != nil {
 		odataError(w, http.StatusBadRequest, "0x80048d19", "Malformed $batch body: "+err.Error())
 		return
 	}
+	if len(reqs) > dataverse.MaxBatch {
+		odataError(w, http.StatusBadRequest, "0x80060891", fmt.Sprintf("The batch has %d requests; at most %d are allowed.", len(reqs), dataverse.MaxBatch))
+		return
+	}
+	if !s.admit(w, len(reqs)) {
+		return
+	}
+	defer s.release(len(reqs))
+	continueOnError := strings.Contains(r.Header.Get("Prefer"), "odata.continue-on-error")
+	respBoundary := "batchresponse_" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	w.Header().Set("Content-Type", "multipart/mixed; boundary="+respBoundary)
 	w.Header().Set("OData-Version", "4.0")
 	w.WriteHeader(http.StatusOK)
 	mw := multipart.NewWriter(w)
 	_ = mw.SetBoundary(respBoundary)
-	for _, p := range parts {
+	for _, p := range reqs {
+		rec := httptest.NewRecorder()
+		s.serveOne(rec, p.req, strings.TrimPrefix(p.req.URL.Path, dataverse.APIPath+"/"))
 		ph := textproto.MIMEHeader{}
 		ph.Set("Content-Type", "application/http")
 		ph.Set("Content-Transfer-Encoding", "binary")
@@ -329,22 +504,24 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request) {
 			ph.Set("Content-ID", p.contentID)
 		}
 		pw, _ := mw.CreatePart(ph)
-		fmt.Fprintf(pw, "HTTP/1.1 %d %s\r\n", p.status, http.StatusText(p.status))
-		_ = p.header.Write(pw)
+		fmt.Fprintf(pw, "HTTP/1.1 %d %s\r\n", rec.Code, http.StatusText(rec.Code))
+		_ = rec.Header().Write(pw)
 		fmt.Fprint(pw, "\r\n")
-		_, _ = pw.Write(p.body)
+		_, _ = pw.Write(rec.Body.Bytes())
+		if rec.Code >= 400 && !continueOnError {
+			break // Dataverse stops at the first failure unless told otherwise
+		}
 	}
 	_ = mw.Close()
 }
 
-type recorded struct {
+type partRequest struct {
 	contentID string
-	status    int
-	header    http.Header
-	body      []byte
+	req       *http.Request
 }
 
-func (s *Server) runParts(mr *multipart.Reader, continueOnError bool, out *[]recorded, depth int) error {
+// readParts reads every request of a batch body, change sets included.
+func readParts(mr *multipart.Reader, out *[]partRequest, depth int) error {
 	for {
 		part, err := mr.NextPart()
 		if err == io.EOF {
@@ -355,7 +532,7 @@ func (s *Server) runParts(mr *multipart.Reader, continueOnError bool, out *[]rec
 		}
 		mt, params, _ := mime.ParseMediaType(part.Header.Get("Content-Type"))
 		if mt == "multipart/mixed" && depth == 0 {
-			if err := s.runParts(multipart.NewReader(part, params["boundary"]), continueOnError, out, 1); err != nil {
+			if err := readParts(multipart.NewReader(part, params["boundary"]), out, 1); err != nil {
 				return err
 			}
 			continue
@@ -367,12 +544,11 @@ func (s *Server) runParts(mr *multipart.Reader, continueOnError bool, out *[]rec
 		if err != nil {
 			return fmt.Errorf("part request: %w", err)
 		}
-		rest := strings.TrimPrefix(req.URL.Path, dataverse.APIPath+"/")
-		rec := httptest.NewRecorder()
-		s.serveOne(rec, req, rest)
-		*out = append(*out, recorded{contentID: part.Header.Get("Content-ID"), status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()})
-		if rec.Code >= 400 && !continueOnError {
-			return nil // Dataverse stops at the first failure unless told otherwise
+		body, err := io.ReadAll(req.Body)
+		if err != nil {
+			return fmt.Errorf("part body: %w", err)
 		}
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		*out = append(*out, partRequest{contentID: part.Header.Get("Content-ID"), req: req})
 	}
 }
