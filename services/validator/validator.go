@@ -289,7 +289,7 @@ func (s *Service) worthPublishing(res decide.Result, last *state.LastDecision, r
 }
 
 func (s *Service) input(ctx context.Context, org string, row *state.Row) (decide.Input, error) {
-	in := decide.Input{Contact: row.Contact(s.cfg.FlagColumn), Threshold: s.cfg.Threshold}
+	in := decide.Input{Contact: row.Contact(s.cfg.FlagColumn), Threshold: s.cfg.Threshold, InScope: true}
 	if id := in.Contact.AccountID; id != "" {
 		acct, err := s.store.Row(ctx, org, "account", id)
 		if err != nil {

@@ -17,13 +17,33 @@ import (
 // The milliseconds are UTC; the offset only says where the writer was.
 var dateRE = regexp.MustCompile(`^/Date\((-?\d+)([+-]\d{4})?\)/$`)
 
-var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-
 // IsGUID reports whether s is a GUID in its canonical 8-4-4-4-12 form.
-func IsGUID(s string) bool { return guidRE.MatchString(s) }
+// Every string value goes through it, so it is written out, not a regexp.
+func IsGUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < 36; i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}
 
 // parseDate parses "/Date(ms)/" (with or without offset).
 func parseDate(s string) (time.Time, bool) {
+	if !strings.HasPrefix(s, "/Date(") {
+		return time.Time{}, false
+	}
 	m := dateRE.FindStringSubmatch(s)
 	if m == nil {
 		return time.Time{}, false

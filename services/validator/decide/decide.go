@@ -4,11 +4,11 @@
 package decide
 
 import (
-	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -28,9 +28,11 @@ const (
 	ReasonAmbiguous    = "ambiguous_match"
 	ReasonNoPosition   = "no_position_at_company"
 	ReasonTooLittle    = "insufficient_evidence"
+	ReasonStale        = "stale_profile"
 	ReasonBelowThresh  = "below_threshold"
 	ReasonUserOverride = "user_override"
 	ReasonContactGone  = "contact_inactive"
+	ReasonOutOfScope   = "out_of_scope"
 )
 
 // Contact is what the decision needs of a CRM contact.
@@ -38,8 +40,14 @@ type Contact struct {
 	ID          string
 	FirstName   string
 	LastName    string
+	Title       string
+	Country     string
 	EmailHashes []string
-	AccountID   string
+	// MemberID and ProfileURL name the member explicitly, when the
+	// organization keeps a LinkedIn column on contact.
+	MemberID   string
+	ProfileURL string
+	AccountID  string
 	// Flag is the column's value as users last set it in Dynamics.
 	Flag   int
 	Active bool
@@ -47,9 +55,10 @@ type Contact struct {
 
 // Account is what the decision needs of a CRM account.
 type Account struct {
-	ID      string
-	Name    string
-	Website string
+	ID        string
+	Name      string
+	Website   string
+	CompanyID string // explicit company id, when the organization keeps one
 }
 
 // YearMonth is a month-precision date; Month 0 means unknown.
@@ -61,6 +70,8 @@ type YearMonth struct {
 func (a YearMonth) before(b YearMonth) bool {
 	return a.Year < b.Year || a.Year == b.Year && a.Month < b.Month
 }
+
+func (a YearMonth) String() string { return fmt.Sprintf("%04d-%02d", a.Year, a.Month) }
 
 // Position is one job on a member's profile.
 type Position struct {
@@ -77,40 +88,57 @@ type Member struct {
 	ID          string
 	Source      string
 	ObservedAt  time.Time
+	FirstName   string
+	LastName    string
+	ProfileURL  string
+	Country     string
 	EmailHashes []string
 	Positions   []Position
 }
 
 // Company is a company page.
 type Company struct {
-	ID      string
-	Name    string
-	Domains []string
+	ID        string
+	Name      string
+	Domains   []string
+	Parent    string
+	Successor string // the company that acquired this one
 }
 
 // Input is everything one evaluation looks at.
 type Input struct {
 	Contact Contact
 	Account *Account // nil when the contact has no account
-	// Members whose email hashes match the contact's.
+	// InScope: the contact or its account is owned by a sync user, or it is
+	// linked to an opportunity owned by one.
+	InScope bool
+	// Members are the candidates: found by explicit id, email or name.
 	Members []Member
-	// Companies by id, for the positions that name one.
+	// Companies by id: those the positions and the account point at, and
+	// their parents and successors.
 	Companies map[string]Company
 	// Threshold is the least confidence that may flag.
 	Threshold float64
+	// Now and MaxProfileAge: a profile observed longer ago says too little.
+	Now           time.Time
+	MaxProfileAge time.Duration
+	// ReflagAfterIgnore lets new evidence flag a contact a user set to
+	// Ignore; IgnoredDigest is the evidence the user overrode.
+	ReflagAfterIgnore bool
+	IgnoredDigest     string
 }
 
 // Evidence is why a decision was made.
 type Evidence struct {
 	MemberID          string
-	MemberMatch       string
+	MemberMatch       string // explicit, email, name+company[+title][+country]
 	MemberConfidence  float64
 	CompanyID         string
 	CompanyName       string
-	CompanyMatch      string
+	CompanyMatch      string // explicit, domain, name, family
 	CompanyConfidence float64
 	Ended             *Position
-	Current           *Position
+	Current           *Position // elsewhere: the suggested new company
 	Contradicts       map[string]string
 	ProfileSource     string
 	ProfileObservedAt time.Time
@@ -122,6 +150,8 @@ type Result struct {
 	Reason     string
 	Confidence float64
 	Evidence   Evidence
+	// Underlying is, for an Ignore, the digest of what the evidence says.
+	Underlying string
 }
 
 // Digest identifies the content of a result that matters to a seller: the
@@ -134,50 +164,65 @@ func (r Result) Digest() string {
 		}
 		return fmt.Sprintf("%s|%s|%s|%v|%v", p.CompanyID, p.CompanyName, p.Title, p.Start, p.End)
 	}
-	h := sha256.Sum256(fmt.Appendf(nil, "%d|%s|%s|%s|%s|%s|%.3f",
-		r.Value, r.Reason, e.MemberID, e.CompanyID+"/"+e.CompanyName, pos(e.Ended), pos(e.Current), r.Confidence))
+	h := sha256.Sum256(fmt.Appendf(nil, "%d|%s|%s|%s|%s|%s|%.3f|%s",
+		r.Value, r.Reason, e.MemberID, e.CompanyID+"/"+e.CompanyName, pos(e.Ended), pos(e.Current), r.Confidence, r.Underlying))
 	return hex.EncodeToString(h[:12])
 }
 
 // Evaluate decides the flag for one contact.
 func Evaluate(in Input) Result {
+	r := evaluate(in)
+	if in.Contact.Flag != Ignore {
+		return r
+	}
+	// Ignore is the user's word for the evidence they saw. Only a different
+	// job change, when the organization allows it, may flag again.
+	if in.ReflagAfterIgnore && r.Value == NotAtCompany && in.IgnoredDigest != "" && r.Digest() != in.IgnoredDigest {
+		return r
+	}
+	return Result{Value: Ignore, Reason: ReasonUserOverride, Evidence: r.Evidence, Underlying: r.Digest()}
+}
+
+func evaluate(in Input) Result {
 	c := in.Contact
-	if c.Flag == Ignore {
-		return Result{Value: Ignore, Reason: ReasonUserOverride}
-	}
-	if !c.Active {
+	switch {
+	case !c.Active:
 		return Result{Value: NoFeedback, Reason: ReasonContactGone}
-	}
-	if in.Account == nil {
+	case !in.InScope:
+		return Result{Value: NoFeedback, Reason: ReasonOutOfScope}
+	case in.Account == nil:
 		return Result{Value: NoFeedback, Reason: ReasonNoAccount}
 	}
-	switch len(in.Members) {
-	case 0:
-		return Result{Value: NoFeedback, Reason: ReasonUnmatched}
-	case 1:
-	default:
+	employer := newEmployer(*in.Account, in.Companies)
+	m, how, mconf, ambiguous := matchMember(c, employer, in.Members)
+	if ambiguous {
 		return Result{Value: NoFeedback, Reason: ReasonAmbiguous}
 	}
-	m := in.Members[0]
+	if m == nil {
+		return Result{Value: NoFeedback, Reason: ReasonUnmatched}
+	}
 	ev := Evidence{
-		MemberID: m.ID, MemberMatch: "email", MemberConfidence: 0.95,
+		MemberID: m.ID, MemberMatch: how, MemberConfidence: mconf,
 		ProfileSource: m.Source, ProfileObservedAt: m.ObservedAt,
 		CompanyName: in.Account.Name,
+	}
+	result := func(value int, reason string) Result {
+		return Result{Value: value, Reason: reason, Confidence: round3(ev.MemberConfidence * ev.CompanyConfidence), Evidence: ev}
+	}
+	if in.MaxProfileAge > 0 && !in.Now.IsZero() && in.Now.Sub(m.ObservedAt) > in.MaxProfileAge {
+		return result(NoFeedback, ReasonStale)
 	}
 
 	var atCompany, elsewhere []Position
 	for _, p := range m.Positions {
-		if how, conf := matchCompany(*in.Account, p, in.Companies); how != "" {
+		if how, conf, id := employer.match(p); how != "" {
 			atCompany = append(atCompany, p)
 			if conf > ev.CompanyConfidence {
-				ev.CompanyMatch, ev.CompanyConfidence, ev.CompanyID = how, conf, p.CompanyID
+				ev.CompanyMatch, ev.CompanyConfidence, ev.CompanyID = how, conf, id
 			}
 		} else {
 			elsewhere = append(elsewhere, p)
 		}
-	}
-	result := func(value int, reason string) Result {
-		return Result{Value: value, Reason: reason, Confidence: round3(ev.MemberConfidence * ev.CompanyConfidence), Evidence: ev}
 	}
 	if len(atCompany) == 0 {
 		return result(NoFeedback, ReasonNoPosition)
@@ -187,7 +232,7 @@ func Evaluate(in Input) Result {
 			return result(NoFeedback, ReasonStillThere)
 		}
 	}
-	ended := latest(atCompany, func(p Position) *YearMonth { return cmp.Or(p.End, p.Start) })
+	ended := latest(atCompany, func(p Position) *YearMonth { return cmpOr(p.End, p.Start) })
 	var current *Position
 	if cur := filter(elsewhere, func(p Position) bool { return p.Current }); len(cur) > 0 {
 		current = latest(cur, func(p Position) *YearMonth { return p.Start })
@@ -197,6 +242,9 @@ func Evaluate(in Input) Result {
 		return result(NoFeedback, ReasonTooLittle)
 	}
 	ev.Contradicts = map[string]string{"parentcustomerid": in.Account.Name}
+	if current != nil {
+		ev.Contradicts["suggested_company"] = current.CompanyName
+	}
 	r := result(NotAtCompany, ReasonLeft)
 	if r.Confidence < in.Threshold {
 		r.Value, r.Reason = NoFeedback, ReasonBelowThresh
@@ -204,21 +252,163 @@ func Evaluate(in Input) Result {
 	return r
 }
 
-// matchCompany tells whether position p is at account a, how and how sure.
-func matchCompany(a Account, p Position, companies map[string]Company) (string, float64) {
+// employer is the account's company and its family: parent, subsidiaries,
+// and the companies it absorbed or was absorbed by.
+type employer struct {
+	nameKey string
+	// ids of the companies that are the account's, with how each matched.
+	ids map[string]companyMatch
+}
+
+type companyMatch struct {
+	how  string
+	conf float64
+}
+
+func newEmployer(a Account, companies map[string]Company) employer {
+	e := employer{nameKey: CompanyKey(a.Name), ids: map[string]companyMatch{}}
 	domain := Domain(a.Website)
-	if co, ok := companies[p.CompanyID]; ok && p.CompanyID != "" {
-		if domain != "" && slices.Contains(co.Domains, domain) {
-			return "domain", 0.98
-		}
-		if key := CompanyKey(co.Name); key != "" && key == CompanyKey(a.Name) {
-			return "name", 0.9
+	for id, co := range companies {
+		switch {
+		case a.CompanyID != "" && id == a.CompanyID:
+			e.ids[id] = companyMatch{"explicit", 1}
+		case domain != "" && slices.Contains(co.Domains, domain):
+			e.ids[id] = companyMatch{"domain", 0.98}
+		case e.nameKey != "" && CompanyKey(co.Name) == e.nameKey:
+			e.ids[id] = companyMatch{"name", 0.9}
 		}
 	}
-	if key := CompanyKey(p.CompanyName); key != "" && key == CompanyKey(a.Name) {
-		return "name", 0.9
+	if a.CompanyID != "" {
+		e.ids[a.CompanyID] = companyMatch{"explicit", 1}
 	}
-	return "", 0
+	// One step of family in every direction: a parent or a subsidiary, the
+	// successor after an acquisition or the company it absorbed.
+	direct := make(map[string]companyMatch, len(e.ids))
+	for id, m := range e.ids {
+		direct[id] = m
+	}
+	family := func(id string, m companyMatch) {
+		if _, ok := e.ids[id]; !ok && id != "" {
+			e.ids[id] = companyMatch{"family", min(m.conf, 0.9)}
+		}
+	}
+	for id, m := range direct {
+		family(companies[id].Parent, m)
+		family(companies[id].Successor, m)
+		for otherID, co := range companies {
+			if co.Parent == id || co.Successor == id {
+				family(otherID, m)
+			}
+		}
+	}
+	return e
+}
+
+// match tells whether position p is at the employer, how, how sure, and
+// which company id it matched.
+func (e employer) match(p Position) (string, float64, string) {
+	if m, ok := e.ids[p.CompanyID]; ok && p.CompanyID != "" {
+		return m.how, m.conf, p.CompanyID
+	}
+	if key := CompanyKey(p.CompanyName); key != "" && key == e.nameKey {
+		return "name", 0.9, p.CompanyID
+	}
+	return "", 0, ""
+}
+
+// atEmployer reports whether any position of m is at the employer.
+func (e employer) hasPosition(m Member, title string) (at, sameTitle bool) {
+	tk := fold(title)
+	for _, p := range m.Positions {
+		if how, _, _ := e.match(p); how != "" {
+			at = true
+			if tk != "" && fold(p.Title) == tk {
+				sameTitle = true
+			}
+		}
+	}
+	return at, sameTitle
+}
+
+// Member match confidences.
+const (
+	confExplicit = 1.0
+	confEmail    = 0.95
+	confName     = 0.75 // same name and a position at the account's company
+	confTitle    = 0.10 // ... and the same title there
+	confCountry  = 0.05 // ... and the same country
+)
+
+// matchMember picks the member the contact describes: an explicit id or
+// profile URL, else an email both have, else the same name with a position
+// at the account's company (more sure with the same title and country).
+// Two different members equally likely is ambiguous: no match.
+func matchMember(c Contact, e employer, members []Member) (best *Member, how string, conf float64, ambiguous bool) {
+	nameKey := NameKey(c.FirstName, c.LastName)
+	urlKey := ProfileURLKey(c.ProfileURL)
+	for i := range members {
+		m := &members[i]
+		var mhow string
+		var mconf float64
+		switch {
+		case c.MemberID != "" && c.MemberID == m.ID, urlKey != "" && urlKey == ProfileURLKey(m.ProfileURL):
+			mhow, mconf = "explicit", confExplicit
+		case intersects(c.EmailHashes, m.EmailHashes):
+			mhow, mconf = "email", confEmail
+		case nameKey != "" && strings.Contains(nameKey, " ") && nameKey == NameKey(m.FirstName, m.LastName):
+			at, sameTitle := e.hasPosition(*m, c.Title)
+			if !at {
+				continue // a name alone is never enough
+			}
+			mhow, mconf = "name+company", confName
+			if sameTitle {
+				mhow, mconf = mhow+"+title", mconf+confTitle
+			}
+			if c.Country != "" && strings.EqualFold(c.Country, m.Country) {
+				mhow, mconf = mhow+"+country", mconf+confCountry
+			}
+		default:
+			continue
+		}
+		switch {
+		case best == nil || mconf > conf:
+			best, how, conf, ambiguous = m, mhow, round3(mconf), false
+		case mconf == conf && m.ID != best.ID:
+			ambiguous = true
+		}
+	}
+	if ambiguous {
+		return nil, "", 0, true
+	}
+	return best, how, conf, false
+}
+
+// ProfileURLKey is the comparable form of a profile URL:
+// "https://www.linkedin.com/in/Avery-Quinn/?x=1" → "linkedin.com/in/avery-quinn".
+func ProfileURLKey(u string) string {
+	u = strings.ToLower(strings.TrimSpace(u))
+	u = strings.TrimPrefix(strings.TrimPrefix(u, "https://"), "http://")
+	u = strings.TrimPrefix(u, "www.")
+	if i := strings.IndexAny(u, "?#"); i >= 0 {
+		u = u[:i]
+	}
+	return strings.TrimRight(u, "/")
+}
+
+func intersects(a, b []string) bool {
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
+}
+
+func cmpOr(a, b *YearMonth) *YearMonth {
+	if a != nil {
+		return a
+	}
+	return b
 }
 
 func filter(ps []Position, keep func(Position) bool) []Position {

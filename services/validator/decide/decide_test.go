@@ -33,7 +33,7 @@ var (
 )
 
 func input(members ...Member) Input {
-	return Input{Contact: contact(), Account: account(), Members: members, Threshold: 0.8}
+	return Input{Contact: contact(), Account: account(), Members: members, Threshold: 0.8, InScope: true}
 }
 
 func TestEvaluate(t *testing.T) {

@@ -1,0 +1,220 @@
+package writer_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
+	"github.com/notatcompany/notatcompany/services/shared/bus"
+	"github.com/notatcompany/notatcompany/services/shared/dataverse/dataversetest"
+	"github.com/notatcompany/notatcompany/services/shared/natsembed"
+	"github.com/notatcompany/notatcompany/services/writer"
+)
+
+const benchOrg = "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f"
+
+// benchStack is a writer over an embedded JetStream and a stand-in.
+type benchStack struct {
+	js       jetstream.JetStream
+	standin  *dataversetest.Server
+	contacts []string
+	stop     func()
+}
+
+func startBench(b *testing.B, contacts int, standinOpts dataversetest.Options, env map[string]string) *benchStack {
+	b.Helper()
+	ns := natsembed.ForTest(b)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	if err := bus.Declare(ctx, js, bus.DefaultOptions()); err != nil {
+		b.Fatal(err)
+	}
+	standinOpts.ClientID, standinOpts.ClientSecret = "bench", "bench-secret"
+	standin := dataversetest.New(standinOpts)
+	srv := httptest.NewServer(standin.Handler())
+	b.Cleanup(srv.Close)
+	s := &benchStack{js: js, standin: standin}
+	for range contacts {
+		id := uuid.NewString()
+		standin.Seed("contacts", id, map[string]any{"nac_orgchangestatus": 0})
+		s.contacts = append(s.contacts, id)
+	}
+	vars := map[string]string{
+		"NAC_DATAVERSE_URL": srv.URL, "NAC_DATAVERSE_TOKEN_URL": srv.URL + dataversetest.TokenPath,
+		"NAC_DATAVERSE_CLIENT_ID": "bench", "NAC_DATAVERSE_CLIENT_SECRET": "bench-secret",
+	}
+	for k, v := range env {
+		vars[k] = v
+	}
+	cfg, err := writer.ParseConfig(nil, func(k string) string { return vars[k] }, io.Discard)
+	if err != nil {
+		b.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	loops, err := writer.Workers(runCtx, cfg, js, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, l := range loops {
+			_ = l(runCtx)
+		}
+	}()
+	s.stop = func() { cancel(); <-done }
+	b.Cleanup(s.stop)
+	return s
+}
+
+// publish sends one Not at Company decision per contact, asynchronously,
+// and returns when each was published.
+func (s *benchStack) publish(b *testing.B) map[string]time.Time {
+	b.Helper()
+	sent := make(map[string]time.Time, len(s.contacts))
+	futures := make([]jetstream.PubAckFuture, 0, len(s.contacts))
+	for _, id := range s.contacts {
+		d := &eventsv1.Decision{DecisionId: uuid.NewString(), OrganizationId: benchOrg, ContactId: id,
+			Value: eventsv1.Flag_FLAG_NOT_AT_COMPANY, DecidedAt: timestamppb.Now()}
+		data, _ := protoMarshal(d)
+		sent[id] = time.Now()
+		f, err := s.js.PublishAsync(bus.DecisionSubject(benchOrg, id), data, jetstream.WithMsgID(d.GetDecisionId()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			b.Fatal(err)
+		}
+	}
+	return sent
+}
+
+// waitWritten waits until n PATCHes reached the stand-in.
+func (s *benchStack) waitWritten(b *testing.B, n int, within time.Duration) []dataversetest.Received {
+	b.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		got := s.standin.Received()
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d writes after %s", len(got), n, within)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	slices.Sort(ds)
+	return ds[int(float64(len(ds)-1)*p)]
+}
+
+// BenchmarkWriterEngine writes a backlog of decisions with the budget off:
+// contact writes per second, and p50/p99 from decision published to PATCH
+// received, with $batch and with one PATCH per decision.
+func BenchmarkWriterEngine(b *testing.B) {
+	for _, pending := range []int{1000, 10000} {
+		rates := map[int]float64{}
+		for _, batch := range []int{1, 10, 100} {
+			b.Run(fmt.Sprintf("pending=%d/batch=%d", pending, batch), func(b *testing.B) {
+				var rate float64
+				var p50, p99 time.Duration
+				for b.Loop() {
+					s := startBench(b, pending, dataversetest.Options{}, map[string]string{
+						"NAC_BUDGET_OFF": "true", "NAC_BATCH_SIZE": strconv.Itoa(batch), "NAC_WORKERS": "8",
+					})
+					start := time.Now()
+					sent := s.publish(b)
+					got := s.waitWritten(b, pending, 60*time.Second)
+					elapsed := time.Since(start)
+					lat := make([]time.Duration, 0, len(got))
+					for _, r := range got {
+						lat = append(lat, r.At.Sub(sent[r.ID]))
+					}
+					rate, p50, p99 = float64(pending)/elapsed.Seconds(), percentile(lat, 0.5), percentile(lat, 0.99)
+					s.stop()
+				}
+				rates[batch] = rate
+				b.ReportMetric(rate, "writes/s")
+				b.ReportMetric(float64(p50.Microseconds())/1000, "p50_ms")
+				b.ReportMetric(float64(p99.Microseconds())/1000, "p99_ms")
+				if batch > 1 && rates[1] > 0 {
+					b.ReportMetric(rate/rates[1], "x_vs_single_patch")
+				}
+				b.ReportMetric(0, "ns/op")
+			})
+		}
+	}
+}
+
+// BenchmarkWriterBudget keeps a backlog larger than the budget and reports
+// how much of the limit the stand-in received in its busiest window, and
+// how many 429s it had to give. NAC_BENCH_BUDGET_SCALE scales Dataverse's
+// documented limits (6000 per 5 minutes, 52 at once) down in both count
+// and window, so the same regime runs in less time: 0.1 (the default)
+// runs two 30 s windows; 1 runs the real limits for two 5-minute windows.
+func BenchmarkWriterBudget(b *testing.B) {
+	scale := 0.1
+	if v, err := strconv.ParseFloat(os.Getenv("NAC_BENCH_BUDGET_SCALE"), 64); err == nil && v > 0 {
+		scale = v
+	}
+	limit := int(6000 * scale)
+	window := time.Duration(float64(5*time.Minute) * scale)
+	for b.Loop() {
+		backlog := limit * 3
+		s := startBench(b, backlog, dataversetest.Options{Limits: &dataversetest.Limits{Requests: limit, Window: window, Concurrent: 52}},
+			map[string]string{
+				"NAC_BUDGET_REQUESTS": strconv.Itoa(limit), "NAC_BUDGET_WINDOW": window.String(),
+				"NAC_BATCH_SIZE": "10", "NAC_WORKERS": "4",
+			})
+		start := time.Now()
+		s.publish(b)
+		time.Sleep(2 * window)
+		got := s.standin.Received()
+		s.stop()
+		// The busiest window of the run, sliding over every write.
+		busiest := 0
+		for i, j := 0, 0; j < len(got); j++ {
+			for got[j].At.Sub(got[i].At) >= window {
+				i++
+			}
+			busiest = max(busiest, j-i+1)
+		}
+		first := 0
+		for _, r := range got {
+			if r.At.Sub(start) < window {
+				first++
+			}
+		}
+		b.ReportMetric(float64(busiest)/float64(limit), "busiest_window/limit")
+		b.ReportMetric(float64(first)/float64(limit), "first_window/limit")
+		b.ReportMetric(float64(len(got))/(2*window.Seconds()), "writes/s")
+		b.ReportMetric(float64(s.standin.Throttled()), "429s")
+		b.ReportMetric(0, "ns/op")
+	}
+}
