@@ -8,7 +8,7 @@ BIN     := $(CURDIR)/.bin
 MODULES := $(shell go list -m -f '{{.Dir}}')
 FUZZTIME ?= 10s
 
-.PHONY: run build test test-alone bench fuzz proto proto-check tools fmt vet
+.PHONY: run build test quality test-alone bench fuzz proto proto-check tools fmt vet
 
 ## run: start the devstack (embedded NATS JetStream, the three services, the Dataverse stand-in)
 run:
@@ -19,12 +19,18 @@ run:
 build:
 	go build -o $(BIN)/ ./services/ingest/cmd/ingest ./services/validator/cmd/validator ./services/writer/cmd/writer ./services/devstack/cmd/devstack
 
-## test: every module's tests with -race
+## test: every module's tests with -race, then the decision quality figures
 test:
 	@for m in $(MODULES); do \
 		echo "== $${m#$(CURDIR)/}"; \
 		(cd $$m && go test -race -count=1 ./...); \
 	done
+	@$(MAKE) --no-print-directory quality
+
+## quality: precision, recall and reversal rate of the labelled decision scenarios
+quality:
+	@cd services/validator && go test -count=1 -v -run '^TestScenarios$$' ./decide/ | grep -E 'scenarios:|precision=|reversal:'
+
 
 ## test-alone: each module builds and vets on its own (GOWORK=off), as a container build would
 test-alone:

@@ -33,6 +33,7 @@ import (
 	"github.com/notatcompany/notatcompany/services/shared/natsconn"
 	"github.com/notatcompany/notatcompany/services/shared/natsembed"
 	"github.com/notatcompany/notatcompany/services/shared/ops"
+	"github.com/notatcompany/notatcompany/services/shared/orgs"
 	"github.com/notatcompany/notatcompany/services/validator"
 	"github.com/notatcompany/notatcompany/services/writer"
 )
@@ -75,6 +76,7 @@ type Secrets struct {
 	WebhookKey    string `json:"webhookKey"`
 	ProfileSecret string `json:"profileSecret"`
 	ClientSecret  string `json:"clientSecret"`
+	AdminToken    string `json:"adminToken"`
 }
 
 // Stack is a running devstack.
@@ -142,6 +144,7 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 		"NAC_NATS_URL":                s.NATSURL,
 		"NAC_DATAVERSE_WEBHOOK_KEY":   s.Secrets.WebhookKey,
 		"NAC_PROFILE_SECRET":          s.Secrets.ProfileSecret,
+		"NAC_ADMIN_TOKEN":             s.Secrets.AdminToken,
 		"NAC_DATAVERSE_URL":           s.StandinURL,
 		"NAC_DATAVERSE_TOKEN_URL":     s.StandinURL + dataversetest.TokenPath,
 		"NAC_DATAVERSE_CLIENT_ID":     ClientID,
@@ -191,7 +194,15 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 	if err := bus.Declare(ctx, ingestJS, bus.DefaultOptions()); err != nil {
 		return nil, err
 	}
-	ingestSvc := ingest.New(ingestCfg, bus.NewPublisher(ingestJS, ingestCfg.PublishTimeout), log.With("service", "ingest"), labelled("ingest"))
+	if err := seedAdmin(ctx, bus.NewPublisher(ingestJS, ingestCfg.PublishTimeout)); err != nil {
+		return nil, err
+	}
+	adminReader, err := orgs.NewReader(ctx, ingestJS)
+	if err != nil {
+		return nil, err
+	}
+	ingestSvc := ingest.New(ingestCfg, bus.NewPublisher(ingestJS, ingestCfg.PublishTimeout), log.With("service", "ingest"),
+		labelled("ingest"), ingest.WithAdmin(adminReader))
 
 	validatorNC, validatorJS, err := connect("validator")
 	if err != nil {
@@ -245,7 +256,7 @@ func (s *Stack) Run(ctx context.Context) error {
 func (s *Stack) Banner(w io.Writer) {
 	fmt.Fprintf(w, `
 notatcompany devstack is running
-  public API (webhooks)  %[1]s   POST /webhooks/dataverse?code=<key>, POST /webhooks/profile
+  public API             %[1]s   POST /webhooks/dataverse?code=<key>, POST /webhooks/profile, /admin/...
   ops                    %[2]s   /healthz /readyz /metrics
   Dataverse stand-in     %[3]s/api/data/v9.2
   NATS JetStream         %[4]s
@@ -253,8 +264,9 @@ notatcompany devstack is running
 
   NAC_DATAVERSE_WEBHOOK_KEY=%[6]s
   NAC_PROFILE_SECRET=%[7]s
+  NAC_ADMIN_TOKEN=%[8]s
 
-`, s.HTTPURL, s.OpsURL, s.StandinURL, s.NATSURL, s.dataDir, s.Secrets.WebhookKey, s.Secrets.ProfileSecret)
+`, s.HTTPURL, s.OpsURL, s.StandinURL, s.NATSURL, s.dataDir, s.Secrets.WebhookKey, s.Secrets.ProfileSecret, s.Secrets.AdminToken)
 }
 
 func (s *Stack) stopStandin() {
@@ -321,6 +333,7 @@ func loadSecrets(path string, getenv func(string) string) (Secrets, error) {
 		{&sec.WebhookKey, "NAC_DATAVERSE_WEBHOOK_KEY"},
 		{&sec.ProfileSecret, "NAC_PROFILE_SECRET"},
 		{&sec.ClientSecret, ""},
+		{&sec.AdminToken, "NAC_ADMIN_TOKEN"},
 	} {
 		if f.env != "" && getenv(f.env) != "" {
 			*f.dst = getenv(f.env)

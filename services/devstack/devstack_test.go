@@ -100,6 +100,18 @@ func post(t *testing.T, url string, body []byte, header map[string]string) (int,
 	return resp.StatusCode, b
 }
 
+func admin(t *testing.T, method, url, token string) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 func sign(secret string, body []byte) string {
 	mac := hmac.New(sha256.New, []byte(secret))
 	mac.Write(body)
@@ -151,6 +163,21 @@ func TestEndToEnd(t *testing.T) {
 	start := time.Now()
 	waitFor(t, 5*time.Second, "flag set to 1", func() bool { return flag(t, stack) == 1 })
 	t.Logf("flag set %s after the profile event", time.Since(start).Round(time.Millisecond))
+
+	// Scope: without its sync user the contact is out of scope and the flag
+	// does not outlive it; with the sync user back, it is flagged again.
+	syncUser := stack.HTTPURL + "/admin/orgs/" + devstack.DemoOrganizationID + "/sync-users/" + devstack.DemoSyncUserID
+	if code := admin(t, http.MethodDelete, syncUser, stack.Secrets.AdminToken); code != http.StatusAccepted {
+		t.Fatalf("remove sync user: status %d", code)
+	}
+	waitFor(t, 5*time.Second, "flag cleared when out of scope", func() bool { return flag(t, stack) == 0 })
+	if code := admin(t, http.MethodPut, syncUser, "wrong-token-0123456789"); code != http.StatusUnauthorized {
+		t.Fatalf("admin with a wrong token: status %d, want 401", code)
+	}
+	if code := admin(t, http.MethodPut, syncUser, stack.Secrets.AdminToken); code != http.StatusAccepted {
+		t.Fatalf("add sync user: status %d", code)
+	}
+	waitFor(t, 5*time.Second, "flag set again in scope", func() bool { return flag(t, stack) == 1 })
 
 	back := example(t, "profile-back.json")
 	if code, body := post(t, stack.HTTPURL+"/webhooks/profile", back, map[string]string{"X-LI-Signature": "hmacsha256=" + sign(secret, back)}); code != http.StatusAccepted {

@@ -38,6 +38,8 @@ type Config struct {
 	// FlagColumn is the contact's flag column: a change of it alone is the
 	// echo of our own write, unless a user set Ignore.
 	FlagColumn string
+	// AdminToken is the bearer token of the admin API; empty: no admin API.
+	AdminToken string
 }
 
 // ParseConfig reads the configuration from args and the environment.
@@ -51,6 +53,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	p.Secret(&dvOrgs, "NAC_DATAVERSE_ORGS")
 	p.Secret(&profileSecrets, "NAC_PROFILE_SECRET")
 	p.Secret(&profileSources, "NAC_PROFILE_SOURCES")
+	p.Secret(&c.AdminToken, "NAC_ADMIN_TOKEN")
 	p.Duration(&c.PublishTimeout, "publish-timeout", "NAC_PUBLISH_TIMEOUT", 5*time.Second, "longest wait for JetStream to acknowledge a publish")
 	p.Int(&c.MaxBodyBytes, "max-body-bytes", "NAC_MAX_BODY_BYTES", 4<<20, "largest webhook body accepted")
 	p.String(&tables, "tables", "NAC_TABLES", "contact,account,opportunity,systemuser", "Dataverse tables whose changes are published")
@@ -91,4 +94,5 @@ func (c *Config) Validate(p *conf.Parser) {
 	p.Check(c.MaxBodyBytes >= 64<<10, "NAC_MAX_BODY_BYTES=%d: want at least 64 KiB", c.MaxBodyBytes)
 	p.Check(len(c.Tables) > 0, "NAC_TABLES: at least one table")
 	p.Check(c.FlagColumn != "", "NAC_FLAG_COLUMN: required")
+	p.Check(c.AdminToken == "" || len(c.AdminToken) >= 16, "NAC_ADMIN_TOKEN: at least 16 characters")
 }

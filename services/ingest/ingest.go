@@ -34,6 +34,7 @@ type Publisher interface {
 // Service handles the public webhook endpoints.
 type Service struct {
 	cfg     Config
+	admin   AdminReader // nil: no admin API
 	auth    *authenticator
 	pub     Publisher
 	log     *slog.Logger
@@ -42,11 +43,15 @@ type Service struct {
 }
 
 // New returns the ingest service publishing through pub.
-func New(cfg Config, pub Publisher, log *slog.Logger, reg prometheus.Registerer) *Service {
-	return &Service{
+func New(cfg Config, pub Publisher, log *slog.Logger, reg prometheus.Registerer, opts ...Option) *Service {
+	s := &Service{
 		cfg: cfg, pub: pub, log: log, metrics: newMetrics(reg), now: time.Now,
 		auth: &authenticator{orgs: cfg.DataverseOrgs, anyOrg: cfg.DataverseKeys},
 	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Routes is the public HTTP API.
@@ -58,6 +63,7 @@ func (s *Service) Routes() http.Handler {
 	r.Post("/webhooks/profile", s.profileWebhook)
 	r.Get("/webhooks/profile/{source}", s.profileChallenge)
 	r.Post("/webhooks/profile/{source}", s.profileWebhook)
+	r.Route("/admin", s.adminRoutes)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "no such endpoint"))
 	})

@@ -257,6 +257,27 @@ func erasureFrom(t *testing.T, id, source string) []byte {
 	return b
 }
 
+// profileChanged is a profile.changed event of source with every field.
+func profileChanged(t *testing.T, id, source string) []byte {
+	t.Helper()
+	b, err := json.Marshal(map[string]any{
+		"id": id, "type": "profile.changed", "source": source, "observedAt": "2026-03-04T11:00:00.250+01:00",
+		"data": map[string]any{
+			"memberId": "m.ada", "profileUrl": "https://profiles.example/ada", "firstName": "Ada", "lastName": "Lovelace",
+			"country": "GB", "emailSha256": []string{eventsv1.HashEmail("ada@contoso.com")},
+			"positions": []any{
+				map[string]any{"companyId": "c-1", "companyName": "Contoso", "title": "Engineer",
+					"start": map[string]any{"year": 2018, "month": 3}, "end": map[string]any{"year": 2024, "month": 6}},
+				map[string]any{"companyName": "Fabrikam", "current": true, "start": map[string]any{"year": 2024}},
+			},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func signed(body []byte) map[string]string {
 	return map[string]string{"X-LI-Signature": profilefeed.Sign(testSecret, body)}
 }
@@ -592,8 +613,9 @@ func TestLoopSafety(t *testing.T) {
 				}
 			}},
 		{name: "system columns without the flag", body: withTarget(t, "contact", systemAttrs()...), outcome: "accepted"},
+		// Only the table tells it from the contact's flag-only echo.
 		{name: "account column named like the flag", outcome: "accepted", body: withTarget(t, "account",
-			flagColumn, optionSet(1), "modifiedon", `/Date(1506384247000)/`, "accountid", contactRow),
+			append([]any{flagColumn, optionSet(1)}, systemAttrs()[:4]...)...),
 			check: func(t *testing.T, ch *eventsv1.CrmChange) {
 				if ch.GetTable() != "account" {
 					t.Errorf("published table %q, want account", ch.GetTable())
@@ -602,10 +624,10 @@ func TestLoopSafety(t *testing.T) {
 		{name: "another flag column configured", body: flagOnly(optionSet(1)), outcome: "accepted",
 			cfg: func(c *Config) { c.FlagColumn = "msdyn_orgchangestatus" }},
 		{name: "app user configured in upper case", outcome: "loop",
-			cfg: func(c *Config) { c.AppUserID = strings.ToUpper(appUserID) },
+			cfg:  func(c *Config) { c.AppUserID = strings.ToUpper(appUserID) },
 			body: withChanges(t, contactFixture(t), func(doc map[string]any) { doc["InitiatingUserId"] = appUserID })},
 		{name: "app user in upper case on both sides", outcome: "loop",
-			cfg: func(c *Config) { c.AppUserID = strings.ToUpper(appUserID) },
+			cfg:  func(c *Config) { c.AppUserID = strings.ToUpper(appUserID) },
 			body: withChanges(t, contactFixture(t), func(doc map[string]any) { doc["InitiatingUserId"] = strings.ToUpper(appUserID) })},
 		{name: "a user other than the app user", outcome: "accepted",
 			cfg: func(c *Config) { c.AppUserID = strings.ToUpper(appUserID) }, body: contactFixture(t)},
@@ -642,6 +664,166 @@ func TestLoopSafety(t *testing.T) {
 			}
 			if got := f.requests("dataverse", ch.GetTable(), "Update", "accepted"); got != 1 {
 				t.Errorf("accepted requests %v, want 1", got)
+			}
+		})
+	}
+}
+
+const (
+	opportunityRow = "3c2b1a00-0000-4000-8000-0000000000aa"
+	relatedContact = "5A4B3C2D-0000-4000-8000-0000000000BB" // as Dataverse may send it
+	associateOp    = "0bbbbbbb-0000-4000-8000-000000000001"
+)
+
+func entityReference(table, id string) map[string]any {
+	return map[string]any{
+		"__type": "EntityReference:http://schemas.microsoft.com/xrm/2011/Contracts",
+		"Id":     id, "KeyAttributes": []any{}, "LogicalName": table, "Name": nil, "RowVersion": nil,
+	}
+}
+
+// associateBody is an Associate or Disassociate context: the step runs on
+// "none", the Target is a reference, the related rows are references.
+func associateBody(t *testing.T, message, relationship string, target map[string]any, related ...map[string]any) []byte {
+	t.Helper()
+	rel := make([]any, len(related))
+	for i, r := range related {
+		rel[i] = r
+	}
+	b, err := json.Marshal(map[string]any{
+		"MessageName": message, "PrimaryEntityName": "none", "PrimaryEntityId": "00000000-0000-0000-0000-000000000000",
+		"OrganizationId": contactOrg, "OperationId": associateOp, "CorrelationId": "aaaa0000-bb11-2222-33cc-444444dddddd",
+		"InitiatingUserId": contactUser, "UserId": contactUser, "OperationCreatedOn": `/Date(1700000000000)/`,
+		"Depth": 1, "Stage": 40, "Mode": 1,
+		"InputParameters": []any{
+			map[string]any{"key": "Target", "value": target},
+			map[string]any{"key": "Relationship", "value": map[string]any{
+				"__type":            "Relationship:http://schemas.microsoft.com/xrm/2011/Contracts",
+				"PrimaryEntityRole": nil, "SchemaName": relationship,
+			}},
+			map[string]any{"key": "RelatedEntities", "value": rel},
+		},
+		"PreEntityImages": []any{}, "PostEntityImages": []any{}, "SharedVariables": []any{}, "ParentContext": nil,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestAssociate(t *testing.T) {
+	for _, tc := range []struct {
+		message string
+		op      eventsv1.Operation
+	}{
+		{"Associate", eventsv1.Operation_OPERATION_ASSOCIATE},
+		{"Disassociate", eventsv1.Operation_OPERATION_DISASSOCIATE},
+	} {
+		t.Run(tc.message+" of a listed table's row", func(t *testing.T) {
+			// opportunity is not listed (testConfig: contact, account); the
+			// related contact makes the change matter.
+			f := newFixture(t)
+			body := associateBody(t, tc.message, "opportunitycontact_association",
+				entityReference("opportunity", opportunityRow), entityReference("contact", relatedContact))
+			a := decodeAccepted(t, f.do(t, http.MethodPost, dataverseURL(testKey), "application/json", body, nil), "accepted")
+			msgs := f.pub.stored()
+			if len(msgs) != 1 {
+				t.Fatalf("%d published, want 1", len(msgs))
+			}
+			ch := decodeChange(t, msgs[0])
+			if ch.GetTable() != "opportunity" || ch.GetRowId() != opportunityRow || ch.GetOperation() != tc.op {
+				t.Errorf("published %s/%s %v, want opportunity/%s %v", ch.GetTable(), ch.GetRowId(), ch.GetOperation(), opportunityRow, tc.op)
+			}
+			if ch.GetRelationship() != "opportunitycontact_association" {
+				t.Errorf("Relationship %q", ch.GetRelationship())
+			}
+			want := &eventsv1.EntityReference{Table: "contact", Id: strings.ToLower(relatedContact)}
+			if len(ch.GetRelated()) != 1 || !proto.Equal(ch.GetRelated()[0], want) {
+				t.Errorf("Related %v, want [%v]", ch.GetRelated(), want)
+			}
+			wantID := "dv." + contactOrg + "." + associateOp + "." + strings.ToLower(tc.message) + ".opportunity." + opportunityRow
+			if a.EventID != wantID || ch.GetEventId() != wantID || msgs[0].msgID != wantID {
+				t.Errorf("eventId %q, published %q, msgID %q; want %q", a.EventID, ch.GetEventId(), msgs[0].msgID, wantID)
+			}
+			if want := "nac.crm." + contactOrg + ".opportunity." + opportunityRow; msgs[0].subject != want {
+				t.Errorf("subject %q, want %q", msgs[0].subject, want)
+			}
+			if got := f.requests("dataverse", "opportunity", tc.message, "accepted"); got != 1 {
+				t.Errorf("accepted{opportunity,%s} = %v, want 1", tc.message, got)
+			}
+		})
+	}
+	t.Run("Associate of a listed table's row as the Target", func(t *testing.T) {
+		f := newFixture(t)
+		body := associateBody(t, "Associate", "contact_leads", entityReference("contact", contactRow), entityReference("lead", opportunityRow))
+		decodeAccepted(t, f.do(t, http.MethodPost, dataverseURL(testKey), "application/json", body, nil), "accepted")
+		if msgs := f.pub.stored(); len(msgs) != 1 || decodeChange(t, msgs[0]).GetTable() != "contact" {
+			t.Errorf("published %d, want the contact's change", len(msgs))
+		}
+	})
+	t.Run("no listed table on either side is ignored", func(t *testing.T) {
+		f := newFixture(t)
+		body := associateBody(t, "Associate", "opportunitycompetitors_association",
+			entityReference("opportunity", opportunityRow), entityReference("competitor", relatedContact), entityReference("lead", contactRow))
+		a := decodeAccepted(t, f.do(t, http.MethodPost, dataverseURL(testKey), "application/json", body, nil), "ignored")
+		if a.EventID != "" || f.pub.attempts != 0 {
+			t.Errorf("eventId %q, %d publish attempts for an ignored change", a.EventID, f.pub.attempts)
+		}
+		if got := f.requests("dataverse", "other", "Associate", "ignored"); got != 1 {
+			t.Errorf("ignored{other,Associate} = %v, want 1", got)
+		}
+	})
+}
+
+// TestOutcomeLabels checks that each refusal and acknowledgement without
+// storing is counted under its own outcome.
+func TestOutcomeLabels(t *testing.T) {
+	contact := contactFixture(t)
+	big := withChanges(t, contact, func(doc map[string]any) { doc["Padding"] = strings.Repeat("x", 64<<10) })
+	loop := withChanges(t, contact, func(doc map[string]any) {
+		doc["SharedVariables"] = []any{map[string]any{"key": "tag", "value": "notatcompany"}}
+	})
+	ignored, err := os.ReadFile("remotecontext/testdata/albanianxrm-create-albxrm_alltypes.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	event := profileBody(t, "evt-1")
+	for _, tc := range []struct {
+		name                     string
+		target, contentType      string
+		body                     []byte
+		header                   map[string]string
+		status                   int
+		endpoint, kind, op, outc string
+	}{
+		{"too large", dataverseURL(testKey), "application/json", big, nil, http.StatusRequestEntityTooLarge, "dataverse", "", "", "too_large"},
+		{"unsupported media type", dataverseURL(testKey), "text/plain", contact, nil, http.StatusUnsupportedMediaType, "dataverse", "", "", "unsupported_media_type"},
+		{"unauthorized", dataverseURL(rotatedKey + "x"), "application/json", contact, nil, http.StatusUnauthorized, "dataverse", "", "", "unauthorized"},
+		{"loop", dataverseURL(testKey), "application/json", loop, nil, http.StatusAccepted, "dataverse", "contact", "Update", "loop"},
+		{"ignored", dataverseURL(testKey), "application/json", ignored, nil, http.StatusAccepted, "dataverse", "other", "Create", "ignored"},
+		{"profile too large", "/webhooks/profile", "application/json", big, signed(big), http.StatusRequestEntityTooLarge, "profile", "", "", "too_large"},
+		{"profile unsupported media type", "/webhooks/profile", "application/xml", event, signed(event), http.StatusUnsupportedMediaType, "profile", "", "", "unsupported_media_type"},
+		{"profile unauthorized", "/webhooks/profile", "application/json", event, signed(append(event, ' ')), http.StatusUnauthorized, "profile", "", "", "unauthorized"},
+		{"profile unknown source", "/webhooks/profile/nobody", "application/json", event, signed(event), http.StatusNotFound, "profile", "", "", "unknown_source"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			if got := f.requests(tc.endpoint, tc.kind, tc.op, tc.outc); got != 0 {
+				t.Fatalf("%s counted %v before any request", tc.outc, got)
+			}
+			rec := f.do(t, http.MethodPost, tc.target, tc.contentType, tc.body, tc.header)
+			if rec.Code != tc.status {
+				t.Fatalf("status %d, want %d; %s", rec.Code, tc.status, rec.Body)
+			}
+			if got := f.requests(tc.endpoint, tc.kind, tc.op, tc.outc); got != 1 {
+				t.Errorf("requests{%s,%q,%q,%s} = %v, want 1", tc.endpoint, tc.kind, tc.op, tc.outc, got)
+			}
+			if f.pub.attempts != 0 {
+				t.Errorf("%d publish attempts", f.pub.attempts)
+			}
+			// Exactly one series: the request was counted once, under one outcome.
+			if n := testutil.CollectAndCount(f.svc.metrics.requests); n != 1 {
+				t.Errorf("%d request series, want 1", n)
 			}
 		})
 	}

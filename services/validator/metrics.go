@@ -6,6 +6,9 @@ type metrics struct {
 	events      *prometheus.CounterVec
 	evaluations *prometheus.CounterVec
 	decisions   *prometheus.CounterVec
+	fanout      *prometheus.HistogramVec
+	conflicts   prometheus.Counter
+	corrections prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -22,7 +25,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "nac_validator_decisions_total",
 			Help: "Decisions published, by flag value and rule.",
 		}, []string{"value", "reason"}),
+		fanout: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "nac_validator_fanout_contacts",
+			Help:    "Contacts an event affects, by kind of event.",
+			Buckets: []float64{0, 1, 2, 5, 10, 50, 200, 1000, 10000, 100000},
+		}, []string{"kind"}),
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nac_validator_decision_conflicts_total",
+			Help: "Decisions another replica published first; decided again.",
+		}),
+		corrections: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nac_validator_decision_corrections_total",
+			Help: "Decisions corrected right after publishing because the state changed meanwhile.",
+		}),
 	}
-	reg.MustRegister(m.events, m.evaluations, m.decisions)
+	reg.MustRegister(m.events, m.evaluations, m.decisions, m.fanout, m.conflicts, m.corrections)
 	return m
 }

@@ -13,20 +13,15 @@ import (
 	"github.com/notatcompany/notatcompany/services/validator/state"
 )
 
-// Workers wires the validator to its two durable consumers and returns the
+// Workers wires the validator to its durable consumers and returns the
 // loops to run; each stops pulling when its context ends and finishes what
 // it holds. js must be on a topology that bus.Declare has set up.
 func Workers(ctx context.Context, cfg Config, js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer) ([]func(context.Context) error, error) {
-	store, err := state.Open(ctx, js, cfg.FlagColumn)
+	svc, err := Open(ctx, cfg, js, log, reg)
 	if err != nil {
 		return nil, err
 	}
-	profiles, err := js.Stream(ctx, bus.StreamProfile)
-	if err != nil {
-		return nil, fmt.Errorf("bind stream %s: %w", bus.StreamProfile, err)
-	}
 	pub := bus.NewPublisher(js, 5*time.Second)
-	svc := New(cfg, store, profileStream{profiles}, pub, log, reg)
 	consumerMetrics := bus.NewMetrics(reg)
 	var loops []func(context.Context) error
 	for _, c := range []struct {
@@ -35,6 +30,8 @@ func Workers(ctx context.Context, cfg Config, js jetstream.JetStream, log *slog.
 	}{
 		{bus.StreamCRM, bus.ConsumerValidatorCRM, svc.HandleCRM},
 		{bus.StreamProfile, bus.ConsumerValidatorProfile, svc.HandleProfile},
+		{bus.StreamAdmin, bus.ConsumerValidatorAdmin, svc.HandleAdmin},
+		{bus.StreamWork, bus.ConsumerValidatorWork, svc.HandleWork},
 	} {
 		cons, err := js.Consumer(ctx, c.stream, c.name)
 		if err != nil {
@@ -48,6 +45,25 @@ func Workers(ctx context.Context, cfg Config, js jetstream.JetStream, log *slog.
 		loops = append(loops, r.Run)
 	}
 	return loops, nil
+}
+
+// Open builds the validator on JetStream: its state, the profile events it
+// may purge, the decision stream and a publisher.
+func Open(ctx context.Context, cfg Config, js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+	store, err := state.Open(ctx, js, cfg.Columns())
+	if err != nil {
+		return nil, err
+	}
+	profiles, err := js.Stream(ctx, bus.StreamProfile)
+	if err != nil {
+		return nil, fmt.Errorf("bind stream %s: %w", bus.StreamProfile, err)
+	}
+	decisions, err := js.Stream(ctx, bus.StreamDecisions)
+	if err != nil {
+		return nil, fmt.Errorf("bind stream %s: %w", bus.StreamDecisions, err)
+	}
+	return New(cfg, store, profileStream{profiles}, streamDecisions{js: js, stream: decisions},
+		bus.NewPublisher(js, 5*time.Second), log, reg), nil
 }
 
 // profileStream is the NAC_PROFILE stream as ProfileEvents.

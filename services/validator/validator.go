@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
@@ -34,20 +36,53 @@ type ProfileEvents interface {
 	PurgeMember(ctx context.Context, memberID string, beforeSeq uint64) error
 }
 
-// Service is the validator.
-type Service struct {
-	cfg     Config
-	store   *state.Store
-	events  ProfileEvents
-	pub     Publisher
-	log     *slog.Logger
-	metrics *metrics
-	now     func() time.Time
+// Decisions is the decision stream: it keeps the latest decision per
+// contact, and a publish names the last one it replaces, so that two
+// replicas deciding the same contact cannot both win.
+type Decisions interface {
+	// Last returns the contact's last decision and its sequence (0: none).
+	Last(ctx context.Context, org, contact string) (*LastDecision, uint64, error)
+	// Publish stores d if the contact's last decision is still at seq;
+	// ErrConflict otherwise.
+	Publish(ctx context.Context, d *eventsv1.Decision, meta DecisionMeta, seq uint64) error
 }
 
-// New returns a validator over store and events, publishing through pub.
-func New(cfg Config, store *state.Store, events ProfileEvents, pub Publisher, log *slog.Logger, reg prometheus.Registerer) *Service {
-	return &Service{cfg: cfg, store: store, events: events, pub: pub, log: log, metrics: newMetrics(reg), now: time.Now}
+// DecisionMeta is what the next decision is compared with.
+type DecisionMeta struct {
+	Digest     string
+	Underlying string // of an Ignore: the evidence the user overrode
+	// FlagSeen is the version of the flag column the decision saw: a user
+	// change after it is one the decision did not know of.
+	FlagSeen int64
+}
+
+// LastDecision is what the validator needs of the last decision.
+type LastDecision struct {
+	DecisionMeta
+	Value    int
+	Decision *eventsv1.Decision
+}
+
+// ErrConflict means another replica published a decision for the contact first.
+var ErrConflict = errors.New("decision published concurrently")
+
+// Service is the validator.
+type Service struct {
+	cfg       Config
+	store     *state.Store
+	events    ProfileEvents
+	decisions Decisions
+	pub       Publisher
+	log       *slog.Logger
+	metrics   *metrics
+	now       func() time.Time
+}
+
+// New returns a validator over store, publishing decisions to decisions
+// and the audit trail and work chunks through pub.
+func New(cfg Config, store *state.Store, events ProfileEvents, decisions Decisions, pub Publisher, log *slog.Logger, reg prometheus.Registerer) *Service {
+	return &Service{cfg: cfg, store: store, events: events, decisions: decisions, pub: pub, log: log,
+		metrics: newMetrics(reg), now: time.Now}
 }
 
 // HandleCRM applies one CRM change and re-evaluates the contacts it affects.
@@ -65,24 +100,75 @@ func (s *Service) HandleCRM(ctx context.Context, msg jetstream.Msg) error {
 		// Kept aside, not dropped, until reading rows back is supported.
 		return bus.Permanent(errors.New("change needs a read-back from the Web API, which this version does not do"))
 	}
-	_, _, changed, err := s.store.ApplyChange(ctx, &ch)
+	before, after, changed, err := s.store.ApplyChange(ctx, &ch)
 	if err != nil {
 		return fmt.Errorf("apply %s %s: %w", ch.GetTable(), ch.GetRowId(), err)
 	}
 	if !s.counted(kind, changed, msg) {
 		return nil
 	}
-	org := ch.GetOrganizationId()
+	org, id := ch.GetOrganizationId(), ch.GetRowId()
 	var affected []state.ContactRef
 	switch ch.GetTable() {
 	case "contact":
-		affected = []state.ContactRef{{Org: org, ID: ch.GetRowId()}}
+		affected = []state.ContactRef{{Org: org, ID: id}}
 	case "account":
-		if affected, err = s.store.ContactsOfAccount(ctx, org, ch.GetRowId()); err != nil {
-			return err
+		affected, err = s.store.ContactsOfAccount(ctx, org, id)
+	case "opportunity":
+		// Its contacts, before and after: a contact may have left or
+		// entered scope through it.
+		for _, r := range []*state.Row{before, after} {
+			if r != nil {
+				for _, c := range r.LinkedContacts() {
+					affected = append(affected, state.ContactRef{Org: org, ID: c})
+				}
+			}
+		}
+	case "systemuser":
+		if before.Disabled() != after.Disabled() {
+			affected, err = s.ownedContacts(ctx, org, id)
 		}
 	}
-	return s.evaluateAll(ctx, kind, affected, ch.GetEventId())
+	if err != nil {
+		return err
+	}
+	return s.evaluateAll(ctx, kind, affected, ch.GetEventId(), redelivered(msg))
+}
+
+// ownedContacts lists the contacts whose scope depends on user: those it
+// owns, those of the accounts it owns, those linked to its opportunities.
+func (s *Service) ownedContacts(ctx context.Context, org, user string) ([]state.ContactRef, error) {
+	contacts, err := s.store.Owned(ctx, org, user, "c")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]state.ContactRef, 0, len(contacts))
+	for _, c := range contacts {
+		out = append(out, state.ContactRef{Org: org, ID: c})
+	}
+	accounts, err := s.store.Owned(ctx, org, user, "a")
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range accounts {
+		refs, err := s.store.ContactsOfAccount(ctx, org, a)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, refs...)
+	}
+	opps, err := s.store.Owned(ctx, org, user, "o")
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range opps {
+		refs, err := s.store.ContactsOfOpportunity(ctx, org, o)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, refs...)
+	}
+	return out, nil
 }
 
 // HandleProfile applies one profile source event and re-evaluates the
@@ -99,7 +185,7 @@ func (s *Service) HandleProfile(ctx context.Context, msg jetstream.Msg) error {
 		if err != nil {
 			return fmt.Errorf("apply profile %s: %w", p.GetMemberId(), err)
 		}
-		return s.afterMember(ctx, "profile", before, after, s.counted("profile", changed, msg), p.GetEventId())
+		return s.afterMember(ctx, "profile", before, after, s.counted("profile", changed, msg), p.GetEventId(), redelivered(msg))
 	case strings.HasPrefix(subject, "nac.profile.erasure."):
 		var e eventsv1.MemberErased
 		if err := proto.Unmarshal(msg.Data(), &e); err != nil {
@@ -112,7 +198,7 @@ func (s *Service) HandleProfile(ctx context.Context, msg jetstream.Msg) error {
 		if err := s.eraseEverywhere(ctx, &e, msg); err != nil {
 			return err
 		}
-		return s.afterMember(ctx, "erasure", before, nil, s.counted("erasure", erased, msg), e.GetEventId())
+		return s.afterMember(ctx, "erasure", before, nil, s.counted("erasure", erased, msg), e.GetEventId(), redelivered(msg))
 	case strings.HasPrefix(subject, "nac.profile.company."):
 		var c eventsv1.CompanyChange
 		if err := proto.Unmarshal(msg.Data(), &c); err != nil {
@@ -144,10 +230,76 @@ func (s *Service) HandleProfile(ctx context.Context, msg jetstream.Msg) error {
 			}
 			affected = append(affected, refs...)
 		}
-		return s.evaluateAll(ctx, "company", affected, c.GetEventId())
+		return s.evaluateAll(ctx, "company", affected, c.GetEventId(), redelivered(msg))
 	default:
 		return bus.Permanent(fmt.Errorf("unknown profile subject %q", subject))
 	}
+}
+
+// HandleAdmin applies a sync user or settings change from the admin API.
+func (s *Service) HandleAdmin(ctx context.Context, msg jetstream.Msg) error {
+	subject := msg.Subject()
+	switch {
+	case strings.Contains(subject, ".syncuser."):
+		var c eventsv1.SyncUserChange
+		if err := proto.Unmarshal(msg.Data(), &c); err != nil {
+			return bus.Permanent(fmt.Errorf("decode SyncUserChange: %w", err))
+		}
+		changed, err := s.store.ApplySyncUser(ctx, &c)
+		if err != nil {
+			return fmt.Errorf("apply sync user: %w", err)
+		}
+		if !s.counted("sync_user", changed, msg) {
+			return nil
+		}
+		affected, err := s.ownedContacts(ctx, c.GetOrganizationId(), c.GetUserId())
+		if err != nil {
+			return err
+		}
+		return s.evaluateAll(ctx, "sync_user", affected, c.GetEventId(), redelivered(msg))
+	case strings.HasSuffix(subject, ".settings"):
+		var c eventsv1.OrgSettingsChange
+		if err := proto.Unmarshal(msg.Data(), &c); err != nil {
+			return bus.Permanent(fmt.Errorf("decode OrgSettingsChange: %w", err))
+		}
+		before, changed, err := s.store.ApplySettings(ctx, &c)
+		if err != nil {
+			return fmt.Errorf("apply settings: %w", err)
+		}
+		if !s.counted("settings", changed, msg) {
+			return nil
+		}
+		// Switching data validation on or off is the writer's business;
+		// a new threshold or Ignore rule changes decisions.
+		if before != nil && before.Threshold == c.GetConfidenceThreshold() && before.ReflagAfterIgnore == c.GetReflagAfterIgnore() {
+			return nil
+		}
+		affected, err := s.store.ContactsOfOrg(ctx, c.GetOrganizationId())
+		if err != nil {
+			return err
+		}
+		return s.evaluateAll(ctx, "settings", affected, c.GetEventId(), redelivered(msg))
+	default:
+		return bus.Permanent(fmt.Errorf("unknown admin subject %q", subject))
+	}
+}
+
+// HandleWork evaluates one chunk of a large fan-out.
+func (s *Service) HandleWork(ctx context.Context, msg jetstream.Msg) error {
+	var req eventsv1.EvaluateRequest
+	if err := proto.Unmarshal(msg.Data(), &req); err != nil {
+		return bus.Permanent(fmt.Errorf("decode EvaluateRequest: %w", err))
+	}
+	for i, id := range req.GetContactIds() {
+		if err := s.evaluate(ctx, req.GetKind(), state.ContactRef{Org: req.GetOrganizationId(), ID: id}, req.GetCauseEventId(), redelivered(msg)); err != nil {
+			return fmt.Errorf("evaluate contact %s: %w", id, err)
+		}
+		// Keep the chunk ours while it takes its time.
+		if i%50 == 49 {
+			_ = msg.InProgress()
+		}
+	}
+	return nil
 }
 
 // counted records whether an event changed the state and reports whether
@@ -160,6 +312,11 @@ func (s *Service) counted(kind string, changed bool, msg jetstream.Msg) bool {
 		return true
 	}
 	s.metrics.events.WithLabelValues(kind, "unchanged").Inc()
+	return redelivered(msg)
+}
+
+// redelivered reports whether msg was delivered before.
+func redelivered(msg jetstream.Msg) bool {
 	meta, err := msg.Metadata()
 	return err == nil && meta.NumDelivered > 1
 }
@@ -178,27 +335,24 @@ func (s *Service) eraseEverywhere(ctx context.Context, e *eventsv1.MemberErased,
 	return s.pub.PublishProto(ctx, bus.AuditSubject("erasure", "all"), "audit.erasure."+e.GetEventId(), e)
 }
 
-// afterMember re-evaluates the contacts that share an email with the member
-// as it was or as it is now.
-func (s *Service) afterMember(ctx context.Context, kind string, before, after *state.MemberRecord, evaluate bool, cause string) error {
+// afterMember re-evaluates the contacts that could match the member as it
+// was or as it is now.
+func (s *Service) afterMember(ctx context.Context, kind string, before, after *state.MemberRecord, evaluate bool, cause string, redelivered bool) error {
 	if !evaluate {
 		return nil
 	}
-	var hashes []string
-	for _, m := range []*state.MemberRecord{before, after} {
-		if m != nil {
-			hashes = append(hashes, m.EmailHashes...)
-		}
-	}
 	var affected []state.ContactRef
-	for _, h := range uniq(hashes) {
-		refs, err := s.store.ContactsByEmail(ctx, h)
+	for _, m := range []*state.MemberRecord{before, after} {
+		if m == nil {
+			continue
+		}
+		refs, err := s.store.ContactsMatchable(ctx, m)
 		if err != nil {
 			return err
 		}
 		affected = append(affected, refs...)
 	}
-	return s.evaluateAll(ctx, kind, affected, cause)
+	return s.evaluateAll(ctx, kind, affected, cause, redelivered)
 }
 
 func uniq[T comparable](items []T) []T {
@@ -213,65 +367,104 @@ func uniq[T comparable](items []T) []T {
 	return out
 }
 
-func (s *Service) evaluateAll(ctx context.Context, kind string, refs []state.ContactRef, cause string) error {
-	for _, ref := range uniq(refs) {
-		if err := s.evaluate(ctx, kind, ref, cause); err != nil {
+// evaluateAll evaluates the affected contacts: itself when they are few,
+// through the work queue in chunks when they are many, so that one account
+// with 50,000 contacts never holds its stream.
+func (s *Service) evaluateAll(ctx context.Context, kind string, refs []state.ContactRef, cause string, redelivered bool) error {
+	refs = uniq(refs)
+	s.metrics.fanout.WithLabelValues(kind).Observe(float64(len(refs)))
+	if len(refs) > s.cfg.InlineFanout {
+		return s.enqueue(ctx, kind, refs, cause)
+	}
+	for _, ref := range refs {
+		if err := s.evaluate(ctx, kind, ref, cause, redelivered); err != nil {
 			return fmt.Errorf("evaluate contact %s: %w", ref.ID, err)
 		}
 	}
 	return nil
 }
 
-// evaluate decides one contact and publishes the decision if it differs
-// from the last one. Another replica deciding the same contact at the same
-// time makes the save fail; the contact is then decided again on the state
-// as it now stands.
-func (s *Service) evaluate(ctx context.Context, kind string, ref state.ContactRef, cause string) error {
-	for range 4 {
-		s.metrics.evaluations.WithLabelValues(kind).Inc()
+func (s *Service) enqueue(ctx context.Context, kind string, refs []state.ContactRef, cause string) error {
+	byOrg := map[string][]string{}
+	for _, r := range refs {
+		byOrg[r.Org] = append(byOrg[r.Org], r.ID)
+	}
+	for org, ids := range byOrg {
+		slices.Sort(ids) // the same chunks, and ids, on a redelivery
+		for i := 0; i < len(ids); i += s.cfg.ChunkSize {
+			chunk := ids[i:min(i+s.cfg.ChunkSize, len(ids))]
+			id := fmt.Sprintf("%s.%s.%s.%d", cause, kind, org, i/s.cfg.ChunkSize)
+			req := &eventsv1.EvaluateRequest{RequestId: id, OrganizationId: org, ContactIds: chunk, Kind: kind, CauseEventId: cause}
+			if err := s.pub.PublishProto(ctx, bus.WorkSubject(org), "work."+id, req); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// evaluate decides one contact and publishes the decision when it differs
+// from the last one. The publish names the last decision it replaces: if
+// another replica published first, this one decides again on the state as
+// it now stands. After publishing it decides once more, so that a decision
+// made on a state that changed meanwhile is corrected at once.
+func (s *Service) evaluate(ctx context.Context, kind string, ref state.ContactRef, cause string, redelivered bool) error {
+	s.metrics.evaluations.WithLabelValues(kind).Inc()
+	published := false
+	for range 6 {
 		row, err := s.store.Row(ctx, ref.Org, "contact", ref.ID)
 		if err != nil || row == nil {
 			return err
 		}
-		in, err := s.input(ctx, ref.Org, row)
+		last, seq, err := s.decisions.Last(ctx, ref.Org, ref.ID)
+		if err != nil {
+			return err
+		}
+		in, err := s.input(ctx, ref.Org, row, last)
 		if err != nil {
 			return err
 		}
 		res := decide.Evaluate(in)
-		last, rev, err := s.store.LastDecision(ctx, ref.Org, ref.ID)
-		if err != nil {
-			return err
-		}
 		if !s.worthPublishing(res, last, row) {
+			if redelivered && !published && last != nil && last.Decision.GetCauseEventId() == cause {
+				// An earlier attempt published this decision and may have
+				// failed before its audit record was stored.
+				return s.audit(ctx, last.Decision)
+			}
 			return nil
 		}
-		d := s.decision(ref, res, last, rev, in.Contact.Flag, cause)
-		if err := s.pub.PublishProto(ctx, bus.DecisionSubject(ref.Org, ref.ID), d.GetDecisionId(), d); err != nil {
-			return err
+		if published {
+			s.metrics.corrections.Inc()
 		}
-		if err := s.pub.PublishProto(ctx, bus.AuditSubject("decision", ref.Org), "audit."+d.GetDecisionId(), d); err != nil {
-			return err
-		}
-		err = s.store.SaveDecision(ctx, ref.Org, ref.ID, state.LastDecision{
-			DecisionID: d.GetDecisionId(), Value: res.Value, Reason: res.Reason, Digest: res.Digest(),
-			DecidedAt: d.GetDecidedAt().AsTime().UnixMilli(),
-		}, rev)
-		if errors.Is(err, state.ErrConflict) {
+		d := s.decision(ref, res, last, in.Contact.Flag, seq, cause)
+		meta := DecisionMeta{Digest: res.Digest(), Underlying: res.Underlying, FlagSeen: row.Cols[s.cfg.FlagColumn].At}
+		err = s.decisions.Publish(ctx, d, meta, seq)
+		if errors.Is(err, ErrConflict) {
+			s.metrics.conflicts.Inc()
 			continue
 		}
 		if err != nil {
 			return err
 		}
+		if err := s.audit(ctx, d); err != nil {
+			return err
+		}
 		s.metrics.decisions.WithLabelValues(strconv.Itoa(res.Value), res.Reason).Inc()
-		return nil
+		published = true
 	}
 	return errors.New("decision still contended; will retry")
 }
 
+// audit appends a decision to the audit trail, once (deduplicated by id).
+func (s *Service) audit(ctx context.Context, d *eventsv1.Decision) error {
+	return s.pub.PublishProto(ctx, bus.AuditSubject("decision", d.GetOrganizationId()), "audit."+d.GetDecisionId(), d)
+}
+
 // worthPublishing: a decision goes out when its value differs from the last
 // one (or, first time, from the column in Dynamics), when a flag's evidence
-// changed, or when a user changed the column since our last decision.
-func (s *Service) worthPublishing(res decide.Result, last *state.LastDecision, row *state.Row) bool {
+// changed, when the evidence behind an Ignore changed, or when a user
+// changed the column since our last decision.
+func (s *Service) worthPublishing(res decide.Result, last *LastDecision, row *state.Row) bool {
 	flag := row.Cols[s.cfg.FlagColumn]
 	current, _ := strconv.Atoi(flag.V)
 	if last == nil {
@@ -282,25 +475,43 @@ func (s *Service) worthPublishing(res decide.Result, last *state.LastDecision, r
 		return true
 	case res.Value == decide.NotAtCompany && res.Digest() != last.Digest:
 		return true
-	case flag.At > last.DecidedAt && current != res.Value && res.Value != decide.Ignore:
+	case res.Value == decide.Ignore && res.Underlying != last.Underlying && last.Underlying == "":
+		return true // remember what the user overrode
+	case flag.At > last.FlagSeen && current != res.Value && res.Value != decide.Ignore:
 		return true
 	}
 	return false
 }
 
-func (s *Service) input(ctx context.Context, org string, row *state.Row) (decide.Input, error) {
-	in := decide.Input{Contact: row.Contact(s.cfg.FlagColumn), Threshold: s.cfg.Threshold, InScope: true}
+func (s *Service) input(ctx context.Context, org string, row *state.Row, last *LastDecision) (decide.Input, error) {
+	settings, err := s.store.Settings(ctx, org)
+	if err != nil {
+		return decide.Input{}, err
+	}
+	in := decide.Input{
+		Contact: row.Contact(s.cfg.Columns()), Threshold: s.cfg.Threshold,
+		Now: s.now(), MaxProfileAge: s.cfg.MaxProfileAge, ReflagAfterIgnore: settings.ReflagAfterIgnore,
+	}
+	if settings.Threshold > 0 {
+		in.Threshold = settings.Threshold
+	}
+	if last != nil && last.Value == decide.Ignore {
+		in.IgnoredDigest = last.Underlying
+	}
+	var acct *state.Row
 	if id := in.Contact.AccountID; id != "" {
-		acct, err := s.store.Row(ctx, org, "account", id)
-		if err != nil {
+		if acct, err = s.store.Row(ctx, org, "account", id); err != nil {
 			return in, err
 		}
 		if acct != nil && !acct.Deleted {
-			a := acct.Account()
+			a := acct.Account(s.cfg.Columns())
 			in.Account = &a
 		}
 	}
-	members, err := s.store.MembersByEmail(ctx, in.Contact.EmailHashes)
+	if in.InScope, err = s.inScope(ctx, org, row, acct); err != nil {
+		return in, err
+	}
+	members, err := s.store.Candidates(ctx, in.Contact)
 	if err != nil {
 		return in, err
 	}
@@ -311,18 +522,48 @@ func (s *Service) input(ctx context.Context, org string, row *state.Row) (decide
 			companyIDs = append(companyIDs, p.CompanyID)
 		}
 	}
-	in.Companies, err = s.store.Companies(ctx, uniq(companyIDs))
+	in.Companies, err = s.store.CompaniesOf(ctx, in.Account, uniq(companyIDs))
 	return in, err
 }
 
-func (s *Service) decision(ref state.ContactRef, res decide.Result, last *state.LastDecision, rev uint64, crmFlag int, cause string) *eventsv1.Decision {
+// inScope applies the three rules: the contact is owned by a sync user, or
+// its account is, or it is linked to an opportunity owned by one.
+func (s *Service) inScope(ctx context.Context, org string, contact, account *state.Row) (bool, error) {
+	if ok, err := s.store.IsSyncUser(ctx, org, contact.Owner()); ok || err != nil {
+		return ok, err
+	}
+	if account != nil && !account.Deleted {
+		if ok, err := s.store.IsSyncUser(ctx, org, account.Owner()); ok || err != nil {
+			return ok, err
+		}
+	}
+	opps, err := s.store.OpportunitiesOfContact(ctx, org, contact.ID)
+	if err != nil {
+		return false, err
+	}
+	for _, id := range opps {
+		opp, err := s.store.Row(ctx, org, "opportunity", id)
+		if err != nil {
+			return false, err
+		}
+		if opp == nil || opp.Deleted || !slices.Contains(opp.LinkedContacts(), contact.ID) {
+			continue // an index entry the row no longer backs
+		}
+		if ok, err := s.store.IsSyncUser(ctx, org, opp.Owner()); ok || err != nil {
+			return ok, err
+		}
+	}
+	return false, nil
+}
+
+func (s *Service) decision(ref state.ContactRef, res decide.Result, last *LastDecision, crmFlag int, seq uint64, cause string) *eventsv1.Decision {
 	previous := crmFlag
 	if last != nil {
 		previous = last.Value
 	}
-	// Deterministic for a redelivered event (same state, same revision), so
-	// a repeated publish is deduplicated; different after any new decision.
-	sum := sha256.Sum256(fmt.Appendf(nil, "%s|%s|%s|%d", ref.Org, ref.ID, res.Digest(), rev))
+	// Deterministic for a redelivered event (same state, same last
+	// decision), so a repeated publish is deduplicated.
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s|%s|%s|%d", ref.Org, ref.ID, res.Digest(), seq))
 	e := res.Evidence
 	d := &eventsv1.Decision{
 		DecisionId:     hex.EncodeToString(sum[:16]),
@@ -360,4 +601,60 @@ func position(p *decide.Position) *eventsv1.Position {
 	}
 	return &eventsv1.Position{CompanyId: p.CompanyID, CompanyName: p.CompanyName, Title: p.Title,
 		Start: ym(p.Start), End: ym(p.End), Current: p.Current}
+}
+
+// Headers of a decision message: what the next decision is compared with.
+const (
+	headerDigest     = "Nac-Digest"
+	headerUnderlying = "Nac-Underlying"
+	headerFlagSeen   = "Nac-Flag-Seen"
+)
+
+// streamDecisions is Decisions on the NAC_DECISIONS stream.
+type streamDecisions struct {
+	js     jetstream.JetStream
+	stream jetstream.Stream
+}
+
+func (d streamDecisions) Last(ctx context.Context, org, contact string) (*LastDecision, uint64, error) {
+	raw, err := d.stream.GetLastMsgForSubject(ctx, bus.DecisionSubject(org, contact))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("last decision: %w", err)
+	}
+	var dec eventsv1.Decision
+	if err := proto.Unmarshal(raw.Data, &dec); err != nil {
+		return nil, 0, fmt.Errorf("decode last decision: %w", err)
+	}
+	flagSeen, _ := strconv.ParseInt(raw.Header.Get(headerFlagSeen), 10, 64)
+	return &LastDecision{
+		DecisionMeta: DecisionMeta{Digest: raw.Header.Get(headerDigest), Underlying: raw.Header.Get(headerUnderlying), FlagSeen: flagSeen},
+		Value:        int(dec.GetValue()), Decision: &dec,
+	}, raw.Sequence, nil
+}
+
+func (d streamDecisions) Publish(ctx context.Context, dec *eventsv1.Decision, meta DecisionMeta, seq uint64) error {
+	data, err := proto.Marshal(dec)
+	if err != nil {
+		return err
+	}
+	h := nats.Header{}
+	h.Set(headerDigest, meta.Digest)
+	h.Set(headerFlagSeen, strconv.FormatInt(meta.FlagSeen, 10))
+	if meta.Underlying != "" {
+		h.Set(headerUnderlying, meta.Underlying)
+	}
+	msg := &nats.Msg{Subject: bus.DecisionSubject(dec.GetOrganizationId(), dec.GetContactId()), Data: data, Header: h}
+	_, err = d.js.PublishMsg(ctx, msg, jetstream.WithMsgID(dec.GetDecisionId()), jetstream.WithExpectLastSequencePerSubject(seq))
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return ErrConflict
+	}
+	if err != nil {
+		return fmt.Errorf("publish decision: %w", err)
+	}
+	return nil
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/natsembed"
 	"github.com/notatcompany/notatcompany/services/validator/decide"
-	"github.com/notatcompany/notatcompany/services/validator/state"
 )
 
 const (
@@ -27,6 +26,7 @@ const (
 	contactID = "7d8c4a0e-0000-4000-8000-000000000001"
 	otherID   = "7d8c4a0e-0000-4000-8000-000000000002"
 	accountID = "a1b2c3d4-0000-4000-8000-000000000001"
+	syncUser  = "5e5e5e5e-0000-4000-8000-000000000001"
 	email     = "Ada.Lovelace@Contoso.com"
 )
 
@@ -39,10 +39,11 @@ type fakeMsg struct {
 	subject   string
 	data      []byte
 	delivered uint64
+	seq       uint64 // stream sequence
 }
 
 func (m *fakeMsg) Metadata() (*jetstream.MsgMetadata, error) {
-	return &jetstream.MsgMetadata{NumDelivered: max(m.delivered, 1), Stream: "TEST"}, nil
+	return &jetstream.MsgMetadata{NumDelivered: max(m.delivered, 1), Stream: "TEST", Sequence: jetstream.SequencePair{Stream: m.seq}}, nil
 }
 func (m *fakeMsg) Data() []byte                     { return m.data }
 func (m *fakeMsg) Headers() nats.Header             { return nil }
@@ -89,17 +90,18 @@ func newEnv(t *testing.T) *env {
 	if err := bus.Declare(ctx, js, bus.DefaultOptions()); err != nil {
 		t.Fatal(err)
 	}
-	store, err := state.Open(ctx, js, DefaultFlagColumn)
-	if err != nil {
-		t.Fatal(err)
-	}
 	reg := prometheus.NewRegistry()
-	cfg := Config{FlagColumn: DefaultFlagColumn, Threshold: DefaultThreshold, Workers: 1, HandleTimeout: 10 * time.Second}
-	profiles, err := js.Stream(ctx, bus.StreamProfile)
+	cfg := Config{FlagColumn: DefaultFlagColumn, Threshold: DefaultThreshold, Workers: 1, HandleTimeout: 10 * time.Second,
+		InlineFanout: 200, ChunkSize: 500}
+	svc, err := Open(ctx, cfg, js, slog.New(slog.DiscardHandler), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := New(cfg, store, profileStream{profiles}, bus.NewPublisher(js, 5*time.Second), slog.New(slog.DiscardHandler), reg)
+	// The test account's owner is a sync user: its contacts are in scope.
+	if _, err := svc.store.ApplySyncUser(ctx, &eventsv1.SyncUserChange{EventId: "su", OrganizationId: org,
+		UserId: syncUser, Enabled: true, ChangedAt: at(0)}); err != nil {
+		t.Fatal(err)
+	}
 	return &env{t: t, svc: svc, reg: reg, js: js, ctx: ctx}
 }
 
@@ -184,7 +186,7 @@ func accountCreate(name, website string) *eventsv1.CrmChange {
 	return &eventsv1.CrmChange{
 		EventId: "crm-account-1", OrganizationId: org, Table: "account", RowId: accountID,
 		Operation: eventsv1.Operation_OPERATION_CREATE, RowModifiedAt: at(2),
-		Columns: map[string]*eventsv1.Value{"name": strV(name), "websiteurl": strV(website)},
+		Columns: map[string]*eventsv1.Value{"name": strV(name), "websiteurl": strV(website), "ownerid": refV("systemuser", syncUser)},
 	}
 }
 
@@ -313,8 +315,8 @@ func TestScenarioLeftThenBack(t *testing.T) {
 	if n := e.published(bus.StreamDecisions); n != 2 {
 		t.Errorf("an older profile published a decision (%d in all)", n)
 	}
-	last, _, err := e.svc.store.LastDecision(e.ctx, org, contactID)
-	if err != nil || last.Value != decide.NoFeedback || last.Reason != decide.ReasonStillThere || last.DecisionID != back.GetDecisionId() {
+	last, _, err := e.svc.decisions.Last(e.ctx, org, contactID)
+	if err != nil || last.Value != decide.NoFeedback || last.Decision.GetReason() != decide.ReasonStillThere || last.Decision.GetDecisionId() != back.GetDecisionId() {
 		t.Errorf("last decision = %+v, %v", last, err)
 	}
 
@@ -348,7 +350,7 @@ func TestContactChangeEvaluatesOnlyThatContact(t *testing.T) {
 		t.Errorf("events{crm_contact,unchanged} = %v", got)
 	}
 	// Other tables are not used.
-	if err := e.crm(&eventsv1.CrmChange{OrganizationId: org, Table: "opportunity", RowId: accountID}); err != nil {
+	if err := e.crm(&eventsv1.CrmChange{OrganizationId: org, Table: "lead", RowId: accountID}); err != nil {
 		t.Errorf("untracked table: %v", err)
 	}
 	if got := e.counter(e.svc.metrics.events.WithLabelValues("crm_other", "not_used")); got != 1 {
@@ -527,11 +529,12 @@ func TestPublishFailureIsTransientAndRetried(t *testing.T) {
 	if err == nil || bus.IsPermanent(err) || !errors.Is(err, bus.ErrNotStored) {
 		t.Fatalf("err = %v, want a transient error", err)
 	}
-	if last, _, _ := e.svc.store.LastDecision(e.ctx, org, contactID); last != nil {
-		t.Fatalf("a decision that was not published was recorded: %+v", last)
+	// The decision went out; its audit record did not.
+	if n := e.published(bus.StreamAudit); n != 0 {
+		t.Fatalf("%d audit records with the audit publisher failing", n)
 	}
-	// The redelivery finds the profile applied already; the contacts it
-	// affects are evaluated all the same, and the decision goes out.
+	// The redelivery finds the profile applied and the decision published
+	// already; it stores the audit record the first attempt could not.
 	e.svc.pub = good
 	msg.delivered = 2
 	if err := e.svc.HandleProfile(e.ctx, msg); err != nil {
@@ -541,6 +544,11 @@ func TestPublishFailureIsTransientAndRetried(t *testing.T) {
 	e.last(bus.StreamDecisions, bus.DecisionSubject(org, contactID), &d)
 	if d.GetValue() != eventsv1.Flag_FLAG_NOT_AT_COMPANY || d.GetCauseEventId() != "feed-1" {
 		t.Errorf("decision = %v cause %q", d.GetValue(), d.GetCauseEventId())
+	}
+	var audited eventsv1.Decision
+	e.last(bus.StreamAudit, bus.AuditSubject("decision", org), &audited)
+	if audited.GetDecisionId() != d.GetDecisionId() {
+		t.Errorf("audit record %q, want the decision %q", audited.GetDecisionId(), d.GetDecisionId())
 	}
 	// Redelivered again (say the ack was lost): nothing new.
 	msg.delivered = 3
@@ -592,5 +600,166 @@ func TestParseConfig(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %s", err, want)
 		}
+	}
+}
+
+// store publishes m on subject, as ingest does, and returns its sequence.
+func (e *env) store(subject string, m proto.Message) uint64 {
+	e.t.Helper()
+	data, err := proto.Marshal(m)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ack, err := e.js.Publish(e.ctx, subject, data)
+	if err != nil {
+		e.t.Fatalf("publish %s: %v", subject, err)
+	}
+	return ack.Sequence
+}
+
+// subjectMsgs counts the messages a stream holds on subject.
+func (e *env) subjectMsgs(stream, subject string) uint64 {
+	e.t.Helper()
+	s, err := e.js.Stream(e.ctx, stream)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	info, err := s.Info(e.ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return info.State.Subjects[subject]
+}
+
+// deliverNext takes the next message of the validator's profile consumer,
+// which must be seq, hands it to HandleProfile and acknowledges it.
+func (e *env) deliverNext(cons jetstream.Consumer, seq uint64) {
+	e.t.Helper()
+	msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil {
+		e.t.Fatalf("next message: %v", err)
+	}
+	meta, err := msg.Metadata()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if meta.Sequence.Stream != seq {
+		e.t.Fatalf("delivered %s at %d, want sequence %d", msg.Subject(), meta.Sequence.Stream, seq)
+	}
+	if err := e.svc.HandleProfile(e.ctx, msg); err != nil {
+		e.t.Fatalf("HandleProfile(%s): %v", msg.Subject(), err)
+	}
+	if err := msg.Ack(); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func TestErasurePurgesStoredProfilesAndIsAudited(t *testing.T) {
+	e := newEnv(t)
+	cons, err := e.js.Consumer(e.ctx, bus.StreamProfile, bus.ConsumerValidatorProfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	memberSubject := bus.ProfileMemberSubject("m-1")
+	hash := eventsv1.HashEmail(email)
+	decision := func() *eventsv1.Decision {
+		t.Helper()
+		var d eventsv1.Decision
+		e.last(bus.StreamDecisions, bus.DecisionSubject(org, contactID), &d)
+		return &d
+	}
+
+	e.mustCRM(contactCreate(contactID, email))
+	e.mustCRM(accountCreate("Contoso Ltd", ""))
+	firstSeq := e.store(memberSubject, leftProfile("feed-1", 10))
+	e.deliverNext(cons, firstSeq)
+	if d := decision(); d.GetValue() != eventsv1.Flag_FLAG_NOT_AT_COMPANY {
+		t.Fatalf("decision before the erasure = %v, want NOT_AT_COMPANY", d.GetValue())
+	}
+	if members, err := e.svc.store.MembersByEmail(e.ctx, []string{hash}); err != nil || len(members) != 1 || members[0].ID != "m-1" {
+		t.Fatalf("MembersByEmail before the erasure = %v, %v; want m-1", members, err)
+	}
+
+	erasure := &eventsv1.MemberErased{EventId: "erase-1", Source: "feed", MemberId: "m-1", ObservedAt: at(11), ReceivedAt: at(11)}
+	erasureSeq := e.store(bus.ProfileErasureSubject("m-1"), erasure)
+	// A profile observed after the erasure arrives before it is handled.
+	laterSeq := e.store(memberSubject, leftProfile("feed-2", 12))
+	if n := e.subjectMsgs(bus.StreamProfile, memberSubject); n != 2 {
+		t.Fatalf("%s holds %d messages before the erasure, want 2", memberSubject, n)
+	}
+
+	e.deliverNext(cons, erasureSeq)
+
+	// Everything received about the member before the erasure is gone from
+	// the stream; what came after it is a new start and is kept.
+	if n := e.subjectMsgs(bus.StreamProfile, memberSubject); n != 1 {
+		t.Errorf("%s holds %d messages after the erasure, want only the later one", memberSubject, n)
+	}
+	profiles, err := e.js.Stream(e.ctx, bus.StreamProfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := profiles.GetMsg(e.ctx, firstSeq); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Errorf("profile stored before the erasure (sequence %d): err %v, want it gone", firstSeq, err)
+	}
+	if m, err := profiles.GetLastMsgForSubject(e.ctx, memberSubject); err != nil || m.Sequence != laterSeq {
+		t.Errorf("last profile of the member: %v, %v; want sequence %d (published after the erasure)", m, err, laterSeq)
+	}
+
+	// The erasure is in the audit trail.
+	if got := bus.AuditSubject("erasure", "all"); got != "nac.audit.erasure.all" {
+		t.Errorf("erasure audit subject %q", got)
+	}
+	var audited eventsv1.MemberErased
+	raw := e.last(bus.StreamAudit, "nac.audit.erasure.all", &audited)
+	if !proto.Equal(&audited, erasure) {
+		t.Errorf("audit record %v, want %v", &audited, erasure)
+	}
+	if id := raw.Header.Get(nats.MsgIdHdr); id != "audit.erasure.erase-1" {
+		t.Errorf("audit Nats-Msg-Id %q", id)
+	}
+
+	// The member is gone, and the contact it flagged is unflagged.
+	if members, err := e.svc.store.MembersByEmail(e.ctx, []string{hash}); err != nil || len(members) != 0 {
+		t.Errorf("MembersByEmail after the erasure = %v, %v; want none", members, err)
+	}
+	d := decision()
+	if d.GetValue() != eventsv1.Flag_FLAG_NO_FEEDBACK || d.GetReason() != decide.ReasonUnmatched ||
+		d.GetPrevious() != eventsv1.Flag_FLAG_NOT_AT_COMPANY || d.GetCauseEventId() != "erase-1" {
+		t.Errorf("decision after the erasure = %v %q (previous %v, cause %q), want NO_FEEDBACK unmatched caused by erase-1",
+			d.GetValue(), d.GetReason(), d.GetPrevious(), d.GetCauseEventId())
+	}
+	if d.GetEvidence().GetMemberId() != "" {
+		t.Errorf("decision after the erasure names the member: %v", d.GetEvidence())
+	}
+	decisions, audits := e.published(bus.StreamDecisions), e.published(bus.StreamAudit)
+
+	// A redelivery of the erasure changes nothing: the later profile stays,
+	// the audit record is not repeated, no decision goes out.
+	again := msgOf(t, bus.ProfileErasureSubject("m-1"), erasure)
+	again.delivered, again.seq = 2, erasureSeq
+	if err := e.svc.HandleProfile(e.ctx, again); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.subjectMsgs(bus.StreamProfile, memberSubject); n != 1 {
+		t.Errorf("%s holds %d messages after a redelivered erasure, want 1", memberSubject, n)
+	}
+	if n := e.subjectMsgs(bus.StreamAudit, "nac.audit.erasure.all"); n != 1 {
+		t.Errorf("%d erasure audit records, want 1", n)
+	}
+	if n := e.published(bus.StreamDecisions); n != decisions {
+		t.Errorf("a redelivered erasure published %d decisions", n-decisions)
+	}
+	if n := e.published(bus.StreamAudit); n != audits {
+		t.Errorf("a redelivered erasure published %d audit records", n-audits)
+	}
+
+	// The later profile, observed after the erasure, starts the member anew.
+	e.deliverNext(cons, laterSeq)
+	if members, err := e.svc.store.MembersByEmail(e.ctx, []string{hash}); err != nil || len(members) != 1 {
+		t.Errorf("MembersByEmail after the later profile = %v, %v; want m-1 again", members, err)
+	}
+	if d := decision(); d.GetValue() != eventsv1.Flag_FLAG_NOT_AT_COMPANY || d.GetCauseEventId() != "feed-2" {
+		t.Errorf("decision after the later profile = %v cause %q", d.GetValue(), d.GetCauseEventId())
 	}
 }

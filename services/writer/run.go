@@ -11,6 +11,7 @@ import (
 
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse"
+	"github.com/notatcompany/notatcompany/services/shared/orgs"
 )
 
 // Workers wires the writer to its durable consumer and to the Dataverse
@@ -23,6 +24,9 @@ func Workers(ctx context.Context, cfg Config, js jetstream.JetStream, log *slog.
 		return nil, err
 	}
 	svc.targets = targets
+	if svc.switches, err = orgs.NewReader(ctx, js); err != nil {
+		return nil, err
+	}
 	cons, err := js.Consumer(ctx, bus.StreamDecisions, bus.ConsumerWriter)
 	if err != nil {
 		return nil, fmt.Errorf("bind consumer %s: %w", bus.ConsumerWriter, err)

@@ -48,10 +48,17 @@ type Targets struct {
 
 func (t *Targets) For(org string) *Target { return cmp.Or(t.ByOrg[org], t.Default) }
 
+// Switch tells whether data validation is on for an organization; until
+// it is switched on (admin API), nothing is written.
+type Switch interface {
+	DataValidation(ctx context.Context, org string) (bool, error)
+}
+
 // Service is the writer.
 type Service struct {
 	cfg        Config
 	targets    *Targets
+	switches   Switch // nil: every organization is on
 	pub        Publisher
 	log        *slog.Logger
 	metrics    *metrics
@@ -139,10 +146,18 @@ func (s *Service) HandleBatch(ctx context.Context, msgs []jetstream.Msg) {
 // writeOrg decides or sends every item of one organization.
 func (s *Service) writeOrg(ctx context.Context, org string, items []*item) {
 	t := s.targets.For(org)
+	on := true
+	if s.switches != nil {
+		var err error
+		if on, err = s.switches.DataValidation(ctx, org); err != nil {
+			retryAll(items, time.Second, "reading the organization's settings: "+err.Error())
+			return
+		}
+	}
 	var send []*item
 	for _, it := range items {
 		switch {
-		case t.Disabled:
+		case t.Disabled || !on:
 			it.out.Outcome = OutcomeDisabled
 		case it.decision.GetValue() == eventsv1.Flag_FLAG_IGNORE:
 			it.out.Outcome = OutcomeSkipped

@@ -771,3 +771,129 @@ func TestIsGUID(t *testing.T) {
 		}
 	}
 }
+
+func reference(table, id string, name any) map[string]any {
+	return map[string]any{
+		"__type": "EntityReference:http://schemas.microsoft.com/xrm/2011/Contracts",
+		"Id":     id, "KeyAttributes": []any{}, "LogicalName": table, "Name": name, "RowVersion": nil,
+	}
+}
+
+// associateParams are the InputParameters of an Associate or Disassociate:
+// Target, Relationship and RelatedEntities, in Dataverse's order.
+func associateParams(target map[string]any, relationship any, related ...any) []any {
+	return []any{
+		map[string]any{"key": "Target", "value": target},
+		map[string]any{"key": "Relationship", "value": relationship},
+		map[string]any{"key": "RelatedEntities", "value": related},
+	}
+}
+
+func relationship(schema string) map[string]any {
+	return map[string]any{
+		"__type":            "Relationship:http://schemas.microsoft.com/xrm/2011/Contracts",
+		"PrimaryEntityRole": nil, "SchemaName": schema,
+	}
+}
+
+const (
+	oppID      = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"
+	relatedTwo = "11111111-2222-4333-8444-555555555555"
+	zeroGUID   = "00000000-0000-0000-0000-000000000000"
+)
+
+func TestParseAssociate(t *testing.T) {
+	for _, tc := range []struct {
+		message string
+		op      eventsv1.Operation
+	}{
+		{"Associate", eventsv1.Operation_OPERATION_ASSOCIATE},
+		{"Disassociate", eventsv1.Operation_OPERATION_DISASSOCIATE},
+	} {
+		t.Run(tc.message, func(t *testing.T) {
+			body := buildContext(t, map[string]any{
+				"MessageName":       tc.message,
+				"PrimaryEntityName": "none",
+				"PrimaryEntityId":   zeroGUID,
+				"InputParameters": associateParams(reference("opportunity", strings.ToUpper(oppID), nil),
+					relationship("opportunitycontact_association"),
+					reference("contact", strings.ToUpper(rowID), "Ada Lovelace"), reference("contact", relatedTwo, nil)),
+			})
+			ch, err := Parse(body, Options{})
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if ch.Table != "opportunity" || ch.RowId != oppID {
+				t.Errorf("row %s/%s, want opportunity/%s (from the Target, not \"none\" and the zero GUID)", ch.Table, ch.RowId, oppID)
+			}
+			if ch.Operation != tc.op || ch.MessageName != tc.message {
+				t.Errorf("operation %v message %q, want %v %q", ch.Operation, ch.MessageName, tc.op, tc.message)
+			}
+			if ch.Relationship != "opportunitycontact_association" {
+				t.Errorf("Relationship = %q", ch.Relationship)
+			}
+			want := []*eventsv1.EntityReference{
+				{Table: "contact", Id: rowID, Name: "Ada Lovelace"},
+				{Table: "contact", Id: relatedTwo},
+			}
+			if !slices.EqualFunc(ch.Related, want, func(a, b *eventsv1.EntityReference) bool { return proto.Equal(a, b) }) {
+				t.Errorf("Related = %v, want %v", ch.Related, want)
+			}
+			if len(ch.Columns) != 0 || len(ch.ChangedColumns) != 0 {
+				t.Errorf("columns %v, changed %v; an association changes no column", ch.Columns, ch.ChangedColumns)
+			}
+			if wantID := "dv." + orgID + "." + opID + "." + strings.ToLower(tc.message) + ".opportunity." + oppID; ch.EventId != wantID {
+				t.Errorf("EventId = %q, want %q", ch.EventId, wantID)
+			}
+			// It must survive the wire.
+			data, err := proto.Marshal(ch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var back eventsv1.CrmChange
+			if err := proto.Unmarshal(data, &back); err != nil || !proto.Equal(&back, ch) {
+				t.Errorf("round trip changed the change (err %v)", err)
+			}
+		})
+	}
+	t.Run("no relationship, no related rows", func(t *testing.T) {
+		body := buildContext(t, map[string]any{
+			"MessageName": "Associate", "PrimaryEntityName": "none",
+			"InputParameters": associateParams(reference("opportunity", oppID, nil), nil),
+		})
+		ch, err := Parse(body, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ch.Relationship != "" || len(ch.Related) != 0 {
+			t.Errorf("Relationship %q, Related %v; want none", ch.Relationship, ch.Related)
+		}
+	})
+}
+
+func TestParseAssociateFieldErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		params []any
+		field  string
+	}{
+		{"related row not an object", associateParams(reference("opportunity", oppID, nil), relationship("x"), reference("contact", rowID, nil), "contact"),
+			"/InputParameters/2/value/1"},
+		{"related row without LogicalName", associateParams(reference("opportunity", oppID, nil), relationship("x"), map[string]any{"Id": rowID}),
+			"/InputParameters/2/value/0"},
+		{"Target reference without LogicalName", associateParams(map[string]any{"__type": "EntityReference:", "Id": oppID}, relationship("x"), reference("contact", rowID, nil)),
+			"/InputParameters/0/value"},
+		{"Target not an object", associateParams(nil, relationship("x")), "/InputParameters/0/value"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := buildContext(t, map[string]any{"MessageName": "Associate", "PrimaryEntityName": "none", "PrimaryEntityId": zeroGUID, "InputParameters": tc.params})
+			ch, err := Parse(body, Options{})
+			if ch != nil {
+				t.Errorf("a change came with the error: %s", show(ch))
+			}
+			if got := fieldNames(err); !slices.Equal(got, []string{tc.field}) {
+				t.Errorf("fields %v, want [%s] (err %v)", got, tc.field, err)
+			}
+		})
+	}
+}

@@ -32,6 +32,12 @@ const (
 	// StreamDeadLetter holds messages set aside with their reason:
 	// nac.deadletter.<consumer>.
 	StreamDeadLetter = "NAC_DEADLETTER"
+	// StreamAdmin holds the latest admin change per subject:
+	// nac.admin.<organization>.syncuser.<user>, nac.admin.<organization>.settings.
+	StreamAdmin = "NAC_ADMIN"
+	// StreamWork is a work queue of evaluation chunks of large fan-outs:
+	// nac.work.<organization>.
+	StreamWork = "NAC_WORK"
 )
 
 // Durable consumers.
@@ -39,6 +45,8 @@ const (
 	ConsumerValidatorCRM     = "validator-crm"
 	ConsumerValidatorProfile = "validator-profile"
 	ConsumerWriter           = "writer"
+	ConsumerValidatorAdmin   = "validator-admin"
+	ConsumerValidatorWork    = "validator-work"
 )
 
 // KV buckets of the validator's materialized state.
@@ -47,8 +55,11 @@ const (
 	BucketAccounts  = "nac_accounts"
 	BucketMembers   = "nac_members"
 	BucketCompanies = "nac_companies"
-	BucketDecisions = "nac_decisions"
 	BucketIndex     = "nac_index"
+	// BucketRows holds opportunities and system users.
+	BucketRows      = "nac_rows"
+	BucketSyncUsers = "nac_syncusers"
+	BucketOrgs      = "nac_orgs"
 )
 
 // Subject builders. Every token is made safe: Dataverse ids are GUIDs and
@@ -70,6 +81,14 @@ func DecisionSubject(org, contact string) string {
 func AuditSubject(kind, org string) string { return "nac.audit." + kind + "." + Token(org) }
 
 func DeadLetterSubject(consumer string) string { return "nac.deadletter." + Token(consumer) }
+
+func AdminSyncUserSubject(org, user string) string {
+	return "nac.admin." + Token(org) + ".syncuser." + Token(user)
+}
+
+func AdminSettingsSubject(org string) string { return "nac.admin." + Token(org) + ".settings" }
+
+func WorkSubject(org string) string { return "nac.work." + Token(org) }
 
 // Token returns s unchanged when it is safe as one subject token and KV key
 // part (letters, digits, '-' and '_'), otherwise "b64_" and its unpadded
@@ -160,7 +179,11 @@ func (o Options) streams() []jetstream.StreamConfig {
 	audit.MaxAge = o.AuditMaxAge
 	dead := base(StreamDeadLetter, "nac.deadletter.>", "Messages set aside with their reason")
 	dead.MaxAge = 30 * day
-	return []jetstream.StreamConfig{crm, profile, decisions, audit, dead}
+	admin := base(StreamAdmin, "nac.admin.>", "Latest admin change per sync user and organization")
+	admin.MaxMsgsPerSubject, admin.MaxAge = 1, 0
+	work := base(StreamWork, "nac.work.>", "Evaluation chunks of large fan-outs")
+	work.Retention = jetstream.WorkQueuePolicy
+	return []jetstream.StreamConfig{crm, profile, decisions, audit, dead, admin, work}
 }
 
 type consumerSpec struct {
@@ -185,6 +208,8 @@ func (o Options) consumers() []consumerSpec {
 		{StreamCRM, c(ConsumerValidatorCRM, "Validator applying CRM changes")},
 		{StreamProfile, c(ConsumerValidatorProfile, "Validator applying profile events")},
 		{StreamDecisions, c(ConsumerWriter, "Writer sending decisions to Dataverse")},
+		{StreamAdmin, c(ConsumerValidatorAdmin, "Validator applying admin changes")},
+		{StreamWork, c(ConsumerValidatorWork, "Validator evaluating fan-out chunks")},
 	}
 }
 
@@ -197,8 +222,10 @@ func (o Options) buckets() []jetstream.KeyValueConfig {
 		kv(BucketAccounts, "Accounts by organization and id"),
 		kv(BucketMembers, "Member profiles by id"),
 		kv(BucketCompanies, "Company pages by id"),
-		kv(BucketDecisions, "Last decision per contact"),
 		kv(BucketIndex, "Lookup indexes, one key per edge"),
+		kv(BucketRows, "Opportunities and system users by organization and id"),
+		kv(BucketSyncUsers, "Sync users by organization and user"),
+		kv(BucketOrgs, "Validation settings by organization"),
 	}
 }
 

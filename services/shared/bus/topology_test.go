@@ -156,6 +156,8 @@ func TestDeclare(t *testing.T) {
 		bus.StreamDecisions:  "nac.decision.>",
 		bus.StreamAudit:      "nac.audit.>",
 		bus.StreamDeadLetter: "nac.deadletter.>",
+		bus.StreamAdmin:      "nac.admin.>",
+		bus.StreamWork:       "nac.work.>",
 	}
 	for name, subject := range streams {
 		s, err := js.Stream(ctx, name)
@@ -181,6 +183,10 @@ func TestDeclare(t *testing.T) {
 		t.Errorf("NAC_ streams = %q, want %d", names, len(streams))
 	}
 
+	w, err := js.Stream(ctx, bus.StreamWork)
+	if err == nil && w.CachedInfo().Config.Retention != jetstream.WorkQueuePolicy {
+		t.Errorf("work retention = %v, want work queue", w.CachedInfo().Config.Retention)
+	}
 	d, err := js.Stream(ctx, bus.StreamDecisions)
 	if err == nil && d.CachedInfo().Config.MaxMsgsPerSubject != 1 {
 		t.Errorf("decisions MaxMsgsPerSubject = %d, want 1", d.CachedInfo().Config.MaxMsgsPerSubject)
@@ -190,7 +196,8 @@ func TestDeclare(t *testing.T) {
 		t.Errorf("audit MaxAge = %v, want %v", a.CachedInfo().Config.MaxAge, o.AuditMaxAge)
 	}
 
-	buckets := []string{bus.BucketContacts, bus.BucketAccounts, bus.BucketMembers, bus.BucketCompanies, bus.BucketDecisions, bus.BucketIndex}
+	buckets := []string{bus.BucketContacts, bus.BucketAccounts, bus.BucketMembers, bus.BucketCompanies, bus.BucketIndex,
+		bus.BucketRows, bus.BucketSyncUsers, bus.BucketOrgs}
 	for _, b := range buckets {
 		kv, err := js.KeyValue(ctx, b)
 		if err != nil {
@@ -218,6 +225,8 @@ func TestDeclare(t *testing.T) {
 		bus.ConsumerValidatorCRM:     bus.StreamCRM,
 		bus.ConsumerValidatorProfile: bus.StreamProfile,
 		bus.ConsumerWriter:           bus.StreamDecisions,
+		bus.ConsumerValidatorAdmin:   bus.StreamAdmin,
+		bus.ConsumerValidatorWork:    bus.StreamWork,
 	}
 	for name, stream := range consumers {
 		c, err := js.Consumer(ctx, stream, name)

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -224,6 +225,18 @@ func evaluate(in Input) Result {
 			elsewhere = append(elsewhere, p)
 		}
 	}
+	// A company page is one company whatever a position calls it: after a
+	// rename a profile may end "Contoso" and start "Nimbus" on the same page.
+	pages := map[string]bool{}
+	for _, p := range atCompany {
+		pages[p.CompanyID] = p.CompanyID != ""
+	}
+	elsewhere = slices.DeleteFunc(elsewhere, func(p Position) bool {
+		if pages[p.CompanyID] {
+			atCompany = append(atCompany, p)
+		}
+		return pages[p.CompanyID]
+	})
 	if len(atCompany) == 0 {
 		return result(NoFeedback, ReasonNoPosition)
 	}
@@ -272,7 +285,7 @@ func newEmployer(a Account, companies map[string]Company) employer {
 		switch {
 		case a.CompanyID != "" && id == a.CompanyID:
 			e.ids[id] = companyMatch{"explicit", 1}
-		case domain != "" && slices.Contains(co.Domains, domain):
+		case domain != "" && slices.ContainsFunc(co.Domains, func(d string) bool { return strings.TrimPrefix(d, "www.") == domain }):
 			e.ids[id] = companyMatch{"domain", 0.98}
 		case e.nameKey != "" && CompanyKey(co.Name) == e.nameKey:
 			e.ids[id] = companyMatch{"name", 0.9}
@@ -281,28 +294,36 @@ func newEmployer(a Account, companies map[string]Company) employer {
 	if a.CompanyID != "" {
 		e.ids[a.CompanyID] = companyMatch{"explicit", 1}
 	}
-	// One step of family in every direction: a parent or a subsidiary, the
-	// successor after an acquisition or the company it absorbed.
-	direct := make(map[string]companyMatch, len(e.ids))
-	for id, m := range e.ids {
-		direct[id] = m
-	}
+	// Family: the parents up the chain and the subsidiaries down it (a group
+	// and its subsidiaries' subsidiaries), and one step of acquisition either
+	// way: the successor, or the company absorbed. Not sideways: a sister
+	// company under the same parent is another employer.
+	direct := maps.Clone(e.ids)
 	family := func(id string, m companyMatch) {
 		if _, ok := e.ids[id]; !ok && id != "" {
 			e.ids[id] = companyMatch{"family", min(m.conf, 0.9)}
 		}
 	}
 	for id, m := range direct {
-		family(companies[id].Parent, m)
 		family(companies[id].Successor, m)
-		for otherID, co := range companies {
-			if co.Parent == id || co.Successor == id {
-				family(otherID, m)
+		for up, n := companies[id].Parent, 0; up != "" && n < maxFamilyDepth; up, n = companies[up].Parent, n+1 {
+			family(up, m)
+		}
+		down := map[string]bool{id: true}
+		for n := 0; n < maxFamilyDepth; n++ {
+			for otherID, co := range companies {
+				if down[co.Parent] || n == 0 && co.Successor == id {
+					family(otherID, m)
+					down[otherID] = true
+				}
 			}
 		}
 	}
 	return e
 }
+
+// maxFamilyDepth bounds the walk up and down a company tree (and cycles).
+const maxFamilyDepth = 4
 
 // match tells whether position p is at the employer, how, how sure, and
 // which company id it matched.
@@ -336,16 +357,19 @@ const (
 	confEmail    = 0.95
 	confName     = 0.75 // same name and a position at the account's company
 	confTitle    = 0.10 // ... and the same title there
-	confCountry  = 0.05 // ... and the same country
+	confCountry  = 0.04 // ... and the same country (never enough without the title)
 )
 
 // matchMember picks the member the contact describes: an explicit id or
 // profile URL, else an email both have, else the same name with a position
 // at the account's company (more sure with the same title and country).
-// Two different members equally likely is ambiguous: no match.
+// Two different members equally likely is ambiguous: no match; so is a
+// best match by name when another member of that name was at the company
+// too, since a title or a country cannot tell namesakes apart.
 func matchMember(c Contact, e employer, members []Member) (best *Member, how string, conf float64, ambiguous bool) {
 	nameKey := NameKey(c.FirstName, c.LastName)
 	urlKey := ProfileURLKey(c.ProfileURL)
+	named := map[string]bool{} // members matched by name at the company
 	for i := range members {
 		m := &members[i]
 		var mhow string
@@ -356,10 +380,14 @@ func matchMember(c Contact, e employer, members []Member) (best *Member, how str
 		case intersects(c.EmailHashes, m.EmailHashes):
 			mhow, mconf = "email", confEmail
 		case nameKey != "" && strings.Contains(nameKey, " ") && nameKey == NameKey(m.FirstName, m.LastName):
+			if slug, other := profileSlug(urlKey), profileSlug(ProfileURLKey(m.ProfileURL)); slug != "" && other != "" && slug != other {
+				continue // the contact names another profile: a namesake
+			}
 			at, sameTitle := e.hasPosition(*m, c.Title)
 			if !at {
 				continue // a name alone is never enough
 			}
+			named[m.ID] = true
 			mhow, mconf = "name+company", confName
 			if sameTitle {
 				mhow, mconf = mhow+"+title", mconf+confTitle
@@ -377,7 +405,7 @@ func matchMember(c Contact, e employer, members []Member) (best *Member, how str
 			ambiguous = true
 		}
 	}
-	if ambiguous {
+	if ambiguous || strings.HasPrefix(how, "name+company") && len(named) > 1 {
 		return nil, "", 0, true
 	}
 	return best, how, conf, false
@@ -393,6 +421,18 @@ func ProfileURLKey(u string) string {
 		u = u[:i]
 	}
 	return strings.TrimRight(u, "/")
+}
+
+// profileSlug is the "/in/name" of a profile URL key, whatever the host
+// ("uk.linkedin.com/in/x" names the same profile as "linkedin.com/in/x"),
+// or "" when the key has none (an empty or junk value).
+func profileSlug(key string) string {
+	_, rest, ok := strings.Cut(key, "/in/")
+	slug, _, _ := strings.Cut(rest, "/")
+	if !ok || slug == "" {
+		return ""
+	}
+	return "/in/" + slug
 }
 
 func intersects(a, b []string) bool {

@@ -77,10 +77,19 @@ func Domain(website string) string {
 		return ""
 	}
 	d, err := publicsuffix.EffectiveTLDPlusOne(u.Hostname())
-	if err != nil {
+	if err != nil || sharedHosts[d] {
 		return ""
 	}
 	return d
+}
+
+// sharedHosts host pages of many businesses: "facebook.com/contosobakery"
+// says nothing about which company the account is.
+var sharedHosts = map[string]bool{
+	"facebook.com": true, "instagram.com": true, "linkedin.com": true, "twitter.com": true, "x.com": true,
+	"google.com": true, "youtube.com": true, "yelp.com": true, "wix.com": true, "wixsite.com": true,
+	"wordpress.com": true, "blogspot.com": true, "squarespace.com": true, "weebly.com": true,
+	"godaddysites.com": true, "business.site": true, "tiktok.com": true, "amazon.com": true,
 }
 
 // joinInitials merges runs of one-letter words, the remains of dotted

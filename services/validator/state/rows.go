@@ -39,8 +39,37 @@ type Row struct {
 // Columns kept per table, by logical name.
 var keptColumns = map[string][]string{
 	"contact": {"firstname", "lastname", "fullname", "emailaddress1", "emailaddress2", "emailaddress3",
-		"parentcustomerid", "ownerid", "statecode"},
-	"account": {"name", "websiteurl", "ownerid", "statecode"},
+		"parentcustomerid", "ownerid", "statecode", "jobtitle", "address1_country"},
+	"account":     {"name", "websiteurl", "ownerid", "statecode"},
+	"opportunity": {"parentcontactid", "customerid", "parentaccountid", "ownerid", "statecode"},
+	"systemuser":  {"isdisabled"},
+}
+
+// Columns names the organization-specific columns the validator reads.
+type Columns struct {
+	Flag       string // the contact's Not at Company column
+	ProfileURL string // a LinkedIn profile URL column on contact, if any
+	MemberID   string // a member id column on contact, if any
+	CompanyID  string // a company id column on account, if any
+}
+
+// extra returns the configured columns kept for table.
+func (c Columns) extra(table string) []string {
+	var cols []string
+	add := func(names ...string) {
+		for _, n := range names {
+			if n != "" {
+				cols = append(cols, n)
+			}
+		}
+	}
+	switch table {
+	case "contact":
+		add(c.Flag, c.ProfileURL, c.MemberID)
+	case "account":
+		add(c.CompanyID)
+	}
+	return cols
 }
 
 // Tracked reports whether the validator keeps rows of table.
@@ -164,14 +193,24 @@ func (r *Row) ref(col, table string) string {
 	return id
 }
 
+// Owner is the system user owning the row, or "" (a team, or unknown).
+func (r *Row) Owner() string { return r.ref("ownerid", "systemuser") }
+
 // Contact is the decision's view of a contact row.
-func (r *Row) Contact(flagColumn string) decide.Contact {
+func (r *Row) Contact(cols Columns) decide.Contact {
 	c := decide.Contact{
 		ID: r.ID, FirstName: r.get("firstname"), LastName: r.get("lastname"),
+		Title: r.get("jobtitle"), Country: r.get("address1_country"),
 		AccountID: r.ref("parentcustomerid", "account"),
 		Active:    !r.Deleted && (r.get("statecode") == "" || r.get("statecode") == "0"),
 	}
-	if n, err := strconv.Atoi(r.get(flagColumn)); err == nil {
+	if cols.ProfileURL != "" {
+		c.ProfileURL = r.get(cols.ProfileURL)
+	}
+	if cols.MemberID != "" {
+		c.MemberID = r.get(cols.MemberID)
+	}
+	if n, err := strconv.Atoi(r.get(cols.Flag)); err == nil {
 		c.Flag = n
 	}
 	for _, col := range []string{"emailaddress1", "emailaddress2", "emailaddress3"} {
@@ -185,6 +224,28 @@ func (r *Row) Contact(flagColumn string) decide.Contact {
 }
 
 // Account is the decision's view of an account row.
-func (r *Row) Account() decide.Account {
-	return decide.Account{ID: r.ID, Name: r.get("name"), Website: r.get("websiteurl")}
+func (r *Row) Account(cols Columns) decide.Account {
+	a := decide.Account{ID: r.ID, Name: r.get("name"), Website: r.get("websiteurl")}
+	if cols.CompanyID != "" {
+		a.CompanyID = r.get(cols.CompanyID)
+	}
+	return a
 }
+
+// LinkedContacts are the contacts an opportunity row links to: its
+// contact, and its customer when that is a contact.
+func (r *Row) LinkedContacts() []string {
+	if r == nil || r.Deleted {
+		return nil
+	}
+	var ids []string
+	for _, col := range []string{"parentcontactid", "customerid"} {
+		if id := r.ref(col, "contact"); id != "" && !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// Disabled reports whether a system user row says the user is disabled.
+func (r *Row) Disabled() bool { return r != nil && !r.Deleted && r.get("isdisabled") == "true" }

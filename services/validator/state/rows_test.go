@@ -201,7 +201,7 @@ func TestApplyDeleteThenOlderUpdateIsIgnored(t *testing.T) {
 			t.Errorf("%v from before the delete set a column", ch.GetOperation())
 		}
 	}
-	if c := r.Contact(flagCol); c.Active {
+	if c := r.Contact(Columns{Flag: flagCol}); c.Active {
 		t.Error("a deleted contact is active")
 	}
 }
@@ -215,7 +215,7 @@ func TestApplyNewerCreateAfterDeleteRestores(t *testing.T) {
 	}
 	wantCell(t, r, "firstname", "Augusta", 4)
 	wantCell(t, r, "lastname", "King", 4)
-	if !r.Contact(flagCol).Active {
+	if !r.Contact(Columns{Flag: flagCol}).Active {
 		t.Error("restored contact is not active")
 	}
 	// A change from before the delete still loses after the restore.
@@ -247,7 +247,7 @@ func TestContact(t *testing.T) {
 		"parentcustomerid": ref("account", "a1"), "statecode": choice(0), flagCol: choice(1),
 		"emailaddress1": str(" Ada@Contoso.com "), "emailaddress2": str("ada@contoso.com"), "emailaddress3": str("ada@fabrikam.com"),
 	}))
-	c := r.Contact(flagCol)
+	c := r.Contact(Columns{Flag: flagCol})
 	want := []string{eventsv1.HashEmail("ada@contoso.com"), eventsv1.HashEmail("ada@fabrikam.com")}
 	slices.Sort(want)
 	if !reflect.DeepEqual(c.EmailHashes, want) {
@@ -262,26 +262,26 @@ func TestContact(t *testing.T) {
 
 	// A parent contact is not an account.
 	r, _ = apply(t, r, update(2, cols{"parentcustomerid": ref("contact", "c9")}))
-	if got := r.Contact(flagCol).AccountID; got != "" {
+	if got := r.Contact(Columns{Flag: flagCol}).AccountID; got != "" {
 		t.Errorf("AccountID = %q for a contact parentcustomerid, want empty", got)
 	}
 	r, _ = apply(t, r, update(3, cols{"parentcustomerid": null()}))
-	if got := r.Contact(flagCol).AccountID; got != "" {
+	if got := r.Contact(Columns{Flag: flagCol}).AccountID; got != "" {
 		t.Errorf("AccountID = %q for a null parentcustomerid, want empty", got)
 	}
 
 	// statecode 1 is inactive; no statecode at all is active.
 	r, _ = apply(t, r, update(4, cols{"statecode": choice(1)}))
-	if r.Contact(flagCol).Active {
+	if r.Contact(Columns{Flag: flagCol}).Active {
 		t.Error("statecode 1 is active")
 	}
 	bare, _ := apply(t, nil, create(1, cols{"firstname": str("Ada")}))
-	bc := bare.Contact(flagCol)
+	bc := bare.Contact(Columns{Flag: flagCol})
 	if !bc.Active || bc.Flag != 0 || bc.EmailHashes != nil || bc.AccountID != "" {
 		t.Errorf("bare contact = %+v", bc)
 	}
 	// The flag is read from the column asked for.
-	if got := r.Contact("msdyn_orgchangestatus").Flag; got != 0 {
+	if got := r.Contact(Columns{Flag: "msdyn_orgchangestatus"}).Flag; got != 0 {
 		t.Errorf("Flag of another column = %d", got)
 	}
 }
@@ -292,13 +292,13 @@ func TestAccount(t *testing.T) {
 		RowModifiedAt: timestamppb.New(at(1)),
 		Columns:       cols{"name": str("Contoso Ltd"), "websiteurl": str("https://contoso.com"), "fullname": str("x")},
 	})
-	if a := r.Account(); a.ID != "a1" || a.Name != "Contoso Ltd" || a.Website != "https://contoso.com" {
+	if a := r.Account(Columns{}); a.ID != "a1" || a.Name != "Contoso Ltd" || a.Website != "https://contoso.com" {
 		t.Errorf("Account = %+v", a)
 	}
 	if _, ok := r.Cols["fullname"]; ok {
 		t.Error("a contact column was kept on an account")
 	}
-	if !Tracked("account") || !Tracked("contact") || Tracked("opportunity") {
+	if !Tracked("account") || !Tracked("contact") || !Tracked("opportunity") || !Tracked("systemuser") || Tracked("lead") {
 		t.Error("Tracked")
 	}
 }

@@ -3,6 +3,7 @@ package state
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
+	"github.com/notatcompany/notatcompany/services/shared/orgs"
 	"github.com/notatcompany/notatcompany/services/validator/decide"
 )
 
@@ -22,15 +24,15 @@ type Store struct {
 	rows      map[string]jetstream.KeyValue // by table
 	members   jetstream.KeyValue
 	companies jetstream.KeyValue
-	decisions jetstream.KeyValue
 	index     jetstream.KeyValue
-	// flagColumn is kept on contacts: a user's Ignore lives there.
-	flagColumn string
+	syncUsers jetstream.KeyValue
+	orgs      jetstream.KeyValue
+	cols      Columns
 }
 
 // Open binds the store to the buckets bus.Declare created.
-func Open(ctx context.Context, js jetstream.JetStream, flagColumn string) (*Store, error) {
-	s := &Store{rows: map[string]jetstream.KeyValue{}, flagColumn: flagColumn}
+func Open(ctx context.Context, js jetstream.JetStream, cols Columns) (*Store, error) {
+	s := &Store{rows: map[string]jetstream.KeyValue{}, cols: cols}
 	bind := func(name string) (jetstream.KeyValue, error) {
 		kv, err := js.KeyValue(ctx, name)
 		if err != nil {
@@ -39,14 +41,15 @@ func Open(ctx context.Context, js jetstream.JetStream, flagColumn string) (*Stor
 		return kv, nil
 	}
 	var err error
-	for table, bucket := range map[string]string{"contact": bus.BucketContacts, "account": bus.BucketAccounts} {
+	for table, bucket := range map[string]string{"contact": bus.BucketContacts, "account": bus.BucketAccounts,
+		"opportunity": bus.BucketRows, "systemuser": bus.BucketRows} {
 		if s.rows[table], err = bind(bucket); err != nil {
 			return nil, err
 		}
 	}
 	for dst, name := range map[*jetstream.KeyValue]string{
 		&s.members: bus.BucketMembers, &s.companies: bus.BucketCompanies,
-		&s.decisions: bus.BucketDecisions, &s.index: bus.BucketIndex,
+		&s.index: bus.BucketIndex, &s.syncUsers: bus.BucketSyncUsers, &s.orgs: bus.BucketOrgs,
 	} {
 		if *dst, err = bind(name); err != nil {
 			return nil, err
@@ -92,7 +95,14 @@ func casUpdate(ctx context.Context, kv jetstream.KeyValue, key string, next func
 	return fmt.Errorf("write %s/%s: still contended after %d attempts", kv.Bucket(), key, casRetries)
 }
 
-func rowKey(org, id string) string { return bus.Token(org) + "." + bus.Token(id) }
+// rowKey is the key of a row: contacts and accounts have buckets of their
+// own; opportunities and system users share one, told apart by table.
+func rowKey(org, table, id string) string {
+	if table == "contact" || table == "account" {
+		return bus.Token(org) + "." + bus.Token(id)
+	}
+	return bus.Token(org) + "." + table + "." + bus.Token(id)
+}
 
 // ApplyChange folds a CRM change into its row and the indexes. It returns
 // the row before and after (nil when absent) and whether it changed.
@@ -101,12 +111,9 @@ func (s *Store) ApplyChange(ctx context.Context, ch *eventsv1.CrmChange) (before
 	if !ok {
 		return nil, nil, false, nil
 	}
-	var extra []string
-	if ch.GetTable() == "contact" {
-		extra = []string{s.flagColumn}
-	}
+	extra := s.cols.extra(ch.GetTable())
 	org := ch.GetOrganizationId()
-	err = casUpdate(ctx, kv, rowKey(org, ch.GetRowId()), func(cur []byte) ([]byte, error) {
+	err = casUpdate(ctx, kv, rowKey(org, ch.GetTable(), ch.GetRowId()), func(cur []byte) ([]byte, error) {
 		before, after, changed = nil, nil, false
 		if cur != nil {
 			before = &Row{}
@@ -139,7 +146,7 @@ func (s *Store) Row(ctx context.Context, org, table, id string) (*Row, error) {
 		return nil, fmt.Errorf("table %s is not kept", table)
 	}
 	var r Row
-	found, err := getJSON(ctx, kv, rowKey(org, id), &r)
+	found, err := getJSON(ctx, kv, rowKey(org, table, id), &r)
 	if !found || err != nil {
 		return nil, err
 	}
@@ -161,36 +168,72 @@ func getJSON(ctx context.Context, kv jetstream.KeyValue, key string, dst any) (b
 }
 
 // Index keys: one key per edge, so that adding or removing an edge never
-// races with another edge of the same node.
+// races with another edge of the same node. Outside ids and keys are made
+// safe with bus.Token.
 func accountContactsKey(org, account string) string {
 	return "acct." + bus.Token(org) + "." + bus.Token(account)
 }
 func contactEmailKey(hash string) string    { return "cemail." + hash }
+func contactNameKey(key string) string      { return "cname." + bus.Token(key) }
+func contactMemberKey(member string) string { return "cmid." + bus.Token(member) }
+func contactURLKey(url string) string       { return "curl." + bus.Token(url) }
 func memberEmailKey(hash string) string     { return "memail." + hash }
+func memberNameKey(key string) string       { return "mname." + bus.Token(key) }
+func memberURLKey(url string) string        { return "murl." + bus.Token(url) }
 func accountNameKey(key string) string      { return "aname." + bus.Token(key) }
 func accountDomainKey(domain string) string { return "adom." + bus.Token(domain) }
+func companyNameKey(key string) string      { return "coname." + bus.Token(key) }
+func companyDomainKey(domain string) string { return "codom." + bus.Token(domain) }
+func ownedKey(org, user, kind string) string {
+	return "own." + bus.Token(org) + "." + bus.Token(user) + "." + kind
+}
+func opportunityContactsKey(org, opp string) string {
+	return "oppc." + bus.Token(org) + "." + bus.Token(opp)
+}
+func contactOpportunitiesKey(org, contact string) string {
+	return "copp." + bus.Token(org) + "." + bus.Token(contact)
+}
 
 func (s *Store) rowEdges(org string, r *Row) []string {
 	if r == nil || r.Deleted {
 		return nil
 	}
 	var edges []string
+	at := func(prefix, id string) { edges = append(edges, prefix+"."+bus.Token(id)) }
+	inOrg := func(prefix, id string) { edges = append(edges, prefix+"."+bus.Token(org)+"."+bus.Token(id)) }
+	if owner := r.Owner(); owner != "" {
+		at(ownedKey(org, owner, r.Table[:1]), r.ID)
+	}
 	switch r.Table {
 	case "contact":
-		c := r.Contact(s.flagColumn)
+		c := r.Contact(s.cols)
 		if c.AccountID != "" {
-			edges = append(edges, accountContactsKey(org, c.AccountID)+"."+bus.Token(r.ID))
+			at(accountContactsKey(org, c.AccountID), r.ID)
 		}
 		for _, h := range c.EmailHashes {
-			edges = append(edges, contactEmailKey(h)+"."+bus.Token(org)+"."+bus.Token(r.ID))
+			inOrg(contactEmailKey(h), r.ID)
+		}
+		if k := decide.NameKey(c.FirstName, c.LastName); strings.Contains(k, " ") {
+			inOrg(contactNameKey(k), r.ID)
+		}
+		if c.MemberID != "" {
+			inOrg(contactMemberKey(c.MemberID), r.ID)
+		}
+		if u := decide.ProfileURLKey(c.ProfileURL); u != "" {
+			inOrg(contactURLKey(u), r.ID)
 		}
 	case "account":
-		a := r.Account()
+		a := r.Account(s.cols)
 		if k := decide.CompanyKey(a.Name); k != "" {
-			edges = append(edges, accountNameKey(k)+"."+bus.Token(org)+"."+bus.Token(r.ID))
+			inOrg(accountNameKey(k), r.ID)
 		}
 		if d := decide.Domain(a.Website); d != "" {
-			edges = append(edges, accountDomainKey(d)+"."+bus.Token(org)+"."+bus.Token(r.ID))
+			inOrg(accountDomainKey(d), r.ID)
+		}
+	case "opportunity":
+		for _, c := range r.LinkedContacts() {
+			at(opportunityContactsKey(org, r.ID), c)
+			at(contactOpportunitiesKey(org, c), r.ID)
 		}
 	}
 	return edges
@@ -237,8 +280,28 @@ type ContactRef struct{ Org, ID string }
 
 // ContactsOfAccount lists the contacts whose account is account.
 func (s *Store) ContactsOfAccount(ctx context.Context, org, account string) ([]ContactRef, error) {
-	tails, err := s.edgeTails(ctx, accountContactsKey(org, account))
-	var out []ContactRef
+	return s.inOrg(ctx, org, accountContactsKey(org, account))
+}
+
+// ContactsOfOpportunity lists the contacts an opportunity links to.
+func (s *Store) ContactsOfOpportunity(ctx context.Context, org, opp string) ([]ContactRef, error) {
+	return s.inOrg(ctx, org, opportunityContactsKey(org, opp))
+}
+
+// OpportunitiesOfContact lists the opportunities linked to a contact.
+func (s *Store) OpportunitiesOfContact(ctx context.Context, org, contact string) ([]string, error) {
+	return s.edgeTails(ctx, contactOpportunitiesKey(org, contact))
+}
+
+// Owned lists the rows of one kind ("c" contacts, "a" accounts,
+// "o" opportunities) a system user owns.
+func (s *Store) Owned(ctx context.Context, org, user, kind string) ([]string, error) {
+	return s.edgeTails(ctx, ownedKey(org, user, kind))
+}
+
+func (s *Store) inOrg(ctx context.Context, org, prefix string) ([]ContactRef, error) {
+	tails, err := s.edgeTails(ctx, prefix)
+	out := make([]ContactRef, 0, len(tails))
 	for _, t := range tails {
 		out = append(out, ContactRef{Org: org, ID: t})
 	}
@@ -248,6 +311,30 @@ func (s *Store) ContactsOfAccount(ctx context.Context, org, account string) ([]C
 // ContactsByEmail lists contacts, in any organization, with this email hash.
 func (s *Store) ContactsByEmail(ctx context.Context, hash string) ([]ContactRef, error) {
 	return s.refs(ctx, contactEmailKey(hash))
+}
+
+// ContactsMatchable lists the contacts, in any organization, that a member
+// as described could match: by email, explicit id, profile URL or name.
+func (s *Store) ContactsMatchable(ctx context.Context, m *MemberRecord) ([]ContactRef, error) {
+	prefixes := []string{contactMemberKey(m.ID)}
+	for _, h := range m.EmailHashes {
+		prefixes = append(prefixes, contactEmailKey(h))
+	}
+	if u := decide.ProfileURLKey(m.ProfileURL); u != "" {
+		prefixes = append(prefixes, contactURLKey(u))
+	}
+	if k := decide.NameKey(m.FirstName, m.LastName); strings.Contains(k, " ") {
+		prefixes = append(prefixes, contactNameKey(k))
+	}
+	var out []ContactRef
+	for _, p := range prefixes {
+		refs, err := s.refs(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, refs...)
+	}
+	return out, nil
 }
 
 // AccountsByCompany lists accounts whose name or website matches a company.
@@ -281,6 +368,25 @@ func (s *Store) refs(ctx context.Context, prefix string) ([]ContactRef, error) {
 	return out, err
 }
 
+// ContactsOfOrg lists every contact of an organization.
+func (s *Store) ContactsOfOrg(ctx context.Context, org string) ([]ContactRef, error) {
+	lister, err := s.rows["contact"].ListKeysFiltered(ctx, bus.Token(org)+".*")
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list contacts of %s: %w", org, err)
+	}
+	defer lister.Stop()
+	var out []ContactRef
+	for k := range lister.Keys() {
+		if _, id, ok := strings.Cut(k, "."); ok {
+			out = append(out, ContactRef{Org: org, ID: id})
+		}
+	}
+	return out, nil
+}
+
 // MemberRecord is a member as stored: the newest observation, or a
 // tombstone once erased (no personal data left, only when).
 type MemberRecord struct {
@@ -288,6 +394,10 @@ type MemberRecord struct {
 	Source      string            `json:"src,omitempty"`
 	ObservedAt  int64             `json:"obs"`
 	Erased      bool              `json:"erased,omitempty"`
+	FirstName   string            `json:"fn,omitempty"`
+	LastName    string            `json:"ln,omitempty"`
+	ProfileURL  string            `json:"url,omitempty"`
+	Country     string            `json:"cc,omitempty"`
 	EmailHashes []string          `json:"eh,omitempty"`
 	Positions   []decide.Position `json:"pos,omitempty"`
 }
@@ -295,11 +405,13 @@ type MemberRecord struct {
 // Decision returns the decision package's view of the member.
 func (m *MemberRecord) Decision() decide.Member {
 	return decide.Member{ID: m.ID, Source: m.Source, ObservedAt: time.UnixMilli(m.ObservedAt).UTC(),
+		FirstName: m.FirstName, LastName: m.LastName, ProfileURL: m.ProfileURL, Country: m.Country,
 		EmailHashes: m.EmailHashes, Positions: m.Positions}
 }
 
 func memberFrom(p *eventsv1.ProfileChange) *MemberRecord {
-	m := &MemberRecord{ID: p.GetMemberId(), Source: p.GetSource(), ObservedAt: p.GetObservedAt().AsTime().UnixMilli()}
+	m := &MemberRecord{ID: p.GetMemberId(), Source: p.GetSource(), ObservedAt: p.GetObservedAt().AsTime().UnixMilli(),
+		FirstName: p.GetFirstName(), LastName: p.GetLastName(), ProfileURL: p.GetProfileUrl(), Country: p.GetCountry()}
 	m.EmailHashes = slices.Compact(slices.Sorted(slices.Values(p.GetEmailSha256())))
 	for _, pos := range p.GetPositions() {
 		m.Positions = append(m.Positions, decide.Position{
@@ -324,6 +436,12 @@ func memberEdges(m *MemberRecord) []string {
 	var out []string
 	for _, h := range m.EmailHashes {
 		out = append(out, memberEmailKey(h)+"."+bus.Token(m.ID))
+	}
+	if k := decide.NameKey(m.FirstName, m.LastName); strings.Contains(k, " ") {
+		out = append(out, memberNameKey(k)+"."+bus.Token(m.ID))
+	}
+	if u := decide.ProfileURLKey(m.ProfileURL); u != "" {
+		out = append(out, memberURLKey(u)+"."+bus.Token(m.ID))
 	}
 	return out
 }
@@ -373,32 +491,59 @@ func (s *Store) putMember(ctx context.Context, next *MemberRecord) (before, afte
 	return before, after, true, s.reindex(ctx, memberEdges(before), memberEdges(after))
 }
 
-// MembersByEmail lists the members (not erased) with any of these email hashes.
-func (s *Store) MembersByEmail(ctx context.Context, hashes []string) ([]*MemberRecord, error) {
-	var out []*MemberRecord
-	seen := map[string]bool{}
-	for _, h := range hashes {
-		tails, err := s.edgeTails(ctx, memberEmailKey(h))
+// Candidates lists the members (not erased) a contact could be: by explicit
+// member id, profile URL, email hashes, and same name.
+func (s *Store) Candidates(ctx context.Context, c decide.Contact) ([]*MemberRecord, error) {
+	var ids []string
+	if c.MemberID != "" {
+		ids = append(ids, bus.Token(c.MemberID))
+	}
+	prefixes := make([]string, 0, len(c.EmailHashes)+2)
+	for _, h := range c.EmailHashes {
+		prefixes = append(prefixes, memberEmailKey(h))
+	}
+	if u := decide.ProfileURLKey(c.ProfileURL); u != "" {
+		prefixes = append(prefixes, memberURLKey(u))
+	}
+	if k := decide.NameKey(c.FirstName, c.LastName); strings.Contains(k, " ") {
+		prefixes = append(prefixes, memberNameKey(k))
+	}
+	for _, p := range prefixes {
+		tails, err := s.edgeTails(ctx, p)
 		if err != nil {
 			return nil, err
 		}
-		for _, id := range tails {
-			if seen[id] {
-				continue
-			}
-			seen[id] = true
-			var m MemberRecord
-			found, err := getJSON(ctx, s.members, id, &m)
-			if err != nil {
-				return nil, err
-			}
-			// The index may briefly lag the record; trust the record.
-			if found && !m.Erased && slices.Contains(m.EmailHashes, h) {
-				out = append(out, &m)
-			}
+		ids = append(ids, tails...)
+	}
+	var out []*MemberRecord
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		var m MemberRecord
+		found, err := getJSON(ctx, s.members, id, &m)
+		if err != nil {
+			return nil, err
+		}
+		if found && !m.Erased {
+			out = append(out, &m)
 		}
 	}
 	return out, nil
+}
+
+// MembersByEmail lists the members (not erased) with any of these email hashes.
+func (s *Store) MembersByEmail(ctx context.Context, hashes []string) ([]*MemberRecord, error) {
+	all, err := s.Candidates(ctx, decide.Contact{EmailHashes: hashes})
+	if err != nil {
+		return nil, err
+	}
+	// The index may briefly lag the record; trust the record.
+	return slices.DeleteFunc(all, func(m *MemberRecord) bool {
+		return !slices.ContainsFunc(hashes, func(h string) bool { return slices.Contains(m.EmailHashes, h) })
+	}), nil
 }
 
 // CompanyRecord is a company page as stored.
@@ -433,14 +578,82 @@ func (s *Store) ApplyCompany(ctx context.Context, c *eventsv1.CompanyChange) (be
 		after, changed = next, true
 		return data, nil
 	})
-	return before, after, changed, err
+	if err != nil || !changed {
+		return before, after, changed, err
+	}
+	return before, after, true, s.reindex(ctx, companyEdges(before), companyEdges(after))
+}
+
+func companyEdges(c *CompanyRecord) []string {
+	if c == nil {
+		return nil
+	}
+	var out []string
+	if k := decide.CompanyKey(c.Name); k != "" {
+		out = append(out, companyNameKey(k)+"."+bus.Token(c.ID))
+	}
+	for _, d := range c.Domains {
+		out = append(out, companyDomainKey(d)+"."+bus.Token(c.ID))
+	}
+	return out
+}
+
+// CompaniesOf returns the companies an account and a set of positions
+// point at, with their parents and successors: what the employer family
+// of decide needs.
+func (s *Store) CompaniesOf(ctx context.Context, a *decide.Account, positionCompanies []string) (map[string]decide.Company, error) {
+	ids := slices.Clone(positionCompanies)
+	if a != nil {
+		if a.CompanyID != "" {
+			ids = append(ids, a.CompanyID)
+		}
+		var prefixes []string
+		if k := decide.CompanyKey(a.Name); k != "" {
+			prefixes = append(prefixes, companyNameKey(k))
+		}
+		if d := decide.Domain(a.Website); d != "" {
+			prefixes = append(prefixes, companyDomainKey(d))
+		}
+		for _, p := range prefixes {
+			tails, err := s.edgeTails(ctx, p)
+			if err != nil {
+				return nil, err
+			}
+			for _, t := range tails {
+				ids = append(ids, tokenID(t))
+			}
+		}
+	}
+	out, err := s.Companies(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	var family []string
+	for _, c := range out {
+		family = append(family, c.Parent, c.Successor)
+	}
+	more, err := s.Companies(ctx, family)
+	for id, c := range more {
+		out[id] = c
+	}
+	return out, err
+}
+
+// tokenID undoes bus.Token for an id that needed encoding.
+func tokenID(t string) string {
+	if rest, ok := strings.CutPrefix(t, "b64_"); ok {
+		if b, err := base64.RawURLEncoding.DecodeString(rest); err == nil {
+			return string(b)
+		}
+	}
+	return t
 }
 
 // Companies returns the stored companies among ids.
 func (s *Store) Companies(ctx context.Context, ids []string) (map[string]decide.Company, error) {
 	out := map[string]decide.Company{}
 	for _, id := range ids {
-		if id == "" {
+		if _, done := out[id]; id == "" || done {
 			continue
 		}
 		var c CompanyRecord
@@ -449,60 +662,74 @@ func (s *Store) Companies(ctx context.Context, ids []string) (map[string]decide.
 			return nil, err
 		}
 		if found {
-			out[id] = decide.Company{ID: c.ID, Name: c.Name, Domains: c.Domains}
+			out[id] = decide.Company{ID: c.ID, Name: c.Name, Domains: c.Domains, Parent: c.Parent, Successor: c.Successor}
 		}
 	}
 	return out, nil
 }
 
-// LastDecision is the decision last published for a contact.
-type LastDecision struct {
-	DecisionID string `json:"id"`
-	Value      int    `json:"v"`
-	Reason     string `json:"r"`
-	Digest     string `json:"d"`
-	DecidedAt  int64  `json:"at"`
+// ApplySyncUser records an admin change of a sync user, unless a newer one
+// is recorded; changed reports whether the user's state changed.
+func (s *Store) ApplySyncUser(ctx context.Context, c *eventsv1.SyncUserChange) (changed bool, err error) {
+	next := orgs.SyncUser{Enabled: c.GetEnabled(), ChangedAt: c.GetChangedAt().AsTime().UnixMilli()}
+	err = casUpdate(ctx, s.syncUsers, orgs.SyncUserKey(c.GetOrganizationId(), c.GetUserId()), func(cur []byte) ([]byte, error) {
+		changed = false
+		if cur != nil {
+			var prev orgs.SyncUser
+			if err := json.Unmarshal(cur, &prev); err != nil {
+				return nil, fmt.Errorf("decode sync user: %w", err)
+			}
+			if next.ChangedAt < prev.ChangedAt || next == prev {
+				return nil, nil
+			}
+			changed = prev.Enabled != next.Enabled
+		} else {
+			changed = next.Enabled
+		}
+		return json.Marshal(next)
+	})
+	return changed, err
 }
 
-func decisionKey(org, contact string) string { return rowKey(org, contact) }
-
-// LastDecision returns the last decision for a contact and its revision
-// (0 when there was none), for SaveDecision's compare-and-set.
-func (s *Store) LastDecision(ctx context.Context, org, contact string) (*LastDecision, uint64, error) {
-	e, err := s.decisions.Get(ctx, decisionKey(org, contact))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, 0, nil
+// IsSyncUser reports whether user is an enabled sync user of org and not
+// disabled in Dynamics.
+func (s *Store) IsSyncUser(ctx context.Context, org, user string) (bool, error) {
+	if user == "" {
+		return false, nil
 	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("get decision: %w", err)
+	var su orgs.SyncUser
+	found, err := getJSON(ctx, s.syncUsers, orgs.SyncUserKey(org, user), &su)
+	if err != nil || !found || !su.Enabled {
+		return false, err
 	}
-	var d LastDecision
-	if err := json.Unmarshal(e.Value(), &d); err != nil {
-		return nil, 0, fmt.Errorf("decode decision: %w", err)
-	}
-	return &d, e.Revision(), nil
+	row, err := s.Row(ctx, org, "systemuser", user)
+	return err == nil && !row.Disabled(), err
 }
 
-// ErrConflict means another replica recorded a decision for the contact first.
-var ErrConflict = errors.New("decision recorded concurrently")
+// ApplySettings records an organization's settings unless newer ones are.
+func (s *Store) ApplySettings(ctx context.Context, c *eventsv1.OrgSettingsChange) (before *orgs.Settings, changed bool, err error) {
+	next := orgs.Settings{DataValidation: c.GetDataValidation(), Threshold: c.GetConfidenceThreshold(),
+		ReflagAfterIgnore: c.GetReflagAfterIgnore(), ChangedAt: c.GetChangedAt().AsTime().UnixMilli()}
+	err = casUpdate(ctx, s.orgs, orgs.SettingsKey(c.GetOrganizationId()), func(cur []byte) ([]byte, error) {
+		before, changed = nil, false
+		if cur != nil {
+			before = &orgs.Settings{}
+			if err := json.Unmarshal(cur, before); err != nil {
+				return nil, fmt.Errorf("decode settings: %w", err)
+			}
+			if next.ChangedAt < before.ChangedAt || next == *before {
+				return nil, nil
+			}
+		}
+		changed = true
+		return json.Marshal(next)
+	})
+	return before, changed, err
+}
 
-// SaveDecision records d as the last decision if the stored one is still at rev.
-func (s *Store) SaveDecision(ctx context.Context, org, contact string, d LastDecision, rev uint64) error {
-	data, err := json.Marshal(d)
-	if err != nil {
-		return err
-	}
-	key := decisionKey(org, contact)
-	if rev == 0 {
-		_, err = s.decisions.Create(ctx, key, data)
-	} else {
-		_, err = s.decisions.Update(ctx, key, data, rev)
-	}
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return ErrConflict
-	}
-	if err != nil {
-		return fmt.Errorf("save decision: %w", err)
-	}
-	return nil
+// Settings returns an organization's settings; the zero value when none.
+func (s *Store) Settings(ctx context.Context, org string) (orgs.Settings, error) {
+	var o orgs.Settings
+	_, err := getJSON(ctx, s.orgs, orgs.SettingsKey(org), &o)
+	return o, err
 }

@@ -1661,6 +1661,251 @@ func (x *WriteOutcome) GetRecordedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// SyncUserChange adds or removes a sync user: a Dynamics user whose
+// contacts, accounts and opportunities are validated (admin API).
+type SyncUserChange struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	EventId        string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	OrganizationId string                 `protobuf:"bytes,2,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	UserId         string                 `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Enabled        bool                   `protobuf:"varint,4,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	ChangedAt      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=changed_at,json=changedAt,proto3" json:"changed_at,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SyncUserChange) Reset() {
+	*x = SyncUserChange{}
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncUserChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncUserChange) ProtoMessage() {}
+
+func (x *SyncUserChange) ProtoReflect() protoreflect.Message {
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncUserChange.ProtoReflect.Descriptor instead.
+func (*SyncUserChange) Descriptor() ([]byte, []int) {
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SyncUserChange) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *SyncUserChange) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *SyncUserChange) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *SyncUserChange) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+func (x *SyncUserChange) GetChangedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ChangedAt
+	}
+	return nil
+}
+
+// OrgSettingsChange sets an organization's validation settings (admin API).
+type OrgSettingsChange struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	EventId        string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	OrganizationId string                 `protobuf:"bytes,2,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// Data validation writes flags only once switched on.
+	DataValidation bool `protobuf:"varint,3,opt,name=data_validation,json=dataValidation,proto3" json:"data_validation,omitempty"`
+	// Least match confidence that may flag; 0 keeps the service default.
+	ConfidenceThreshold float64 `protobuf:"fixed64,4,opt,name=confidence_threshold,json=confidenceThreshold,proto3" json:"confidence_threshold,omitempty"`
+	// A later job change may flag a contact a user set to Ignore.
+	ReflagAfterIgnore bool                   `protobuf:"varint,5,opt,name=reflag_after_ignore,json=reflagAfterIgnore,proto3" json:"reflag_after_ignore,omitempty"`
+	ChangedAt         *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=changed_at,json=changedAt,proto3" json:"changed_at,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *OrgSettingsChange) Reset() {
+	*x = OrgSettingsChange{}
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OrgSettingsChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OrgSettingsChange) ProtoMessage() {}
+
+func (x *OrgSettingsChange) ProtoReflect() protoreflect.Message {
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OrgSettingsChange.ProtoReflect.Descriptor instead.
+func (*OrgSettingsChange) Descriptor() ([]byte, []int) {
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *OrgSettingsChange) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *OrgSettingsChange) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *OrgSettingsChange) GetDataValidation() bool {
+	if x != nil {
+		return x.DataValidation
+	}
+	return false
+}
+
+func (x *OrgSettingsChange) GetConfidenceThreshold() float64 {
+	if x != nil {
+		return x.ConfidenceThreshold
+	}
+	return 0
+}
+
+func (x *OrgSettingsChange) GetReflagAfterIgnore() bool {
+	if x != nil {
+		return x.ReflagAfterIgnore
+	}
+	return false
+}
+
+func (x *OrgSettingsChange) GetChangedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ChangedAt
+	}
+	return nil
+}
+
+// EvaluateRequest asks for contacts to be evaluated: one chunk of a large
+// fan-out, handled apart from the event that caused it.
+type EvaluateRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	RequestId      string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	OrganizationId string                 `protobuf:"bytes,2,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	ContactIds     []string               `protobuf:"bytes,3,rep,name=contact_ids,json=contactIds,proto3" json:"contact_ids,omitempty"`
+	// The kind of event and the event that caused it.
+	Kind          string `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
+	CauseEventId  string `protobuf:"bytes,5,opt,name=cause_event_id,json=causeEventId,proto3" json:"cause_event_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvaluateRequest) Reset() {
+	*x = EvaluateRequest{}
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvaluateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvaluateRequest) ProtoMessage() {}
+
+func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvaluateRequest.ProtoReflect.Descriptor instead.
+func (*EvaluateRequest) Descriptor() ([]byte, []int) {
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *EvaluateRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *EvaluateRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *EvaluateRequest) GetContactIds() []string {
+	if x != nil {
+		return x.ContactIds
+	}
+	return nil
+}
+
+func (x *EvaluateRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *EvaluateRequest) GetCauseEventId() string {
+	if x != nil {
+		return x.CauseEventId
+	}
+	return ""
+}
+
 var File_notatcompany_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_notatcompany_events_v1_events_proto_rawDesc = "" +
@@ -1826,7 +2071,30 @@ const file_notatcompany_events_v1_events_proto_rawDesc = "" +
 	"\x05error\x18\t \x01(\tR\x05error\x12;\n" +
 	"\vrecorded_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"recordedAt*\x9d\x01\n" +
+	"recordedAt\"\xc2\x01\n" +
+	"\x0eSyncUserChange\x12\x19\n" +
+	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12'\n" +
+	"\x0forganization_id\x18\x02 \x01(\tR\x0eorganizationId\x12\x17\n" +
+	"\auser_id\x18\x03 \x01(\tR\x06userId\x12\x18\n" +
+	"\aenabled\x18\x04 \x01(\bR\aenabled\x129\n" +
+	"\n" +
+	"changed_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tchangedAt\"\x9e\x02\n" +
+	"\x11OrgSettingsChange\x12\x19\n" +
+	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12'\n" +
+	"\x0forganization_id\x18\x02 \x01(\tR\x0eorganizationId\x12'\n" +
+	"\x0fdata_validation\x18\x03 \x01(\bR\x0edataValidation\x121\n" +
+	"\x14confidence_threshold\x18\x04 \x01(\x01R\x13confidenceThreshold\x12.\n" +
+	"\x13reflag_after_ignore\x18\x05 \x01(\bR\x11reflagAfterIgnore\x129\n" +
+	"\n" +
+	"changed_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tchangedAt\"\xb4\x01\n" +
+	"\x0fEvaluateRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12'\n" +
+	"\x0forganization_id\x18\x02 \x01(\tR\x0eorganizationId\x12\x1f\n" +
+	"\vcontact_ids\x18\x03 \x03(\tR\n" +
+	"contactIds\x12\x12\n" +
+	"\x04kind\x18\x04 \x01(\tR\x04kind\x12$\n" +
+	"\x0ecause_event_id\x18\x05 \x01(\tR\fcauseEventId*\x9d\x01\n" +
 	"\tOperation\x12\x19\n" +
 	"\x15OPERATION_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10OPERATION_CREATE\x10\x01\x12\x14\n" +
@@ -1852,7 +2120,7 @@ func file_notatcompany_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_notatcompany_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_notatcompany_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_notatcompany_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_notatcompany_events_v1_events_proto_goTypes = []any{
 	(Operation)(0),                // 0: notatcompany.events.v1.Operation
 	(Flag)(0),                     // 1: notatcompany.events.v1.Flag
@@ -1870,52 +2138,57 @@ var file_notatcompany_events_v1_events_proto_goTypes = []any{
 	(*Decision)(nil),              // 13: notatcompany.events.v1.Decision
 	(*Evidence)(nil),              // 14: notatcompany.events.v1.Evidence
 	(*WriteOutcome)(nil),          // 15: notatcompany.events.v1.WriteOutcome
-	nil,                           // 16: notatcompany.events.v1.CrmChange.ColumnsEntry
-	nil,                           // 17: notatcompany.events.v1.Entity.ColumnsEntry
-	nil,                           // 18: notatcompany.events.v1.Evidence.ContradictsEntry
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
+	(*SyncUserChange)(nil),        // 16: notatcompany.events.v1.SyncUserChange
+	(*OrgSettingsChange)(nil),     // 17: notatcompany.events.v1.OrgSettingsChange
+	(*EvaluateRequest)(nil),       // 18: notatcompany.events.v1.EvaluateRequest
+	nil,                           // 19: notatcompany.events.v1.CrmChange.ColumnsEntry
+	nil,                           // 20: notatcompany.events.v1.Entity.ColumnsEntry
+	nil,                           // 21: notatcompany.events.v1.Evidence.ContradictsEntry
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 23: google.protobuf.Duration
 }
 var file_notatcompany_events_v1_events_proto_depIdxs = []int32{
 	0,  // 0: notatcompany.events.v1.CrmChange.operation:type_name -> notatcompany.events.v1.Operation
-	16, // 1: notatcompany.events.v1.CrmChange.columns:type_name -> notatcompany.events.v1.CrmChange.ColumnsEntry
-	19, // 2: notatcompany.events.v1.CrmChange.occurred_at:type_name -> google.protobuf.Timestamp
-	19, // 3: notatcompany.events.v1.CrmChange.row_modified_at:type_name -> google.protobuf.Timestamp
-	19, // 4: notatcompany.events.v1.CrmChange.received_at:type_name -> google.protobuf.Timestamp
+	19, // 1: notatcompany.events.v1.CrmChange.columns:type_name -> notatcompany.events.v1.CrmChange.ColumnsEntry
+	22, // 2: notatcompany.events.v1.CrmChange.occurred_at:type_name -> google.protobuf.Timestamp
+	22, // 3: notatcompany.events.v1.CrmChange.row_modified_at:type_name -> google.protobuf.Timestamp
+	22, // 4: notatcompany.events.v1.CrmChange.received_at:type_name -> google.protobuf.Timestamp
 	4,  // 5: notatcompany.events.v1.CrmChange.related:type_name -> notatcompany.events.v1.EntityReference
-	19, // 6: notatcompany.events.v1.Value.date_time:type_name -> google.protobuf.Timestamp
+	22, // 6: notatcompany.events.v1.Value.date_time:type_name -> google.protobuf.Timestamp
 	4,  // 7: notatcompany.events.v1.Value.reference:type_name -> notatcompany.events.v1.EntityReference
 	5,  // 8: notatcompany.events.v1.Value.choices:type_name -> notatcompany.events.v1.Choices
 	6,  // 9: notatcompany.events.v1.Value.collection:type_name -> notatcompany.events.v1.EntityCollection
 	7,  // 10: notatcompany.events.v1.EntityCollection.entities:type_name -> notatcompany.events.v1.Entity
-	17, // 11: notatcompany.events.v1.Entity.columns:type_name -> notatcompany.events.v1.Entity.ColumnsEntry
+	20, // 11: notatcompany.events.v1.Entity.columns:type_name -> notatcompany.events.v1.Entity.ColumnsEntry
 	9,  // 12: notatcompany.events.v1.ProfileChange.positions:type_name -> notatcompany.events.v1.Position
-	19, // 13: notatcompany.events.v1.ProfileChange.observed_at:type_name -> google.protobuf.Timestamp
-	19, // 14: notatcompany.events.v1.ProfileChange.received_at:type_name -> google.protobuf.Timestamp
+	22, // 13: notatcompany.events.v1.ProfileChange.observed_at:type_name -> google.protobuf.Timestamp
+	22, // 14: notatcompany.events.v1.ProfileChange.received_at:type_name -> google.protobuf.Timestamp
 	10, // 15: notatcompany.events.v1.Position.start:type_name -> notatcompany.events.v1.YearMonth
 	10, // 16: notatcompany.events.v1.Position.end:type_name -> notatcompany.events.v1.YearMonth
-	19, // 17: notatcompany.events.v1.CompanyChange.observed_at:type_name -> google.protobuf.Timestamp
-	19, // 18: notatcompany.events.v1.CompanyChange.received_at:type_name -> google.protobuf.Timestamp
-	19, // 19: notatcompany.events.v1.MemberErased.observed_at:type_name -> google.protobuf.Timestamp
-	19, // 20: notatcompany.events.v1.MemberErased.received_at:type_name -> google.protobuf.Timestamp
+	22, // 17: notatcompany.events.v1.CompanyChange.observed_at:type_name -> google.protobuf.Timestamp
+	22, // 18: notatcompany.events.v1.CompanyChange.received_at:type_name -> google.protobuf.Timestamp
+	22, // 19: notatcompany.events.v1.MemberErased.observed_at:type_name -> google.protobuf.Timestamp
+	22, // 20: notatcompany.events.v1.MemberErased.received_at:type_name -> google.protobuf.Timestamp
 	1,  // 21: notatcompany.events.v1.Decision.value:type_name -> notatcompany.events.v1.Flag
 	1,  // 22: notatcompany.events.v1.Decision.previous:type_name -> notatcompany.events.v1.Flag
 	14, // 23: notatcompany.events.v1.Decision.evidence:type_name -> notatcompany.events.v1.Evidence
-	19, // 24: notatcompany.events.v1.Decision.decided_at:type_name -> google.protobuf.Timestamp
+	22, // 24: notatcompany.events.v1.Decision.decided_at:type_name -> google.protobuf.Timestamp
 	9,  // 25: notatcompany.events.v1.Evidence.ended_position:type_name -> notatcompany.events.v1.Position
 	9,  // 26: notatcompany.events.v1.Evidence.current_position:type_name -> notatcompany.events.v1.Position
-	18, // 27: notatcompany.events.v1.Evidence.contradicts:type_name -> notatcompany.events.v1.Evidence.ContradictsEntry
-	19, // 28: notatcompany.events.v1.Evidence.profile_observed_at:type_name -> google.protobuf.Timestamp
+	21, // 27: notatcompany.events.v1.Evidence.contradicts:type_name -> notatcompany.events.v1.Evidence.ContradictsEntry
+	22, // 28: notatcompany.events.v1.Evidence.profile_observed_at:type_name -> google.protobuf.Timestamp
 	1,  // 29: notatcompany.events.v1.WriteOutcome.value:type_name -> notatcompany.events.v1.Flag
-	20, // 30: notatcompany.events.v1.WriteOutcome.latency:type_name -> google.protobuf.Duration
-	19, // 31: notatcompany.events.v1.WriteOutcome.recorded_at:type_name -> google.protobuf.Timestamp
-	3,  // 32: notatcompany.events.v1.CrmChange.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
-	3,  // 33: notatcompany.events.v1.Entity.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	23, // 30: notatcompany.events.v1.WriteOutcome.latency:type_name -> google.protobuf.Duration
+	22, // 31: notatcompany.events.v1.WriteOutcome.recorded_at:type_name -> google.protobuf.Timestamp
+	22, // 32: notatcompany.events.v1.SyncUserChange.changed_at:type_name -> google.protobuf.Timestamp
+	22, // 33: notatcompany.events.v1.OrgSettingsChange.changed_at:type_name -> google.protobuf.Timestamp
+	3,  // 34: notatcompany.events.v1.CrmChange.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
+	3,  // 35: notatcompany.events.v1.Entity.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_notatcompany_events_v1_events_proto_init() }
@@ -1943,7 +2216,7 @@ func file_notatcompany_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_notatcompany_events_v1_events_proto_rawDesc), len(file_notatcompany_events_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   17,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -23,6 +23,7 @@ import (
 	"github.com/notatcompany/notatcompany/services/shared/logging"
 	"github.com/notatcompany/notatcompany/services/shared/natsconn"
 	"github.com/notatcompany/notatcompany/services/shared/ops"
+	"github.com/notatcompany/notatcompany/services/shared/orgs"
 )
 
 func main() {
@@ -66,8 +67,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 
+	admin, err := orgs.NewReader(ctx, js)
+	if err != nil {
+		return err
+	}
 	svc := ingest.New(cfg, bus.NewPublisher(js, cfg.PublishTimeout), log,
-		prometheus.WrapRegistererWith(prometheus.Labels{"service": "ingest"}, reg))
+		prometheus.WrapRegistererWith(prometheus.Labels{"service": "ingest"}, reg), ingest.WithAdmin(admin))
 	ready := &ops.Readiness{}
 	ready.Add("nats", natsconn.Ready(nc))
 	opsSrv, err := httpserver.Listen(cfg.OpsAddr, ops.Handler(ready, reg))

@@ -7,16 +7,19 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -175,6 +178,98 @@ func profileEvent(t *testing.T, id string) []byte {
 	return b
 }
 
+// waitReady polls the ops address until /readyz answers status, failing if
+// run returns first or 15 s pass.
+func waitReady(t *testing.T, opsAddr string, status int, done <-chan error) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	client := &http.Client{Timeout: time.Second}
+	for {
+		select {
+		case err := <-done:
+			t.Fatalf("run returned early: %v", err)
+		default:
+		}
+		res, err := client.Get("http://" + opsAddr + "/readyz")
+		last := fmt.Sprint(err)
+		if err == nil {
+			_ = res.Body.Close()
+			if res.StatusCode == status {
+				return
+			}
+			last = res.Status
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz not %d after 15s (last: %s)", status, last)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// jetStream connects a client of the test's own to url.
+func jetStream(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// streamMsgs is the number of messages stream holds.
+func streamMsgs(t *testing.T, js jetstream.JetStream, stream string) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("stream %s: %v", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// startRun runs the service with env and args until the test ends, and
+// waits until it is ready.
+func startRun(t *testing.T, env map[string]string, args []string) (done <-chan error, stop func() error) {
+	t.Helper()
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, args, func(k string) string { return env[k] }, logs) }()
+	stopped := false
+	stop = func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-errc:
+			return err
+		case <-time.After(15 * time.Second):
+			return errors.New("run did not return within 15s of cancel")
+		}
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("stopping run: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("service log:\n%s", logs)
+		}
+	})
+	return errc, stop
+}
+
 func TestRunComponent(t *testing.T) {
 	ns := natsembed.ForTest(t)
 	httpAddr, opsAddr := freeAddr(t), freeAddr(t)
@@ -196,50 +291,10 @@ func TestRunComponent(t *testing.T) {
 		}
 	})
 
-	// Wait for readiness (or for run to fail).
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		select {
-		case err := <-done:
-			t.Fatalf("run returned early: %v", err)
-		default:
-		}
-		res, err := http.Get("http://" + opsAddr + "/readyz")
-		if err == nil {
-			_ = res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready after 15s (last error %v)", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitReady(t, opsAddr, http.StatusOK, done)
 
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs := func(t *testing.T, stream string) uint64 {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s, err := js.Stream(ctx, stream)
-		if err != nil {
-			t.Fatalf("stream %s: %v", stream, err)
-		}
-		info, err := s.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.State.Msgs
-	}
+	js := jetStream(t, ns.ClientURL())
+	msgs := func(t *testing.T, stream string) uint64 { return streamMsgs(t, js, stream) }
 	wantMsgs := func(t *testing.T, stream string, want uint64) {
 		t.Helper()
 		if got := msgs(t, stream); got != want {
@@ -481,5 +536,108 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %s", err, want)
 		}
+	}
+}
+
+// TestJetStreamDownThenBack: while the broker is down a webhook gets a 503
+// with Retry-After within the publish timeout; once a broker is back on the
+// same address and store, the client reconnects, the retried webhook is
+// stored once, and what was stored before the outage is still there.
+func TestJetStreamDownThenBack(t *testing.T) {
+	host, portText, err := net.SplitHostPort(freeAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storeDir := t.TempDir()
+	startBroker := func() *server.Server {
+		t.Helper()
+		ns, err := natsembed.Start(natsembed.Options{Host: host, Port: port, StoreDir: storeDir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		})
+		return ns
+	}
+	ns := startBroker()
+	natsURL := ns.ClientURL()
+
+	const publishTimeout = time.Second
+	httpAddr, opsAddr := freeAddr(t), freeAddr(t)
+	env := map[string]string{
+		"NAC_NATS_URL":              natsURL,
+		"NAC_DATAVERSE_WEBHOOK_KEY": webhookKey,
+		"NAC_PROFILE_SECRET":        profileSecret,
+		"NAC_LOG_LEVEL":             "error",
+	}
+	done, stop := startRun(t, env, []string{"-http-addr", httpAddr, "-ops-addr", opsAddr, "-publish-timeout", publishTimeout.String()})
+	waitReady(t, opsAddr, http.StatusOK, done)
+
+	url := "http://" + httpAddr + "/webhooks/dataverse?code=" + webhookKey
+	contact := readFile(t, "../../remotecontext/testdata/msdocs-update-contact.json")
+	const secondOp = "0ccccccc-0000-4000-8000-000000000002"
+	second := edit(t, contact, func(doc map[string]any) { doc["OperationId"] = secondOp })
+
+	firstID := wantOutcome(t, send(t, http.MethodPost, url, "application/json", contact, nil), "accepted")
+	if n := streamMsgs(t, jetStream(t, natsURL), "NAC_CRM"); n != 1 {
+		t.Fatalf("NAC_CRM holds %d messages after the first webhook, want 1", n)
+	}
+
+	// The broker goes away.
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	start := time.Now()
+	r := send(t, http.MethodPost, url, "application/json", second, nil)
+	elapsed := time.Since(start)
+	p := wantProblem(t, r, http.StatusServiceUnavailable)
+	if !strings.HasSuffix(p.Type, "/unavailable") {
+		t.Errorf("problem type %q", p.Type)
+	}
+	if ra := r.header.Get("Retry-After"); ra != "5" {
+		t.Errorf("Retry-After %q, want 5", ra)
+	}
+	// Within the publish timeout, with room for a slow machine; never the
+	// 60 s Dataverse would wait.
+	if elapsed > publishTimeout+2*time.Second {
+		t.Errorf("503 after %s; want it within the %s publish timeout", elapsed, publishTimeout)
+	}
+	waitReady(t, opsAddr, http.StatusServiceUnavailable, done)
+
+	// A broker is back, on the same address and store.
+	startBroker()
+	waitReady(t, opsAddr, http.StatusOK, done)
+	secondID := wantOutcome(t, send(t, http.MethodPost, url, "application/json", second, nil), "accepted")
+	if secondID == firstID || !strings.Contains(secondID, secondOp) {
+		t.Errorf("second eventId %q (first %q)", secondID, firstID)
+	}
+
+	js := jetStream(t, natsURL)
+	if n := streamMsgs(t, js, "NAC_CRM"); n != 2 {
+		t.Errorf("NAC_CRM holds %d messages, want 2: the first, kept through the restart, and the second once", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, "NAC_CRM")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq, want := range map[uint64]string{1: firstID, 2: secondID} {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Errorf("message %d: %v", seq, err)
+			continue
+		}
+		if got := m.Header.Get(nats.MsgIdHdr); got != want {
+			t.Errorf("message %d is %q, want %q", seq, got, want)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Errorf("run: %v", err)
 	}
 }

@@ -83,6 +83,8 @@ func publish(t *testing.T, ctx context.Context, js jetstream.JetStream, subject,
 	}
 }
 
+const syncUser = "5e5e5e5e-0000-4000-8000-000000000001"
+
 func str(s string) *eventsv1.Value { return &eventsv1.Value{Kind: &eventsv1.Value_String_{String_: s}} }
 
 func TestRun(t *testing.T) {
@@ -134,11 +136,16 @@ func TestRun(t *testing.T) {
 	publish(t, ctx, js, bus.CRMSubject(org, "account", accountID), "crm-account-1", &eventsv1.CrmChange{
 		EventId: "crm-account-1", OrganizationId: org, Table: "account", RowId: accountID,
 		Operation: eventsv1.Operation_OPERATION_CREATE, RowModifiedAt: modified,
-		Columns: map[string]*eventsv1.Value{"name": str("Contoso Ltd")},
+		Columns: map[string]*eventsv1.Value{"name": str("Contoso Ltd"),
+			"ownerid": {Kind: &eventsv1.Value_Reference{Reference: &eventsv1.EntityReference{Table: "systemuser", Id: syncUser}}}},
+	})
+	// The account's owner becomes a sync user through the admin stream.
+	publish(t, ctx, js, bus.AdminSyncUserSubject(org, syncUser), "admin-1", &eventsv1.SyncUserChange{
+		EventId: "admin-1", OrganizationId: org, UserId: syncUser, Enabled: true, ChangedAt: modified,
 	})
 	publish(t, ctx, js, bus.ProfileMemberSubject("m-1"), "feed-1", &eventsv1.ProfileChange{
 		EventId: "feed-1", Source: "feed", MemberId: "m-1", EmailSha256: []string{eventsv1.HashEmail(email)},
-		ObservedAt: timestamppb.New(time.Date(2025, 5, 2, 0, 0, 0, 0, time.UTC)),
+		ObservedAt: timestamppb.New(time.Now().Add(-time.Hour)),
 		Positions: []*eventsv1.Position{
 			{CompanyName: "Contoso", Start: &eventsv1.YearMonth{Year: 2018, Month: 1}, End: &eventsv1.YearMonth{Year: 2024, Month: 6}},
 			{CompanyName: "Fabrikam", Start: &eventsv1.YearMonth{Year: 2024, Month: 7}, Current: true},

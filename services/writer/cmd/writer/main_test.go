@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"net/http/httptest"
 	"strings"
@@ -21,6 +23,7 @@ import (
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse/dataversetest"
 	"github.com/notatcompany/notatcompany/services/shared/natsembed"
+	"github.com/notatcompany/notatcompany/services/shared/orgs"
 )
 
 const (
@@ -58,6 +61,23 @@ func eventually(t *testing.T, what string, timeout time.Duration, ok func() bool
 	}
 }
 
+// switchOn turns data validation on for org, as the admin API does: until
+// then the writer records every decision as disabled.
+func switchOn(ctx context.Context, t *testing.T, js jetstream.JetStream, org string) {
+	t.Helper()
+	kv, err := js.KeyValue(ctx, bus.BucketOrgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := json.Marshal(orgs.Settings{DataValidation: true, ChangedAt: time.Now().UnixMilli()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, orgs.SettingsKey(org), v); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestRun(t *testing.T) {
 	ns := natsembed.ForTest(t)
 	nc, err := nats.Connect(ns.ClientURL())
@@ -74,6 +94,7 @@ func TestRun(t *testing.T) {
 	if err := bus.Declare(ctx, js, bus.DefaultOptions()); err != nil {
 		t.Fatal(err)
 	}
+	switchOn(ctx, t, js, org)
 
 	standin := dataversetest.New(dataversetest.Options{ClientID: "nac-writer", ClientSecret: "s3cret"})
 	standin.Seed("contacts", contactID, map[string]any{"firstname": "Ada", flagCol: 0})
@@ -160,5 +181,191 @@ func TestRunBadConfiguration(t *testing.T) {
 	}
 	if err := run(t.Context(), []string{"-h"}, func(string) string { return "" }, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("run -h = %v, want flag.ErrHelp", err)
+	}
+}
+
+// TestRunRestartMidBatch: the writer stopped while batches are in flight and
+// started again loses no decision and leaves every contact as its latest
+// decision says, while newer decisions keep coming in.
+func TestRunRestartMidBatch(t *testing.T) {
+	const contacts = 100
+	ns := natsembed.ForTest(t)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancelTest := context.WithTimeout(t.Context(), 50*time.Second)
+	defer cancelTest()
+	if err := bus.Declare(ctx, js, bus.DefaultOptions()); err != nil {
+		t.Fatal(err)
+	}
+	switchOn(ctx, t, js, org)
+
+	standin := dataversetest.New(dataversetest.Options{ClientID: "nac-writer", ClientSecret: "s3cret"})
+	contactOf := func(i int) string { return fmt.Sprintf("7d8c4a0e-0000-4000-8000-%012d", i) }
+	for i := range contacts {
+		standin.Seed("contacts", contactOf(i), map[string]any{"firstname": "Ada", flagCol: -1})
+	}
+	// A slow Dataverse: every request takes 200ms, so batches are in flight
+	// when the writer stops.
+	standin.Inject(dataversetest.Fault{Delay: 200 * time.Millisecond, Count: 1 << 20})
+	srv := httptest.NewServer(standin.Handler())
+	defer srv.Close()
+
+	env := map[string]string{
+		"NAC_NATS_URL":                ns.ClientURL(),
+		"NAC_OPS_ADDR":                "127.0.0.1:0",
+		"NAC_LOG_FORMAT":              "json",
+		"NAC_SHUTDOWN_TIMEOUT":        "10s",
+		"NAC_DATAVERSE_URL":           srv.URL,
+		"NAC_DATAVERSE_TOKEN_URL":     srv.URL + dataversetest.TokenPath,
+		"NAC_DATAVERSE_CLIENT_ID":     "nac-writer",
+		"NAC_DATAVERSE_CLIENT_SECRET": "s3cret",
+		"NAC_DATAVERSE_TIMEOUT":       "5s",
+		"NAC_HANDLE_TIMEOUT":          "10s",
+		"NAC_BATCH_SIZE":              "10",
+		"NAC_WORKERS":                 "4",
+	}
+	logs := &logBuffer{}
+	defer func() {
+		if t.Failed() {
+			t.Logf("service logs:\n%s", logs)
+		}
+	}()
+	start := func() (stop func() error) {
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- run(runCtx, nil, func(k string) string { return env[k] }, logs) }()
+		return func() error {
+			cancel()
+			select {
+			case err := <-done:
+				return err
+			case <-time.After(20 * time.Second):
+				t.Fatal("run did not return within 20s of cancel")
+				return nil
+			}
+		}
+	}
+
+	// Each contact's decisions alternate (1,0,1 or 0,1,0), so that an older
+	// decision written last shows.
+	base := time.Now().Add(-time.Hour)
+	value := func(i, round int) eventsv1.Flag { return eventsv1.Flag((i + round) % 2) }
+	published := map[string]int{} // contact → last round published
+	publishRound := func(round int) {
+		t.Helper()
+		for i := range contacts {
+			d := &eventsv1.Decision{
+				DecisionId: fmt.Sprintf("dec-%d-%d", i, round), OrganizationId: org, ContactId: contactOf(i),
+				Value: value(i, round), Reason: "left_company", DecidedAt: timestamppb.New(base.Add(time.Duration(round) * time.Second)),
+			}
+			data, err := proto.Marshal(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := js.Publish(ctx, bus.DecisionSubject(org, contactOf(i)), data, jetstream.WithMsgID(d.GetDecisionId())); err != nil {
+				t.Fatal(err)
+			}
+			published[contactOf(i)] = round
+		}
+	}
+	cons, err := js.Consumer(ctx, bus.StreamDecisions, bus.ConsumerWriter)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	began := time.Now()
+	publishRound(0)
+	stop := start()
+	eventually(t, "the first writes", 10*time.Second, func() bool { return len(standin.Received()) > 0 })
+	t.Logf("first writes after %s", time.Since(began))
+	// Newer decisions come in while the first batches are in flight, then
+	// the writer is stopped mid-batch.
+	publishRound(1)
+	if err := stop(); err != nil {
+		t.Errorf("first run returned %v after cancel", err)
+	}
+	firstRun := len(standin.Received())
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumPending == 0 && info.NumAckPending == 0 {
+		t.Fatalf("the first run finished everything (%d writes): nothing was left for the restart", firstRun)
+	}
+	t.Logf("first run: %d writes; left: %d pending, %d ack pending (%s)", firstRun, info.NumPending, info.NumAckPending, time.Since(began))
+
+	stop = start()
+	defer func() {
+		if err := stop(); err != nil {
+			t.Errorf("second run returned %v after cancel", err)
+		}
+	}()
+	eventually(t, "writes of the second run", 10*time.Second, func() bool { return len(standin.Received()) > firstRun })
+	publishRound(2)
+	eventually(t, "every decision settled", 40*time.Second, func() bool {
+		info, err := cons.Info(ctx)
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.Delivered.Stream >= info.AckFloor.Stream &&
+			info.AckFloor.Stream > 0
+	})
+
+	t.Logf("settled after %s, %d writes", time.Since(began), len(standin.Received()))
+	for i := range contacts {
+		c := contactOf(i)
+		row, _ := standin.Row("contacts", c)
+		if want := float64(value(i, published[c])); row[flagCol] != want {
+			t.Errorf("contact %d: flag %v, want %v from its last decision (round %d)", i, row[flagCol], want, published[c])
+		}
+	}
+
+	// Every contact's last decision is recorded as written; nothing failed.
+	audit, err := js.OrderedConsumer(ctx, bus.StreamAudit, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{bus.AuditSubject("write", org)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outcomes := map[string]string{}
+	for {
+		msgs, err := audit.Fetch(100, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range msgs.Messages() {
+			n++
+			var o eventsv1.WriteOutcome
+			if err := proto.Unmarshal(m.Data(), &o); err != nil {
+				t.Fatal(err)
+			}
+			if o.GetOutcome() == "failed" {
+				t.Errorf("failed outcome: %v", &o)
+			}
+			if prev := outcomes[o.GetDecisionId()]; prev != "written" {
+				outcomes[o.GetDecisionId()] = o.GetOutcome()
+			}
+		}
+		if n == 0 {
+			break
+		}
+	}
+	for i := range contacts {
+		id := fmt.Sprintf("dec-%d-%d", i, published[contactOf(i)])
+		if outcomes[id] != "written" {
+			t.Errorf("decision %s: outcome %q, want written", id, outcomes[id])
+		}
+	}
+	dead, err := js.Stream(ctx, bus.StreamDeadLetter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if di, err := dead.Info(ctx); err != nil || di.State.Msgs != 0 {
+		t.Errorf("dead letters: %v %v", di.State.Msgs, err)
 	}
 }
