@@ -10,11 +10,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -290,16 +292,17 @@ func (s *Service) HandleWork(ctx context.Context, msg jetstream.Msg) error {
 	if err := proto.Unmarshal(msg.Data(), &req); err != nil {
 		return bus.Permanent(fmt.Errorf("decode EvaluateRequest: %w", err))
 	}
-	for i, id := range req.GetContactIds() {
-		if err := s.evaluate(ctx, req.GetKind(), state.ContactRef{Org: req.GetOrganizationId(), ID: id}, req.GetCauseEventId(), redelivered(msg)); err != nil {
-			return fmt.Errorf("evaluate contact %s: %w", id, err)
-		}
+	refs := make([]state.ContactRef, 0, len(req.GetContactIds()))
+	for _, id := range req.GetContactIds() {
+		refs = append(refs, state.ContactRef{Org: req.GetOrganizationId(), ID: id})
+	}
+	var done atomic.Int64
+	return s.evaluateMany(ctx, req.GetKind(), refs, req.GetCauseEventId(), redelivered(msg), func() {
 		// Keep the chunk ours while it takes its time.
-		if i%50 == 49 {
+		if done.Add(1)%100 == 0 {
 			_ = msg.InProgress()
 		}
-	}
-	return nil
+	})
 }
 
 // counted records whether an event changed the state and reports whether
@@ -376,12 +379,31 @@ func (s *Service) evaluateAll(ctx context.Context, kind string, refs []state.Con
 	if len(refs) > s.cfg.InlineFanout {
 		return s.enqueue(ctx, kind, refs, cause)
 	}
+	return s.evaluateMany(ctx, kind, refs, cause, redelivered, nil)
+}
+
+// evaluationsInFlight bounds the contacts of one batch evaluated at once:
+// an evaluation mostly waits on JetStream round trips.
+const evaluationsInFlight = 16
+
+// evaluateMany evaluates contacts concurrently, sharing the reads they
+// have in common; progress is called as evaluations complete.
+func (s *Service) evaluateMany(ctx context.Context, kind string, refs []state.ContactRef, cause string, redelivered bool, progress func()) error {
+	shared := batchReads(s.store)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(evaluationsInFlight)
 	for _, ref := range refs {
-		if err := s.evaluate(ctx, kind, ref, cause, redelivered); err != nil {
-			return fmt.Errorf("evaluate contact %s: %w", ref.ID, err)
-		}
+		g.Go(func() error {
+			if err := s.evaluate(gctx, kind, ref, cause, redelivered, shared); err != nil {
+				return fmt.Errorf("evaluate contact %s: %w", ref.ID, err)
+			}
+			if progress != nil {
+				progress()
+			}
+			return nil
+		})
 	}
-	return nil
+	return g.Wait()
 }
 
 func (s *Service) enqueue(ctx context.Context, kind string, refs []state.ContactRef, cause string) error {
@@ -408,10 +430,14 @@ func (s *Service) enqueue(ctx context.Context, kind string, refs []state.Contact
 // another replica published first, this one decides again on the state as
 // it now stands. After publishing it decides once more, so that a decision
 // made on a state that changed meanwhile is corrected at once.
-func (s *Service) evaluate(ctx context.Context, kind string, ref state.ContactRef, cause string, redelivered bool) error {
+func (s *Service) evaluate(ctx context.Context, kind string, ref state.ContactRef, cause string, redelivered bool, shared *reads) error {
 	s.metrics.evaluations.WithLabelValues(kind).Inc()
 	published := false
-	for range 6 {
+	for attempt := range 6 {
+		r := shared
+		if attempt > 0 {
+			r = freshReads(s.store)
+		}
 		row, err := s.store.Row(ctx, ref.Org, "contact", ref.ID)
 		if err != nil || row == nil {
 			return err
@@ -420,7 +446,7 @@ func (s *Service) evaluate(ctx context.Context, kind string, ref state.ContactRe
 		if err != nil {
 			return err
 		}
-		in, err := s.input(ctx, ref.Org, row, last)
+		in, err := s.input(ctx, r, ref.Org, row, last)
 		if err != nil {
 			return err
 		}
@@ -483,8 +509,8 @@ func (s *Service) worthPublishing(res decide.Result, last *LastDecision, row *st
 	return false
 }
 
-func (s *Service) input(ctx context.Context, org string, row *state.Row, last *LastDecision) (decide.Input, error) {
-	settings, err := s.store.Settings(ctx, org)
+func (s *Service) input(ctx context.Context, r *reads, org string, row *state.Row, last *LastDecision) (decide.Input, error) {
+	settings, err := r.Settings(ctx, org)
 	if err != nil {
 		return decide.Input{}, err
 	}
@@ -500,7 +526,7 @@ func (s *Service) input(ctx context.Context, org string, row *state.Row, last *L
 	}
 	var acct *state.Row
 	if id := in.Contact.AccountID; id != "" {
-		if acct, err = s.store.Row(ctx, org, "account", id); err != nil {
+		if acct, err = r.Row(ctx, org, "account", id); err != nil {
 			return in, err
 		}
 		if acct != nil && !acct.Deleted {
@@ -508,7 +534,7 @@ func (s *Service) input(ctx context.Context, org string, row *state.Row, last *L
 			in.Account = &a
 		}
 	}
-	if in.InScope, err = s.inScope(ctx, org, row, acct); err != nil {
+	if in.InScope, err = s.inScope(ctx, r, org, row, acct); err != nil {
 		return in, err
 	}
 	members, err := s.store.Candidates(ctx, in.Contact)
@@ -522,18 +548,22 @@ func (s *Service) input(ctx context.Context, org string, row *state.Row, last *L
 			companyIDs = append(companyIDs, p.CompanyID)
 		}
 	}
-	in.Companies, err = s.store.CompaniesOf(ctx, in.Account, uniq(companyIDs))
+	accountCompanies, err := r.CompanyIDsOfAccount(ctx, org, in.Account)
+	if err != nil {
+		return in, err
+	}
+	in.Companies, err = s.store.CompaniesWithFamily(ctx, uniq(append(companyIDs, accountCompanies...)))
 	return in, err
 }
 
 // inScope applies the three rules: the contact is owned by a sync user, or
 // its account is, or it is linked to an opportunity owned by one.
-func (s *Service) inScope(ctx context.Context, org string, contact, account *state.Row) (bool, error) {
-	if ok, err := s.store.IsSyncUser(ctx, org, contact.Owner()); ok || err != nil {
+func (s *Service) inScope(ctx context.Context, r *reads, org string, contact, account *state.Row) (bool, error) {
+	if ok, err := r.IsSyncUser(ctx, org, contact.Owner()); ok || err != nil {
 		return ok, err
 	}
 	if account != nil && !account.Deleted {
-		if ok, err := s.store.IsSyncUser(ctx, org, account.Owner()); ok || err != nil {
+		if ok, err := r.IsSyncUser(ctx, org, account.Owner()); ok || err != nil {
 			return ok, err
 		}
 	}
@@ -542,14 +572,14 @@ func (s *Service) inScope(ctx context.Context, org string, contact, account *sta
 		return false, err
 	}
 	for _, id := range opps {
-		opp, err := s.store.Row(ctx, org, "opportunity", id)
+		opp, err := r.Row(ctx, org, "opportunity", id)
 		if err != nil {
 			return false, err
 		}
 		if opp == nil || opp.Deleted || !slices.Contains(opp.LinkedContacts(), contact.ID) {
 			continue // an index entry the row no longer backs
 		}
-		if ok, err := s.store.IsSyncUser(ctx, org, opp.Owner()); ok || err != nil {
+		if ok, err := r.IsSyncUser(ctx, org, opp.Owner()); ok || err != nil {
 			return ok, err
 		}
 	}

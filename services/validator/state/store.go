@@ -28,6 +28,10 @@ type Store struct {
 	syncUsers jetstream.KeyValue
 	orgs      jetstream.KeyValue
 	cols      Columns
+	// The streams under the index and contacts buckets: listing keys is a
+	// stream info with a subject filter, one request, where a KV key
+	// listing would create a consumer per call.
+	indexStream, contactStream jetstream.Stream
 }
 
 // Open binds the store to the buckets bus.Declare created.
@@ -55,7 +59,29 @@ func Open(ctx context.Context, js jetstream.JetStream, cols Columns) (*Store, er
 			return nil, err
 		}
 	}
+	if s.indexStream, err = js.Stream(ctx, "KV_"+bus.BucketIndex); err != nil {
+		return nil, fmt.Errorf("bind the index stream: %w", err)
+	}
+	if s.contactStream, err = js.Stream(ctx, "KV_"+bus.BucketContacts); err != nil {
+		return nil, fmt.Errorf("bind the contacts stream: %w", err)
+	}
 	return s, nil
+}
+
+// keysUnder lists the keys of bucket under prefix (a key's tokens before
+// its last ones), from the subjects of the bucket's stream.
+func keysUnder(ctx context.Context, stream jetstream.Stream, bucket, prefix string) ([]string, error) {
+	base := "$KV." + bucket + "."
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(base+prefix+".>"))
+	if err != nil {
+		return nil, fmt.Errorf("list %s/%s: %w", bucket, prefix, err)
+	}
+	out := make([]string, 0, len(info.State.Subjects))
+	for subj := range info.State.Subjects {
+		out = append(out, strings.TrimPrefix(subj, base+prefix+"."))
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // casRetries bounds compare-and-set attempts under contention.
@@ -240,10 +266,12 @@ func (s *Store) rowEdges(org string, r *Row) []string {
 }
 
 // reindex removes the edges only in before and adds those only in after.
+// An edge is removed by purging its subject, so that no delete marker is
+// left for a listing to step over.
 func (s *Store) reindex(ctx context.Context, before, after []string) error {
 	for _, k := range before {
 		if !slices.Contains(after, k) {
-			if err := s.index.Delete(ctx, k); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			if err := s.indexStream.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bus.BucketIndex+"."+k)); err != nil {
 				return fmt.Errorf("unindex %s: %w", k, err)
 			}
 		}
@@ -260,19 +288,7 @@ func (s *Store) reindex(ctx context.Context, before, after []string) error {
 
 // edgeTails lists the parts after prefix of every edge key under prefix.
 func (s *Store) edgeTails(ctx context.Context, prefix string) ([]string, error) {
-	lister, err := s.index.ListKeysFiltered(ctx, prefix+".>")
-	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("list %s: %w", prefix, err)
-	}
-	defer lister.Stop()
-	var out []string
-	for k := range lister.Keys() {
-		out = append(out, strings.TrimPrefix(k, prefix+"."))
-	}
-	return out, nil
+	return keysUnder(ctx, s.indexStream, bus.BucketIndex, prefix)
 }
 
 // ContactRef names a contact in an organization.
@@ -370,21 +386,16 @@ func (s *Store) refs(ctx context.Context, prefix string) ([]ContactRef, error) {
 
 // ContactsOfOrg lists every contact of an organization.
 func (s *Store) ContactsOfOrg(ctx context.Context, org string) ([]ContactRef, error) {
-	lister, err := s.rows["contact"].ListKeysFiltered(ctx, bus.Token(org)+".*")
-	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("list contacts of %s: %w", org, err)
+	ids, err := keysUnder(ctx, s.contactStream, bus.BucketContacts, bus.Token(org))
+	return s.refsIn(org, ids), err
+}
+
+func (s *Store) refsIn(org string, ids []string) []ContactRef {
+	out := make([]ContactRef, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, ContactRef{Org: org, ID: id})
 	}
-	defer lister.Stop()
-	var out []ContactRef
-	for k := range lister.Keys() {
-		if _, id, ok := strings.Cut(k, "."); ok {
-			out = append(out, ContactRef{Org: org, ID: id})
-		}
-	}
-	return out, nil
+	return out
 }
 
 // MemberRecord is a member as stored: the newest observation, or a
@@ -598,32 +609,38 @@ func companyEdges(c *CompanyRecord) []string {
 	return out
 }
 
-// CompaniesOf returns the companies an account and a set of positions
-// point at, with their parents and successors: what the employer family
-// of decide needs.
-func (s *Store) CompaniesOf(ctx context.Context, a *decide.Account, positionCompanies []string) (map[string]decide.Company, error) {
-	ids := slices.Clone(positionCompanies)
-	if a != nil {
-		if a.CompanyID != "" {
-			ids = append(ids, a.CompanyID)
+// CompanyIDsOfAccount lists the companies an account points at: its
+// explicit company id, and the company pages with its name or domain.
+func (s *Store) CompanyIDsOfAccount(ctx context.Context, a *decide.Account) ([]string, error) {
+	if a == nil {
+		return nil, nil
+	}
+	var ids []string
+	if a.CompanyID != "" {
+		ids = append(ids, a.CompanyID)
+	}
+	var prefixes []string
+	if k := decide.CompanyKey(a.Name); k != "" {
+		prefixes = append(prefixes, companyNameKey(k))
+	}
+	if d := decide.Domain(a.Website); d != "" {
+		prefixes = append(prefixes, companyDomainKey(d))
+	}
+	for _, p := range prefixes {
+		tails, err := s.edgeTails(ctx, p)
+		if err != nil {
+			return nil, err
 		}
-		var prefixes []string
-		if k := decide.CompanyKey(a.Name); k != "" {
-			prefixes = append(prefixes, companyNameKey(k))
-		}
-		if d := decide.Domain(a.Website); d != "" {
-			prefixes = append(prefixes, companyDomainKey(d))
-		}
-		for _, p := range prefixes {
-			tails, err := s.edgeTails(ctx, p)
-			if err != nil {
-				return nil, err
-			}
-			for _, t := range tails {
-				ids = append(ids, tokenID(t))
-			}
+		for _, t := range tails {
+			ids = append(ids, tokenID(t))
 		}
 	}
+	return ids, nil
+}
+
+// CompaniesWithFamily returns the companies with these ids, and their
+// parents and successors: what the employer family of decide needs.
+func (s *Store) CompaniesWithFamily(ctx context.Context, ids []string) (map[string]decide.Company, error) {
 	out, err := s.Companies(ctx, ids)
 	if err != nil {
 		return nil, err

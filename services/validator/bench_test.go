@@ -1,0 +1,223 @@
+package validator
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
+	"github.com/notatcompany/notatcompany/services/shared/bus"
+	"github.com/notatcompany/notatcompany/services/shared/natsembed"
+)
+
+const (
+	benchOrg     = "b0b0b0b0-0000-4000-8000-000000000000"
+	benchAccount = "acc0acc0-0000-4000-8000-000000000000"
+	benchOwner   = "5e5e5e5e-0000-4000-8000-00000000beef"
+)
+
+// benchEnv is a validator over an embedded JetStream, with one account
+// owned by a sync user and n contacts under it, a tenth of them matched to
+// a member who left.
+type benchEnv struct {
+	svc *Service
+	js  jetstream.JetStream
+	ctx context.Context
+}
+
+func benchContact(i int) string { return fmt.Sprintf("c0c0c0c0-0000-4000-8000-%012d", i) }
+
+func newBenchEnv(b *testing.B, contacts int) *benchEnv {
+	b.Helper()
+	ns := natsembed.ForTest(b)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	if err := bus.Declare(ctx, js, bus.DefaultOptions()); err != nil {
+		b.Fatal(err)
+	}
+	cfg := Config{FlagColumn: DefaultFlagColumn, Threshold: DefaultThreshold, Workers: 4, HandleTimeout: 20 * time.Second,
+		InlineFanout: 200, ChunkSize: 500}
+	svc, err := Open(ctx, cfg, js, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := &benchEnv{svc: svc, js: js, ctx: ctx}
+	if _, err := svc.store.ApplySyncUser(ctx, &eventsv1.SyncUserChange{OrganizationId: benchOrg, UserId: benchOwner,
+		Enabled: true, ChangedAt: timestamppb.New(time.Unix(1, 0))}); err != nil {
+		b.Fatal(err)
+	}
+	e.apply(b, accountEvent("Contoso Ltd", 1))
+	// Contacts and members in parallel: setup is not what is measured.
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)); i <= contacts; i = int(next.Add(1)) {
+				mail := fmt.Sprintf("person%d@contoso.com", i)
+				if _, _, _, err := svc.store.ApplyChange(ctx, &eventsv1.CrmChange{
+					OrganizationId: benchOrg, Table: "contact", RowId: benchContact(i), Operation: eventsv1.Operation_OPERATION_CREATE,
+					RowModifiedAt: timestamppb.New(time.Unix(10, 0)),
+					Columns: map[string]*eventsv1.Value{
+						"firstname": strV("Person"), "lastname": strV(fmt.Sprint(i)), "emailaddress1": strV(mail),
+						"parentcustomerid": refV("account", benchAccount), "statecode": choiceV(0),
+					},
+				}); err != nil {
+					b.Error(err)
+					return
+				}
+				if i%10 == 0 {
+					if _, _, _, err := svc.store.ApplyProfile(ctx, &eventsv1.ProfileChange{
+						EventId: fmt.Sprint("p", i), Source: "bench", MemberId: fmt.Sprint("m-", i),
+						EmailSha256: []string{eventsv1.HashEmail(mail)}, ObservedAt: timestamppb.Now(),
+						Positions: []*eventsv1.Position{
+							{CompanyName: "Contoso", Start: ymP(2018, 1), End: ymP(2025, 6)},
+							{CompanyName: "Fabrikam", Start: ymP(2025, 7), Current: true},
+						},
+					}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return e
+}
+
+func accountEvent(name string, version int64) *eventsv1.CrmChange {
+	return &eventsv1.CrmChange{
+		EventId: fmt.Sprint("account-", version), OrganizationId: benchOrg, Table: "account", RowId: benchAccount,
+		Operation: eventsv1.Operation_OPERATION_UPDATE, RowModifiedAt: timestamppb.New(time.Unix(version, 0)),
+		Columns: map[string]*eventsv1.Value{"name": strV(name), "ownerid": refV("systemuser", benchOwner)},
+	}
+}
+
+func (e *benchEnv) apply(b *testing.B, ch *eventsv1.CrmChange) {
+	b.Helper()
+	data, _ := proto.Marshal(ch)
+	if err := e.svc.HandleCRM(e.ctx, &fakeMsg{subject: bus.CRMSubject(ch.GetOrganizationId(), ch.GetTable(), ch.GetRowId()), data: data}); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// drainWork handles every chunk in the work queue with workers, as the
+// validator's work consumer does, and returns how many contacts it held.
+func (e *benchEnv) drainWork(b *testing.B, workers int) int {
+	b.Helper()
+	cons, err := e.js.Consumer(e.ctx, bus.StreamWork, bus.ConsumerValidatorWork)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var evaluated atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				batch, err := cons.FetchNoWait(1)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				got := 0
+				for m := range batch.Messages() {
+					got++
+					var req eventsv1.EvaluateRequest
+					_ = proto.Unmarshal(m.Data(), &req)
+					if err := e.svc.HandleWork(e.ctx, m); err != nil {
+						b.Error(err)
+						return
+					}
+					_ = m.Ack()
+					evaluated.Add(int64(len(req.GetContactIds())))
+				}
+				if got == 0 {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return int(evaluated.Load())
+}
+
+func (e *benchEnv) kvBytes(b *testing.B, buckets ...string) uint64 {
+	b.Helper()
+	var total uint64
+	for _, name := range buckets {
+		s, err := e.js.Stream(e.ctx, "KV_"+name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		info, err := s.Info(e.ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += info.State.Bytes
+	}
+	return total
+}
+
+// BenchmarkEvaluateSingleContact: a contact change evaluates that contact.
+func BenchmarkEvaluateSingleContact(b *testing.B) {
+	const contacts = 2000
+	e := newBenchEnv(b, contacts)
+	i := 0
+	start := time.Now()
+	for b.Loop() {
+		i++
+		id := benchContact(i%contacts + 1)
+		data, _ := proto.Marshal(&eventsv1.CrmChange{
+			EventId: fmt.Sprint("c", i), OrganizationId: benchOrg, Table: "contact", RowId: id,
+			Operation: eventsv1.Operation_OPERATION_UPDATE, RowModifiedAt: timestamppb.New(time.Unix(int64(100+i), 0)),
+			Columns: map[string]*eventsv1.Value{"jobtitle": strV(fmt.Sprint("Title ", i))},
+		})
+		if err := e.svc.HandleCRM(e.ctx, &fakeMsg{subject: bus.CRMSubject(benchOrg, "contact", id), data: data}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "evaluations/s")
+	per := float64(e.kvBytes(b, bus.BucketContacts, bus.BucketIndex)) / contacts
+	b.ReportMetric(per, "kv_bytes/contact")
+}
+
+// BenchmarkAccountFanout: renaming an account with 10,000 contacts
+// re-evaluates every one of them through the work queue.
+func BenchmarkAccountFanout(b *testing.B) {
+	const contacts = 10000
+	e := newBenchEnv(b, contacts)
+	version := int64(1)
+	var elapsed time.Duration
+	for b.Loop() {
+		version++
+		start := time.Now()
+		e.apply(b, accountEvent(fmt.Sprintf("Contoso Ltd %d", version%2), version))
+		if n := e.drainWork(b, 4); n != contacts {
+			b.Fatalf("%d contacts evaluated, want %d", n, contacts)
+		}
+		elapsed = time.Since(start)
+	}
+	b.ReportMetric(elapsed.Seconds(), "s/fanout")
+	b.ReportMetric(contacts/elapsed.Seconds(), "evaluations/s")
+	b.ReportMetric(elapsed.Seconds()/2, "x_of_2s_target")
+	b.ReportMetric(0, "ns/op")
+}
