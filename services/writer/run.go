@@ -27,6 +27,11 @@ func Workers(ctx context.Context, cfg Config, js jetstream.JetStream, log *slog.
 	if svc.switches, err = orgs.NewReader(ctx, js); err != nil {
 		return nil, err
 	}
+	decisions, err := js.Stream(ctx, bus.StreamDecisions)
+	if err != nil {
+		return nil, fmt.Errorf("bind stream %s: %w", bus.StreamDecisions, err)
+	}
+	svc.decisions = streamDecisions{decisions}
 	cons, err := js.Consumer(ctx, bus.StreamDecisions, bus.ConsumerWriter)
 	if err != nil {
 		return nil, fmt.Errorf("bind consumer %s: %w", bus.ConsumerWriter, err)
@@ -72,4 +77,15 @@ func (s *Service) buildTargets(ctx context.Context) (*Targets, error) {
 		}
 	}
 	return targets, nil
+}
+
+// streamDecisions is the NAC_DECISIONS stream as Decisions.
+type streamDecisions struct{ stream jetstream.Stream }
+
+func (d streamDecisions) LastSequence(ctx context.Context, org, contact string) (uint64, error) {
+	raw, err := d.stream.GetLastMsgForSubject(ctx, bus.DecisionSubject(org, contact))
+	if err != nil {
+		return 0, err
+	}
+	return raw.Sequence, nil
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -48,6 +50,12 @@ type Targets struct {
 
 func (t *Targets) For(org string) *Target { return cmp.Or(t.ByOrg[org], t.Default) }
 
+// Decisions tells which decision is a contact's latest.
+type Decisions interface {
+	// LastSequence is the stream sequence of the contact's latest decision.
+	LastSequence(ctx context.Context, org, contact string) (uint64, error)
+}
+
 // Switch tells whether data validation is on for an organization; until
 // it is switched on (admin API), nothing is written.
 type Switch interface {
@@ -58,7 +66,8 @@ type Switch interface {
 type Service struct {
 	cfg        Config
 	targets    *Targets
-	switches   Switch // nil: every organization is on
+	switches   Switch    // nil: every organization is on
+	decisions  Decisions // nil: every decision handed over is the latest
 	pub        Publisher
 	log        *slog.Logger
 	metrics    *metrics
@@ -90,6 +99,7 @@ type item struct {
 	decision  *eventsv1.Decision
 	out       *eventsv1.WriteOutcome
 	retry     time.Duration // > 0: not settled, redeliver after this
+	throttled bool          // the retry waits for the budget, not for a fault
 	lastError string
 }
 
@@ -135,12 +145,30 @@ func (s *Service) HandleBatch(ctx context.Context, msgs []jetstream.Msg) {
 		latest[key] = it
 	}
 	for _, it := range latest {
+		// A newer decision may have come along since this one was delivered
+		// (and gone to another worker): writing this one could land last.
+		if s.superseded(ctx, it) {
+			it.out.Outcome = OutcomeSuperseded
+			s.metrics.superseded.Inc()
+			continue
+		}
 		byOrg[it.decision.GetOrganizationId()] = append(byOrg[it.decision.GetOrganizationId()], it)
 	}
 	for org, orgItems := range byOrg {
 		s.writeOrg(ctx, org, orgItems)
 	}
 	s.settle(ctx, items)
+}
+
+// superseded reports whether a newer decision for the item's contact is in
+// the stream. When that cannot be told, the item is written: the newer
+// decision, if any, is written after it by whoever holds it.
+func (s *Service) superseded(ctx context.Context, it *item) bool {
+	if s.decisions == nil || it.meta == nil {
+		return false
+	}
+	last, err := s.decisions.LastSequence(ctx, it.decision.GetOrganizationId(), it.decision.GetContactId())
+	return err == nil && last > it.meta.Sequence.Stream
 }
 
 // writeOrg decides or sends every item of one organization.
@@ -176,14 +204,14 @@ func (s *Service) writeOrg(ctx context.Context, org string, items []*item) {
 func (s *Service) writeChunk(ctx context.Context, t *Target, chunk []*item) {
 	if d := t.Throttle.Blocked(); d > 0 {
 		s.metrics.throttled.WithLabelValues("retry_after").Add(float64(len(chunk)))
-		retryAll(chunk, d, ErrBlocked.Error())
+		throttleAll(chunk, d, ErrBlocked.Error())
 		return
 	}
 	release, waited, err := t.Throttle.Acquire(ctx, len(chunk))
 	s.metrics.throttleWait.Observe(waited.Seconds())
 	if err != nil {
 		s.metrics.throttled.WithLabelValues("budget").Add(float64(len(chunk)))
-		retryAll(chunk, max(time.Second, t.Throttle.Blocked()), "waiting for the request budget: "+err.Error())
+		throttleAll(chunk, max(time.Second, t.Throttle.Blocked()), "waiting for the request budget: "+err.Error())
 		return
 	}
 	writes := make([]dataverse.FlagWrite, len(chunk))
@@ -203,7 +231,18 @@ func (s *Service) writeChunk(ctx context.Context, t *Target, chunk []*item) {
 	s.metrics.latency.Observe(latency.Seconds())
 	s.metrics.batchSize.Observe(float64(len(writes)))
 	if err != nil {
-		// The request as a whole failed: nothing is known of its parts.
+		// The request as a whole failed: nothing is known of its parts. A
+		// 404 for the $batch itself is the endpoint's (a wrong environment
+		// URL), not the contacts': set the writes aside rather than record
+		// them obsolete and drop them.
+		var se *dataverse.StatusError
+		if errors.As(err, &se) && se.Status == http.StatusNotFound {
+			for _, it := range chunk {
+				it.out.Latency = durationpb.New(latency)
+				it.out.Outcome, it.out.HttpStatus, it.out.Error = OutcomeFailed, int32(se.Status), "$batch request: "+se.Error()
+			}
+			return
+		}
 		s.classify(t, chunk, func(int) error { return err }, latency)
 		return
 	}
@@ -224,15 +263,19 @@ func (s *Service) classify(t *Target, chunk []*item, result func(int) error, lat
 		case errors.As(err, &se) && se.Status == 429:
 			t.Throttle.Block(cmp.Or(se.RetryAfter, 5*time.Second))
 			s.metrics.throttled.WithLabelValues("retry_after").Inc()
-			it.retry, it.lastError, it.out.HttpStatus = t.Throttle.Blocked(), se.Error(), 429
+			throttleAll([]*item{it}, t.Throttle.Blocked(), se.Error())
+			it.out.HttpStatus = 429
 		case errors.As(err, &se) && !se.Transient() && se.Status != 401:
 			it.out.Outcome, it.out.HttpStatus, it.out.Error = OutcomeFailed, int32(se.Status), se.Error()
 		default:
-			// 5xx, 401 (after a fresh token), timeouts, the network.
+			// 5xx, 401 (after a fresh token), timeouts, the network; a 503
+			// may say when to come back.
+			delay := bus.BackoffFor(uint64(it.deliveries()))
 			if se != nil {
 				it.out.HttpStatus = int32(se.Status)
+				delay = max(delay, se.RetryAfter)
 			}
-			it.retry, it.lastError = bus.Jitter(bus.BackoffFor(uint64(it.deliveries()))), err.Error()
+			it.retry, it.lastError = bus.Jitter(delay), err.Error()
 		}
 	}
 }
@@ -243,13 +286,25 @@ func retryAll(items []*item, after time.Duration, reason string) {
 	}
 }
 
+// throttleAll holds items back for the budget: never earlier than after
+// (the jitter only adds), and without using up their deliveries.
+func throttleAll(items []*item, after time.Duration, reason string) {
+	for _, it := range items {
+		it.retry = after + time.Duration(rand.Int64N(int64(after)/5+1))
+		it.throttled, it.lastError = true, reason
+	}
+}
+
 // settle records every outcome in the audit trail, then acknowledges what
 // is recorded; a decision to retry is redelivered later, or set aside once
 // it has used up its deliveries.
 func (s *Service) settle(ctx context.Context, items []*item) {
+	// The writes are done; recording them must not fail because the batch
+	// used up its time. The publisher bounds each wait itself.
+	ctx = context.WithoutCancel(ctx)
 	var audited []*item
 	for _, it := range items {
-		if it.retry > 0 && it.deliveries() >= s.maxDeliver {
+		if it.retry > 0 && !it.throttled && it.deliveries() >= s.maxDeliver {
 			it.out.Outcome, it.out.Error = OutcomeFailed, "gave up after "+strconv.Itoa(it.deliveries())+" deliveries: "+it.lastError
 		}
 		if it.retry > 0 && it.out.GetOutcome() == "" {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -308,7 +309,8 @@ func TestRetryAfter(t *testing.T) {
 		t.Fatalf("API requests = %+v, want one answered 429", reqs)
 	}
 	throttledAt := reqs[0].end // when the 429 left the stand-in
-	wantNaked(t, retryAfter*8/10, retryAfter*12/10, first...)
+	// Never before the block ends (less what already passed), at most a fifth later.
+	wantNaked(t, retryAfter*9/10, retryAfter*12/10, first...)
 	if n := len(e.pub.auditRecords()); n != 0 {
 		t.Errorf("%d audit records for throttled decisions", n)
 	}
@@ -624,4 +626,162 @@ func TestHandleTimeout(t *testing.T) {
 	if n := len(e.pub.auditRecords()); n != 0 {
 		t.Errorf("%d audit records", n)
 	}
+}
+
+// TestHangingTokenEndpoint: an identity provider that never answers holds
+// a batch no longer than the request timeout; the decisions come back later.
+func TestHangingTokenEndpoint(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) }) // before Close, which waits for the handlers
+	cfg := testConfig()
+	cfg.RequestTimeout = 200 * time.Millisecond
+	cfg.Default = TargetConfig{URL: srv.URL, TokenURL: srv.URL + dataversetest.TokenPath, ClientID: clientID, ClientSecret: clientSecret}
+	e := newEnv(t, cfg)
+	m := msgOf(t, decision("d1", orgA, contact(1), notAt, time.Now()), 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.handle(m)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("HandleBatch still blocked on the token endpoint 5s on, with a 200ms request timeout")
+	}
+	wantNaked(t, 800*time.Millisecond, 1200*time.Millisecond, m)
+	if n := len(e.pub.auditRecords()); n != 0 {
+		t.Errorf("%d audit records", n)
+	}
+	if n := testutil.ToFloat64(e.svc.metrics.tokens); n != 0 {
+		t.Errorf("nac_writer_token_fetches_total = %v, want 0", n)
+	}
+}
+
+// TestWrongEnvironmentURL: a 404 for the $batch request itself says the
+// endpoint is wrong, not that the contacts are gone: the decisions are set
+// aside, not recorded obsolete and dropped.
+func TestWrongEnvironmentURL(t *testing.T) {
+	si := newStandin(t, dataversetest.Options{}, contact(1), contact(2))
+	cfg := testConfig()
+	cfg.Default = si.target("")
+	cfg.Default.URL += "/main.aspx" // a path the Web API is not under
+	e := newEnv(t, cfg)
+	ds := []*eventsv1.Decision{decision("d1", orgA, contact(1), notAt, time.Now()), decision("d2", orgA, contact(2), notAt, time.Now())}
+	ms := []*fakeMsg{msgOf(t, ds[0], 1), msgOf(t, ds[1], 1)}
+	e.handle(ms...)
+
+	wantTermed(t, ms...)
+	got := e.pub.outcomes(t)
+	for _, d := range ds {
+		if o := wantOutcome(t, got, d, OutcomeFailed, 404); !strings.Contains(o.GetError(), "$batch") {
+			t.Errorf("failed outcome error %q does not say the batch request failed", o.GetError())
+		}
+	}
+	if n := len(e.pub.deadLetters()); n != 2 {
+		t.Errorf("%d dead letters, want 2", n)
+	}
+	if n := e.writes(OutcomeObsolete, "4xx"); n != 0 {
+		t.Errorf("writes{obsolete,4xx} = %v, want 0", n)
+	}
+	if si.Patches() != 0 {
+		t.Errorf("%d patches applied", si.Patches())
+	}
+}
+
+// fakeSwitch is data validation on for the organizations in on.
+type fakeSwitch struct {
+	on  map[string]bool
+	err error
+}
+
+func (f *fakeSwitch) DataValidation(_ context.Context, org string) (bool, error) {
+	return f.on[org], f.err
+}
+
+func TestDataValidationSwitch(t *testing.T) {
+	si := newStandin(t, dataversetest.Options{}, contact(1), contact(2))
+	cfg := testConfig()
+	cfg.Default = si.target("")
+	e := newEnv(t, cfg)
+	sw := &fakeSwitch{on: map[string]bool{orgA: true}}
+	e.svc.switches = sw
+
+	on := decision("on", orgA, contact(1), notAt, time.Now())
+	off := decision("off", orgB, contact(2), notAt, time.Now())
+	ms := []*fakeMsg{msgOf(t, on, 1), msgOf(t, off, 1)}
+	e.handle(ms...)
+	wantAcked(t, ms...)
+	got := e.pub.outcomes(t)
+	wantWritten(t, got, on, 1)
+	wantOutcome(t, got, off, OutcomeDisabled, 0)
+	if r := si.Received(); len(r) != 1 || r[0].ID != contact(1) {
+		t.Errorf("stand-in received %+v, want only the switched-on organization's write", r)
+	}
+
+	// The settings cannot be read: nothing is sent, the decisions come back.
+	sw.err = errors.New("nats: timeout")
+	m := msgOf(t, decision("later", orgA, contact(2), notAt, time.Now()), 1)
+	e.handle(m)
+	wantNaked(t, 800*time.Millisecond, 1200*time.Millisecond, m)
+	if n := len(si.apiRequests()); n != 1 {
+		t.Errorf("%d API requests, want none after the first", n-1)
+	}
+	if n := len(e.pub.auditRecords()); n != 2 {
+		t.Errorf("%d audit records, want none after the first two", n-2)
+	}
+}
+
+// fakeDecisions answers the latest sequence of every contact from a map.
+type fakeDecisions map[string]uint64
+
+func (f fakeDecisions) LastSequence(_ context.Context, _, contact string) (uint64, error) {
+	return f[contact], nil
+}
+
+func TestNewerDecisionInTheStreamSupersedes(t *testing.T) {
+	dv := &fakeDataverse{}
+	e := newFakeEnv(t, testConfig(), dv)
+	olderD := decision("older", orgA, contact(1), notAt, time.Now())
+	currentD := decision("current", orgA, contact(2), notAt, time.Now())
+	older, current := msgOf(t, olderD, 1), msgOf(t, currentD, 1)
+	// Contact 1 got a newer decision after this one was delivered (another
+	// worker holds it); contact 2's is still the latest.
+	e.svc.decisions = fakeDecisions{contact(1): older.seq + 100, contact(2): current.seq}
+	e.handle(older, current)
+	wantAcked(t, older, current)
+	if len(dv.batches) != 1 || len(dv.batches[0]) != 1 || dv.batches[0][0].ContactID != contact(2) {
+		t.Fatalf("writes = %+v, want only contact 2's", dv.batches)
+	}
+	got := e.pub.outcomes(t)
+	wantOutcome(t, got, olderD, OutcomeSuperseded, 0)
+	wantOutcome(t, got, currentD, OutcomeWritten, 204)
+}
+
+func TestThrottlingNeverUsesUpDeliveries(t *testing.T) {
+	dv := &fakeDataverse{batchErr: &dataverse.StatusError{Status: http.StatusTooManyRequests, RetryAfter: time.Second}}
+	e := newFakeEnv(t, testConfig(), dv)
+	// On its last allowed delivery, a throttled decision is held back
+	// again, not given up: nothing failed.
+	last := msgOf(t, decision("d1", orgA, contact(1), notAt, time.Now()), uint64(bus.DefaultOptions().MaxDeliver))
+	e.handle(last)
+	wantNaked(t, 900*time.Millisecond, 1200*time.Millisecond, last)
+	if n := len(e.pub.deadLetters()); n != 0 {
+		t.Errorf("%d dead letters for a throttled decision", n)
+	}
+}
+
+func TestServiceUnavailableRetryAfterIsHonoured(t *testing.T) {
+	dv := &fakeDataverse{batchErr: &dataverse.StatusError{Status: http.StatusServiceUnavailable, RetryAfter: 7 * time.Second}}
+	e := newFakeEnv(t, testConfig(), dv)
+	m := msgOf(t, decision("d1", orgA, contact(1), notAt, time.Now()), 1)
+	e.handle(m)
+	// BackoffFor(1) is 1s; the 503 asked for 7s.
+	wantNaked(t, 7*time.Second*8/10, 7*time.Second*12/10, m)
 }

@@ -204,10 +204,15 @@ func (o Options) consumers() []consumerSpec {
 			Replicas:      o.Replicas,
 		}
 	}
+	// The writer holds decisions back while Dataverse throttles, for as long
+	// as that takes; it gives up on a decision itself, after MaxDeliver
+	// deliveries that failed, so the server never stops delivering one.
+	writer := c(ConsumerWriter, "Writer sending decisions to Dataverse")
+	writer.MaxDeliver = -1
 	return []consumerSpec{
 		{StreamCRM, c(ConsumerValidatorCRM, "Validator applying CRM changes")},
 		{StreamProfile, c(ConsumerValidatorProfile, "Validator applying profile events")},
-		{StreamDecisions, c(ConsumerWriter, "Writer sending decisions to Dataverse")},
+		{StreamDecisions, writer},
 		{StreamAdmin, c(ConsumerValidatorAdmin, "Validator applying admin changes")},
 		{StreamWork, c(ConsumerValidatorWork, "Validator evaluating fan-out chunks")},
 	}

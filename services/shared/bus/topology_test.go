@@ -241,8 +241,12 @@ func TestDeclare(t *testing.T) {
 		if cfg.AckPolicy != jetstream.AckExplicitPolicy {
 			t.Errorf("consumer %s ack policy = %v, want explicit", name, cfg.AckPolicy)
 		}
-		if cfg.MaxDeliver != o.MaxDeliver+bus.DeadLetterAttempts {
-			t.Errorf("consumer %s MaxDeliver = %d, want %d", name, cfg.MaxDeliver, o.MaxDeliver+bus.DeadLetterAttempts)
+		wantMax := o.MaxDeliver + bus.DeadLetterAttempts
+		if name == bus.ConsumerWriter {
+			wantMax = -1 // the writer gives up itself; throttling must not
+		}
+		if cfg.MaxDeliver != wantMax {
+			t.Errorf("consumer %s MaxDeliver = %d, want %d", name, cfg.MaxDeliver, wantMax)
 		}
 		if cfg.AckWait != o.AckWait {
 			t.Errorf("consumer %s AckWait = %v, want %v", name, cfg.AckWait, o.AckWait)
@@ -280,7 +284,7 @@ func TestDeclareChangedOptions(t *testing.T) {
 	if err := bus.Declare(ctx, js, o); err != nil {
 		t.Fatalf("Declare with new MaxDeliver: %v", err)
 	}
-	c, err := js.Consumer(ctx, bus.StreamDecisions, bus.ConsumerWriter)
+	c, err := js.Consumer(ctx, bus.StreamCRM, bus.ConsumerValidatorCRM)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 )
 
@@ -59,6 +60,13 @@ func New(tokenCtx context.Context, baseURL string, creds Credentials, opts Optio
 	scope := creds.Scope
 	if scope == "" {
 		scope = u.Scheme + "://" + u.Host + "/.default"
+	}
+	if opts.Timeout > 0 {
+		// x/oauth2 fetches tokens with the client in the context, else with
+		// http.DefaultClient, which never times out: a hanging token endpoint
+		// would hold every request of the environment behind the cache's
+		// lock, whatever their own deadline.
+		tokenCtx = context.WithValue(tokenCtx, oauth2.HTTPClient, &http.Client{Timeout: opts.Timeout})
 	}
 	tokens := &tokenCache{
 		ctx: tokenCtx, onFetch: opts.OnTokenFetch,

@@ -212,7 +212,8 @@ func TestRunRestartMidBatch(t *testing.T) {
 		standin.Seed("contacts", contactOf(i), map[string]any{"firstname": "Ada", flagCol: -1})
 	}
 	// A slow Dataverse: every request takes 200ms, so batches are in flight
-	// when the writer stops.
+	// when the writer stops. The default budget (a burst of 100 operations,
+	// then ~20 a second) paces the writes as well.
 	standin.Inject(dataversetest.Fault{Delay: 200 * time.Millisecond, Count: 1 << 20})
 	srv := httptest.NewServer(standin.Handler())
 	defer srv.Close()
@@ -258,9 +259,12 @@ func TestRunRestartMidBatch(t *testing.T) {
 	base := time.Now().Add(-time.Hour)
 	value := func(i, round int) eventsv1.Flag { return eventsv1.Flag((i + round) % 2) }
 	published := map[string]int{} // contact → last round published
-	publishRound := func(round int) {
+	publishRound := func(round int, which func(i int) bool) {
 		t.Helper()
 		for i := range contacts {
+			if !which(i) {
+				continue
+			}
 			d := &eventsv1.Decision{
 				DecisionId: fmt.Sprintf("dec-%d-%d", i, round), OrganizationId: org, ContactId: contactOf(i),
 				Value: value(i, round), Reason: "left_company", DecidedAt: timestamppb.New(base.Add(time.Duration(round) * time.Second)),
@@ -281,13 +285,14 @@ func TestRunRestartMidBatch(t *testing.T) {
 	}
 
 	began := time.Now()
-	publishRound(0)
+	all := func(int) bool { return true }
+	publishRound(0, all)
 	stop := start()
 	eventually(t, "the first writes", 10*time.Second, func() bool { return len(standin.Received()) > 0 })
 	t.Logf("first writes after %s", time.Since(began))
 	// Newer decisions come in while the first batches are in flight, then
 	// the writer is stopped mid-batch.
-	publishRound(1)
+	publishRound(1, all)
 	if err := stop(); err != nil {
 		t.Errorf("first run returned %v after cancel", err)
 	}
@@ -308,11 +313,12 @@ func TestRunRestartMidBatch(t *testing.T) {
 		}
 	}()
 	eventually(t, "writes of the second run", 10*time.Second, func() bool { return len(standin.Received()) > firstRun })
-	publishRound(2)
+	// A third decision for a third of the contacts; the others keep the
+	// second, which the first run was writing when it was stopped.
+	publishRound(2, func(i int) bool { return i%3 == 0 })
 	eventually(t, "every decision settled", 40*time.Second, func() bool {
 		info, err := cons.Info(ctx)
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.Delivered.Stream >= info.AckFloor.Stream &&
-			info.AckFloor.Stream > 0
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
 	})
 
 	t.Logf("settled after %s, %d writes", time.Since(began), len(standin.Received()))
