@@ -127,7 +127,10 @@ func (s *Service) HandleCRM(ctx context.Context, msg jetstream.Msg) error {
 			}
 		}
 	case "systemuser":
-		if before.Disabled() != after.Disabled() {
+		// Only isdisabled moves scope. A redelivery finds the row as the
+		// first attempt left it, which may have changed isdisabled and
+		// failed before deciding: evaluate then too.
+		if before.Disabled() != after.Disabled() || redelivered(msg) {
 			affected, err = s.ownedContacts(ctx, org, id)
 		}
 	}
@@ -523,6 +526,14 @@ func (s *Service) input(ctx context.Context, r *reads, org string, row *state.Ro
 	}
 	if last != nil && last.Value == decide.Ignore {
 		in.IgnoredDigest = last.Underlying
+	}
+	// An Ignore the last decision saw and still decided otherwise on is one
+	// a re-flag overrode: the column holds our flag now, though our write
+	// never comes back (ingest drops it as our own echo). Only a user's
+	// change after that decision is their word again.
+	if last != nil && last.Value != decide.Ignore && in.Contact.Flag == decide.Ignore &&
+		row.Cols[s.cfg.FlagColumn].At <= last.FlagSeen {
+		in.Contact.Flag = last.Value
 	}
 	var acct *state.Row
 	if id := in.Contact.AccountID; id != "" {

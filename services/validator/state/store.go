@@ -162,7 +162,10 @@ func (s *Store) ApplyChange(ctx context.Context, ch *eventsv1.CrmChange) (before
 	if err != nil || !changed {
 		return before, after, changed, err
 	}
-	return before, after, true, s.reindex(ctx, s.rowEdges(org, before), s.rowEdges(org, after))
+	return before, after, true, s.reindex(ctx, s.rowEdges(org, before), s.rowEdges(org, after), func(ctx context.Context) ([]string, error) {
+		now, err := s.Row(ctx, org, ch.GetTable(), ch.GetRowId())
+		return s.rowEdges(org, now), err
+	})
 }
 
 // Row returns a CRM row, or nil when unknown.
@@ -268,16 +271,39 @@ func (s *Store) rowEdges(org string, r *Row) []string {
 // reindex removes the edges only in before and adds those only in after.
 // An edge is removed by purging its subject, so that no delete marker is
 // left for a listing to step over.
-func (s *Store) reindex(ctx context.Context, before, after []string) error {
+//
+// Two changes of one record may be applied at once (replicas, workers),
+// and the one that wrote first may reindex last, removing an edge the
+// other has just added back. So after removing edges it reads the record
+// again (current returns its edges as it now stands) and puts back those
+// it still has: an edge is never missing. One left over is harmless, as
+// every reader checks the record behind an edge.
+func (s *Store) reindex(ctx context.Context, before, after []string, current func(context.Context) ([]string, error)) error {
+	var removed []string
 	for _, k := range before {
 		if !slices.Contains(after, k) {
 			if err := s.indexStream.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bus.BucketIndex+"."+k)); err != nil {
 				return fmt.Errorf("unindex %s: %w", k, err)
 			}
+			removed = append(removed, k)
 		}
 	}
 	for _, k := range after {
 		if !slices.Contains(before, k) {
+			if _, err := s.index.Put(ctx, k, []byte{1}); err != nil {
+				return fmt.Errorf("index %s: %w", k, err)
+			}
+		}
+	}
+	if len(removed) == 0 {
+		return nil
+	}
+	now, err := current(ctx)
+	if err != nil {
+		return fmt.Errorf("read back after unindexing: %w", err)
+	}
+	for _, k := range removed {
+		if slices.Contains(now, k) {
 			if _, err := s.index.Put(ctx, k, []byte{1}); err != nil {
 				return fmt.Errorf("index %s: %w", k, err)
 			}
@@ -493,13 +519,26 @@ func (s *Store) putMember(ctx context.Context, next *MemberRecord) (before, afte
 		if cur != nil && string(cur) == string(data) {
 			return nil, nil
 		}
+		// Two observations of the same instant (two sources, say): the
+		// greater encoding wins, so that the order of arrival never decides.
+		if before != nil && next.ObservedAt == before.ObservedAt && !next.Erased && string(data) < string(cur) {
+			after = nil
+			return nil, nil
+		}
 		changed = true
 		return data, nil
 	})
 	if err != nil || !changed {
 		return before, after, changed, err
 	}
-	return before, after, true, s.reindex(ctx, memberEdges(before), memberEdges(after))
+	return before, after, true, s.reindex(ctx, memberEdges(before), memberEdges(after), func(ctx context.Context) ([]string, error) {
+		var now MemberRecord
+		found, err := getJSON(ctx, s.members, bus.Token(next.ID), &now)
+		if !found || err != nil {
+			return nil, err
+		}
+		return memberEdges(&now), nil
+	})
 }
 
 // Candidates lists the members (not erased) a contact could be: by explicit
@@ -586,13 +625,25 @@ func (s *Store) ApplyCompany(ctx context.Context, c *eventsv1.CompanyChange) (be
 		if err != nil || (cur != nil && string(cur) == string(data)) {
 			return nil, err
 		}
+		// Two observations of the same instant: the greater encoding wins,
+		// so that the order of arrival never decides.
+		if before != nil && next.ObservedAt == before.ObservedAt && string(data) < string(cur) {
+			return nil, nil
+		}
 		after, changed = next, true
 		return data, nil
 	})
 	if err != nil || !changed {
 		return before, after, changed, err
 	}
-	return before, after, true, s.reindex(ctx, companyEdges(before), companyEdges(after))
+	return before, after, true, s.reindex(ctx, companyEdges(before), companyEdges(after), func(ctx context.Context) ([]string, error) {
+		var now CompanyRecord
+		found, err := getJSON(ctx, s.companies, bus.Token(next.ID), &now)
+		if !found || err != nil {
+			return nil, err
+		}
+		return companyEdges(&now), nil
+	})
 }
 
 func companyEdges(c *CompanyRecord) []string {
