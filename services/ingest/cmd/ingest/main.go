@@ -12,17 +12,10 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/notatcompany/notatcompany/services/ingest"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/httpserver"
 	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
-	"github.com/notatcompany/notatcompany/services/shared/logging"
-	"github.com/notatcompany/notatcompany/services/shared/natsconn"
-	"github.com/notatcompany/notatcompany/services/shared/ops"
 	"github.com/notatcompany/notatcompany/services/shared/orgs"
 )
 
@@ -38,53 +31,20 @@ func main() {
 	}
 }
 
-// run is the composition root: it builds every concrete adapter and hands
-// the service only what it needs.
+// run is the composition root of ingest: it builds every concrete adapter
+// and hands the service only what it needs.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	cfg, err := ingest.ParseConfig(args, getenv, stdout)
 	if err != nil {
 		return err
 	}
-	log, err := logging.New(stdout, cfg.LogFormat, cfg.LogLevel)
-	if err != nil {
-		return err
-	}
-	log = log.With("service", "ingest")
-	reg := ops.NewRegistry()
-
-	nc, err := natsconn.Connect(cfg.NATSURL, "nac-ingest", log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	topo := bus.DefaultOptions()
-	topo.Replicas = cfg.StreamReplicas
-	if err := bus.Declare(ctx, js, topo); err != nil {
-		return err
-	}
-
-	admin, err := orgs.NewReader(ctx, js)
-	if err != nil {
-		return err
-	}
-	svc := ingest.New(cfg, bus.NewPublisher(js, cfg.PublishTimeout), log,
-		prometheus.WrapRegistererWith(prometheus.Labels{"service": "ingest"}, reg), ingest.WithAdmin(admin))
-	ready := &ops.Readiness{}
-	ready.Add("nats", natsconn.Ready(nc))
-	opsSrv, err := httpserver.Listen(cfg.OpsAddr, ops.Handler(ready, reg))
-	if err != nil {
-		return err
-	}
-	public, err := httpserver.Listen(cfg.HTTPAddr, svc.Routes())
-	if err != nil {
-		return err
-	}
-	return lifecycle.Run(ctx, lifecycle.Spec{
-		Log: log, Ready: ready, ShutdownTimeout: cfg.ShutdownTimeout,
-		Ops: opsSrv, Public: []*httpserver.Server{public}, Conns: []*nats.Conn{nc},
+	return lifecycle.Serve(ctx, "ingest", cfg.Common, stdout, func(ctx context.Context, env lifecycle.Env) (lifecycle.Parts, error) {
+		admin, err := orgs.NewReader(ctx, env.JS)
+		if err != nil {
+			return lifecycle.Parts{}, err
+		}
+		svc := ingest.New(cfg, bus.NewPublisher(env.JS, cfg.PublishTimeout), env.Log, env.Registerer, ingest.WithAdmin(admin))
+		public, err := httpserver.Listen(cfg.HTTPAddr, svc.Routes())
+		return lifecycle.Parts{Public: []*httpserver.Server{public}}, err
 	})
 }

@@ -11,16 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/notatcompany/notatcompany/services/shared/bus"
-	"github.com/notatcompany/notatcompany/services/shared/httpserver"
 	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
-	"github.com/notatcompany/notatcompany/services/shared/logging"
-	"github.com/notatcompany/notatcompany/services/shared/natsconn"
-	"github.com/notatcompany/notatcompany/services/shared/ops"
 	"github.com/notatcompany/notatcompany/services/writer"
 )
 
@@ -42,40 +33,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	log, err := logging.New(stdout, cfg.LogFormat, cfg.LogLevel)
-	if err != nil {
-		return err
-	}
-	log = log.With("service", "writer")
-	reg := ops.NewRegistry()
-
-	nc, err := natsconn.Connect(cfg.NATSURL, "nac-writer", log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	topo := bus.DefaultOptions()
-	topo.Replicas = cfg.StreamReplicas
-	if err := bus.Declare(ctx, js, topo); err != nil {
-		return err
-	}
-	workers, err := writer.Workers(ctx, cfg, js, log,
-		prometheus.WrapRegistererWith(prometheus.Labels{"service": "writer"}, reg))
-	if err != nil {
-		return err
-	}
-	ready := &ops.Readiness{}
-	ready.Add("nats", natsconn.Ready(nc))
-	opsSrv, err := httpserver.Listen(cfg.OpsAddr, ops.Handler(ready, reg))
-	if err != nil {
-		return err
-	}
-	return lifecycle.Run(ctx, lifecycle.Spec{
-		Log: log, Ready: ready, ShutdownTimeout: cfg.ShutdownTimeout,
-		Ops: opsSrv, Workers: workers, Conns: []*nats.Conn{nc},
+	return lifecycle.Serve(ctx, "writer", cfg.Common, stdout, func(ctx context.Context, env lifecycle.Env) (lifecycle.Parts, error) {
+		workers, err := writer.Workers(ctx, cfg, env.JS, env.Log, env.Registerer)
+		return lifecycle.Parts{Workers: workers}, err
 	})
 }

@@ -1,0 +1,74 @@
+package lifecycle
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/notatcompany/notatcompany/services/shared/bus"
+	"github.com/notatcompany/notatcompany/services/shared/conf"
+	"github.com/notatcompany/notatcompany/services/shared/httpserver"
+	"github.com/notatcompany/notatcompany/services/shared/logging"
+	"github.com/notatcompany/notatcompany/services/shared/natsconn"
+	"github.com/notatcompany/notatcompany/services/shared/ops"
+)
+
+// Env is what a service's composition root is given: its logger, JetStream
+// on the declared topology, and a registerer that labels its metrics.
+type Env struct {
+	Log        *slog.Logger
+	JS         jetstream.JetStream
+	Registerer prometheus.Registerer
+}
+
+// Parts are what a service runs besides its ops endpoints.
+type Parts struct {
+	Public  []*httpserver.Server
+	Workers []func(context.Context) error
+}
+
+// Serve runs one service the way every service runs: JSON or text logs,
+// one NATS connection, the topology declared, /healthz, /readyz and
+// /metrics on the ops address, and the shutdown order of Run. build is the
+// service's own composition root.
+func Serve(ctx context.Context, name string, c conf.Common, stdout io.Writer, build func(context.Context, Env) (Parts, error)) error {
+	log, err := logging.New(stdout, c.LogFormat, c.LogLevel)
+	if err != nil {
+		return err
+	}
+	log = log.With("service", name)
+	reg := ops.NewRegistry()
+	nc, err := natsconn.Connect(c.NATSURL, "nac-"+name, log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	topo := bus.DefaultOptions()
+	topo.Replicas = c.StreamReplicas
+	if err := bus.Declare(ctx, js, topo); err != nil {
+		return err
+	}
+	parts, err := build(ctx, Env{Log: log, JS: js, Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"service": name}, reg)})
+	if err != nil {
+		return err
+	}
+	ready := &ops.Readiness{}
+	ready.Add("nats", natsconn.Ready(nc))
+	opsSrv, err := httpserver.Listen(c.OpsAddr, ops.Handler(ready, reg))
+	if err != nil {
+		return err
+	}
+	return Run(ctx, Spec{
+		Log: log, Ready: ready, ShutdownTimeout: c.ShutdownTimeout,
+		Ops: opsSrv, Public: parts.Public, Workers: parts.Workers, Conns: []*nats.Conn{nc},
+	})
+}
