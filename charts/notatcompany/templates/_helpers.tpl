@@ -25,4 +25,6 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   value: {{ .Values.log.format | quote }}
 - name: NAC_LOG_LEVEL
   value: {{ .Values.log.level | quote }}
+- name: NAC_SHUTDOWN_TIMEOUT
+  value: "30s"
 {{- end -}}

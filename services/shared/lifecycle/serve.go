@@ -2,9 +2,14 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -71,4 +76,19 @@ func Serve(ctx context.Context, name string, c conf.Common, stdout io.Writer, bu
 		Log: log, Ready: ready, ShutdownTimeout: c.ShutdownTimeout,
 		Ops: opsSrv, Public: parts.Public, Workers: parts.Workers, Conns: []*nats.Conn{nc},
 	})
+}
+
+// Main is a service's main: it runs run with the process's arguments,
+// environment and stdout until SIGINT or SIGTERM, and exits 1 on an error.
+func Main(name string, run func(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, name+":", err)
+		stop()
+		os.Exit(1)
+	}
 }

@@ -4,13 +4,7 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/notatcompany/notatcompany/services/ingest"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
@@ -19,17 +13,7 @@ import (
 	"github.com/notatcompany/notatcompany/services/shared/orgs"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return
-		}
-		fmt.Fprintln(os.Stderr, "ingest:", err)
-		os.Exit(1)
-	}
-}
+func main() { lifecycle.Main("ingest", run) }
 
 // run is the composition root of ingest: it builds every concrete adapter
 // and hands the service only what it needs.
