@@ -2,6 +2,7 @@ package writer_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +23,7 @@ import (
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse/dataversetest"
 	"github.com/notatcompany/notatcompany/services/shared/natsembed"
+	"github.com/notatcompany/notatcompany/services/shared/orgs"
 	"github.com/notatcompany/notatcompany/services/writer"
 )
 
@@ -46,6 +48,12 @@ func startBench(b *testing.B, contacts int, standinOpts dataversetest.Options, e
 	js, _ := jetstream.New(nc)
 	ctx := context.Background()
 	if err := bus.Declare(ctx, js, bus.DefaultOptions()); err != nil {
+		b.Fatal(err)
+	}
+	// Data validation is on for the organization, as an admin would set it.
+	settings, _ := js.KeyValue(ctx, bus.BucketOrgs)
+	on, _ := json.Marshal(orgs.Settings{DataValidation: true})
+	if _, err := settings.Put(ctx, orgs.SettingsKey(benchOrg), on); err != nil {
 		b.Fatal(err)
 	}
 	standinOpts.ClientID, standinOpts.ClientSecret = "bench", "bench-secret"

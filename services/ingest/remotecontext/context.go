@@ -64,38 +64,27 @@ func (e *entity) proto() *eventsv1.Entity {
 	return &eventsv1.Entity{Table: e.Table, Id: e.ID, Columns: e.Columns}
 }
 
-func convertEntity(obj map[string]any) (*entity, error) {
-	e := &entity{Columns: map[string]*eventsv1.Value{}}
-	e.Table, _ = obj["LogicalName"].(string)
-	id, _ := obj["Id"].(string)
-	e.ID = strings.ToLower(id)
-	attrs, _ := obj["Attributes"].([]any)
-	for i, a := range attrs {
-		kv, ok := a.(map[string]any)
-		if !ok {
-			return nil, fmt.Errorf("Attributes/%d: not a key/value object", i)
-		}
-		key, _ := kv["key"].(string)
-		if key == "" {
+func convertEntity(o *rawObject) (*entity, error) {
+	e := &entity{Columns: map[string]*eventsv1.Value{}, ID: strings.ToLower(o.ID)}
+	if o.LogicalName != nil {
+		e.Table = *o.LogicalName
+	}
+	if o.Attributes == nil {
+		return e, nil
+	}
+	for i, a := range *o.Attributes {
+		if a.Key == "" {
 			return nil, fmt.Errorf("Attributes/%d: no key", i)
 		}
-		v, err := convertValue(kv["value"])
-		if err != nil {
-			return nil, fmt.Errorf("Attributes/%d (%s): %w", i, key, err)
+		if a.Value.err != nil {
+			return nil, fmt.Errorf("Attributes/%d (%s): %w", i, a.Key, a.Value.err)
 		}
-		e.Columns[key] = v
+		if a.Value.v == nil {
+			return nil, fmt.Errorf("Attributes/%d (%s): no value", i, a.Key)
+		}
+		e.Columns[a.Key] = a.Value.v
 	}
 	return e, nil
-}
-
-func decodeAny(raw json.RawMessage) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	return v, nil
 }
 
 // Options steer normalization.
@@ -112,9 +101,7 @@ type Options struct {
 // *FieldError (wrapped) names what is missing or malformed.
 func Parse(body []byte, opts Options) (*eventsv1.CrmChange, error) {
 	var rc rawContext
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&rc); err != nil {
+	if err := json.Unmarshal(body, &rc); err != nil {
 		return nil, &FieldError{Field: "/", Reason: "not a RemoteExecutionContext JSON object: " + err.Error()}
 	}
 	if err := requireFields(&rc); err != nil {
@@ -227,15 +214,14 @@ func sharedTag(rc *rawContext) string {
 func applyInputs(ch *eventsv1.CrmChange, rc *rawContext) error {
 	images := func(list []keyValue, field string) error {
 		for i, kv := range list {
-			v, err := decodeAny(kv.Value)
-			if err != nil {
-				return &FieldError{Field: fmt.Sprintf("/%s/%d", field, i), Reason: err.Error()}
+			var img *rawObject
+			if err := json.Unmarshal(kv.Value, &img); err != nil {
+				return &FieldError{Field: fmt.Sprintf("/%s/%d/value", field, i), Reason: "not an entity: " + err.Error()}
 			}
-			obj, ok := v.(map[string]any)
-			if !ok {
+			if img == nil {
 				continue // a null image
 			}
-			e, err := convertEntity(obj)
+			e, err := convertEntity(img)
 			if err != nil {
 				return &FieldError{Field: fmt.Sprintf("/%s/%d/value", field, i), Reason: err.Error()}
 			}
@@ -257,16 +243,12 @@ func applyInputs(ch *eventsv1.CrmChange, rc *rawContext) error {
 		field := fmt.Sprintf("/InputParameters/%d/value", i)
 		switch kv.Key {
 		case "Target", "EntityMoniker":
-			v, err := decodeAny(kv.Value)
-			if err != nil {
-				return &FieldError{Field: field, Reason: err.Error()}
-			}
-			obj, ok := v.(map[string]any)
-			if !ok {
+			var o rawObject
+			if err := json.Unmarshal(kv.Value, &o); err != nil || o.Type == "" && o.LogicalName == nil && o.Attributes == nil {
 				return &FieldError{Field: field, Reason: "Target is not an Entity or EntityReference"}
 			}
-			if typeName(obj) == "EntityReference" || (typeName(obj) == "" && obj["Attributes"] == nil) {
-				ref, err := convertReference(obj)
+			if o.typeName() == "EntityReference" || (o.typeName() == "" && o.Attributes == nil) {
+				ref, err := convertReference(&o)
 				if err != nil {
 					return &FieldError{Field: field, Reason: err.Error()}
 				}
@@ -278,7 +260,7 @@ func applyInputs(ch *eventsv1.CrmChange, rc *rawContext) error {
 				}
 				continue
 			}
-			e, err := convertEntity(obj)
+			e, err := convertEntity(&o)
 			if err != nil {
 				return &FieldError{Field: field, Reason: err.Error()}
 			}
@@ -290,25 +272,23 @@ func applyInputs(ch *eventsv1.CrmChange, rc *rawContext) error {
 				changed = append(changed, k)
 			}
 		case "Relationship":
-			v, err := decodeAny(kv.Value)
-			if err != nil {
-				return &FieldError{Field: field, Reason: err.Error()}
+			var o struct {
+				SchemaName string `json:"SchemaName"`
 			}
-			if obj, ok := v.(map[string]any); ok {
-				ch.Relationship, _ = obj["SchemaName"].(string)
+			if err := json.Unmarshal(kv.Value, &o); err == nil {
+				ch.Relationship = o.SchemaName
 			}
 		case "RelatedEntities":
-			v, err := decodeAny(kv.Value)
-			if err != nil {
-				return &FieldError{Field: field, Reason: err.Error()}
+			var items []json.RawMessage
+			if err := json.Unmarshal(kv.Value, &items); err != nil && string(bytes.TrimSpace(kv.Value)) != "null" {
+				return &FieldError{Field: field, Reason: "not an array of EntityReference"}
 			}
-			items, _ := v.([]any)
 			for j, item := range items {
-				obj, ok := item.(map[string]any)
-				if !ok {
+				var o rawObject
+				if err := json.Unmarshal(item, &o); err != nil {
 					return &FieldError{Field: fmt.Sprintf("%s/%d", field, j), Reason: "not an EntityReference"}
 				}
-				ref, err := convertReference(obj)
+				ref, err := convertReference(&o)
 				if err != nil {
 					return &FieldError{Field: fmt.Sprintf("%s/%d", field, j), Reason: err.Error()}
 				}
@@ -316,11 +296,7 @@ func applyInputs(ch *eventsv1.CrmChange, rc *rawContext) error {
 			}
 		case "State", "Status", "Assignee":
 			// SetState and Assign carry the new values as parameters.
-			v, err := decodeAny(kv.Value)
-			if err != nil {
-				return &FieldError{Field: field, Reason: err.Error()}
-			}
-			val, err := convertValue(v)
+			val, err := convertRaw(kv.Value)
 			if err != nil {
 				return &FieldError{Field: field, Reason: err.Error()}
 			}

@@ -1,6 +1,7 @@
 package remotecontext
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -55,52 +56,102 @@ func parseDate(s string) (time.Time, bool) {
 	return time.UnixMilli(ms).UTC(), true
 }
 
+// rawObject is any JSON object Dataverse puts in a context: an Entity, an
+// EntityReference, an OptionSetValue, Money or an EntityCollection. Decoding
+// into one struct, rather than into maps, keeps parsing to a single pass.
+type rawObject struct {
+	Type        string          `json:"__type"`
+	LogicalName *string         `json:"LogicalName"`
+	ID          string          `json:"Id"`
+	Name        *string         `json:"Name"`
+	Value       json.RawMessage `json:"Value"`
+	Attributes  *[]rawAttr      `json:"Attributes"`
+	Entities    []rawObject     `json:"Entities"`
+	EntityName  string          `json:"EntityName"`
+}
+
+// rawAttr is one attribute of an entity; its value is converted while the
+// entity is decoded.
+type rawAttr struct {
+	Key   string   `json:"key"`
+	Value rawValue `json:"value"`
+}
+
+// rawValue converts a column value as it is decoded, keeping the error to
+// report it with the attribute's place.
+type rawValue struct {
+	v   *eventsv1.Value
+	err error
+}
+
+func (r *rawValue) UnmarshalJSON(b []byte) error {
+	r.v, r.err = convertRaw(b)
+	return nil
+}
+
 // typeName returns the part of a "__type" before the contract namespace:
 // "EntityReference:http://schemas..." → "EntityReference".
-func typeName(obj map[string]any) string {
-	t, _ := obj["__type"].(string)
-	name, _, _ := strings.Cut(t, ":")
+func (o *rawObject) typeName() string {
+	name, _, _ := strings.Cut(o.Type, ":")
 	return name
 }
 
-// convertValue turns one decoded JSON value of an attribute into a typed
-// Value. ok is false for a shape that no Dataverse column produces.
-func convertValue(v any) (val *eventsv1.Value, err error) {
-	switch x := v.(type) {
-	case nil:
+// convertRaw turns one JSON value of a column into a typed Value.
+func convertRaw(b []byte) (*eventsv1.Value, error) {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return nil, fmt.Errorf("empty value")
+	}
+	switch b[0] {
+	case 'n':
 		return &eventsv1.Value{Kind: &eventsv1.Value_Null{Null: true}}, nil
-	case bool:
-		return &eventsv1.Value{Kind: &eventsv1.Value_Boolean{Boolean: x}}, nil
-	case json.Number:
-		return convertNumber(x)
-	case string:
-		if t, ok := parseDate(x); ok {
-			return &eventsv1.Value{Kind: &eventsv1.Value_DateTime{DateTime: timestamppb.New(t)}}, nil
+	case 't', 'f':
+		return &eventsv1.Value{Kind: &eventsv1.Value_Boolean{Boolean: b[0] == 't'}}, nil
+	case '"':
+		var x string
+		if bytes.IndexByte(b, '\\') < 0 {
+			x = string(b[1 : len(b)-1]) // no escapes: the common case, no decoder
+		} else if err := json.Unmarshal(b, &x); err != nil {
+			return nil, err
 		}
-		if IsGUID(x) {
-			return &eventsv1.Value{Kind: &eventsv1.Value_Guid{Guid: strings.ToLower(x)}}, nil
-		}
-		return &eventsv1.Value{Kind: &eventsv1.Value_String_{String_: x}}, nil
-	case []any:
+		return convertString(x), nil
+	case '[':
 		// A multi-select choice column is an array of OptionSetValue.
-		choices := &eventsv1.Choices{Values: make([]int32, 0, len(x))}
-		for i, item := range x {
-			obj, ok := item.(map[string]any)
-			if !ok || typeName(obj) != "OptionSetValue" {
+		var items []rawObject
+		if err := json.Unmarshal(b, &items); err != nil {
+			return nil, fmt.Errorf("array: %w", err)
+		}
+		choices := &eventsv1.Choices{Values: make([]int32, 0, len(items))}
+		for i := range items {
+			if items[i].typeName() != "OptionSetValue" {
 				return nil, fmt.Errorf("array item %d: want OptionSetValue", i)
 			}
-			n, err := int32Field(obj, "Value")
+			n, err := int32Of(items[i].Value)
 			if err != nil {
 				return nil, fmt.Errorf("array item %d: %w", i, err)
 			}
 			choices.Values = append(choices.Values, n)
 		}
 		return &eventsv1.Value{Kind: &eventsv1.Value_Choices{Choices: choices}}, nil
-	case map[string]any:
-		return convertObject(x)
+	case '{':
+		var o rawObject
+		if err := json.Unmarshal(b, &o); err != nil {
+			return nil, fmt.Errorf("object: %w", err)
+		}
+		return convertObject(&o)
 	default:
-		return nil, fmt.Errorf("unsupported JSON value %T", v)
+		return convertNumber(json.Number(b))
 	}
+}
+
+func convertString(x string) *eventsv1.Value {
+	if t, ok := parseDate(x); ok {
+		return &eventsv1.Value{Kind: &eventsv1.Value_DateTime{DateTime: timestamppb.New(t)}}
+	}
+	if IsGUID(x) {
+		return &eventsv1.Value{Kind: &eventsv1.Value_Guid{Guid: strings.ToLower(x)}}
+	}
+	return &eventsv1.Value{Kind: &eventsv1.Value_String_{String_: x}}
 }
 
 func convertNumber(n json.Number) (*eventsv1.Value, error) {
@@ -114,40 +165,34 @@ func convertNumber(n json.Number) (*eventsv1.Value, error) {
 	return &eventsv1.Value{Kind: &eventsv1.Value_Decimal{Decimal: f}}, nil
 }
 
-func convertObject(obj map[string]any) (*eventsv1.Value, error) {
-	switch typeName(obj) {
+func convertObject(o *rawObject) (*eventsv1.Value, error) {
+	switch o.typeName() {
 	case "EntityReference":
-		ref, err := convertReference(obj)
+		ref, err := convertReference(o)
 		if err != nil {
 			return nil, err
 		}
 		return &eventsv1.Value{Kind: &eventsv1.Value_Reference{Reference: ref}}, nil
 	case "OptionSetValue":
-		n, err := int32Field(obj, "Value")
+		n, err := int32Of(o.Value)
 		if err != nil {
 			return nil, fmt.Errorf("OptionSetValue: %w", err)
 		}
 		return &eventsv1.Value{Kind: &eventsv1.Value_Choice{Choice: n}}, nil
 	case "Money":
-		num, ok := obj["Value"].(json.Number)
-		if !ok {
+		v, err := convertNumber(json.Number(bytes.TrimSpace(o.Value)))
+		if err != nil || v.GetKind() == nil {
 			return nil, fmt.Errorf("Money: Value is not a number")
 		}
-		f, err := num.Float64()
-		if err != nil {
-			return nil, fmt.Errorf("Money: %w", err)
+		f := v.GetDecimal()
+		if i, ok := v.GetKind().(*eventsv1.Value_Integer); ok {
+			f = float64(i.Integer)
 		}
 		return &eventsv1.Value{Kind: &eventsv1.Value_Money{Money: f}}, nil
 	case "EntityCollection":
-		coll := &eventsv1.EntityCollection{}
-		coll.Table, _ = obj["EntityName"].(string)
-		items, _ := obj["Entities"].([]any)
-		for i, item := range items {
-			eobj, ok := item.(map[string]any)
-			if !ok {
-				return nil, fmt.Errorf("EntityCollection item %d: not an object", i)
-			}
-			e, err := convertEntity(eobj)
+		coll := &eventsv1.EntityCollection{Table: o.EntityName}
+		for i := range o.Entities {
+			e, err := convertEntity(&o.Entities[i])
 			if err != nil {
 				return nil, fmt.Errorf("EntityCollection item %d: %w", i, err)
 			}
@@ -155,7 +200,7 @@ func convertObject(obj map[string]any) (*eventsv1.Value, error) {
 		}
 		return &eventsv1.Value{Kind: &eventsv1.Value_Collection{Collection: coll}}, nil
 	case "Entity":
-		e, err := convertEntity(obj)
+		e, err := convertEntity(o)
 		if err != nil {
 			return nil, err
 		}
@@ -163,45 +208,35 @@ func convertObject(obj map[string]any) (*eventsv1.Value, error) {
 		return &eventsv1.Value{Kind: &eventsv1.Value_Collection{Collection: coll}}, nil
 	case "":
 		// Untyped objects: an image-style entity or a bare reference.
-		if _, ok := obj["Attributes"]; ok {
-			return convertObject(withType(obj, "Entity"))
+		if o.Attributes != nil {
+			o.Type = "Entity:"
+			return convertObject(o)
 		}
-		if _, ok := obj["LogicalName"]; ok {
-			return convertObject(withType(obj, "EntityReference"))
+		if o.LogicalName != nil {
+			o.Type = "EntityReference:"
+			return convertObject(o)
 		}
 		return nil, fmt.Errorf("object without __type")
 	default:
-		return nil, fmt.Errorf("unsupported __type %q", typeName(obj))
+		return nil, fmt.Errorf("unsupported __type %q", o.typeName())
 	}
 }
 
-func withType(obj map[string]any, name string) map[string]any {
-	c := make(map[string]any, len(obj)+1)
-	for k, v := range obj {
-		c[k] = v
-	}
-	c["__type"] = name + ":"
-	return c
-}
-
-func convertReference(obj map[string]any) (*eventsv1.EntityReference, error) {
-	id, _ := obj["Id"].(string)
-	table, _ := obj["LogicalName"].(string)
-	if table == "" {
+func convertReference(o *rawObject) (*eventsv1.EntityReference, error) {
+	if o.LogicalName == nil || *o.LogicalName == "" {
 		return nil, fmt.Errorf("EntityReference without LogicalName")
 	}
-	name, _ := obj["Name"].(string)
-	return &eventsv1.EntityReference{Table: table, Id: strings.ToLower(id), Name: name}, nil
+	ref := &eventsv1.EntityReference{Table: *o.LogicalName, Id: strings.ToLower(o.ID)}
+	if o.Name != nil {
+		ref.Name = *o.Name
+	}
+	return ref, nil
 }
 
-func int32Field(obj map[string]any, key string) (int32, error) {
-	num, ok := obj[key].(json.Number)
-	if !ok {
-		return 0, fmt.Errorf("%s is not a number", key)
-	}
-	n, err := strconv.ParseInt(num.String(), 10, 32)
+func int32Of(raw json.RawMessage) (int32, error) {
+	n, err := strconv.ParseInt(string(bytes.TrimSpace(raw)), 10, 32)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", key, err)
+		return 0, fmt.Errorf("Value is not a 32-bit integer")
 	}
 	return int32(n), nil
 }
