@@ -19,6 +19,7 @@ import (
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/natsembed"
 	"github.com/notatcompany/notatcompany/services/validator/decide"
+	"github.com/notatcompany/notatcompany/services/validator/state"
 )
 
 const (
@@ -506,7 +507,7 @@ func TestDeletedContactIsUnflagged(t *testing.T) {
 		t.Errorf("decision = %v %q", d.GetValue(), d.GetReason())
 	}
 	// And it is no longer found through its email.
-	refs, err := e.svc.store.ContactsByEmail(e.ctx, eventsv1.HashEmail(email))
+	refs, err := e.svc.store.ContactsMatchable(e.ctx, &state.MemberRecord{EmailHashes: []string{eventsv1.HashEmail(email)}})
 	if err != nil || len(refs) != 0 {
 		t.Errorf("ContactsByEmail = %v %v", refs, err)
 	}
@@ -676,7 +677,7 @@ func TestErasurePurgesStoredProfilesAndIsAudited(t *testing.T) {
 	if d := decision(); d.GetValue() != eventsv1.Flag_FLAG_NOT_AT_COMPANY {
 		t.Fatalf("decision before the erasure = %v, want NOT_AT_COMPANY", d.GetValue())
 	}
-	if members, err := e.svc.store.MembersByEmail(e.ctx, []string{hash}); err != nil || len(members) != 1 || members[0].ID != "m-1" {
+	if members, err := e.svc.store.Candidates(e.ctx, decide.Contact{EmailHashes: []string{hash}}); err != nil || len(members) != 1 || members[0].ID != "m-1" {
 		t.Fatalf("MembersByEmail before the erasure = %v, %v; want m-1", members, err)
 	}
 
@@ -720,7 +721,7 @@ func TestErasurePurgesStoredProfilesAndIsAudited(t *testing.T) {
 	}
 
 	// The member is gone, and the contact it flagged is unflagged.
-	if members, err := e.svc.store.MembersByEmail(e.ctx, []string{hash}); err != nil || len(members) != 0 {
+	if members, err := e.svc.store.Candidates(e.ctx, decide.Contact{EmailHashes: []string{hash}}); err != nil || len(members) != 0 {
 		t.Errorf("MembersByEmail after the erasure = %v, %v; want none", members, err)
 	}
 	d := decision()
@@ -756,7 +757,7 @@ func TestErasurePurgesStoredProfilesAndIsAudited(t *testing.T) {
 
 	// The later profile, observed after the erasure, starts the member anew.
 	e.deliverNext(cons, laterSeq)
-	if members, err := e.svc.store.MembersByEmail(e.ctx, []string{hash}); err != nil || len(members) != 1 {
+	if members, err := e.svc.store.Candidates(e.ctx, decide.Contact{EmailHashes: []string{hash}}); err != nil || len(members) != 1 {
 		t.Errorf("MembersByEmail after the later profile = %v, %v; want m-1 again", members, err)
 	}
 	if d := decision(); d.GetValue() != eventsv1.Flag_FLAG_NOT_AT_COMPANY || d.GetCauseEventId() != "feed-2" {

@@ -350,11 +350,6 @@ func (s *Store) inOrg(ctx context.Context, org, prefix string) ([]ContactRef, er
 	return out, err
 }
 
-// ContactsByEmail lists contacts, in any organization, with this email hash.
-func (s *Store) ContactsByEmail(ctx context.Context, hash string) ([]ContactRef, error) {
-	return s.refs(ctx, contactEmailKey(hash))
-}
-
 // ContactsMatchable lists the contacts, in any organization, that a member
 // as described could match: by email, explicit id, profile URL or name.
 func (s *Store) ContactsMatchable(ctx context.Context, m *MemberRecord) ([]ContactRef, error) {
@@ -582,18 +577,6 @@ func (s *Store) Candidates(ctx context.Context, c decide.Contact) ([]*MemberReco
 		}
 	}
 	return out, nil
-}
-
-// MembersByEmail lists the members (not erased) with any of these email hashes.
-func (s *Store) MembersByEmail(ctx context.Context, hashes []string) ([]*MemberRecord, error) {
-	all, err := s.Candidates(ctx, decide.Contact{EmailHashes: hashes})
-	if err != nil {
-		return nil, err
-	}
-	// The index may briefly lag the record; trust the record.
-	return slices.DeleteFunc(all, func(m *MemberRecord) bool {
-		return !slices.ContainsFunc(hashes, func(h string) bool { return slices.Contains(m.EmailHashes, h) })
-	}), nil
 }
 
 // CompanyRecord is a company page as stored.
