@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -109,7 +110,7 @@ func convertRaw(b []byte) (*eventsv1.Value, error) {
 		return &eventsv1.Value{Kind: &eventsv1.Value_Boolean{Boolean: b[0] == 't'}}, nil
 	case '"':
 		var x string
-		if bytes.IndexByte(b, '\\') < 0 {
+		if bytes.IndexByte(b, '\\') < 0 && utf8.Valid(b) {
 			x = string(b[1 : len(b)-1]) // no escapes: the common case, no decoder
 		} else if err := json.Unmarshal(b, &x); err != nil {
 			return nil, err
