@@ -15,7 +15,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 
 	"github.com/notatcompany/notatcompany/services/shared/natsembed"
 	"github.com/notatcompany/notatcompany/services/shared/problem"
+	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
 
 const (
@@ -44,24 +44,6 @@ func freeAddr(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return addr
-}
-
-// syncBuffer collects the service's log lines from many goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func hmacHex(secret string, data []byte) string {
@@ -241,7 +223,7 @@ func streamMsgs(t *testing.T, js jetstream.JetStream, stream string) uint64 {
 // waits until it is ready.
 func startRun(t *testing.T, env map[string]string, args []string) (done <-chan error, stop func() error) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- run(ctx, args, func(k string) string { return env[k] }, logs) }()
@@ -280,7 +262,7 @@ func TestRunComponent(t *testing.T) {
 		"NAC_LOG_LEVEL":             "warn",
 	}
 	args := []string{"-http-addr", httpAddr, "-ops-addr", opsAddr, "-max-body-bytes", "65536"}
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)

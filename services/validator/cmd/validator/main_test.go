@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/natsembed"
+	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
 
 const (
@@ -31,27 +31,9 @@ const (
 	email     = "ada@contoso.com"
 )
 
-// logBuffer collects the service's logs; it is written concurrently.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // opsAddr returns the address the ops server logged it listens on.
-func (b *logBuffer) opsAddr() string {
-	sc := bufio.NewScanner(strings.NewReader(b.String()))
+func opsAddr(logs *testkit.SyncBuffer) string {
+	sc := bufio.NewScanner(strings.NewReader(logs.String()))
 	for sc.Scan() {
 		var line struct{ Msg, Addr string }
 		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
@@ -59,17 +41,6 @@ func (b *logBuffer) opsAddr() string {
 		}
 	}
 	return ""
-}
-
-func eventually(t *testing.T, what string, timeout time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func publish(t *testing.T, ctx context.Context, js jetstream.JetStream, subject, msgID string, m proto.Message) {
@@ -113,7 +84,7 @@ func TestRun(t *testing.T) {
 		"NAC_LOG_LEVEL":        "debug",
 		"NAC_SHUTDOWN_TIMEOUT": "5s",
 	}
-	logs := &logBuffer{}
+	logs := &testkit.SyncBuffer{}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan error, 1)
@@ -157,7 +128,7 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	var d eventsv1.Decision
-	eventually(t, "the decision on NAC_DECISIONS", 5*time.Second, func() bool {
+	testkit.Eventually(t, "the decision on NAC_DECISIONS", 5*time.Second, func() bool {
 		raw, err := decisions.GetLastMsgForSubject(ctx, bus.DecisionSubject(org, contactID))
 		return err == nil && proto.Unmarshal(raw.Data, &d) == nil
 	})
@@ -176,7 +147,7 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	var raw *jetstream.RawStreamMsg
-	eventually(t, "the garbage in NAC_DEADLETTER", 5*time.Second, func() bool {
+	testkit.Eventually(t, "the garbage in NAC_DEADLETTER", 5*time.Second, func() bool {
 		raw, err = dead.GetLastMsgForSubject(ctx, bus.DeadLetterSubject(bus.ConsumerValidatorCRM))
 		return err == nil
 	})
@@ -194,7 +165,7 @@ func TestRun(t *testing.T) {
 	}
 
 	// The ops server answers, with the validator's metrics.
-	addr := logs.opsAddr()
+	addr := opsAddr(logs)
 	if addr == "" {
 		t.Fatal("no ops address logged")
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"io"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +22,7 @@ import (
 	"github.com/notatcompany/notatcompany/services/shared/dataverse/dataversetest"
 	"github.com/notatcompany/notatcompany/services/shared/natsembed"
 	"github.com/notatcompany/notatcompany/services/shared/orgs"
+	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
 
 const (
@@ -31,35 +30,6 @@ const (
 	contactID = "7d8c4a0e-0000-4000-8000-000000000001"
 	flagCol   = "nac_orgchangestatus"
 )
-
-// logBuffer collects the service's logs; it is written concurrently.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func eventually(t *testing.T, what string, timeout time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // switchOn turns data validation on for org, as the admin API does: until
 // then the writer records every decision as disabled.
@@ -113,7 +83,7 @@ func TestRun(t *testing.T) {
 		"NAC_DATAVERSE_TIMEOUT":       "5s",
 		"NAC_HANDLE_TIMEOUT":          "10s",
 	}
-	logs := &logBuffer{}
+	logs := &testkit.SyncBuffer{}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan error, 1)
@@ -135,7 +105,7 @@ func TestRun(t *testing.T) {
 	if _, err := js.Publish(ctx, bus.DecisionSubject(org, contactID), data, jetstream.WithMsgID(d.GetDecisionId())); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the flag in the stand-in", 5*time.Second, func() bool {
+	testkit.Eventually(t, "the flag in the stand-in", 5*time.Second, func() bool {
 		row, _ := standin.Row("contacts", contactID)
 		return row[flagCol] == float64(1)
 	})
@@ -145,7 +115,7 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out eventsv1.WriteOutcome
-	eventually(t, "the write outcome on NAC_AUDIT", 5*time.Second, func() bool {
+	testkit.Eventually(t, "the write outcome on NAC_AUDIT", 5*time.Second, func() bool {
 		raw, err := audit.GetLastMsgForSubject(ctx, bus.AuditSubject("write", org))
 		return err == nil && proto.Unmarshal(raw.Data, &out) == nil
 	})
@@ -157,7 +127,7 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the decision acknowledged", 5*time.Second, func() bool {
+	testkit.Eventually(t, "the decision acknowledged", 5*time.Second, func() bool {
 		info, err := cons.Info(ctx)
 		return err == nil && info.NumAckPending == 0 && info.NumPending == 0 && info.AckFloor.Stream >= 1
 	})
@@ -232,7 +202,7 @@ func TestRunRestartMidBatch(t *testing.T) {
 		"NAC_BATCH_SIZE":              "10",
 		"NAC_WORKERS":                 "4",
 	}
-	logs := &logBuffer{}
+	logs := &testkit.SyncBuffer{}
 	defer func() {
 		if t.Failed() {
 			t.Logf("service logs:\n%s", logs)
@@ -288,7 +258,7 @@ func TestRunRestartMidBatch(t *testing.T) {
 	all := func(int) bool { return true }
 	publishRound(0, all)
 	stop := start()
-	eventually(t, "the first writes", 10*time.Second, func() bool { return len(standin.Received()) > 0 })
+	testkit.Eventually(t, "the first writes", 10*time.Second, func() bool { return len(standin.Received()) > 0 })
 	t.Logf("first writes after %s", time.Since(began))
 	// Newer decisions come in while the first batches are in flight, then
 	// the writer is stopped mid-batch.
@@ -312,11 +282,11 @@ func TestRunRestartMidBatch(t *testing.T) {
 			t.Errorf("second run returned %v after cancel", err)
 		}
 	}()
-	eventually(t, "writes of the second run", 10*time.Second, func() bool { return len(standin.Received()) > firstRun })
+	testkit.Eventually(t, "writes of the second run", 10*time.Second, func() bool { return len(standin.Received()) > firstRun })
 	// A third decision for a third of the contacts; the others keep the
 	// second, which the first run was writing when it was stopped.
 	publishRound(2, func(i int) bool { return i%3 == 0 })
-	eventually(t, "every decision settled", 40*time.Second, func() bool {
+	testkit.Eventually(t, "every decision settled", 40*time.Second, func() bool {
 		info, err := cons.Info(ctx)
 		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
 	})
