@@ -418,3 +418,21 @@ func TestPublishProto(t *testing.T) {
 		t.Errorf("stored %x decodes to %q, %v", m.Data, got.GetValue(), err)
 	}
 }
+
+func TestJitterStaysWithinAFifth(t *testing.T) {
+	d := 10 * time.Second
+	seen := map[bool]bool{}
+	for range 1000 {
+		j := bus.Jitter(d)
+		if j < d*8/10 || j > d*12/10 {
+			t.Fatalf("Jitter(%v) = %v, want within ±20%%", d, j)
+		}
+		seen[j < d] = true
+	}
+	if !seen[true] || !seen[false] {
+		t.Error("Jitter never went both below and above the delay")
+	}
+	if bus.Jitter(0) != 0 {
+		t.Error("Jitter(0) != 0")
+	}
+}
