@@ -16,12 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/notatcompany/notatcompany/services/shared/bus"
-	"github.com/notatcompany/notatcompany/services/shared/natsembed"
+	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
 
 // loadResult is what a load run measured.
@@ -116,16 +115,7 @@ func BenchmarkEndpoint(b *testing.B) {
 	if testing.Short() {
 		requests = 2000
 	}
-	ns := natsembed.ForTest(b)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	if err := bus.Declare(context.Background(), js, bus.DefaultOptions()); err != nil {
-		b.Fatal(err)
-	}
+	js, _ := testkit.JetStream(b)
 	template, err := os.ReadFile("remotecontext/testdata/msdocs-update-contact.json")
 	if err != nil {
 		b.Fatal(err)

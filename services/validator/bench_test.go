@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
@@ -17,7 +16,7 @@ import (
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
-	"github.com/notatcompany/notatcompany/services/shared/natsembed"
+	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
 
 const (
@@ -39,17 +38,8 @@ func benchContact(i int) string { return fmt.Sprintf("c0c0c0c0-0000-4000-8000-%0
 
 func newBenchEnv(b *testing.B, contacts int) *benchEnv {
 	b.Helper()
-	ns := natsembed.ForTest(b)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
+	js, _ := testkit.JetStream(b)
 	ctx := context.Background()
-	if err := bus.Declare(ctx, js, bus.DefaultOptions()); err != nil {
-		b.Fatal(err)
-	}
 	cfg := Config{FlagColumn: DefaultFlagColumn, Threshold: DefaultThreshold, Workers: 4, HandleTimeout: 20 * time.Second,
 		InlineFanout: 200, ChunkSize: 500}
 	svc, err := Open(ctx, cfg, js, slog.New(slog.DiscardHandler), prometheus.NewRegistry())

@@ -2,7 +2,6 @@ package validator
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -24,6 +23,7 @@ import (
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/natsembed"
+	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
 
 // scenarioEvent is one message of a scenario, for one of the handlers.
@@ -258,38 +258,6 @@ func finalDecisions(ctx context.Context, js jetstream.JetStream) (map[string]eve
 	return out, nil
 }
 
-// stateDump reads the validator's buckets, key → value; the index's
-// values are all the same, so only its keys are kept.
-func stateDump(ctx context.Context, js jetstream.JetStream) (map[string]string, error) {
-	out := map[string]string{}
-	for _, b := range []string{bus.BucketContacts, bus.BucketAccounts, bus.BucketMembers, bus.BucketCompanies,
-		bus.BucketIndex, bus.BucketRows, bus.BucketSyncUsers, bus.BucketOrgs} {
-		kv, err := js.KeyValue(ctx, b)
-		if err != nil {
-			return nil, err
-		}
-		lister, err := kv.ListKeys(ctx)
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		for k := range lister.Keys() {
-			if b == bus.BucketIndex {
-				out[b+"/"+k] = ""
-				continue
-			}
-			e, err := kv.Get(ctx, k)
-			if err != nil {
-				return nil, fmt.Errorf("%s/%s: %w", b, k, err)
-			}
-			out[b+"/"+k] = string(e.Value())
-		}
-	}
-	return out, nil
-}
-
 // replicas opens n validators, each on its own connection, over one fresh
 // embedded server, with the sync user enabled as newEnv does.
 func replicas(t *testing.T, cfg Config, n int) ([]*Service, jetstream.JetStream) {
@@ -430,7 +398,7 @@ func TestConcurrentReplicasMatchSequentialReference(t *testing.T) {
 	}
 	t.Logf("%d events; reference outcome %v", len(sc.events), counts)
 
-	wantState, err := stateDump(ref.ctx, ref.js)
+	wantState, err := testkit.DumpBuckets(ref.ctx, ref.js, validatorBuckets...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -471,7 +439,7 @@ func TestConcurrentReplicasMatchSequentialReference(t *testing.T) {
 			// The state is the same too. The index may keep an edge the
 			// reference dropped (readers check the record behind it), but
 			// never lacks one.
-			gotState, err := stateDump(ctx, js)
+			gotState, err := testkit.DumpBuckets(ctx, js, validatorBuckets...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -496,3 +464,7 @@ func TestConcurrentReplicasMatchSequentialReference(t *testing.T) {
 		})
 	}
 }
+
+// validatorBuckets are every bucket of the validator's state.
+var validatorBuckets = []string{bus.BucketContacts, bus.BucketAccounts, bus.BucketMembers, bus.BucketCompanies,
+	bus.BucketIndex, bus.BucketRows, bus.BucketSyncUsers, bus.BucketOrgs}

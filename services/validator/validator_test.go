@@ -17,7 +17,7 @@ import (
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
-	"github.com/notatcompany/notatcompany/services/shared/natsembed"
+	"github.com/notatcompany/notatcompany/services/shared/testkit"
 	"github.com/notatcompany/notatcompany/services/validator/decide"
 	"github.com/notatcompany/notatcompany/services/validator/state"
 )
@@ -76,21 +76,9 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	ns := natsembed.ForTest(t)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, _ := testkit.JetStream(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	t.Cleanup(cancel)
-	if err := bus.Declare(ctx, js, bus.DefaultOptions()); err != nil {
-		t.Fatal(err)
-	}
 	reg := prometheus.NewRegistry()
 	cfg := Config{FlagColumn: DefaultFlagColumn, Threshold: DefaultThreshold, Workers: 1, HandleTimeout: 10 * time.Second,
 		InlineFanout: 200, ChunkSize: 500}

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -22,8 +21,8 @@ import (
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse/dataversetest"
-	"github.com/notatcompany/notatcompany/services/shared/natsembed"
 	"github.com/notatcompany/notatcompany/services/shared/orgs"
+	"github.com/notatcompany/notatcompany/services/shared/testkit"
 	"github.com/notatcompany/notatcompany/services/writer"
 )
 
@@ -39,17 +38,8 @@ type benchStack struct {
 
 func startBench(b *testing.B, contacts int, standinOpts dataversetest.Options, env map[string]string) *benchStack {
 	b.Helper()
-	ns := natsembed.ForTest(b)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
+	js, _ := testkit.JetStream(b)
 	ctx := context.Background()
-	if err := bus.Declare(ctx, js, bus.DefaultOptions()); err != nil {
-		b.Fatal(err)
-	}
 	// Data validation is on for the organization, as an admin would set it.
 	settings, _ := js.KeyValue(ctx, bus.BucketOrgs)
 	on, _ := json.Marshal(orgs.Settings{DataValidation: true})

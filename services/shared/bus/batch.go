@@ -39,6 +39,7 @@ func (r *BatchRunner) Run(ctx context.Context) error {
 	go func() {
 		select {
 		case <-ctx.Done():
+			// No more pulls, but what is buffered is still handed out.
 			iter.Drain()
 		case <-stopped:
 		}
@@ -50,6 +51,8 @@ func (r *BatchRunner) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			for b := range batches {
+				// In-flight work finishes even when shutdown has begun, so
+				// the handler's context is not the run context.
 				hctx, cancel := context.WithTimeout(context.Background(), r.HandleTimeout)
 				r.Handle(hctx, b)
 				cancel()

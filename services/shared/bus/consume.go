@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -95,56 +94,19 @@ type Runner struct {
 // Run consumes until ctx is done, then stops pulling, finishes every message
 // already received and returns.
 func (r *Runner) Run(ctx context.Context) error {
-	workers := max(r.Workers, 1)
-	iter, err := r.Consumer.Messages(jetstream.PullMaxMessages(2 * workers))
-	if err != nil {
-		return fmt.Errorf("consume %s: %w", r.Name, err)
+	// One message at a time per worker: a batch runner with batches of one.
+	batches := &BatchRunner{
+		Name: r.Name, Consumer: r.Consumer, Size: 1, Workers: r.Workers,
+		HandleTimeout: r.HandleTimeout, Logger: r.Logger,
+		Handle: func(ctx context.Context, msgs []jetstream.Msg) { r.handle(ctx, msgs[0]) },
 	}
-	stopped := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-			// Drain: no more pulls, but what is buffered is still handed out.
-			iter.Drain()
-		case <-stopped:
-		}
-	}()
-
-	msgs := make(chan jetstream.Msg)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for m := range msgs {
-				r.handle(m)
-			}
-		}()
-	}
-	var runErr error
-	for {
-		m, err := iter.Next()
-		if err != nil {
-			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				runErr = fmt.Errorf("consume %s: %w", r.Name, err)
-				iter.Stop()
-			}
-			break
-		}
-		msgs <- m
-	}
-	close(msgs)
-	close(stopped)
-	wg.Wait()
-	return runErr
+	return batches.Run(ctx)
 }
 
-func (r *Runner) handle(m jetstream.Msg) {
+// handle runs the handler and settles m. ctx is not the run context: work
+// in flight finishes even when shutdown has begun.
+func (r *Runner) handle(ctx context.Context, m jetstream.Msg) {
 	start := time.Now()
-	// In-flight work finishes even when shutdown has begun, so the handler's
-	// context is not the run context.
-	ctx, cancel := context.WithTimeout(context.Background(), r.HandleTimeout)
-	defer cancel()
 	err := r.Handler(ctx, m)
 	r.Metrics.duration.WithLabelValues(r.Name).Observe(time.Since(start).Seconds())
 

@@ -2,7 +2,6 @@ package state
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -10,12 +9,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
+	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
 
 // storeEvent is one input of the store, applied by the method its type
@@ -126,36 +125,8 @@ func propertyEvents() []storeEvent {
 
 func boolV(b bool) *eventsv1.Value { return &eventsv1.Value{Kind: &eventsv1.Value_Boolean{Boolean: b}} }
 
-// dumpBuckets reads every key and value of the buckets; the index's
-// values are all the same, its keys are what matters.
-func dumpBuckets(ctx context.Context, js jetstream.JetStream) (map[string]string, error) {
-	out := map[string]string{}
-	for _, b := range []string{bus.BucketContacts, bus.BucketAccounts, bus.BucketMembers, bus.BucketCompanies, bus.BucketIndex, bus.BucketRows} {
-		kv, err := js.KeyValue(ctx, b)
-		if err != nil {
-			return nil, err
-		}
-		lister, err := kv.ListKeys(ctx)
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		for k := range lister.Keys() {
-			if b == bus.BucketIndex {
-				out[b+"/"+k] = ""
-				continue
-			}
-			e, err := kv.Get(ctx, k)
-			if err != nil {
-				return nil, fmt.Errorf("%s/%s: %w", b, k, err)
-			}
-			out[b+"/"+k] = string(e.Value())
-		}
-	}
-	return out, nil
-}
+// propertyBuckets are the buckets the store's events fill.
+var propertyBuckets = []string{bus.BucketContacts, bus.BucketAccounts, bus.BucketMembers, bus.BucketCompanies, bus.BucketIndex, bus.BucketRows}
 
 func diffDumps(got, want map[string]string) []string {
 	var diffs []string
@@ -187,7 +158,7 @@ func TestStoreStateIsOrderIndependent(t *testing.T) {
 			t.Fatalf("reference: %s: %v", ev.what, err)
 		}
 	}
-	want, err := dumpBuckets(ctx, refJS)
+	want, err := testkit.DumpBuckets(ctx, refJS, propertyBuckets...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +207,7 @@ func TestStoreStateIsOrderIndependent(t *testing.T) {
 				t.Fatalf("seed %d: %s: %v", seed, ev.what, err)
 			}
 		}
-		got, err := dumpBuckets(ctx, js)
+		got, err := testkit.DumpBuckets(ctx, js, propertyBuckets...)
 		if err != nil {
 			t.Fatal(err)
 		}

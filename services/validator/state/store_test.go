@@ -11,14 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
-	"github.com/notatcompany/notatcompany/services/shared/natsembed"
+	"github.com/notatcompany/notatcompany/services/shared/testkit"
 	"github.com/notatcompany/notatcompany/services/validator/decide"
 )
 
@@ -26,20 +25,8 @@ const org = "00000000-0000-0000-0000-0000000000aa"
 
 func openStore(t *testing.T) (*Store, jetstream.JetStream) {
 	t.Helper()
-	ns := natsembed.ForTest(t)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, _ := testkit.JetStream(t)
 	ctx := t.Context()
-	if err := bus.Declare(ctx, js, bus.DefaultOptions()); err != nil {
-		t.Fatal(err)
-	}
 	s, err := Open(ctx, js, Columns{Flag: flagCol})
 	if err != nil {
 		t.Fatal(err)

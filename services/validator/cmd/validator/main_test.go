@@ -13,14 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
-	"github.com/notatcompany/notatcompany/services/shared/natsembed"
 	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
 
@@ -59,26 +57,12 @@ const syncUser = "5e5e5e5e-0000-4000-8000-000000000001"
 func str(s string) *eventsv1.Value { return &eventsv1.Value{Kind: &eventsv1.Value_String_{String_: s}} }
 
 func TestRun(t *testing.T) {
-	ns := natsembed.ForTest(t)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, natsURL := testkit.JetStream(t)
 	ctx, cancelTest := context.WithTimeout(t.Context(), 40*time.Second)
 	defer cancelTest()
-	// Declared here too (it is idempotent) so that events can be published
-	// before the service is up.
-	if err := bus.Declare(ctx, js, bus.DefaultOptions()); err != nil {
-		t.Fatal(err)
-	}
 
 	env := map[string]string{
-		"NAC_NATS_URL":         ns.ClientURL(),
+		"NAC_NATS_URL":         natsURL,
 		"NAC_OPS_ADDR":         "127.0.0.1:0",
 		"NAC_LOG_FORMAT":       "json",
 		"NAC_LOG_LEVEL":        "debug",

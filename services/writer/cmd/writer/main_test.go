@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -20,7 +19,6 @@ import (
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse/dataversetest"
-	"github.com/notatcompany/notatcompany/services/shared/natsembed"
 	"github.com/notatcompany/notatcompany/services/shared/orgs"
 	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
@@ -49,21 +47,9 @@ func switchOn(ctx context.Context, t *testing.T, js jetstream.JetStream, org str
 }
 
 func TestRun(t *testing.T) {
-	ns := natsembed.ForTest(t)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, natsURL := testkit.JetStream(t)
 	ctx, cancelTest := context.WithTimeout(t.Context(), 40*time.Second)
 	defer cancelTest()
-	if err := bus.Declare(ctx, js, bus.DefaultOptions()); err != nil {
-		t.Fatal(err)
-	}
 	switchOn(ctx, t, js, org)
 
 	standin := dataversetest.New(dataversetest.Options{ClientID: "nac-writer", ClientSecret: "s3cret"})
@@ -72,7 +58,7 @@ func TestRun(t *testing.T) {
 	defer srv.Close()
 
 	env := map[string]string{
-		"NAC_NATS_URL":                ns.ClientURL(),
+		"NAC_NATS_URL":                natsURL,
 		"NAC_OPS_ADDR":                "127.0.0.1:0",
 		"NAC_LOG_FORMAT":              "json",
 		"NAC_SHUTDOWN_TIMEOUT":        "5s",
@@ -159,21 +145,9 @@ func TestRunBadConfiguration(t *testing.T) {
 // decision says, while newer decisions keep coming in.
 func TestRunRestartMidBatch(t *testing.T) {
 	const contacts = 100
-	ns := natsembed.ForTest(t)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, natsURL := testkit.JetStream(t)
 	ctx, cancelTest := context.WithTimeout(t.Context(), 50*time.Second)
 	defer cancelTest()
-	if err := bus.Declare(ctx, js, bus.DefaultOptions()); err != nil {
-		t.Fatal(err)
-	}
 	switchOn(ctx, t, js, org)
 
 	standin := dataversetest.New(dataversetest.Options{ClientID: "nac-writer", ClientSecret: "s3cret"})
@@ -189,7 +163,7 @@ func TestRunRestartMidBatch(t *testing.T) {
 	defer srv.Close()
 
 	env := map[string]string{
-		"NAC_NATS_URL":                ns.ClientURL(),
+		"NAC_NATS_URL":                natsURL,
 		"NAC_OPS_ADDR":                "127.0.0.1:0",
 		"NAC_LOG_FORMAT":              "json",
 		"NAC_SHUTDOWN_TIMEOUT":        "10s",
