@@ -8,7 +8,15 @@ BIN     := $(CURDIR)/.bin
 MODULES := $(shell go list -m -f '{{.Dir}}')
 FUZZTIME ?= 10s
 
-.PHONY: run build test quality test-alone bench fuzz proto proto-check tools fmt vet
+.PHONY: help run build test quality test-alone bench fuzz proto proto-check tools fmt vet
+
+.DEFAULT_GOAL := help
+
+## help: this list (plain `make` prints it)
+help:
+	@echo 'usage: make <target>'
+	@echo
+	@sed -n 's/^## \([a-z-]*\): /  \1\t/p' $(MAKEFILE_LIST) | expand -t 16
 
 ## run: start the devstack (embedded NATS JetStream, the three services, the Dataverse stand-in)
 run:
@@ -62,8 +70,10 @@ proto: tools
 proto-check: proto
 	@test -z "$$(git status --porcelain -- proto/)" || { git status --porcelain -- proto/; echo "generated code differs from make proto: run make proto and commit" >&2; exit 1; }
 
+## fmt: gofmt every Go file but the generated ones
 fmt:
 	gofmt -l -w $$(git ls-files '*.go' | grep -v '\.pb\.go$$')
 
+## vet: go vet every module
 vet:
 	@for m in $(MODULES); do (cd $$m && go vet ./...); done
