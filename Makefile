@@ -8,7 +8,7 @@ BIN     := $(CURDIR)/.bin
 MODULES := $(shell go list -m -f '{{.Dir}}')
 FUZZTIME ?= 10s
 
-.PHONY: help run build test quality test-alone bench fuzz proto proto-check tools fmt vet
+.PHONY: help run build test quality test-alone bench fuzz proto proto-check tools fmt vet lint
 
 .DEFAULT_GOAL := help
 
@@ -58,7 +58,7 @@ fuzz:
 	cd services/ingest && go test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./remotecontext/
 	cd services/ingest && go test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./profilefeed/
 
-## tools: install the pinned code generators into .bin/
+## tools: install the pinned code generators and linters into .bin/
 tools:
 	@./scripts/install-tools.sh
 
@@ -77,3 +77,7 @@ fmt:
 ## vet: go vet every module
 vet:
 	@for m in $(MODULES); do (cd $$m && go vet ./...); done
+
+## lint: staticcheck (pinned in .bin/) on every module
+lint: tools
+	@for m in $(MODULES); do (cd $$m && $(BIN)/staticcheck ./...); done

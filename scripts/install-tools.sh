@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the pinned code-generation tools into ./.bin (ignored by git).
+# Installs the pinned code generators and linters into ./.bin (ignored by git).
 # A tool whose pinned version is already there is not rebuilt, so CI can cache .bin/.
 set -euo pipefail
 
@@ -11,6 +11,7 @@ mkdir -p "$bin"
 tools=(
   "github.com/bufbuild/buf/cmd/buf@v1.75.0"
   "google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12"
+  "honnef.co/go/tools/cmd/staticcheck@v0.8.2"
 )
 
 for spec in "${tools[@]}"; do
