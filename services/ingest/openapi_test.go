@@ -239,7 +239,7 @@ func TestOpenAPIConformance(t *testing.T) {
 			requestOpts: noBody, status: http.StatusUnsupportedMediaType},
 		{name: "profile JetStream down", failPublish: true, method: post, target: "/webhooks/profile", contentType: "application/json", body: changed, header: signed(changed),
 			status: http.StatusServiceUnavailable},
-		{name: "profile challenge", method: http.MethodGet, target: "/webhooks/profile?challengeCode=abc-123", status: http.StatusOK},
+		{name: "profile challenge", method: http.MethodGet, target: "/webhooks/profile?challengeCode=8f3c2a1e-4b5d-4e6f-9a0b-1c2d3e4f5a6b", status: http.StatusOK},
 		{name: "profile challenge without code", method: http.MethodGet, target: "/webhooks/profile",
 			requestOpts: openapi3filter.Options{ExcludeRequestQueryParams: true}, status: http.StatusBadRequest},
 		{name: "profile no shared secret", cfg: noSharedSecret, method: post, target: "/webhooks/profile", contentType: "application/json",
@@ -255,7 +255,7 @@ func TestOpenAPIConformance(t *testing.T) {
 			body: acmeEvent, header: signed(acmeEvent), status: http.StatusUnauthorized},
 		{name: "source unknown", cfg: withSources, method: post, target: "/webhooks/profile/unknown", contentType: "application/json",
 			body: acmeEvent, header: signedWith(acmeSecret1, acmeEvent), status: http.StatusNotFound},
-		{name: "source challenge", cfg: withSources, method: http.MethodGet, target: "/webhooks/profile/acme?challengeCode=x", status: http.StatusOK},
+		{name: "source challenge", cfg: withSources, method: http.MethodGet, target: "/webhooks/profile/acme?challengeCode=8f3c2a1e-4b5d-4e6f-9a0b-1c2d3e4f5a6b", status: http.StatusOK},
 		{name: "source challenge unknown", cfg: withSources, method: http.MethodGet, target: "/webhooks/profile/unknown?challengeCode=x", status: http.StatusNotFound},
 	} {
 		t.Run(c.name, func(t *testing.T) { checkAgainstSpec(t, router, c) })
