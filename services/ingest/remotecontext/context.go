@@ -71,7 +71,9 @@ type attrError struct {
 	err   error
 }
 
-func (e *attrError) Error() string { return fmt.Sprintf("Attributes/%d (%s): %v", e.index, e.key, e.err) }
+func (e *attrError) Error() string {
+	return fmt.Sprintf("Attributes/%d (%s): %v", e.index, e.key, e.err)
+}
 
 // versionColumns date a row's versions; a later one wins in the state, so
 // none may claim a time after the change arrived.
