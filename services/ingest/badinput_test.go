@@ -130,7 +130,9 @@ func (fakeAdmin) Settings(context.Context, string) (orgs.Settings, bool, error) 
 
 const testAdminToken = "admin-token-0123456789"
 
-func adminAuth() map[string]string { return map[string]string{"Authorization": "Bearer " + testAdminToken} }
+func adminAuth() map[string]string {
+	return map[string]string{"Authorization": "Bearer " + testAdminToken}
+}
 
 func adminFixture(t *testing.T) *fixture {
 	t.Helper()
