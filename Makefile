@@ -57,6 +57,7 @@ bench:
 fuzz:
 	cd services/ingest && go test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./remotecontext/
 	cd services/ingest && go test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./profilefeed/
+	cd services/ingest && go test -run='^$$' -fuzz='^FuzzChallengeCode$$' -fuzztime=$(FUZZTIME) ./profilefeed/
 
 ## tools: install the pinned code generators and linters into .bin/
 tools:

@@ -3,8 +3,9 @@ package ingest
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
 	"strings"
 
@@ -58,12 +59,13 @@ func (s *Service) adminRoutes(r chi.Router) {
 // configured the admin API does not exist.
 func (s *Service) adminAuth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.AdminToken == "" || s.admin == nil {
+		tokens := s.creds.Load().adminTokens
+		if len(tokens) == 0 || s.admin == nil {
 			problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "the admin API is off: set NAC_ADMIN_TOKEN"))
 			return
 		}
 		given, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(given), []byte(s.cfg.AdminToken)) != 1 {
+		if !ok || !matches(tokens, given) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="notatcompany admin"`)
 			problem.Write(w, r, problem.New(http.StatusUnauthorized, "unauthorized", "missing or wrong admin bearer token"))
 			return
@@ -136,16 +138,19 @@ func (s *Service) putSettings(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	body, refused := s.readBody(w, r)
+	body, release, refused := s.readBody(w, r, adminMaxBodyBytes)
 	if refused != "" {
 		return
 	}
+	defer release()
 	var in SettingsBody
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	var bad []problem.FieldProblem
 	if err := dec.Decode(&in); err != nil {
 		bad = append(bad, problem.FieldProblem{Field: "/", Reason: "not a settings object: " + err.Error()})
+	} else if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		bad = append(bad, problem.FieldProblem{Field: "/", Reason: "data after the settings object"})
 	} else {
 		if in.DataValidation == nil {
 			bad = append(bad, problem.FieldProblem{Field: "/dataValidation", Reason: "required"})

@@ -33,8 +33,8 @@ func orgsConfig() Config {
 	return cfg
 }
 
-// credentials places key where an organization's form puts it.
-type credentials func(key string) (target string, header map[string]string)
+// keyPlacement places key where an organization's form puts it.
+type keyPlacement func(key string) (target string, header map[string]string)
 
 func viaCode(key string) (string, map[string]string) { return dataverseURL(key), nil }
 func viaHeader(key string) (string, map[string]string) {
@@ -47,10 +47,10 @@ func TestPerOrganizationAuth(t *testing.T) {
 	forms := []struct {
 		form       string
 		org        string
-		send       credentials
+		send       keyPlacement
 		keys       [2]string
-		otherOrg   string      // whose body this org's key must not carry
-		wrongForms credentials // the right key, in another form
+		otherOrg   string       // whose body this org's key must not carry
+		wrongForms keyPlacement // the right key, in another form
 	}{
 		{AuthWebhookKey, hookOrg, viaCode, [2]string{hookKey1, hookKey2}, headerOrg, viaToken},
 		{AuthHTTPHeader, headerOrg, viaHeader, [2]string{headerKey1, headerKey2}, queryOrg, viaCode},
@@ -58,7 +58,7 @@ func TestPerOrganizationAuth(t *testing.T) {
 	}
 	for _, tc := range forms {
 		body := withOrg(t, contact, tc.org)
-		post := func(t *testing.T, send credentials, key string, body []byte) (*fixture, int) {
+		post := func(t *testing.T, send keyPlacement, key string, body []byte) (*fixture, int) {
 			t.Helper()
 			f := newFixtureWith(t, orgsConfig())
 			target, header := send(key)

@@ -2,21 +2,24 @@ package ingest
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
 	"google.golang.org/protobuf/proto"
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
@@ -33,21 +36,28 @@ type Publisher interface {
 
 // Service handles the public webhook endpoints.
 type Service struct {
-	cfg     Config
-	admin   AdminReader // nil: no admin API
-	auth    *authenticator
-	pub     Publisher
-	log     *slog.Logger
-	metrics *metrics
-	now     func() time.Time
+	cfg        Config
+	admin      AdminReader // nil: no admin API
+	creds      atomic.Pointer[credentials]
+	inflight   *semaphore.Weighted // request body bytes held at once
+	challenges *clientLimiter
+	logKey     []byte // keys the hashes that stand for subjects in logs
+	pub        Publisher
+	log        *slog.Logger
+	metrics    *metrics
+	now        func() time.Time
 }
 
 // New returns the ingest service publishing through pub.
 func New(cfg Config, pub Publisher, log *slog.Logger, reg prometheus.Registerer, opts ...Option) *Service {
 	s := &Service{
 		cfg: cfg, pub: pub, log: log, metrics: newMetrics(reg), now: time.Now,
-		auth: &authenticator{orgs: cfg.DataverseOrgs, anyOrg: cfg.DataverseKeys},
+		inflight:   semaphore.NewWeighted(int64(cfg.MaxInflightBytes)),
+		challenges: newClientLimiter(challengeRate, challengeBurst, challengeClients),
+		logKey:     make([]byte, 32),
 	}
+	_, _ = rand.Read(s.logKey) // never fails (crypto/rand)
+	s.creds.Store(newCredentials(&cfg))
 	for _, o := range opts {
 		o(s)
 	}
@@ -85,45 +95,24 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// readBody reads the body within the limit. When it cannot, it answers
-// (415, 413 or 400) itself and returns the outcome to count.
-func (s *Service) readBody(w http.ResponseWriter, r *http.Request) ([]byte, string) {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && mt != "text/json") {
-			problem.Write(w, r, problem.New(http.StatusUnsupportedMediaType, "unsupported-media-type",
-				fmt.Sprintf("Content-Type %q: want application/json", ct)))
-			return nil, "unsupported_media_type"
-		}
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.cfg.MaxBodyBytes)))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			problem.Write(w, r, problem.New(http.StatusRequestEntityTooLarge, "body-too-large",
-				fmt.Sprintf("body exceeds %d bytes", s.cfg.MaxBodyBytes)))
-			return nil, "too_large"
-		}
-		problem.Write(w, r, problem.New(http.StatusBadRequest, "invalid-body", "reading body: "+err.Error()))
-		return nil, "invalid"
-	}
-	return body, ""
-}
-
 // dataverseWebhook takes a RemoteExecutionContext posted by a Dataverse
 // service endpoint (WebhookKey, HttpHeader or HttpQueryString auth).
 func (s *Service) dataverseWebhook(w http.ResponseWriter, r *http.Request) {
-	g := s.auth.authenticate(r)
+	auth := s.creds.Load().dataverse
+	// Authenticated before anything is read: the key is in the query or a
+	// header.
+	g := auth.authenticate(r)
 	if g.empty() {
 		s.metrics.request("dataverse", "", "", "unauthorized")
 		problem.Write(w, r, problem.New(http.StatusUnauthorized, "unauthorized", "missing or wrong webhook key"))
 		return
 	}
-	body, refused := s.readBody(w, r)
+	body, release, refused := s.readBody(w, r, s.cfg.DataverseMaxBodyBytes)
 	if refused != "" {
 		s.metrics.request("dataverse", "", "", refused)
 		return
 	}
+	defer release()
 	s.metrics.bodyBytes.WithLabelValues("dataverse").Observe(float64(len(body)))
 	ch, err := remotecontext.Parse(body, remotecontext.Options{
 		SizeExceeded: r.Header.Get("x-ms-dynamics-msg-size-exceeded") != "",
@@ -134,13 +123,24 @@ func (s *Service) dataverseWebhook(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, invalidBody("not a usable RemoteExecutionContext", err))
 		return
 	}
-	if !s.auth.allows(g, ch.OrganizationId) {
+	if !auth.allows(g, ch.OrganizationId) {
 		s.metrics.request("dataverse", "", "", "unauthorized")
 		problem.Write(w, r, problem.New(http.StatusUnauthorized, "unauthorized",
 			"the key is not valid for organization "+ch.OrganizationId))
 		return
 	}
 	table := ch.Table
+	if ch.Operation == eventsv1.Operation_OPERATION_UNSPECIFIED {
+		// A step registered on a message that changes no row (Retrieve)
+		// or one this service does not know: acknowledged, never published.
+		kind := "other"
+		if s.relevant(ch) {
+			kind = table
+		}
+		s.metrics.request("dataverse", kind, "other", "unsupported_message")
+		writeJSON(w, http.StatusAccepted, Accepted{Outcome: "ignored"})
+		return
+	}
 	if !s.relevant(ch) {
 		s.metrics.request("dataverse", "other", ch.MessageName, "ignored")
 		writeJSON(w, http.StatusAccepted, Accepted{Outcome: "ignored"})
@@ -216,13 +216,27 @@ func (s *Service) publish(w http.ResponseWriter, r *http.Request, endpoint, subj
 	err := s.pub.Publish(r.Context(), subject, msgID, data, nil)
 	s.metrics.publish.WithLabelValues(endpoint).Observe(time.Since(start).Seconds())
 	if err != nil {
-		s.log.Error("publish failed; answering 503", "endpoint", endpoint, "subject", subject, "err", err)
+		// Subjects carry member ids (base64 of what may be an email):
+		// logs get a keyed hash that correlates lines and identifies no one.
+		ref := s.logRef(subject)
+		s.log.Error("publish failed; answering 503", "endpoint", endpoint, "subject", ref,
+			"err", strings.ReplaceAll(err.Error(), subject, ref))
 		w.Header().Set("Retry-After", "5")
 		problem.Write(w, r, problem.New(http.StatusServiceUnavailable, "unavailable",
 			"the event could not be stored; retry later"))
 		return false
 	}
 	return true
+}
+
+// logRef stands for subject in logs: its stream's part (nac.profile.member)
+// and a hash keyed per process, so equal subjects match within a process's
+// logs and no id can be recovered or confirmed from them.
+func (s *Service) logRef(subject string) string {
+	mac := hmac.New(sha256.New, s.logKey)
+	mac.Write([]byte(subject))
+	parts := strings.SplitN(subject, ".", 4)
+	return strings.Join(parts[:min(3, len(parts))], ".") + ".#" + hex.EncodeToString(mac.Sum(nil)[:8])
 }
 
 // invalidBody is a 400 listing every field problem in err.

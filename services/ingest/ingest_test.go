@@ -75,15 +75,15 @@ func (p *fakePublisher) stored() []published {
 
 func testConfig() Config {
 	return Config{
-		HTTPAddr:       "127.0.0.1:0",
-		DataverseKeys:  []string{testKey, rotatedKey},
-		ProfileSecrets: []string{testSecret},
-		PublishTimeout: time.Second,
-		MaxBodyBytes:   64 << 10,
-		Tables:         []string{"contact", "account"},
-		WriteTag:       "notatcompany",
-		AppUserID:      appUserID,
-		FlagColumn:     flagColumn,
+		HTTPAddr:              "127.0.0.1:0",
+		DataverseKeys:         []string{testKey, rotatedKey},
+		ProfileSecrets:        []string{testSecret},
+		PublishTimeout:        time.Second,
+		DataverseMaxBodyBytes: 64 << 10, ProfileMaxBodyBytes: 64 << 10, MaxInflightBytes: 8 << 20,
+		Tables:     []string{"contact", "account"},
+		WriteTag:   "notatcompany",
+		AppUserID:  appUserID,
+		FlagColumn: flagColumn,
 	}
 }
 
@@ -341,21 +341,21 @@ func TestDataverseWebhook(t *testing.T) {
 
 	t.Run("rotated key accepted", func(t *testing.T) {
 		f := newFixture(t)
-		decodeAccepted(t, f.do(t, http.MethodPost, dataverseURL(rotatedKey), "", contact, nil), "accepted")
+		decodeAccepted(t, f.do(t, http.MethodPost, dataverseURL(rotatedKey), "application/json", contact, nil), "accepted")
 		if len(f.pub.stored()) != 1 {
 			t.Errorf("%d stored", len(f.pub.stored()))
 		}
 	})
 	t.Run("key prefix refused", func(t *testing.T) {
 		f := newFixture(t)
-		decodeProblem(t, f.do(t, http.MethodPost, dataverseURL(testKey[:len(testKey)-1]), "", contact, nil), http.StatusUnauthorized, "unauthorized")
+		decodeProblem(t, f.do(t, http.MethodPost, dataverseURL(testKey[:len(testKey)-1]), "application/json", contact, nil), http.StatusUnauthorized, "unauthorized")
 		if f.pub.attempts != 0 {
 			t.Error("published without a valid key")
 		}
 	})
 	t.Run("changes made by the writer's application user are a loop", func(t *testing.T) {
 		f := newFixture(t)
-		decodeAccepted(t, f.do(t, http.MethodPost, dataverseURL(testKey), "", loopByUser, nil), "loop")
+		decodeAccepted(t, f.do(t, http.MethodPost, dataverseURL(testKey), "application/json", loopByUser, nil), "loop")
 		if f.pub.attempts != 0 {
 			t.Error("published a loop")
 		}
@@ -397,7 +397,7 @@ func TestDataverseWebhook(t *testing.T) {
 	})
 	t.Run("unknown path", func(t *testing.T) {
 		f := newFixture(t)
-		decodeProblem(t, f.do(t, http.MethodPost, "/webhooks/other", "", nil, nil), http.StatusNotFound, "not-found")
+		decodeProblem(t, f.do(t, http.MethodPost, "/webhooks/other", "application/json", nil, nil), http.StatusNotFound, "not-found")
 	})
 	t.Run("unparsable Content-Type", func(t *testing.T) {
 		f := newFixture(t)
@@ -416,7 +416,7 @@ func TestDataverseWebhook(t *testing.T) {
 func TestProfileWebhook(t *testing.T) {
 	t.Run("challenge", func(t *testing.T) {
 		f := newFixture(t)
-		rec := f.do(t, http.MethodGet, "/webhooks/profile?challengeCode=abc-123", "", nil, nil)
+		rec := f.do(t, http.MethodGet, "/webhooks/profile?challengeCode=8f3c2a1e-4b5d-4e6f-9a0b-1c2d3e4f5a6b", "", nil, nil)
 		if rec.Code != http.StatusOK {
 			t.Fatalf("status %d", rec.Code)
 		}
@@ -424,7 +424,7 @@ func TestProfileWebhook(t *testing.T) {
 		if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
 			t.Fatal(err)
 		}
-		if got["challengeCode"] != "abc-123" || got["challengeResponse"] != profilefeed.Sign(testSecret, []byte("abc-123")) {
+		if got["challengeCode"] != "8f3c2a1e-4b5d-4e6f-9a0b-1c2d3e4f5a6b" || got["challengeResponse"] != profilefeed.Sign(testSecret, []byte("8f3c2a1e-4b5d-4e6f-9a0b-1c2d3e4f5a6b")) {
 			t.Errorf("answer %v", got)
 		}
 	})
@@ -435,7 +435,7 @@ func TestProfileWebhook(t *testing.T) {
 	t.Run("single invalid event", func(t *testing.T) {
 		f := newFixture(t)
 		body := []byte(`{"id":"evt-9","type":"member.erased","source":"s","observedAt":"2026-03-04T11:00:00Z","data":{}}`)
-		p := decodeProblem(t, f.do(t, http.MethodPost, "/webhooks/profile", "", body, signed(body)), http.StatusBadRequest, "invalid-event")
+		p := decodeProblem(t, f.do(t, http.MethodPost, "/webhooks/profile", "application/json", body, signed(body)), http.StatusBadRequest, "invalid-event")
 		if len(p.Errors) != 1 || p.Errors[0].Field != "/data/memberId" {
 			t.Errorf("errors %+v, want /data/memberId", p.Errors)
 		}
@@ -443,7 +443,7 @@ func TestProfileWebhook(t *testing.T) {
 	t.Run("batch with nothing valid", func(t *testing.T) {
 		f := newFixture(t)
 		body := []byte(`[{"id":"a b"},{"id":"evt-2","type":"nope"}]`)
-		rec := f.do(t, http.MethodPost, "/webhooks/profile", "", body, signed(body))
+		rec := f.do(t, http.MethodPost, "/webhooks/profile", "application/json", body, signed(body))
 		if rec.Code != http.StatusBadRequest {
 			t.Fatalf("status %d, want 400; %s", rec.Code, rec.Body)
 		}
@@ -461,7 +461,7 @@ func TestProfileWebhook(t *testing.T) {
 	t.Run("signature over another body", func(t *testing.T) {
 		f := newFixture(t)
 		body := profileBody(t, "evt-1")
-		decodeProblem(t, f.do(t, http.MethodPost, "/webhooks/profile", "", body, signed(append(body, ' '))), http.StatusUnauthorized, "bad-signature")
+		decodeProblem(t, f.do(t, http.MethodPost, "/webhooks/profile", "application/json", body, signed(append(body, ' '))), http.StatusUnauthorized, "bad-signature")
 		if f.pub.attempts != 0 {
 			t.Error("published an unsigned event")
 		}
@@ -469,7 +469,7 @@ func TestProfileWebhook(t *testing.T) {
 	t.Run("signed junk", func(t *testing.T) {
 		f := newFixture(t)
 		body := []byte(`[]`)
-		p := decodeProblem(t, f.do(t, http.MethodPost, "/webhooks/profile", "", body, signed(body)), http.StatusBadRequest, "invalid-body")
+		p := decodeProblem(t, f.do(t, http.MethodPost, "/webhooks/profile", "application/json", body, signed(body)), http.StatusBadRequest, "invalid-body")
 		if len(p.Errors) != 1 || p.Errors[0].Field != "/" {
 			t.Errorf("errors %+v", p.Errors)
 		}
@@ -496,10 +496,10 @@ func TestMetricsLint(t *testing.T) {
 	f := newFixture(t)
 	// Give every metric a series: a lint of an empty vector proves nothing.
 	contact := contactFixture(t)
-	decodeAccepted(t, f.do(t, http.MethodPost, dataverseURL(testKey), "", contact, nil), "accepted")
+	decodeAccepted(t, f.do(t, http.MethodPost, dataverseURL(testKey), "application/json", contact, nil), "accepted")
 	body := profileBody(t, "evt-1")
-	decodeAccepted(t, f.do(t, http.MethodPost, "/webhooks/profile", "", body, signed(body)), "accepted")
-	f.do(t, http.MethodPost, dataverseURL("wrong"), "", contact, nil)
+	decodeAccepted(t, f.do(t, http.MethodPost, "/webhooks/profile", "application/json", body, signed(body)), "accepted")
+	f.do(t, http.MethodPost, dataverseURL("wrong"), "application/json", contact, nil)
 
 	for name, c := range map[string]prometheus.Collector{
 		"requests": f.svc.metrics.requests, "publish": f.svc.metrics.publish, "bodyBytes": f.svc.metrics.bodyBytes,

@@ -69,6 +69,7 @@ type specCase struct {
 	name        string
 	cfg         func(*Config)
 	failPublish bool
+	prepare     func(f *fixture) // state the service is in before the request
 	method      string
 	target      string // path and query
 	contentType string
@@ -105,6 +106,9 @@ func checkAgainstSpec(t *testing.T, router routers.Router, c specCase) {
 	f := newFixtureWith(t, cfg)
 	if c.failPublish {
 		f.pub.setErr(errors.New("nats: timeout"))
+	}
+	if c.prepare != nil {
+		c.prepare(f)
 	}
 
 	req := c.request(t)
@@ -162,7 +166,7 @@ func TestOpenAPIDocumentIsValid(t *testing.T) {
 func TestOpenAPIConformance(t *testing.T) {
 	_, router := loadSpec(t)
 	contact := contactFixture(t)
-	fixture := func(name string) []byte {
+	testdata := func(name string) []byte {
 		b, err := os.ReadFile("remotecontext/testdata/" + name)
 		if err != nil {
 			t.Fatal(err)
@@ -206,7 +210,7 @@ func TestOpenAPIConformance(t *testing.T) {
 		{name: "dataverse size exceeded", method: post, target: dv, contentType: "application/json",
 			body:   withChanges(t, contact, func(doc map[string]any) { delete(doc, "InputParameters"); delete(doc, "PostEntityImages") }),
 			header: map[string]string{"x-ms-dynamics-msg-size-exceeded": "true"}, status: http.StatusAccepted},
-		{name: "dataverse ignored", method: post, target: dv, contentType: "application/json", body: fixture("albanianxrm-create-albxrm_alltypes.json"), status: http.StatusAccepted},
+		{name: "dataverse ignored", method: post, target: dv, contentType: "application/json", body: testdata("albanianxrm-create-albxrm_alltypes.json"), status: http.StatusAccepted},
 		{name: "dataverse loop", method: post, target: dv, contentType: "application/json", body: loop, status: http.StatusAccepted},
 		{name: "dataverse not JSON", method: post, target: dv, contentType: "application/json", body: []byte("{not json"), requestOpts: noBody, status: http.StatusBadRequest},
 		{name: "dataverse fields missing", method: post, target: dv, contentType: "application/json", body: missing, requestOpts: noBody, status: http.StatusBadRequest},
@@ -220,6 +224,14 @@ func TestOpenAPIConformance(t *testing.T) {
 					t.Error("503 without Retry-After")
 				}
 			}},
+
+		{name: "dataverse no Content-Type", method: post, target: dv, body: contact, requestOpts: noBody, status: http.StatusUnsupportedMediaType},
+		{name: "dataverse unknown message", method: post, target: dv, contentType: "application/json",
+			body: withChanges(t, contact, func(doc map[string]any) { doc["MessageName"] = "Retrieve" }), status: http.StatusAccepted},
+		{name: "dataverse modifiedon far ahead", method: post, target: dv, contentType: "application/json",
+			body: withTarget(t, "contact", "modifiedon", "/Date(253402214400000)/"), status: http.StatusBadRequest},
+		{name: "dataverse busy", prepare: fillInflight, method: post, target: dv, contentType: "application/json", body: contact,
+			status: http.StatusServiceUnavailable},
 
 		// Profile, shared route.
 		{name: "profile single", method: post, target: "/webhooks/profile", contentType: "application/json", body: changed, header: signed(changed), status: http.StatusAccepted},
@@ -239,12 +251,22 @@ func TestOpenAPIConformance(t *testing.T) {
 			requestOpts: noBody, status: http.StatusUnsupportedMediaType},
 		{name: "profile JetStream down", failPublish: true, method: post, target: "/webhooks/profile", contentType: "application/json", body: changed, header: signed(changed),
 			status: http.StatusServiceUnavailable},
-		{name: "profile challenge", method: http.MethodGet, target: "/webhooks/profile?challengeCode=abc-123", status: http.StatusOK},
+		{name: "profile challenge", method: http.MethodGet, target: "/webhooks/profile?challengeCode=8f3c2a1e-4b5d-4e6f-9a0b-1c2d3e4f5a6b", status: http.StatusOK},
+		{name: "profile unsigned", method: post, target: "/webhooks/profile", contentType: "application/json", body: changed, status: http.StatusUnauthorized},
+		{name: "profile busy", prepare: fillInflight, method: post, target: "/webhooks/profile", contentType: "application/json", body: changed, header: signed(changed),
+			status: http.StatusServiceUnavailable},
+		{name: "profile challenge with a body as code", method: http.MethodGet, target: "/webhooks/profile?challengeCode=" + url.QueryEscape(string(erased)),
+			requestOpts: openapi3filter.Options{ExcludeRequestQueryParams: true}, status: http.StatusBadRequest},
+		{name: "profile challenge rate-limited", prepare: func(f *fixture) {
+			for range challengeBurst {
+				f.do(t, http.MethodGet, "/webhooks/profile?challengeCode=8f3c2a1e-4b5d-4e6f-9a0b-1c2d3e4f5a6b", "", nil, nil)
+			}
+		}, method: http.MethodGet, target: "/webhooks/profile?challengeCode=8f3c2a1e-4b5d-4e6f-9a0b-1c2d3e4f5a6b", status: http.StatusTooManyRequests},
 		{name: "profile challenge without code", method: http.MethodGet, target: "/webhooks/profile",
 			requestOpts: openapi3filter.Options{ExcludeRequestQueryParams: true}, status: http.StatusBadRequest},
 		{name: "profile no shared secret", cfg: noSharedSecret, method: post, target: "/webhooks/profile", contentType: "application/json",
 			body: acmeEvent, header: signedWith(acmeSecret1, acmeEvent), status: http.StatusNotFound},
-		{name: "profile challenge no shared secret", cfg: noSharedSecret, method: http.MethodGet, target: "/webhooks/profile?challengeCode=x", status: http.StatusNotFound},
+		{name: "profile challenge no shared secret", cfg: noSharedSecret, method: http.MethodGet, target: "/webhooks/profile?challengeCode=8f3c2a1e-4b5d-4e6f-9a0b-1c2d3e4f5a6b", status: http.StatusNotFound},
 
 		// Profile, a source's route.
 		{name: "source single", cfg: withSources, method: post, target: "/webhooks/profile/acme", contentType: "application/json",
@@ -255,11 +277,16 @@ func TestOpenAPIConformance(t *testing.T) {
 			body: acmeEvent, header: signed(acmeEvent), status: http.StatusUnauthorized},
 		{name: "source unknown", cfg: withSources, method: post, target: "/webhooks/profile/unknown", contentType: "application/json",
 			body: acmeEvent, header: signedWith(acmeSecret1, acmeEvent), status: http.StatusNotFound},
-		{name: "source challenge", cfg: withSources, method: http.MethodGet, target: "/webhooks/profile/acme?challengeCode=x", status: http.StatusOK},
-		{name: "source challenge unknown", cfg: withSources, method: http.MethodGet, target: "/webhooks/profile/unknown?challengeCode=x", status: http.StatusNotFound},
+		{name: "source challenge", cfg: withSources, method: http.MethodGet, target: "/webhooks/profile/acme?challengeCode=8f3c2a1e-4b5d-4e6f-9a0b-1c2d3e4f5a6b", status: http.StatusOK},
+		{name: "source challenge unknown", cfg: withSources, method: http.MethodGet, target: "/webhooks/profile/unknown?challengeCode=8f3c2a1e-4b5d-4e6f-9a0b-1c2d3e4f5a6b", status: http.StatusNotFound},
 	} {
 		t.Run(c.name, func(t *testing.T) { checkAgainstSpec(t, router, c) })
 	}
+}
+
+// fillInflight takes the whole in-flight budget, as bodies being read would.
+func fillInflight(f *fixture) {
+	_ = f.svc.inflight.Acquire(context.Background(), int64(f.svc.cfg.MaxInflightBytes))
 }
 
 // TestOpenAPIConformanceCanFail makes sure the check above would notice a

@@ -18,15 +18,16 @@ import (
 // the source they must come from ("" for the shared route: any source).
 // ok is false, with the answer written, for an unknown source.
 func (s *Service) profileSigner(w http.ResponseWriter, r *http.Request) (secrets []string, source string, ok bool) {
+	creds := s.creds.Load()
 	source = chi.URLParam(r, "source")
 	if source == "" {
-		if len(s.cfg.ProfileSecrets) == 0 {
+		if len(creds.profileSecrets) == 0 {
 			problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "no shared profile secret: post to /webhooks/profile/{source}"))
 			return nil, "", false
 		}
-		return s.cfg.ProfileSecrets, "", true
+		return creds.profileSecrets, "", true
 	}
-	for _, src := range s.cfg.ProfileSources {
+	for _, src := range creds.profileSources {
 		if src.Name == source {
 			return src.Secrets, source, true
 		}
@@ -37,16 +38,27 @@ func (s *Service) profileSigner(w http.ResponseWriter, r *http.Request) (secrets
 
 // profileChallenge answers the source's endpoint validation:
 // GET ?challengeCode=X → {"challengeCode":X,"challengeResponse":HMAC(X)}.
+// The answer is an HMAC under the secret that signs bodies, so only codes
+// of the shape a source sends are answered (none can be a body), and each
+// client address may ask only now and then.
 func (s *Service) profileChallenge(w http.ResponseWriter, r *http.Request) {
+	if s.rateLimited(w, r, s.challenges) {
+		s.metrics.request("profile_challenge", "", "", "rate_limited")
+		return
+	}
 	secrets, _, ok := s.profileSigner(w, r)
 	if !ok {
 		return
 	}
 	code := r.URL.Query().Get("challengeCode")
-	if code == "" {
-		problem.Write(w, r, problem.New(http.StatusBadRequest, "invalid-query", "challengeCode is required"))
+	if err := profilefeed.CheckChallengeCode(code); err != nil {
+		s.metrics.request("profile_challenge", "", "", "invalid")
+		p := problem.New(http.StatusBadRequest, "invalid-query", "challengeCode is required, in the shape a source sends")
+		p.Errors = []problem.FieldProblem{{Field: "challengeCode", Reason: err.Error()}}
+		problem.Write(w, r, p)
 		return
 	}
+	s.metrics.request("profile_challenge", "", "", "answered")
 	writeJSON(w, http.StatusOK, map[string]string{
 		"challengeCode":     code,
 		"challengeResponse": profilefeed.Sign(secrets[0], []byte(code)),
@@ -75,15 +87,25 @@ func (s *Service) profileWebhook(w http.ResponseWriter, r *http.Request) {
 		s.metrics.request("profile", "", "", "unknown_source")
 		return
 	}
-	body, refused := s.readBody(w, r)
+	if !checkJSON(w, r) {
+		s.metrics.request("profile", "", "", "unsupported_media_type")
+		return
+	}
+	// An unsigned request is refused before its body is read.
+	if !profilefeed.WellFormedSignature(r.Header.Get("X-LI-Signature")) {
+		s.metrics.request("profile", "", "", "unauthorized")
+		problem.Write(w, r, badSignature())
+		return
+	}
+	body, release, refused := s.readBody(w, r, s.cfg.ProfileMaxBodyBytes)
 	if refused != "" {
 		s.metrics.request("profile", "", "", refused)
 		return
 	}
+	defer release()
 	if !profilefeed.Verify(secrets, body, r.Header.Get("X-LI-Signature")) {
 		s.metrics.request("profile", "", "", "unauthorized")
-		problem.Write(w, r, problem.New(http.StatusUnauthorized, "bad-signature",
-			"X-LI-Signature is missing or is not the HMAC-SHA256 of the body"))
+		problem.Write(w, r, badSignature())
 		return
 	}
 	s.metrics.bodyBytes.WithLabelValues("profile").Observe(float64(len(body)))
@@ -142,6 +164,11 @@ func (s *Service) profileWebhook(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusBadRequest
 	}
 	writeJSON(w, status, result)
+}
+
+func badSignature() problem.Details {
+	return problem.New(http.StatusUnauthorized, "bad-signature",
+		"X-LI-Signature is missing or is not the HMAC-SHA256 of the body")
 }
 
 func profileSubject(ev *profilefeed.Event) (string, proto.Message) {

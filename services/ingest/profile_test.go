@@ -125,7 +125,7 @@ func TestProfileSourceRoutes(t *testing.T) {
 	})
 	t.Run("challenge answered with the first secret", func(t *testing.T) {
 		f := newFixtureWith(t, sourcesConfig())
-		rec := f.do(t, http.MethodGet, route+"?challengeCode=x", "", nil, nil)
+		rec := f.do(t, http.MethodGet, route+"?challengeCode=8f3c2a1e-4b5d-4e6f-9a0b-1c2d3e4f5a6b", "", nil, nil)
 		if rec.Code != http.StatusOK {
 			t.Fatalf("status %d: %s", rec.Code, rec.Body)
 		}
@@ -133,8 +133,8 @@ func TestProfileSourceRoutes(t *testing.T) {
 		if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
 			t.Fatal(err)
 		}
-		if got["challengeCode"] != "x" || got["challengeResponse"] != profilefeed.Sign(acmeSecret1, []byte("x")) {
-			t.Errorf("answer %v, want the HMAC of x with the first secret", got)
+		if got["challengeCode"] != "8f3c2a1e-4b5d-4e6f-9a0b-1c2d3e4f5a6b" || got["challengeResponse"] != profilefeed.Sign(acmeSecret1, []byte("8f3c2a1e-4b5d-4e6f-9a0b-1c2d3e4f5a6b")) {
+			t.Errorf("answer %v, want the HMAC of the code with the first secret", got)
 		}
 	})
 	t.Run("no shared secret: the shared route does not exist", func(t *testing.T) {

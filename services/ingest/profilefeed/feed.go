@@ -273,6 +273,14 @@ func Sign(secret string, data []byte) string {
 	return hex.EncodeToString(mac.Sum(nil))
 }
 
+// WellFormedSignature reports whether header has the shape of a signature
+// (hex SHA-256, with or without "hmacsha256="), so that a request without
+// one is refused before its body is read.
+func WellFormedSignature(header string) bool {
+	got, err := hex.DecodeString(strings.TrimPrefix(strings.TrimSpace(header), "hmacsha256="))
+	return err == nil && len(got) == sha256.Size
+}
+
 // Verify reports whether header (with or without the "hmacsha256=" prefix)
 // is the signature of body under any of secrets. Comparison is constant time.
 func Verify(secrets []string, body []byte, header string) bool {
@@ -290,4 +298,33 @@ func Verify(secrets []string, body []byte, header string) bool {
 		}
 	}
 	return ok
+}
+
+// Challenge codes: LinkedIn sends a UUID. The challenge response is the HMAC
+// of the code under the same secret that signs bodies, and the protocol
+// leaves no room to set the two apart (a prefix would break the answer
+// the source checks), so the shape of the code is the wall: letters,
+// digits, '-' and '_' only, which no JSON object or array, and so no event
+// or batch, can be written in; JSON numbers (all digits) are refused too.
+const (
+	MinChallengeCode = 16
+	MaxChallengeCode = 128
+)
+
+// CheckChallengeCode reports why code is not a challenge code a source
+// sends, or nil when it is one.
+func CheckChallengeCode(code string) error {
+	if len(code) < MinChallengeCode || len(code) > MaxChallengeCode {
+		return fmt.Errorf("want %d-%d characters", MinChallengeCode, MaxChallengeCode)
+	}
+	for i := 0; i < len(code); i++ {
+		c := code[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return fmt.Errorf("want only letters, digits, '-' and '_' (a UUID)")
+		}
+	}
+	if json.Valid([]byte(code)) {
+		return fmt.Errorf("a JSON value is not a challenge code")
+	}
+	return nil
 }

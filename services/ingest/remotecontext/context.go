@@ -64,7 +64,24 @@ func (e *entity) proto() *eventsv1.Entity {
 	return &eventsv1.Entity{Table: e.Table, Id: e.ID, Columns: e.Columns}
 }
 
-func convertEntity(o *rawObject) (*entity, error) {
+// attrError is a problem with one attribute of an entity.
+type attrError struct {
+	index int
+	key   string
+	err   error
+}
+
+func (e *attrError) Error() string {
+	return fmt.Sprintf("Attributes/%d (%s): %v", e.index, e.key, e.err)
+}
+
+// versionColumns date a row's versions; a later one wins in the state, so
+// none may claim a time after the change arrived.
+var versionColumns = map[string]bool{"modifiedon": true, "createdon": true, "overriddencreatedon": true}
+
+// convertEntity converts a parsed entity. When latest is set, the columns
+// that date the row may not be after it.
+func convertEntity(o *rawObject, latest time.Time) (*entity, error) {
 	e := &entity{Columns: map[string]*eventsv1.Value{}, ID: strings.ToLower(o.ID)}
 	if o.LogicalName != nil {
 		e.Table = *o.LogicalName
@@ -74,17 +91,30 @@ func convertEntity(o *rawObject) (*entity, error) {
 	}
 	for i, a := range *o.Attributes {
 		if a.Key == "" {
-			return nil, fmt.Errorf("Attributes/%d: no key", i)
+			return nil, &attrError{i, "", errors.New("no key")}
 		}
 		if a.Value.err != nil {
-			return nil, fmt.Errorf("Attributes/%d (%s): %w", i, a.Key, a.Value.err)
+			return nil, &attrError{i, a.Key, a.Value.err}
 		}
 		if a.Value.v == nil {
-			return nil, fmt.Errorf("Attributes/%d (%s): no value", i, a.Key)
+			return nil, &attrError{i, a.Key, errors.New("no value")}
+		}
+		if dt := a.Value.v.GetDateTime(); dt != nil && versionColumns[a.Key] && !latest.IsZero() && dt.AsTime().After(latest) {
+			return nil, &attrError{i, a.Key, fmt.Errorf("%s is after the change arrived", dt.AsTime().Format(time.RFC3339))}
 		}
 		e.Columns[a.Key] = a.Value.v
 	}
 	return e, nil
+}
+
+// entityError names the attribute of the entity at field that err is
+// about, when it is about one.
+func entityError(field string, err error) *FieldError {
+	var ae *attrError
+	if errors.As(err, &ae) {
+		return &FieldError{Field: fmt.Sprintf("%s/Attributes/%d", field, ae.index), Reason: ae.key + ": " + ae.err.Error()}
+	}
+	return &FieldError{Field: field, Reason: err.Error()}
 }
 
 // Options steer normalization.
@@ -93,8 +123,29 @@ type Options struct {
 	// x-ms-dynamics-msg-size-exceeded header: the body has no parameters or
 	// images, and the row must be read back.
 	SizeExceeded bool
-	// ReceivedAt is when the webhook arrived.
+	// ReceivedAt is when the webhook arrived. A change may not be dated
+	// more than MaxSkew after it (unset: no bound).
 	ReceivedAt time.Time
+}
+
+// MaxSkew is how far ahead of our clock Dataverse's may be.
+const MaxSkew = 5 * time.Minute
+
+// knownMessages are the messages whose steps this service handles; each
+// creates, changes, deletes or relates rows.
+var knownMessages = map[string]eventsv1.Operation{
+	"Create": eventsv1.Operation_OPERATION_CREATE, "Delete": eventsv1.Operation_OPERATION_DELETE,
+	"Associate": eventsv1.Operation_OPERATION_ASSOCIATE, "Disassociate": eventsv1.Operation_OPERATION_DISASSOCIATE,
+	// These leave the row in place with some columns changed.
+	"Update": eventsv1.Operation_OPERATION_UPDATE, "SetState": eventsv1.Operation_OPERATION_UPDATE,
+	"SetStateDynamicEntity": eventsv1.Operation_OPERATION_UPDATE, "Assign": eventsv1.Operation_OPERATION_UPDATE,
+	"Merge": eventsv1.Operation_OPERATION_UPDATE,
+}
+
+// KnownMessage reports whether Parse turns message into a change.
+func KnownMessage(message string) bool {
+	_, ok := knownMessages[message]
+	return ok
 }
 
 // Parse parses a RemoteExecutionContext body into a normalized change. A
@@ -121,22 +172,40 @@ func Parse(body []byte, opts Options) (*eventsv1.CrmChange, error) {
 	if rc.RequestID != nil {
 		ch.RequestId = strings.ToLower(*rc.RequestID)
 	}
-	if t, ok := parseDate(strings.ReplaceAll(rc.OperationCreatedOn, `\/`, "/")); ok {
-		ch.OccurredAt = timestamppb.New(t)
+	op, known := knownMessages[rc.MessageName]
+	if !known {
+		// Acknowledged and dropped by the caller: no event id, nothing
+		// from the body that could reach one.
+		ch.MessageName = ""
+		return ch, nil
 	}
+	var latest time.Time
 	if !opts.ReceivedAt.IsZero() {
 		ch.ReceivedAt = timestamppb.New(opts.ReceivedAt)
+		latest = opts.ReceivedAt.Add(MaxSkew)
 	}
-	ch.Operation = operationOf(rc.MessageName)
+	t, ok, err := parseDate(strings.ReplaceAll(rc.OperationCreatedOn, `\/`, "/"))
+	switch {
+	case err != nil:
+		return nil, &FieldError{Field: "/OperationCreatedOn", Reason: err.Error()}
+	case ok && !latest.IsZero() && t.After(latest):
+		return nil, &FieldError{Field: "/OperationCreatedOn", Reason: t.Format(time.RFC3339) + " is after the change arrived"}
+	case ok:
+		ch.OccurredAt = timestamppb.New(t)
+	}
+	ch.Operation = op
 	ch.Tag = sharedTag(&rc)
 
 	if opts.SizeExceeded {
 		ch.ReadBackRequired = true
-	} else if err := applyInputs(ch, &rc); err != nil {
+	} else if err := applyInputs(ch, &rc, latest); err != nil {
 		return nil, err
 	}
 	if ch.RowId == "" || !IsGUID(ch.RowId) {
 		return nil, &FieldError{Field: "/PrimaryEntityId", Reason: "no row id (a GUID) in PrimaryEntityId or the Target"}
+	}
+	if !IsLogicalName(ch.Table) {
+		return nil, &FieldError{Field: "/PrimaryEntityName", Reason: fmt.Sprintf("%q is not a table's logical name", truncate(ch.Table))}
 	}
 	if v := ch.Columns["modifiedon"]; v != nil && v.GetDateTime() != nil {
 		ch.RowModifiedAt = v.GetDateTime()
@@ -170,24 +239,15 @@ func requireFields(rc *rawContext) error {
 	if rc.OperationID != "" && !IsGUID(rc.OperationID) {
 		errs = append(errs, &FieldError{Field: "/OperationId", Reason: "not a GUID"})
 	}
-	return errors.Join(errs...)
-}
-
-func operationOf(message string) eventsv1.Operation {
-	switch message {
-	case "Create":
-		return eventsv1.Operation_OPERATION_CREATE
-	case "Delete":
-		return eventsv1.Operation_OPERATION_DELETE
-	case "Associate":
-		return eventsv1.Operation_OPERATION_ASSOCIATE
-	case "Disassociate":
-		return eventsv1.Operation_OPERATION_DISASSOCIATE
-	default:
-		// Update, SetState, SetStateDynamicEntity, Assign, Merge... all
-		// leave the row in place with some columns changed.
-		return eventsv1.Operation_OPERATION_UPDATE
+	for _, f := range []struct{ field, id string }{{"/UserId", rc.UserID}, {"/InitiatingUserId", rc.InitiatingUserID}, {"/CorrelationId", rc.CorrelationID}} {
+		if f.id != "" && !IsGUID(f.id) {
+			errs = append(errs, &FieldError{Field: f.field, Reason: "not a GUID"})
+		}
 	}
+	if rc.RequestID != nil && *rc.RequestID != "" && !IsGUID(*rc.RequestID) {
+		errs = append(errs, &FieldError{Field: "/RequestId", Reason: "not a GUID"})
+	}
+	return errors.Join(errs...)
 }
 
 func sharedTag(rc *rawContext) string {
@@ -211,7 +271,7 @@ func sharedTag(rc *rawContext) string {
 
 // applyInputs fills the row id and columns from the Target and the images:
 // pre-image, then post-image, then the Target, each overriding the last.
-func applyInputs(ch *eventsv1.CrmChange, rc *rawContext) error {
+func applyInputs(ch *eventsv1.CrmChange, rc *rawContext, latest time.Time) error {
 	images := func(list []keyValue, field string) error {
 		for i, kv := range list {
 			var img *rawObject
@@ -221,9 +281,9 @@ func applyInputs(ch *eventsv1.CrmChange, rc *rawContext) error {
 			if img == nil {
 				continue // a null image
 			}
-			e, err := convertEntity(img)
+			e, err := convertEntity(img, latest)
 			if err != nil {
-				return &FieldError{Field: fmt.Sprintf("/%s/%d/value", field, i), Reason: err.Error()}
+				return entityError(fmt.Sprintf("/%s/%d/value", field, i), err)
 			}
 			mergeColumns(ch.Columns, e.Columns)
 			if ch.RowId == "" {
@@ -260,9 +320,9 @@ func applyInputs(ch *eventsv1.CrmChange, rc *rawContext) error {
 				}
 				continue
 			}
-			e, err := convertEntity(&o)
+			e, err := convertEntity(&o, latest)
 			if err != nil {
-				return &FieldError{Field: field, Reason: err.Error()}
+				return entityError(field, err)
 			}
 			if e.ID != "" && e.ID != "00000000-0000-0000-0000-000000000000" {
 				ch.RowId = e.ID

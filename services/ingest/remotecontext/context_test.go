@@ -1,6 +1,7 @@
 package remotecontext
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"os"
@@ -617,7 +618,7 @@ func TestParseFieldErrors(t *testing.T) {
 		{"bad attribute", map[string]any{"InputParameters": []any{map[string]any{"key": "Target", "value": map[string]any{
 			"__type": "Entity:", "LogicalName": "contact", "Id": rowID,
 			"Attributes": attrs("x", map[string]any{"__type": "OptionSetValue:", "Value": "nope"}),
-		}}}}, []string{"/InputParameters/0/value"}},
+		}}}}, []string{"/InputParameters/0/value/Attributes/0"}},
 		{"bad pre-image", map[string]any{"PreEntityImages": []any{map[string]any{"key": "pre", "value": map[string]any{
 			"Attributes": []any{"not a key/value"},
 		}}}}, []string{"/PreEntityImages/0/value"}},
@@ -719,15 +720,38 @@ func TestParseSetStateParameters(t *testing.T) {
 	}
 }
 
-func TestOperationOf(t *testing.T) {
+func TestOperationOfMessage(t *testing.T) {
 	for msg, want := range map[string]eventsv1.Operation{
 		"Create": eventsv1.Operation_OPERATION_CREATE, "Update": eventsv1.Operation_OPERATION_UPDATE,
 		"Delete": eventsv1.Operation_OPERATION_DELETE, "Associate": eventsv1.Operation_OPERATION_ASSOCIATE,
 		"Disassociate": eventsv1.Operation_OPERATION_DISASSOCIATE, "SetState": eventsv1.Operation_OPERATION_UPDATE,
 		"Assign": eventsv1.Operation_OPERATION_UPDATE, "Merge": eventsv1.Operation_OPERATION_UPDATE,
+		// Messages that change no row, or that this service does not know,
+		// are no operation: the caller acknowledges and drops them.
+		"Frobnicate": eventsv1.Operation_OPERATION_UNSPECIFIED, "Retrieve": eventsv1.Operation_OPERATION_UNSPECIFIED,
+		"update": eventsv1.Operation_OPERATION_UNSPECIFIED, "Up\xffdate": eventsv1.Operation_OPERATION_UNSPECIFIED,
 	} {
-		if got := operationOf(msg); got != want {
-			t.Errorf("operationOf(%q) = %v, want %v", msg, got, want)
+		body := buildContext(t, map[string]any{"MessageName": msg})
+		if msg == "Up\xffdate" {
+			// json.Marshal writes the invalid byte as \ufffd; put it back raw.
+			body = bytes.Replace(body, []byte(`Up\ufffddate`), []byte("Up\xffdate"), 1)
+			if !bytes.Contains(body, []byte("Up\xffdate")) {
+				t.Fatal("no invalid UTF-8 in the body")
+			}
+		}
+		ch, err := Parse(body, Options{})
+		if err != nil {
+			t.Errorf("%q: %v", msg, err)
+			continue
+		}
+		if ch.Operation != want {
+			t.Errorf("%q: Operation %v, want %v", msg, ch.Operation, want)
+		}
+		if want == eventsv1.Operation_OPERATION_UNSPECIFIED && (ch.EventId != "" || ch.MessageName != "") {
+			t.Errorf("%q: unknown message kept EventId %q, MessageName %q", msg, ch.EventId, ch.MessageName)
+		}
+		if KnownMessage(msg) != (want != eventsv1.Operation_OPERATION_UNSPECIFIED) {
+			t.Errorf("KnownMessage(%q) = %v", msg, KnownMessage(msg))
 		}
 	}
 }
@@ -745,14 +769,34 @@ func TestParseDate(t *testing.T) {
 		{"/Date(abc)/", 0, false},
 		{"/Date(1506384247000+07)/", 0, false},
 		{"2017-09-26T00:04:07Z", 0, false},
-		{"/Date(99999999999999999999)/", 0, false},
 	} {
-		got, ok := parseDate(tc.in)
+		got, ok, err := parseDate(tc.in)
+		if err != nil {
+			t.Errorf("parseDate(%q): %v", tc.in, err)
+		}
 		if ok != tc.ok || (ok && got.UnixMilli() != tc.ms) {
 			t.Errorf("parseDate(%q) = %v, %v; want %d ms, %v", tc.in, got, ok, tc.ms, tc.ok)
 		}
 		if ok && got.Location() != time.UTC {
 			t.Errorf("parseDate(%q) location %v, want UTC", tc.in, got.Location())
+		}
+	}
+}
+
+func TestParseDateBeyondTimestampRange(t *testing.T) {
+	for _, in := range []string{
+		"/Date(99999999999999999)/",    // year 3170843: beyond a protobuf Timestamp
+		"/Date(99999999999999999999)/", // beyond int64
+		"/Date(253402300800000)/",      // 10000-01-01
+		"/Date(-62135596800001)/",      // just before year 1
+	} {
+		if _, ok, err := parseDate(in); !ok || err == nil {
+			t.Errorf("parseDate(%q) = ok %v, err %v; want a date form refused", in, ok, err)
+		}
+	}
+	for _, in := range []string{"/Date(253402300799999)/", "/Date(-62135596800000)/"} {
+		if _, ok, err := parseDate(in); !ok || err != nil {
+			t.Errorf("parseDate(%q) = ok %v, err %v; want the edge of the range taken", in, ok, err)
 		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+
+	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 )
 
 func FuzzParse(f *testing.F) {
@@ -40,6 +42,30 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
+		if ch.Operation == eventsv1.Operation_OPERATION_UNSPECIFIED {
+			// An unknown message: acknowledged and dropped, never an event.
+			if ch.EventId != "" || ch.MessageName != "" {
+				t.Fatalf("unknown message kept EventId %q, MessageName %q", ch.EventId, ch.MessageName)
+			}
+			return
+		}
+		for i := 0; i < len(ch.EventId); i++ {
+			if c := ch.EventId[i]; c <= ' ' || c > '~' {
+				t.Fatalf("EventId %q holds byte %#x: only printable ASCII may reach an id", ch.EventId, c)
+			}
+		}
+		if !IsLogicalName(ch.Table) {
+			t.Fatalf("Table %q is not a logical name", ch.Table)
+		}
+		latest := received.Add(MaxSkew)
+		for name, v := range ch.Columns {
+			checkValue(t, name, v, latest)
+		}
+		for _, ref := range ch.Related {
+			if !IsGUID(ref.Id) || !IsLogicalName(ref.Table) {
+				t.Fatalf("related reference %v: not a table and GUID", ref)
+			}
+		}
 		if !IsGUID(ch.RowId) || ch.RowId != strings.ToLower(ch.RowId) {
 			t.Fatalf("RowId %q is not a lower-case GUID", ch.RowId)
 		}
@@ -57,4 +83,27 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("proto.Marshal: %v", err)
 		}
 	})
+}
+
+// checkValue asserts what Parse promises of a column value: lookups name a
+// GUID, dates fit a Timestamp, and the columns that date a row are not
+// after the change arrived.
+func checkValue(t *testing.T, name string, v *eventsv1.Value, latest time.Time) {
+	t.Helper()
+	if ref := v.GetReference(); ref != nil && (!IsGUID(ref.Id) || !IsLogicalName(ref.Table)) {
+		t.Fatalf("column %s: reference %v is not a table and GUID", name, ref)
+	}
+	if dt := v.GetDateTime(); dt != nil {
+		if err := dt.CheckValid(); err != nil {
+			t.Fatalf("column %s: %v", name, err)
+		}
+		if versionColumns[name] && !latest.IsZero() && dt.AsTime().After(latest) {
+			t.Fatalf("column %s: %v is after the change arrived", name, dt.AsTime())
+		}
+	}
+	for _, e := range v.GetCollection().GetEntities() {
+		for n, cv := range e.GetColumns() {
+			checkValue(t, n, cv, time.Time{}) // nested rows are not versions
+		}
+	}
 }

@@ -41,20 +41,28 @@ func IsGUID(s string) bool {
 	return true
 }
 
-// parseDate parses "/Date(ms)/" (with or without offset).
-func parseDate(s string) (time.Time, bool) {
+// The range of a protobuf Timestamp (years 1-9999), in Unix milliseconds.
+const (
+	minDateMillis = -62135596800000
+	maxDateMillis = 253402300799999
+)
+
+// parseDate parses "/Date(ms)/" (with or without offset). ok is false for
+// a string of another form; err is set for a date beyond what a Timestamp
+// holds, which no real row has.
+func parseDate(s string) (t time.Time, ok bool, err error) {
 	if !strings.HasPrefix(s, "/Date(") {
-		return time.Time{}, false
+		return time.Time{}, false, nil
 	}
 	m := dateRE.FindStringSubmatch(s)
 	if m == nil {
-		return time.Time{}, false
+		return time.Time{}, false, nil
 	}
 	ms, err := strconv.ParseInt(m[1], 10, 64)
-	if err != nil {
-		return time.Time{}, false
+	if err != nil || ms < minDateMillis || ms > maxDateMillis {
+		return time.Time{}, true, fmt.Errorf("date %s is outside years 1-9999", s)
 	}
-	return time.UnixMilli(ms).UTC(), true
+	return time.UnixMilli(ms).UTC(), true, nil
 }
 
 // rawObject is any JSON object Dataverse puts in a context: an Entity, an
@@ -115,7 +123,7 @@ func convertRaw(b []byte) (*eventsv1.Value, error) {
 		} else if err := json.Unmarshal(b, &x); err != nil {
 			return nil, err
 		}
-		return convertString(x), nil
+		return convertString(x)
 	case '[':
 		// A multi-select choice column is an array of OptionSetValue.
 		var items []rawObject
@@ -145,14 +153,16 @@ func convertRaw(b []byte) (*eventsv1.Value, error) {
 	}
 }
 
-func convertString(x string) *eventsv1.Value {
-	if t, ok := parseDate(x); ok {
-		return &eventsv1.Value{Kind: &eventsv1.Value_DateTime{DateTime: timestamppb.New(t)}}
+func convertString(x string) (*eventsv1.Value, error) {
+	if t, ok, err := parseDate(x); err != nil {
+		return nil, err
+	} else if ok {
+		return &eventsv1.Value{Kind: &eventsv1.Value_DateTime{DateTime: timestamppb.New(t)}}, nil
 	}
 	if IsGUID(x) {
-		return &eventsv1.Value{Kind: &eventsv1.Value_Guid{Guid: strings.ToLower(x)}}
+		return &eventsv1.Value{Kind: &eventsv1.Value_Guid{Guid: strings.ToLower(x)}}, nil
 	}
-	return &eventsv1.Value{Kind: &eventsv1.Value_String_{String_: x}}
+	return &eventsv1.Value{Kind: &eventsv1.Value_String_{String_: x}}, nil
 }
 
 func convertNumber(n json.Number) (*eventsv1.Value, error) {
@@ -193,7 +203,7 @@ func convertObject(o *rawObject) (*eventsv1.Value, error) {
 	case "EntityCollection":
 		coll := &eventsv1.EntityCollection{Table: o.EntityName}
 		for i := range o.Entities {
-			e, err := convertEntity(&o.Entities[i])
+			e, err := convertEntity(&o.Entities[i], time.Time{})
 			if err != nil {
 				return nil, fmt.Errorf("EntityCollection item %d: %w", i, err)
 			}
@@ -201,7 +211,7 @@ func convertObject(o *rawObject) (*eventsv1.Value, error) {
 		}
 		return &eventsv1.Value{Kind: &eventsv1.Value_Collection{Collection: coll}}, nil
 	case "Entity":
-		e, err := convertEntity(o)
+		e, err := convertEntity(o, time.Time{})
 		if err != nil {
 			return nil, err
 		}
@@ -227,11 +237,42 @@ func convertReference(o *rawObject) (*eventsv1.EntityReference, error) {
 	if o.LogicalName == nil || *o.LogicalName == "" {
 		return nil, fmt.Errorf("EntityReference without LogicalName")
 	}
+	if !IsLogicalName(*o.LogicalName) {
+		return nil, fmt.Errorf("EntityReference LogicalName %q is not a table's logical name", *o.LogicalName)
+	}
+	if !IsGUID(o.ID) {
+		// A lookup names a row by GUID; anything else would become a key
+		// in a subject or a URL later.
+		return nil, fmt.Errorf("EntityReference Id %q is not a GUID", truncate(o.ID))
+	}
 	ref := &eventsv1.EntityReference{Table: *o.LogicalName, Id: strings.ToLower(o.ID)}
 	if o.Name != nil {
 		ref.Name = *o.Name
 	}
 	return ref, nil
+}
+
+// IsLogicalName reports whether s can be a Dataverse table's logical name:
+// lower-case ASCII letters, digits and '_', starting with a letter.
+func IsLogicalName(s string) bool {
+	if len(s) == 0 || len(s) > 128 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// truncate shortens a value quoted in an error.
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
 }
 
 func int32Of(raw json.RawMessage) (int32, error) {

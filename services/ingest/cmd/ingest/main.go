@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"io"
+	"time"
 
 	"github.com/notatcompany/notatcompany/services/ingest"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
@@ -14,6 +15,10 @@ import (
 )
 
 func main() { lifecycle.Main("ingest", run) }
+
+// secretPollInterval is how often secret files are read again; the kubelet
+// itself takes up to a minute or so to update a mounted Secret.
+const secretPollInterval = 5 * time.Second
 
 // run is the composition root of ingest: it builds every concrete adapter
 // and hands the service only what it needs.
@@ -29,6 +34,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		svc := ingest.New(cfg, bus.NewPublisher(env.JS, cfg.PublishTimeout), env.Log, env.Registerer, ingest.WithAdmin(admin))
 		public, err := httpserver.Listen(cfg.HTTPAddr, svc.Routes())
-		return lifecycle.Parts{Public: []*httpserver.Server{public}}, err
+		rotate := func(ctx context.Context) error { return svc.WatchSecrets(ctx, secretPollInterval) }
+		return lifecycle.Parts{Public: []*httpserver.Server{public}, Workers: []func(context.Context) error{rotate}}, err
 	})
 }

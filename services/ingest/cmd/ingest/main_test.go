@@ -261,7 +261,7 @@ func TestRunComponent(t *testing.T) {
 		"NAC_PROFILE_SECRET":        profileSecret,
 		"NAC_LOG_LEVEL":             "warn",
 	}
-	args := []string{"-http-addr", httpAddr, "-ops-addr", opsAddr, "-max-body-bytes", "65536"}
+	args := []string{"-http-addr", httpAddr, "-ops-addr", opsAddr, "-dataverse-max-body-bytes", "65536"}
 	logs := &testkit.SyncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -356,7 +356,7 @@ func TestRunComponent(t *testing.T) {
 		wantMsgs(t, "NAC_CRM", 1)
 	})
 
-	t.Run("body over -max-body-bytes", func(t *testing.T) {
+	t.Run("body over -dataverse-max-body-bytes", func(t *testing.T) {
 		big := edit(t, otherOperation("0aaaaaaa-0000-4000-8000-000000000004"), func(doc map[string]any) {
 			doc["Padding"] = strings.Repeat("x", 65536)
 		})
@@ -402,7 +402,7 @@ func TestRunComponent(t *testing.T) {
 	})
 
 	t.Run("profile challenge", func(t *testing.T) {
-		r := send(t, http.MethodGet, profile+"?challengeCode=abc", "", nil, nil)
+		r := send(t, http.MethodGet, profile+"?challengeCode=8f3c2a1e-4b5d-4e6f-9a0b-1c2d3e4f5a6b", "", nil, nil)
 		if r.status != http.StatusOK {
 			t.Fatalf("status %d: %s", r.status, r.body)
 		}
@@ -416,10 +416,10 @@ func TestRunComponent(t *testing.T) {
 		if err := json.Unmarshal(r.body, &got); err != nil {
 			t.Fatal(err)
 		}
-		if got.ChallengeCode != "abc" {
+		if got.ChallengeCode != "8f3c2a1e-4b5d-4e6f-9a0b-1c2d3e4f5a6b" {
 			t.Errorf("challengeCode %q", got.ChallengeCode)
 		}
-		if want := hmacHex(profileSecret, []byte("abc")); got.ChallengeResponse != want {
+		if want := hmacHex(profileSecret, []byte("8f3c2a1e-4b5d-4e6f-9a0b-1c2d3e4f5a6b")); got.ChallengeResponse != want {
 			t.Errorf("challengeResponse %q, want %q", got.ChallengeResponse, want)
 		}
 	})
@@ -510,11 +510,11 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 		"NAC_DATAVERSE_WEBHOOK_KEY": "short",
 		"NAC_PROFILE_SECRET":        profileSecret,
 	}
-	err := run(context.Background(), []string{"-max-body-bytes", "1024"}, func(k string) string { return env[k] }, io.Discard)
+	err := run(context.Background(), []string{"-dataverse-max-body-bytes", "1024"}, func(k string) string { return env[k] }, io.Discard)
 	if err == nil {
 		t.Fatal("run accepted a short key and a tiny body limit")
 	}
-	for _, want := range []string{"NAC_DATAVERSE_WEBHOOK_KEY", "NAC_MAX_BODY_BYTES=1024"} {
+	for _, want := range []string{"NAC_DATAVERSE_WEBHOOK_KEY", "NAC_DATAVERSE_MAX_BODY_BYTES=1024"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %s", err, want)
 		}
