@@ -58,6 +58,7 @@ fuzz:
 	cd services/ingest && go test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./remotecontext/
 	cd services/ingest && go test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./profilefeed/
 	cd services/ingest && go test -run='^$$' -fuzz='^FuzzChallengeCode$$' -fuzztime=$(FUZZTIME) ./profilefeed/
+	cd services/shared && go test -run='^$$' -fuzz='^FuzzFlagWrite$$' -fuzztime=$(FUZZTIME) ./dataverse/
 
 ## tools: install the pinned code generators and linters into .bin/
 tools:

@@ -77,6 +77,8 @@ type Secrets struct {
 	ProfileSecret string `json:"profileSecret"`
 	ClientSecret  string `json:"clientSecret"`
 	AdminToken    string `json:"adminToken"`
+	// NATS are the embedded server's passwords.
+	NATS NATSPasswords `json:"nats"`
 }
 
 // Stack is a running devstack.
@@ -122,7 +124,9 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 
 	host, portStr, _ := net.SplitHostPort(cfg.NATSAddr)
 	port, _ := strconv.Atoi(portStr)
-	if s.ns, err = natsembed.Start(natsembed.Options{Host: host, Port: port, StoreDir: filepath.Join(cfg.DataDir, "jetstream")}); err != nil {
+	users := natsUsers(s.Secrets.NATS)
+	if s.ns, err = natsembed.Start(natsembed.Options{Host: host, Port: port, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
+		Configure: func(o *server.Options) { o.Users = users }}); err != nil {
 		return nil, err
 	}
 	cleanup = append(cleanup, func() { s.ns.Shutdown(); s.ns.WaitForShutdown() })
@@ -141,7 +145,6 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 	// Each service gets its configuration through its own parser, with the
 	// embedded parts filled in: the same code path as a real deployment.
 	fixed := map[string]string{
-		"NAC_NATS_URL":                s.NATSURL,
 		"NAC_DATAVERSE_WEBHOOK_KEY":   s.Secrets.WebhookKey,
 		"NAC_PROFILE_SECRET":          s.Secrets.ProfileSecret,
 		"NAC_ADMIN_TOKEN":             s.Secrets.AdminToken,
@@ -152,29 +155,36 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 		"NAC_LOG_FORMAT":              cfg.LogFormat,
 		"NAC_LOG_LEVEL":               cfg.LogLevel,
 	}
-	env := func(k string) string {
-		if v, ok := fixed[k]; ok {
-			return v
+	env := func(user, password string) func(string) string {
+		nats := natsEnv(s.NATSURL, user, password)
+		return func(k string) string {
+			if v, ok := nats[k]; ok {
+				return v
+			}
+			if v, ok := fixed[k]; ok {
+				return v
+			}
+			return getenv(k)
 		}
-		return getenv(k)
 	}
-	ingestCfg, err := ingest.ParseConfig(nil, env, stdout)
+	pw := s.Secrets.NATS
+	ingestCfg, err := ingest.ParseConfig(nil, env(NATSUserIngest, pw.Ingest), stdout)
 	if err != nil {
 		return nil, err
 	}
-	validatorCfg, err := validator.ParseConfig(nil, env, stdout)
+	validatorCfg, err := validator.ParseConfig(nil, env(NATSUserValidator, pw.Validator), stdout)
 	if err != nil {
 		return nil, err
 	}
-	writerCfg, err := writer.ParseConfig(nil, env, stdout)
+	writerCfg, err := writer.ParseConfig(nil, env(NATSUserWriter, pw.Writer), stdout)
 	if err != nil {
 		return nil, err
 	}
 
 	reg := ops.NewRegistry()
 	ready := &ops.Readiness{}
-	connect := func(name string) (*nats.Conn, jetstream.JetStream, error) {
-		nc, err := natsconn.Connect(s.NATSURL, "nac-"+name, log.With("service", name))
+	connect := func(name string, c conf.Common) (*nats.Conn, jetstream.JetStream, error) {
+		nc, err := natsconn.ConnectCommon(c, "nac-"+name, log.With("service", name))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -187,7 +197,7 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 		return prometheus.WrapRegistererWith(prometheus.Labels{"service": name}, reg)
 	}
 
-	ingestNC, ingestJS, err := connect("ingest")
+	ingestNC, ingestJS, err := connect("ingest", ingestCfg.Common)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +214,7 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 	ingestSvc := ingest.New(ingestCfg, bus.NewPublisher(ingestJS, ingestCfg.PublishTimeout), log.With("service", "ingest"),
 		labelled("ingest"), ingest.WithAdmin(adminReader))
 
-	validatorNC, validatorJS, err := connect("validator")
+	validatorNC, validatorJS, err := connect("validator", validatorCfg.Common)
 	if err != nil {
 		return nil, err
 	}
@@ -212,7 +222,7 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 	if err != nil {
 		return nil, err
 	}
-	writerNC, writerJS, err := connect("writer")
+	writerNC, writerJS, err := connect("writer", writerCfg.Common)
 	if err != nil {
 		return nil, err
 	}
@@ -259,14 +269,16 @@ notatcompany devstack is running
   public API             %[1]s   POST /webhooks/dataverse?code=<key>, POST /webhooks/profile, /admin/...
   ops                    %[2]s   /healthz /readyz /metrics
   Dataverse stand-in     %[3]s/api/data/v9.2
-  NATS JetStream         %[4]s
+  NATS JetStream         %[4]s   user %[9]s (each service has its own user)
   data                   %[5]s
 
   NAC_DATAVERSE_WEBHOOK_KEY=%[6]s
   NAC_PROFILE_SECRET=%[7]s
   NAC_ADMIN_TOKEN=%[8]s
+  nats context save nac-devstack --server %[4]s --user %[9]s --password %[10]s
 
-`, s.HTTPURL, s.OpsURL, s.StandinURL, s.NATSURL, s.dataDir, s.Secrets.WebhookKey, s.Secrets.ProfileSecret, s.Secrets.AdminToken)
+`, s.HTTPURL, s.OpsURL, s.StandinURL, s.NATSURL, s.dataDir, s.Secrets.WebhookKey, s.Secrets.ProfileSecret, s.Secrets.AdminToken,
+		NATSUserCLI, s.Secrets.NATS.CLI)
 }
 
 func (s *Stack) stopStandin() {
@@ -334,6 +346,10 @@ func loadSecrets(path string, getenv func(string) string) (Secrets, error) {
 		{&sec.ProfileSecret, "NAC_PROFILE_SECRET"},
 		{&sec.ClientSecret, ""},
 		{&sec.AdminToken, "NAC_ADMIN_TOKEN"},
+		{&sec.NATS.Ingest, ""},
+		{&sec.NATS.Validator, ""},
+		{&sec.NATS.Writer, ""},
+		{&sec.NATS.CLI, ""},
 	} {
 		if f.env != "" && getenv(f.env) != "" {
 			*f.dst = getenv(f.env)

@@ -4,7 +4,9 @@ import "time"
 
 // Common is the configuration every service shares.
 type Common struct {
-	NATSURL         string
+	NATSURL string
+	// NATSAuth is how the service proves itself to NATS.
+	NATSAuth        NATSAuth
 	OpsAddr         string
 	LogFormat       string
 	LogLevel        string
@@ -15,6 +17,7 @@ type Common struct {
 // Define adds the common settings to p, with opsAddr as the default ops address.
 func (c *Common) Define(p *Parser, opsAddr string) {
 	p.String(&c.NATSURL, "nats-url", "NAC_NATS_URL", "nats://127.0.0.1:4222", "NATS server URLs, comma-separated")
+	c.NATSAuth.Define(p)
 	p.String(&c.OpsAddr, "ops-addr", "NAC_OPS_ADDR", opsAddr, "address of /healthz, /readyz and /metrics")
 	p.String(&c.LogFormat, "log-format", "NAC_LOG_FORMAT", "json", "log format: json or text")
 	p.String(&c.LogLevel, "log-level", "NAC_LOG_LEVEL", "info", "log level: debug, info, warn or error")
@@ -25,6 +28,7 @@ func (c *Common) Define(p *Parser, opsAddr string) {
 // Validate records the problems of c in p.
 func (c *Common) Validate(p *Parser) {
 	p.Check(c.NATSURL != "", "NAC_NATS_URL: required")
+	c.NATSAuth.Validate(p, c.NATSURL)
 	p.Check(c.OpsAddr != "", "NAC_OPS_ADDR: required")
 	p.Check(c.LogFormat == "json" || c.LogFormat == "text", "NAC_LOG_FORMAT=%q: want json or text", c.LogFormat)
 	p.Check(c.StreamReplicas >= 1 && c.StreamReplicas <= 5, "NAC_STREAM_REPLICAS=%d: want 1-5", c.StreamReplicas)

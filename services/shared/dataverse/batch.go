@@ -20,8 +20,14 @@ const MaxBatch = 1000
 
 // EncodeBatch writes flag writes as a $batch body (multipart/mixed, one
 // application/http part per write, no change set, so that each part
-// succeeds or fails on its own) and returns its Content-Type.
+// succeeds or fails on its own) and returns its Content-Type. A write that
+// does not validate fails the whole encoding.
 func EncodeBatch(buf *bytes.Buffer, writes []FlagWrite) (string, error) {
+	for i, w := range writes {
+		if err := w.Validate(); err != nil {
+			return "", fmt.Errorf("write %d: %w", i+1, err)
+		}
+	}
 	mw := multipart.NewWriter(buf)
 	if err := mw.SetBoundary("batch_" + uuid.NewString()); err != nil {
 		return "", err
@@ -84,11 +90,35 @@ func DecodeBatchResponse(contentType string, body io.Reader, n int) ([]error, er
 
 // Batch sends writes in one $batch request with odata.continue-on-error. The
 // error is for the batch as a whole (nothing is known of its parts); the
-// slice holds each part's outcome in order.
+// slice holds each write's outcome in order. A write that does not validate
+// is left out of the request and its outcome is an ErrInvalidRequest; when
+// none validates, no request is made.
 func (c *Client) Batch(ctx context.Context, writes []FlagWrite) ([]error, error) {
 	if len(writes) == 0 || len(writes) > MaxBatch {
 		return nil, fmt.Errorf("batch of %d writes: want 1-%d", len(writes), MaxBatch)
 	}
+	results := make([]error, len(writes))
+	send := make([]FlagWrite, 0, len(writes))
+	sent := make([]int, 0, len(writes)) // index in writes of each part
+	for i, w := range writes {
+		if results[i] = w.Validate(); results[i] == nil {
+			send, sent = append(send, w), append(sent, i)
+		}
+	}
+	if len(send) == 0 {
+		return results, nil
+	}
+	parts, err := c.sendBatch(ctx, send)
+	if err != nil {
+		return nil, err
+	}
+	for j, r := range parts {
+		results[sent[j]] = r
+	}
+	return results, nil
+}
+
+func (c *Client) sendBatch(ctx context.Context, writes []FlagWrite) ([]error, error) {
 	var buf bytes.Buffer
 	ct, err := EncodeBatch(&buf, writes)
 	if err != nil {

@@ -114,6 +114,7 @@ type FlagWrite struct {
 	Tag string
 }
 
+// path is the write's request target; w must have passed Validate.
 func (w FlagWrite) path() string {
 	p := APIPath + "/contacts(" + w.ContactID + ")"
 	if w.Tag != "" {
@@ -137,8 +138,12 @@ func writeHeaders(h http.Header) {
 	h.Set("MSCRM.SuppressCallbackRegistrationExpanderJob", "true")
 }
 
-// PatchFlag writes one flag with its own request.
+// PatchFlag writes one flag with its own request. A write that does not
+// validate is an ErrInvalidRequest, and no request is made.
 func (c *Client) PatchFlag(ctx context.Context, w FlagWrite) error {
+	if err := w.Validate(); err != nil {
+		return err
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, c.base.String()+w.path(), bytes.NewReader(w.body()))
 	if err != nil {
 		return err
@@ -153,7 +158,20 @@ func (c *Client) PatchFlag(ctx context.Context, w FlagWrite) error {
 }
 
 // GetRow reads a row of entitySet ("contacts") with the selected columns.
+// An entity set, id or column that does not validate is an
+// ErrInvalidRequest, and no request is made.
 func (c *Client) GetRow(ctx context.Context, entitySet, id string, columns ...string) (map[string]any, error) {
+	if err := checkIdentifier("entity set", entitySet); err != nil {
+		return nil, err
+	}
+	if err := checkGUID("id", id); err != nil {
+		return nil, err
+	}
+	for _, col := range columns {
+		if err := checkIdentifier("column", col); err != nil {
+			return nil, err
+		}
+	}
 	u := c.base.String() + APIPath + "/" + entitySet + "(" + id + ")"
 	if len(columns) > 0 {
 		u += "?$select=" + url.QueryEscape(strings.Join(columns, ","))

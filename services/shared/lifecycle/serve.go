@@ -48,7 +48,7 @@ func Serve(ctx context.Context, name string, c conf.Common, stdout io.Writer, bu
 	}
 	log = log.With("service", name)
 	reg := ops.NewRegistry()
-	nc, err := natsconn.Connect(c.NATSURL, "nac-"+name, log)
+	nc, err := natsconn.ConnectCommon(c, "nac-"+name, log)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,9 @@ type Options struct {
 	Host     string // default 127.0.0.1
 	Port     int    // -1 picks a free port
 	StoreDir string // JetStream file store
+	// Configure, when set, adjusts the server's options before it starts:
+	// users and their permissions, a token, NKeys, operator mode, TLS.
+	Configure func(*server.Options)
 }
 
 // Start runs a server and waits until it accepts connections. Shutdown it
@@ -23,7 +26,7 @@ func Start(o Options) (*server.Server, error) {
 	if o.Host == "" {
 		o.Host = "127.0.0.1"
 	}
-	ns, err := server.NewServer(&server.Options{
+	so := &server.Options{
 		ServerName: "notatcompany-embedded",
 		Host:       o.Host,
 		Port:       o.Port,
@@ -31,7 +34,11 @@ func Start(o Options) (*server.Server, error) {
 		StoreDir:   o.StoreDir,
 		NoSigs:     true,
 		NoLog:      true,
-	})
+	}
+	if o.Configure != nil {
+		o.Configure(so)
+	}
+	ns, err := server.NewServer(so)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats-server: %w", err)
 	}
@@ -47,7 +54,14 @@ func Start(o Options) (*server.Server, error) {
 // temporary directory, stopped when the test ends.
 func ForTest(tb testing.TB) *server.Server {
 	tb.Helper()
-	ns, err := Start(Options{Port: -1, StoreDir: tb.TempDir()})
+	return ForTestWith(tb, nil)
+}
+
+// ForTestWith is ForTest with the server's options adjusted by configure
+// (authentication, TLS) before it starts.
+func ForTestWith(tb testing.TB, configure func(*server.Options)) *server.Server {
+	tb.Helper()
+	ns, err := Start(Options{Port: -1, StoreDir: tb.TempDir(), Configure: configure})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,0 +1,55 @@
+package dataverse
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+)
+
+// ErrInvalidRequest marks a request the client refused to build: a key that
+// is not a GUID, or a table or column name that is not an identifier. It is
+// permanent (retrying sends the same thing) and nothing was sent: a value
+// taken from a message must never reshape a URL or a $batch part.
+var ErrInvalidRequest = errors.New("dataverse: invalid request, not sent")
+
+var (
+	// guidRE is the only key form the client puts in a path: contacts(<id>).
+	guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	// identifierRE matches Dataverse logical and entity set names, which
+	// are lower case ("contacts", "nac_orgchangestatus",
+	// "_parentcustomerid_value").
+	identifierRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,127}$`)
+)
+
+func checkGUID(what, s string) error {
+	if !guidRE.MatchString(s) {
+		return fmt.Errorf("%w: %s %s is not a GUID", ErrInvalidRequest, what, quote(s))
+	}
+	return nil
+}
+
+func checkIdentifier(what, s string) error {
+	if !identifierRE.MatchString(s) {
+		return fmt.Errorf("%w: %s %s is not a lower-case identifier", ErrInvalidRequest, what, quote(s))
+	}
+	return nil
+}
+
+// quote shows a refused value safely in an error (and so in logs): escaped,
+// and cut short.
+func quote(s string) string {
+	const max = 64
+	if len(s) > max {
+		return strconv.Quote(s[:max]) + "…"
+	}
+	return strconv.Quote(s)
+}
+
+// Validate reports why w cannot be sent, wrapping ErrInvalidRequest.
+func (w FlagWrite) Validate() error {
+	if err := checkGUID("contact id", w.ContactID); err != nil {
+		return err
+	}
+	return checkIdentifier("column", w.Column)
+}
