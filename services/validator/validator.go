@@ -556,4 +556,3 @@ func position(p *decide.Position) *eventsv1.Position {
 	return &eventsv1.Position{CompanyId: p.CompanyID, CompanyName: p.CompanyName, Title: p.Title,
 		Start: ym(p.Start), End: ym(p.End), Current: p.Current}
 }
-
