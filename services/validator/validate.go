@@ -37,6 +37,21 @@ const maxOutsideID = 256
 // size is at most 5000).
 const maxWorkChunk = 5000
 
+// joinErrs joins the errors that are not nil on one line ("; "): a reason
+// travels in a dead letter's header.
+func joinErrs(errs ...error) error {
+	var msgs []string
+	for _, err := range errs {
+		if err != nil {
+			msgs = append(msgs, err.Error())
+		}
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
 func checkGUID(field, v string) error {
 	if !guidRE.MatchString(v) {
 		return fmt.Errorf("%s: want a lower-case GUID, got %d bytes", field, len(v))
@@ -105,7 +120,7 @@ func validateCRM(ch *eventsv1.CrmChange, subject string) error {
 	for _, ref := range ch.GetRelated() {
 		errs = append(errs, checkReference("related", ref))
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := joinErrs(errs...); err != nil {
 		return err
 	}
 	return checkSubject(subject, bus.CRMSubject(ch.GetOrganizationId(), ch.GetTable(), ch.GetRowId()))
@@ -136,14 +151,14 @@ func validateProfile(p *eventsv1.ProfileChange, subject string) error {
 			errs = append(errs, checkOutsideID("positions.company_id", id))
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := joinErrs(errs...); err != nil {
 		return err
 	}
 	return checkSubject(subject, bus.ProfileMemberSubject(p.GetMemberId()))
 }
 
 func validateErasure(e *eventsv1.MemberErased, subject string) error {
-	if err := errors.Join(checkEventID(e.GetEventId()), checkOutsideID("member_id", e.GetMemberId()),
+	if err := joinErrs(checkEventID(e.GetEventId()), checkOutsideID("member_id", e.GetMemberId()),
 		checkTime("observed_at", e.GetObservedAt(), true), checkTime("received_at", e.GetReceivedAt(), false)); err != nil {
 		return err
 	}
@@ -168,14 +183,14 @@ func validateCompany(c *eventsv1.CompanyChange, subject string) error {
 			break
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := joinErrs(errs...); err != nil {
 		return err
 	}
 	return checkSubject(subject, bus.ProfileCompanySubject(c.GetCompanyId()))
 }
 
 func validateSyncUser(c *eventsv1.SyncUserChange, subject string) error {
-	if err := errors.Join(checkEventID(c.GetEventId()), checkGUID("organization_id", c.GetOrganizationId()),
+	if err := joinErrs(checkEventID(c.GetEventId()), checkGUID("organization_id", c.GetOrganizationId()),
 		checkGUID("user_id", c.GetUserId()), checkTime("changed_at", c.GetChangedAt(), true)); err != nil {
 		return err
 	}
@@ -188,7 +203,7 @@ func validateSettings(c *eventsv1.OrgSettingsChange, subject string) error {
 	if t := c.GetConfidenceThreshold(); math.IsNaN(t) || t < 0 || t > 1 {
 		errs = append(errs, errors.New("confidence_threshold: want 0-1"))
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := joinErrs(errs...); err != nil {
 		return err
 	}
 	return checkSubject(subject, bus.AdminSettingsSubject(c.GetOrganizationId()))
@@ -205,7 +220,7 @@ func validateWork(r *eventsv1.EvaluateRequest, subject string) error {
 			break
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := joinErrs(errs...); err != nil {
 		return err
 	}
 	return checkSubject(subject, bus.WorkSubject(r.GetOrganizationId()))

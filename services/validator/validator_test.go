@@ -40,11 +40,13 @@ type fakeMsg struct {
 	subject   string
 	data      []byte
 	delivered uint64
-	seq       uint64 // stream sequence
+	seq       uint64    // stream sequence
+	arrived   time.Time // when JetStream stored it
 }
 
 func (m *fakeMsg) Metadata() (*jetstream.MsgMetadata, error) {
-	return &jetstream.MsgMetadata{NumDelivered: max(m.delivered, 1), Stream: "TEST", Sequence: jetstream.SequencePair{Stream: m.seq}}, nil
+	return &jetstream.MsgMetadata{NumDelivered: max(m.delivered, 1), Stream: "TEST", Sequence: jetstream.SequencePair{Stream: m.seq},
+		Timestamp: m.arrived}, nil
 }
 func (m *fakeMsg) Data() []byte                     { return m.data }
 func (m *fakeMsg) Headers() nats.Header             { return nil }
