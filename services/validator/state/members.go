@@ -223,7 +223,7 @@ func (s *Store) sweepMemberEdges(ctx context.Context, key string) error {
 	}
 	for _, k := range edges {
 		if _, err := s.index.Put(ctx, k, []byte{1}); err != nil {
-			return fmt.Errorf("index %s: %w", k, err)
+			return fmt.Errorf("index %s: %w", redact(k), err)
 		}
 	}
 	return nil

@@ -3,7 +3,9 @@ package state
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -83,7 +85,7 @@ func keysUnder(ctx context.Context, stream jetstream.Stream, bucket, prefix stri
 	base := "$KV." + bucket + "."
 	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(base+prefix+".>"))
 	if err != nil {
-		return nil, fmt.Errorf("list %s/%s: %w", bucket, prefix, err)
+		return nil, fmt.Errorf("list %s/%s: %w", bucket, redact(prefix), err)
 	}
 	out := make([]string, 0, len(info.State.Subjects))
 	for subj := range info.State.Subjects {
@@ -91,6 +93,15 @@ func keysUnder(ctx context.Context, stream jetstream.Stream, bucket, prefix stri
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// redact is how errors (which end up in logs) name an index key: its kind
+// and a short hash of the rest, which may be a name, an email hash or a
+// profile URL.
+func redact(key string) string {
+	kind, rest, _ := strings.Cut(key, ".")
+	sum := sha256.Sum256([]byte(rest))
+	return kind + ".h:" + hex.EncodeToString(sum[:6])
 }
 
 // casRetries bounds compare-and-set attempts under contention.
@@ -292,7 +303,7 @@ func (s *Store) reindex(ctx context.Context, before, after []string, current fun
 	for _, k := range before {
 		if !slices.Contains(after, k) {
 			if err := s.indexStream.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bus.BucketIndex+"."+k)); err != nil {
-				return fmt.Errorf("unindex %s: %w", k, err)
+				return fmt.Errorf("unindex %s: %w", redact(k), err)
 			}
 			removed = append(removed, k)
 		}
@@ -300,7 +311,7 @@ func (s *Store) reindex(ctx context.Context, before, after []string, current fun
 	for _, k := range after {
 		if !slices.Contains(before, k) {
 			if _, err := s.index.Put(ctx, k, []byte{1}); err != nil {
-				return fmt.Errorf("index %s: %w", k, err)
+				return fmt.Errorf("index %s: %w", redact(k), err)
 			}
 		}
 	}
@@ -314,7 +325,7 @@ func (s *Store) reindex(ctx context.Context, before, after []string, current fun
 	for _, k := range removed {
 		if slices.Contains(now, k) {
 			if _, err := s.index.Put(ctx, k, []byte{1}); err != nil {
-				return fmt.Errorf("index %s: %w", k, err)
+				return fmt.Errorf("index %s: %w", redact(k), err)
 			}
 		}
 	}

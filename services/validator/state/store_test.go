@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -493,5 +494,16 @@ func TestStoreCompanies(t *testing.T) {
 	want := map[string]decide.Company{"co.1": {ID: "co.1", Name: "Contoso", Domains: []string{"contoso.com"}}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Companies = %+v, want %+v", got, want)
+	}
+}
+
+func TestRedactKeepsOnlyTheKind(t *testing.T) {
+	key := memberNameKey("ada lovelace") + "." + MemberKey("ada@contoso.com")
+	got := redact(key)
+	if !strings.HasPrefix(got, "mname.h:") || strings.Contains(got, bus.Token("ada lovelace")) || strings.Contains(got, "ada") {
+		t.Errorf("redact(%s) = %s", key, got)
+	}
+	if redact(key) != got || redact(memberNameKey("grace hopper")) == got {
+		t.Error("redact is not a stable, distinguishing hash")
 	}
 }
