@@ -49,6 +49,7 @@ bench:
 fuzz:
 	cd services/ingest && go test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./remotecontext/
 	cd services/ingest && go test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./profilefeed/
+	cd services/validator && go test -run='^$$' -fuzz='^FuzzValidate$$' -fuzztime=$(FUZZTIME) .
 
 ## tools: install the pinned code generators into .bin/
 tools:
