@@ -59,6 +59,7 @@ fuzz:
 	cd services/ingest && go test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./profilefeed/
 	cd services/ingest && go test -run='^$$' -fuzz='^FuzzChallengeCode$$' -fuzztime=$(FUZZTIME) ./profilefeed/
 	cd services/shared && go test -run='^$$' -fuzz='^FuzzFlagWrite$$' -fuzztime=$(FUZZTIME) ./dataverse/
+	cd services/validator && go test -run='^$$' -fuzz='^FuzzValidate$$' -fuzztime=$(FUZZTIME) .
 
 ## tools: install the pinned code generators and linters into .bin/
 tools:

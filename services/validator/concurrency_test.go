@@ -89,8 +89,8 @@ func keys(m map[string]*eventsv1.Value) []string {
 
 var accountNames = []string{"Contoso Ltd", "Fabrikam", "Northwind Traders"}
 
-func scAccount(i int) string { return fmt.Sprintf("acc-%d", i) }
-func scContact(i int) string { return fmt.Sprintf("c%02d", i) }
+func scAccount(i int) string { return fmt.Sprintf("a0a0a0a0-0000-4000-8000-%012d", i) }
+func scContact(i int) string { return fmt.Sprintf("c1c1c1c1-0000-4000-8000-%012d", i) }
 func scMail(j int) string    { return fmt.Sprintf("member%d@mail.test", j) }
 
 // Profiles: where member j is, over time.
@@ -163,8 +163,8 @@ func buildScenario() *scenario {
 			s.profile((i/3)%10, []string{atFabrikam, backContoso}[i%2])
 		}
 	}
-	s.crm("opportunity", "opp-1", map[string]*eventsv1.Value{"ownerid": owner(syncUser), "parentcontactid": refV("contact", scContact(2)), "statecode": choiceV(0)})
-	s.crm("opportunity", "opp-2", map[string]*eventsv1.Value{"ownerid": owner(syncUser), "customerid": refV("contact", scContact(17)), "statecode": choiceV(0)})
+	s.crm("opportunity", "0bb0b0b0-0000-4000-8000-0000000000f1", map[string]*eventsv1.Value{"ownerid": owner(syncUser), "parentcontactid": refV("contact", scContact(2)), "statecode": choiceV(0)})
+	s.crm("opportunity", "0bb0b0b0-0000-4000-8000-0000000000f2", map[string]*eventsv1.Value{"ownerid": owner(syncUser), "customerid": refV("contact", scContact(17)), "statecode": choiceV(0)})
 	s.settings(0.8)
 	for j := range 10 {
 		s.profile(j, atFabrikam)
@@ -195,7 +195,7 @@ func buildScenario() *scenario {
 		}
 	}
 	// Later: people leave again, things move back.
-	s.crm("opportunity", "opp-1", map[string]*eventsv1.Value{"parentcontactid": refV("contact", scContact(14))})
+	s.crm("opportunity", "0bb0b0b0-0000-4000-8000-0000000000f1", map[string]*eventsv1.Value{"parentcontactid": refV("contact", scContact(14))})
 	s.crm("contact", scContact(5), map[string]*eventsv1.Value{"parentcustomerid": refV("account", scAccount(2))})
 	s.crm("contact", scContact(7), map[string]*eventsv1.Value{"emailaddress1": strV(scMail(7))})
 	s.crm("account", scAccount(2), map[string]*eventsv1.Value{"name": strV("Northwind Traders")})

@@ -116,6 +116,16 @@ func (e *env) wantDecision(contact string, value eventsv1.Flag, reason, cause st
 	}
 }
 
+// opened is the decision's evidence with the member's part opened.
+func (e *env) opened(d *eventsv1.Decision) *eventsv1.Evidence {
+	e.t.Helper()
+	ev, err := e.svc.OpenEvidence(e.ctx, d)
+	if err != nil {
+		e.t.Fatalf("open the evidence of decision %s: %v", d.GetDecisionId(), err)
+	}
+	return ev
+}
+
 func (e *env) wantNoDecision(contact string) {
 	e.t.Helper()
 	if d := e.decisionOf(contact); d != nil {

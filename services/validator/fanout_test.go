@@ -21,10 +21,10 @@ func TestLargeFanoutGoesToWorkQueue(t *testing.T) {
 	const small = "a1b2c3d4-0000-4000-8000-000000000005"
 	var many, few []string
 	for i := range 11 {
-		many = append(many, fmt.Sprintf("c%02d", i))
+		many = append(many, fmt.Sprintf("c1c1c1c1-0000-4000-8000-%012d", i))
 	}
 	for i := range 5 {
-		few = append(few, fmt.Sprintf("s%02d", i))
+		few = append(few, fmt.Sprintf("c2c2c2c2-0000-4000-8000-%012d", i))
 	}
 	for _, c := range many {
 		e.mustCRM(person(c, accountID, otherUser, 2))

@@ -58,17 +58,14 @@ func Open(ctx context.Context, cfg Config, js jetstream.JetStream, log *slog.Log
 	if err != nil {
 		return nil, fmt.Errorf("bind stream %s: %w", bus.StreamProfile, err)
 	}
+	dead, err := js.Stream(ctx, bus.StreamDeadLetter)
+	if err != nil {
+		return nil, fmt.Errorf("bind stream %s: %w", bus.StreamDeadLetter, err)
+	}
 	decisions, err := js.Stream(ctx, bus.StreamDecisions)
 	if err != nil {
 		return nil, fmt.Errorf("bind stream %s: %w", bus.StreamDecisions, err)
 	}
-	return New(cfg, store, profileStream{profiles}, streamDecisions{js: js, stream: decisions},
+	return New(cfg, store, profileStream{profiles: profiles, dead: dead}, streamDecisions{js: js, stream: decisions},
 		bus.NewPublisher(js, 5*time.Second), log, reg), nil
-}
-
-// profileStream is the NAC_PROFILE stream as ProfileEvents.
-type profileStream struct{ stream jetstream.Stream }
-
-func (p profileStream) PurgeMember(ctx context.Context, memberID string, beforeSeq uint64) error {
-	return p.stream.Purge(ctx, jetstream.WithPurgeSubject(bus.ProfileMemberSubject(memberID)), jetstream.WithPurgeSequence(beforeSeq))
 }

@@ -26,7 +26,7 @@ func opportunity(id, ownerID string, version int, cols map[string]*eventsv1.Valu
 // into scope. An in-scope contact whose member left is flagged; an
 // out-of-scope one gets no flag.
 func TestScopeRules(t *testing.T) {
-	const c = "c-scope"
+	const c = "7d8c4a0e-0000-4000-8000-0000000000cc"
 	for _, tc := range []struct {
 		name                       string
 		contactOwner, accountOwner string
@@ -94,18 +94,18 @@ func scopeFixture(t *testing.T) *env {
 	e := newEnv(t)
 	e.mustCRM(company(accountID, syncUser, 1))
 	e.mustCRM(company(otherAccount, otherUser, 1))
-	e.mustCRM(person("c1", otherAccount, syncUser, 2))
-	e.mustCRM(person("c2", accountID, otherUser, 2))
-	e.mustCRM(person("c3", otherAccount, otherUser, 2))
-	e.mustCRM(person("c4", otherAccount, otherUser, 2))
-	e.mustCRM(opportunity(oppID, syncUser, 3, map[string]*eventsv1.Value{"customerid": refV("contact", "c3")}))
-	for _, c := range []string{"c1", "c2", "c3", "c4"} {
+	e.mustCRM(person("7d8c4a0e-0000-4000-8000-0000000000c1", otherAccount, syncUser, 2))
+	e.mustCRM(person("7d8c4a0e-0000-4000-8000-0000000000c2", accountID, otherUser, 2))
+	e.mustCRM(person("7d8c4a0e-0000-4000-8000-0000000000c3", otherAccount, otherUser, 2))
+	e.mustCRM(person("7d8c4a0e-0000-4000-8000-0000000000c4", otherAccount, otherUser, 2))
+	e.mustCRM(opportunity(oppID, syncUser, 3, map[string]*eventsv1.Value{"customerid": refV("contact", "7d8c4a0e-0000-4000-8000-0000000000c3")}))
+	for _, c := range []string{"7d8c4a0e-0000-4000-8000-0000000000c1", "7d8c4a0e-0000-4000-8000-0000000000c2", "7d8c4a0e-0000-4000-8000-0000000000c3", "7d8c4a0e-0000-4000-8000-0000000000c4"} {
 		e.mustProfile(profileFor(c, 10))
 	}
-	for _, c := range []string{"c1", "c2", "c3"} {
+	for _, c := range []string{"7d8c4a0e-0000-4000-8000-0000000000c1", "7d8c4a0e-0000-4000-8000-0000000000c2", "7d8c4a0e-0000-4000-8000-0000000000c3"} {
 		e.wantDecision(c, eventsv1.Flag_FLAG_NOT_AT_COMPANY, decide.ReasonLeft, "")
 	}
-	e.wantNoDecision("c4")
+	e.wantNoDecision("7d8c4a0e-0000-4000-8000-0000000000c4")
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -119,13 +119,13 @@ func TestScopeSyncUserDisabledInDynamics(t *testing.T) {
 	if got := e.evaluations("crm_systemuser"); got != 3 {
 		t.Errorf("evaluations{crm_systemuser} = %v, want 3 (c1, c2, c3)", got)
 	}
-	for _, c := range []string{"c1", "c2", "c3"} {
+	for _, c := range []string{"7d8c4a0e-0000-4000-8000-0000000000c1", "7d8c4a0e-0000-4000-8000-0000000000c2", "7d8c4a0e-0000-4000-8000-0000000000c3"} {
 		e.wantDecision(c, eventsv1.Flag_FLAG_NO_FEEDBACK, decide.ReasonOutOfScope, disable.GetEventId())
 		if d := e.decisionOf(c); d.GetPrevious() != eventsv1.Flag_FLAG_NOT_AT_COMPANY {
 			t.Errorf("%s: previous = %v, want NOT_AT_COMPANY", c, d.GetPrevious())
 		}
 	}
-	e.wantNoDecision("c4")
+	e.wantNoDecision("7d8c4a0e-0000-4000-8000-0000000000c4")
 	if n := e.published(bus.StreamDecisions); n != 6 {
 		t.Errorf("%d decisions in all, want 6", n)
 	}
@@ -142,10 +142,10 @@ func TestScopeSyncUserDisabledInDynamics(t *testing.T) {
 	// Enabled again: back in scope, flagged again.
 	enable := crmRow("systemuser", syncUser, 30, map[string]*eventsv1.Value{"isdisabled": boolV(false)})
 	e.mustCRM(enable)
-	for _, c := range []string{"c1", "c2", "c3"} {
+	for _, c := range []string{"7d8c4a0e-0000-4000-8000-0000000000c1", "7d8c4a0e-0000-4000-8000-0000000000c2", "7d8c4a0e-0000-4000-8000-0000000000c3"} {
 		e.wantDecision(c, eventsv1.Flag_FLAG_NOT_AT_COMPANY, decide.ReasonLeft, enable.GetEventId())
 	}
-	e.wantNoDecision("c4")
+	e.wantNoDecision("7d8c4a0e-0000-4000-8000-0000000000c4")
 }
 
 func TestScopeSyncUserRemovedByAdmin(t *testing.T) {
@@ -154,10 +154,10 @@ func TestScopeSyncUserRemovedByAdmin(t *testing.T) {
 	if got := e.evaluations("sync_user"); got != 3 {
 		t.Errorf("evaluations{sync_user} = %v, want 3 (c1, c2, c3)", got)
 	}
-	for _, c := range []string{"c1", "c2", "c3"} {
+	for _, c := range []string{"7d8c4a0e-0000-4000-8000-0000000000c1", "7d8c4a0e-0000-4000-8000-0000000000c2", "7d8c4a0e-0000-4000-8000-0000000000c3"} {
 		e.wantDecision(c, eventsv1.Flag_FLAG_NO_FEEDBACK, decide.ReasonOutOfScope, "su-"+syncUser+"-false-20")
 	}
-	e.wantNoDecision("c4")
+	e.wantNoDecision("7d8c4a0e-0000-4000-8000-0000000000c4")
 	decisions := e.published(bus.StreamDecisions)
 
 	// An older admin change (enabling it) arriving after the newer one
@@ -175,46 +175,46 @@ func TestScopeSyncUserRemovedByAdmin(t *testing.T) {
 	if n := e.published(bus.StreamDecisions); n != decisions {
 		t.Errorf("an older sync user change published %d decisions", n-decisions)
 	}
-	for _, c := range []string{"c1", "c2", "c3"} {
+	for _, c := range []string{"7d8c4a0e-0000-4000-8000-0000000000c1", "7d8c4a0e-0000-4000-8000-0000000000c2", "7d8c4a0e-0000-4000-8000-0000000000c3"} {
 		e.wantDecision(c, eventsv1.Flag_FLAG_NO_FEEDBACK, decide.ReasonOutOfScope, "")
 	}
 
 	// A newer one enables it again.
 	e.syncUserChange(syncUser, true, 30)
-	for _, c := range []string{"c1", "c2", "c3"} {
+	for _, c := range []string{"7d8c4a0e-0000-4000-8000-0000000000c1", "7d8c4a0e-0000-4000-8000-0000000000c2", "7d8c4a0e-0000-4000-8000-0000000000c3"} {
 		e.wantDecision(c, eventsv1.Flag_FLAG_NOT_AT_COMPANY, decide.ReasonLeft, "su-"+syncUser+"-true-30")
 	}
-	e.wantNoDecision("c4")
+	e.wantNoDecision("7d8c4a0e-0000-4000-8000-0000000000c4")
 }
 
 func TestScopeMovesWithOpportunity(t *testing.T) {
 	e := newEnv(t)
 	e.mustCRM(company(otherAccount, otherUser, 1))
-	e.mustCRM(person("c1", otherAccount, otherUser, 2))
-	e.mustCRM(person("c2", otherAccount, otherUser, 2))
-	e.mustCRM(opportunity(oppID, syncUser, 3, map[string]*eventsv1.Value{"parentcontactid": refV("contact", "c1")}))
-	e.mustProfile(profileFor("c1", 10))
-	e.mustProfile(profileFor("c2", 10))
-	e.wantDecision("c1", eventsv1.Flag_FLAG_NOT_AT_COMPANY, decide.ReasonLeft, "")
-	e.wantNoDecision("c2")
+	e.mustCRM(person("7d8c4a0e-0000-4000-8000-0000000000c1", otherAccount, otherUser, 2))
+	e.mustCRM(person("7d8c4a0e-0000-4000-8000-0000000000c2", otherAccount, otherUser, 2))
+	e.mustCRM(opportunity(oppID, syncUser, 3, map[string]*eventsv1.Value{"parentcontactid": refV("contact", "7d8c4a0e-0000-4000-8000-0000000000c1")}))
+	e.mustProfile(profileFor("7d8c4a0e-0000-4000-8000-0000000000c1", 10))
+	e.mustProfile(profileFor("7d8c4a0e-0000-4000-8000-0000000000c2", 10))
+	e.wantDecision("7d8c4a0e-0000-4000-8000-0000000000c1", eventsv1.Flag_FLAG_NOT_AT_COMPANY, decide.ReasonLeft, "")
+	e.wantNoDecision("7d8c4a0e-0000-4000-8000-0000000000c2")
 
 	before := e.evaluations("crm_opportunity")
-	move := opportunity(oppID, syncUser, 20, map[string]*eventsv1.Value{"parentcontactid": refV("contact", "c2")})
+	move := opportunity(oppID, syncUser, 20, map[string]*eventsv1.Value{"parentcontactid": refV("contact", "7d8c4a0e-0000-4000-8000-0000000000c2")})
 	e.mustCRM(move)
 	if got := e.evaluations("crm_opportunity") - before; got != 2 {
 		t.Errorf("moving the opportunity evaluated %v contacts, want 2 (the old and the new)", got)
 	}
-	e.wantDecision("c1", eventsv1.Flag_FLAG_NO_FEEDBACK, decide.ReasonOutOfScope, move.GetEventId())
-	e.wantDecision("c2", eventsv1.Flag_FLAG_NOT_AT_COMPANY, decide.ReasonLeft, move.GetEventId())
-	if opps, err := e.svc.store.OpportunitiesOfContact(e.ctx, org, "c1"); err != nil || len(opps) != 0 {
+	e.wantDecision("7d8c4a0e-0000-4000-8000-0000000000c1", eventsv1.Flag_FLAG_NO_FEEDBACK, decide.ReasonOutOfScope, move.GetEventId())
+	e.wantDecision("7d8c4a0e-0000-4000-8000-0000000000c2", eventsv1.Flag_FLAG_NOT_AT_COMPANY, decide.ReasonLeft, move.GetEventId())
+	if opps, err := e.svc.store.OpportunitiesOfContact(e.ctx, org, "7d8c4a0e-0000-4000-8000-0000000000c1"); err != nil || len(opps) != 0 {
 		t.Errorf("OpportunitiesOfContact(c1) = %v, %v; want none", opps, err)
 	}
 
 	// The opportunity's customer becomes c1 as well: both in scope.
-	both := opportunity(oppID, syncUser, 30, map[string]*eventsv1.Value{"customerid": refV("contact", "c1")})
+	both := opportunity(oppID, syncUser, 30, map[string]*eventsv1.Value{"customerid": refV("contact", "7d8c4a0e-0000-4000-8000-0000000000c1")})
 	e.mustCRM(both)
-	e.wantDecision("c1", eventsv1.Flag_FLAG_NOT_AT_COMPANY, decide.ReasonLeft, both.GetEventId())
-	e.wantDecision("c2", eventsv1.Flag_FLAG_NOT_AT_COMPANY, decide.ReasonLeft, move.GetEventId())
+	e.wantDecision("7d8c4a0e-0000-4000-8000-0000000000c1", eventsv1.Flag_FLAG_NOT_AT_COMPANY, decide.ReasonLeft, both.GetEventId())
+	e.wantDecision("7d8c4a0e-0000-4000-8000-0000000000c2", eventsv1.Flag_FLAG_NOT_AT_COMPANY, decide.ReasonLeft, move.GetEventId())
 }
 
 // A sync user change evaluates exactly the contacts whose scope depends on
@@ -225,18 +225,18 @@ func TestSyncUserFanout(t *testing.T) {
 	const user = "5e5e5e5e-0000-4000-8000-000000000002" // not a sync user yet
 	e.mustCRM(company(accountID, user, 1))
 	e.mustCRM(company(otherAccount, otherUser, 1))
-	e.mustCRM(person("c1", otherAccount, user, 2))      // owned directly
-	e.mustCRM(person("c2", accountID, user, 2))         // owned directly and through its account
-	e.mustCRM(person("c3", accountID, otherUser, 2))    // through its account
-	e.mustCRM(person("c4", otherAccount, otherUser, 2)) // through two opportunities
-	e.mustCRM(person("c5", otherAccount, otherUser, 2)) // through an opportunity's customer
-	e.mustCRM(person("c6", otherAccount, otherUser, 2)) // another user's opportunity
-	e.mustCRM(person("c7", otherAccount, otherUser, 2)) // nothing
-	e.mustCRM(opportunity(oppID, user, 3, map[string]*eventsv1.Value{"parentcontactid": refV("contact", "c4")}))
+	e.mustCRM(person("7d8c4a0e-0000-4000-8000-0000000000c1", otherAccount, user, 2))      // owned directly
+	e.mustCRM(person("7d8c4a0e-0000-4000-8000-0000000000c2", accountID, user, 2))         // owned directly and through its account
+	e.mustCRM(person("7d8c4a0e-0000-4000-8000-0000000000c3", accountID, otherUser, 2))    // through its account
+	e.mustCRM(person("7d8c4a0e-0000-4000-8000-0000000000c4", otherAccount, otherUser, 2)) // through two opportunities
+	e.mustCRM(person("7d8c4a0e-0000-4000-8000-0000000000c5", otherAccount, otherUser, 2)) // through an opportunity's customer
+	e.mustCRM(person("7d8c4a0e-0000-4000-8000-0000000000c6", otherAccount, otherUser, 2)) // another user's opportunity
+	e.mustCRM(person("7d8c4a0e-0000-4000-8000-0000000000c7", otherAccount, otherUser, 2)) // nothing
+	e.mustCRM(opportunity(oppID, user, 3, map[string]*eventsv1.Value{"parentcontactid": refV("contact", "7d8c4a0e-0000-4000-8000-0000000000c4")}))
 	e.mustCRM(opportunity(otherOppID, user, 3, map[string]*eventsv1.Value{
-		"parentcontactid": refV("contact", "c4"), "customerid": refV("contact", "c5")}))
-	e.mustCRM(opportunity("0bb0b0b0-0000-4000-8000-000000000003", otherUser, 3, map[string]*eventsv1.Value{"parentcontactid": refV("contact", "c6")}))
-	all := []string{"c1", "c2", "c3", "c4", "c5", "c6", "c7"}
+		"parentcontactid": refV("contact", "7d8c4a0e-0000-4000-8000-0000000000c4"), "customerid": refV("contact", "7d8c4a0e-0000-4000-8000-0000000000c5")}))
+	e.mustCRM(opportunity("0bb0b0b0-0000-4000-8000-000000000003", otherUser, 3, map[string]*eventsv1.Value{"parentcontactid": refV("contact", "7d8c4a0e-0000-4000-8000-0000000000c6")}))
+	all := []string{"7d8c4a0e-0000-4000-8000-0000000000c1", "7d8c4a0e-0000-4000-8000-0000000000c2", "7d8c4a0e-0000-4000-8000-0000000000c3", "7d8c4a0e-0000-4000-8000-0000000000c4", "7d8c4a0e-0000-4000-8000-0000000000c5", "7d8c4a0e-0000-4000-8000-0000000000c6", "7d8c4a0e-0000-4000-8000-0000000000c7"}
 	for _, c := range all {
 		e.mustProfile(profileFor(c, 10))
 	}
@@ -252,8 +252,8 @@ func TestSyncUserFanout(t *testing.T) {
 	for _, c := range owned {
 		e.wantDecision(c, eventsv1.Flag_FLAG_NOT_AT_COMPANY, decide.ReasonLeft, "su-"+user+"-true-5")
 	}
-	e.wantNoDecision("c6")
-	e.wantNoDecision("c7")
+	e.wantNoDecision("7d8c4a0e-0000-4000-8000-0000000000c6")
+	e.wantNoDecision("7d8c4a0e-0000-4000-8000-0000000000c7")
 
 	// The user's systemuser row appears, not disabled; then changes in a
 	// column the validator does not keep. Neither evaluates anyone.
@@ -288,7 +288,7 @@ func TestSyncUserFanout(t *testing.T) {
 	if n := e.published(bus.StreamDecisions); n != decisions {
 		t.Errorf("%d decisions for contacts already out of scope", n-decisions)
 	}
-	for _, c := range []string{"c6", "c7"} {
+	for _, c := range []string{"7d8c4a0e-0000-4000-8000-0000000000c6", "7d8c4a0e-0000-4000-8000-0000000000c7"} {
 		e.wantNoDecision(c)
 	}
 	if refs, err := e.svc.ownedContacts(e.ctx, org, user); err != nil || len(refs) < 5 {
@@ -322,8 +322,8 @@ func TestRedeliveredSystemUserChangeIsEvaluated(t *testing.T) {
 	if err := e.svc.HandleCRM(e.ctx, msg); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []string{"c1", "c2", "c3"} {
+	for _, c := range []string{"7d8c4a0e-0000-4000-8000-0000000000c1", "7d8c4a0e-0000-4000-8000-0000000000c2", "7d8c4a0e-0000-4000-8000-0000000000c3"} {
 		e.wantDecision(c, eventsv1.Flag_FLAG_NO_FEEDBACK, decide.ReasonOutOfScope, "")
 	}
-	e.wantNoDecision("c4")
+	e.wantNoDecision("7d8c4a0e-0000-4000-8000-0000000000c4")
 }

@@ -120,8 +120,8 @@ func TestReflagAfterIgnore(t *testing.T) {
 				return
 			}
 			e.wantDecision(contactID, eventsv1.Flag_FLAG_NOT_AT_COMPANY, decide.ReasonLeft, "feed-3")
-			if d := e.decisionOf(contactID); d.GetEvidence().GetCurrentPosition().GetCompanyName() != "Northwind" || d.GetPrevious() != eventsv1.Flag_FLAG_IGNORE {
-				t.Errorf("re-flag evidence %v, previous %v; want Northwind, previous IGNORE", d.GetEvidence().GetCurrentPosition(), d.GetPrevious())
+			if d := e.decisionOf(contactID); e.opened(d).GetCurrentPosition().GetCompanyName() != "Northwind" || d.GetPrevious() != eventsv1.Flag_FLAG_IGNORE {
+				t.Errorf("re-flag evidence %v, previous %v; want Northwind, previous IGNORE", e.opened(d).GetCurrentPosition(), d.GetPrevious())
 			}
 			decisions = e.published(bus.StreamDecisions)
 

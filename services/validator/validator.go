@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
@@ -29,13 +28,6 @@ import (
 // Publisher stores a protobuf message in JetStream; nil means stored.
 type Publisher interface {
 	PublishProto(ctx context.Context, subject, msgID string, m proto.Message) error
-}
-
-// ProfileEvents holds the profile events as received; an erasure removes
-// a member's from it.
-type ProfileEvents interface {
-	// PurgeMember removes the member's profile events stored before seq.
-	PurgeMember(ctx context.Context, memberID string, beforeSeq uint64) error
 }
 
 // Decisions is the decision stream: it keeps the latest decision per
@@ -98,6 +90,12 @@ func (s *Service) HandleCRM(ctx context.Context, msg jetstream.Msg) error {
 		s.metrics.events.WithLabelValues("crm_other", "not_used").Inc()
 		return nil
 	}
+	if err := validateCRM(&ch, msg.Subject()); err != nil {
+		return invalid("CrmChange", err)
+	}
+	// The fold bounds a change's version by when it was received: by
+	// JetStream's clock, not a claim of the sender's.
+	ch.ReceivedAt = notAfterArrival(ch.GetReceivedAt(), arrival(msg, ch.GetReceivedAt()))
 	if ch.GetReadBackRequired() {
 		// Kept aside, not dropped, until reading rows back is supported.
 		return bus.Permanent(errors.New("change needs a read-back from the Web API, which this version does not do"))
@@ -176,71 +174,6 @@ func (s *Service) ownedContacts(ctx context.Context, org, user string) ([]state.
 	return out, nil
 }
 
-// HandleProfile applies one profile source event and re-evaluates the
-// contacts it affects.
-func (s *Service) HandleProfile(ctx context.Context, msg jetstream.Msg) error {
-	subject := msg.Subject()
-	switch {
-	case strings.HasPrefix(subject, "nac.profile.member."):
-		var p eventsv1.ProfileChange
-		if err := proto.Unmarshal(msg.Data(), &p); err != nil {
-			return bus.Permanent(fmt.Errorf("decode ProfileChange: %w", err))
-		}
-		before, after, changed, err := s.store.ApplyProfile(ctx, &p)
-		if err != nil {
-			return fmt.Errorf("apply profile %s: %w", p.GetMemberId(), err)
-		}
-		return s.afterMember(ctx, "profile", before, after, s.counted("profile", changed, msg), p.GetEventId(), redelivered(msg))
-	case strings.HasPrefix(subject, "nac.profile.erasure."):
-		var e eventsv1.MemberErased
-		if err := proto.Unmarshal(msg.Data(), &e); err != nil {
-			return bus.Permanent(fmt.Errorf("decode MemberErased: %w", err))
-		}
-		before, erased, err := s.store.EraseMember(ctx, &e)
-		if err != nil {
-			return fmt.Errorf("erase member: %w", err)
-		}
-		if err := s.eraseEverywhere(ctx, &e, msg); err != nil {
-			return err
-		}
-		return s.afterMember(ctx, "erasure", before, nil, s.counted("erasure", erased, msg), e.GetEventId(), redelivered(msg))
-	case strings.HasPrefix(subject, "nac.profile.company."):
-		var c eventsv1.CompanyChange
-		if err := proto.Unmarshal(msg.Data(), &c); err != nil {
-			return bus.Permanent(fmt.Errorf("decode CompanyChange: %w", err))
-		}
-		before, after, changed, err := s.store.ApplyCompany(ctx, &c)
-		if err != nil {
-			return fmt.Errorf("apply company %s: %w", c.GetCompanyId(), err)
-		}
-		if !s.counted("company", changed, msg) {
-			return nil
-		}
-		var accounts []state.ContactRef
-		for _, rec := range []*state.CompanyRecord{before, after} {
-			if rec == nil {
-				continue
-			}
-			refs, err := s.store.AccountsByCompany(ctx, rec.Name, rec.Domains)
-			if err != nil {
-				return err
-			}
-			accounts = append(accounts, refs...)
-		}
-		var affected []state.ContactRef
-		for _, a := range uniq(accounts) {
-			refs, err := s.store.ContactsOfAccount(ctx, a.Org, a.ID)
-			if err != nil {
-				return err
-			}
-			affected = append(affected, refs...)
-		}
-		return s.evaluateAll(ctx, "company", affected, c.GetEventId(), redelivered(msg))
-	default:
-		return bus.Permanent(fmt.Errorf("unknown profile subject %q", subject))
-	}
-}
-
 // HandleAdmin applies a sync user or settings change from the admin API.
 func (s *Service) HandleAdmin(ctx context.Context, msg jetstream.Msg) error {
 	subject := msg.Subject()
@@ -250,6 +183,10 @@ func (s *Service) HandleAdmin(ctx context.Context, msg jetstream.Msg) error {
 		if err := proto.Unmarshal(msg.Data(), &c); err != nil {
 			return bus.Permanent(fmt.Errorf("decode SyncUserChange: %w", err))
 		}
+		if err := validateSyncUser(&c, subject); err != nil {
+			return invalid("SyncUserChange", err)
+		}
+		clampTime(&c.ChangedAt, arrival(msg, nil))
 		changed, err := s.store.ApplySyncUser(ctx, &c)
 		if err != nil {
 			return fmt.Errorf("apply sync user: %w", err)
@@ -267,6 +204,10 @@ func (s *Service) HandleAdmin(ctx context.Context, msg jetstream.Msg) error {
 		if err := proto.Unmarshal(msg.Data(), &c); err != nil {
 			return bus.Permanent(fmt.Errorf("decode OrgSettingsChange: %w", err))
 		}
+		if err := validateSettings(&c, subject); err != nil {
+			return invalid("OrgSettingsChange", err)
+		}
+		clampTime(&c.ChangedAt, arrival(msg, nil))
 		before, changed, err := s.store.ApplySettings(ctx, &c)
 		if err != nil {
 			return fmt.Errorf("apply settings: %w", err)
@@ -285,7 +226,7 @@ func (s *Service) HandleAdmin(ctx context.Context, msg jetstream.Msg) error {
 		}
 		return s.evaluateAll(ctx, "settings", affected, c.GetEventId(), redelivered(msg))
 	default:
-		return bus.Permanent(fmt.Errorf("unknown admin subject %q", subject))
+		return bus.Permanent(errors.New("unknown admin subject"))
 	}
 }
 
@@ -294,6 +235,9 @@ func (s *Service) HandleWork(ctx context.Context, msg jetstream.Msg) error {
 	var req eventsv1.EvaluateRequest
 	if err := proto.Unmarshal(msg.Data(), &req); err != nil {
 		return bus.Permanent(fmt.Errorf("decode EvaluateRequest: %w", err))
+	}
+	if err := validateWork(&req, msg.Subject()); err != nil {
+		return invalid("EvaluateRequest", err)
 	}
 	refs := make([]state.ContactRef, 0, len(req.GetContactIds()))
 	for _, id := range req.GetContactIds() {
@@ -325,40 +269,6 @@ func (s *Service) counted(kind string, changed bool, msg jetstream.Msg) bool {
 func redelivered(msg jetstream.Msg) bool {
 	meta, err := msg.Metadata()
 	return err == nil && meta.NumDelivered > 1
-}
-
-// eraseEverywhere removes the member's raw profile events (those stored
-// before the erasure; a newer observation is a new start) and records the
-// erasure in the audit trail. Both are idempotent, so a redelivery is safe.
-func (s *Service) eraseEverywhere(ctx context.Context, e *eventsv1.MemberErased, msg jetstream.Msg) error {
-	meta, err := msg.Metadata()
-	if err != nil {
-		return fmt.Errorf("erasure metadata: %w", err)
-	}
-	if err := s.events.PurgeMember(ctx, e.GetMemberId(), meta.Sequence.Stream); err != nil {
-		return fmt.Errorf("purge profile events of the erased member: %w", err)
-	}
-	return s.pub.PublishProto(ctx, bus.AuditSubject("erasure", "all"), "audit.erasure."+e.GetEventId(), e)
-}
-
-// afterMember re-evaluates the contacts that could match the member as it
-// was or as it is now.
-func (s *Service) afterMember(ctx context.Context, kind string, before, after *state.MemberRecord, evaluate bool, cause string, redelivered bool) error {
-	if !evaluate {
-		return nil
-	}
-	var affected []state.ContactRef
-	for _, m := range []*state.MemberRecord{before, after} {
-		if m == nil {
-			continue
-		}
-		refs, err := s.store.ContactsMatchable(ctx, m)
-		if err != nil {
-			return err
-		}
-		affected = append(affected, refs...)
-	}
-	return s.evaluateAll(ctx, kind, affected, cause, redelivered)
 }
 
 func uniq[T comparable](items []T) []T {
@@ -466,6 +376,9 @@ func (s *Service) evaluate(ctx context.Context, kind string, ref state.ContactRe
 			s.metrics.corrections.Inc()
 		}
 		d := s.decision(ref, res, last, in.Contact.Flag, seq, cause)
+		if err := s.seal(ctx, ref.Org, ref.ID, d.Evidence); err != nil {
+			return err
+		}
 		meta := DecisionMeta{Digest: res.Digest(), Underlying: res.Underlying, FlagSeen: row.Cols[s.cfg.FlagColumn].At}
 		err = s.decisions.Publish(ctx, d, meta, seq)
 		if errors.Is(err, ErrConflict) {
@@ -642,60 +555,4 @@ func position(p *decide.Position) *eventsv1.Position {
 	}
 	return &eventsv1.Position{CompanyId: p.CompanyID, CompanyName: p.CompanyName, Title: p.Title,
 		Start: ym(p.Start), End: ym(p.End), Current: p.Current}
-}
-
-// Headers of a decision message: what the next decision is compared with.
-const (
-	headerDigest     = "Nac-Digest"
-	headerUnderlying = "Nac-Underlying"
-	headerFlagSeen   = "Nac-Flag-Seen"
-)
-
-// streamDecisions is Decisions on the NAC_DECISIONS stream.
-type streamDecisions struct {
-	js     jetstream.JetStream
-	stream jetstream.Stream
-}
-
-func (d streamDecisions) Last(ctx context.Context, org, contact string) (*LastDecision, uint64, error) {
-	raw, err := d.stream.GetLastMsgForSubject(ctx, bus.DecisionSubject(org, contact))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, 0, nil
-	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("last decision: %w", err)
-	}
-	var dec eventsv1.Decision
-	if err := proto.Unmarshal(raw.Data, &dec); err != nil {
-		return nil, 0, fmt.Errorf("decode last decision: %w", err)
-	}
-	flagSeen, _ := strconv.ParseInt(raw.Header.Get(headerFlagSeen), 10, 64)
-	return &LastDecision{
-		DecisionMeta: DecisionMeta{Digest: raw.Header.Get(headerDigest), Underlying: raw.Header.Get(headerUnderlying), FlagSeen: flagSeen},
-		Value:        int(dec.GetValue()), Decision: &dec,
-	}, raw.Sequence, nil
-}
-
-func (d streamDecisions) Publish(ctx context.Context, dec *eventsv1.Decision, meta DecisionMeta, seq uint64) error {
-	data, err := proto.Marshal(dec)
-	if err != nil {
-		return err
-	}
-	h := nats.Header{}
-	h.Set(headerDigest, meta.Digest)
-	h.Set(headerFlagSeen, strconv.FormatInt(meta.FlagSeen, 10))
-	if meta.Underlying != "" {
-		h.Set(headerUnderlying, meta.Underlying)
-	}
-	msg := &nats.Msg{Subject: bus.DecisionSubject(dec.GetOrganizationId(), dec.GetContactId()), Data: data, Header: h}
-	_, err = d.js.PublishMsg(ctx, msg, jetstream.WithMsgID(dec.GetDecisionId()), jetstream.WithExpectLastSequencePerSubject(seq))
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-		return ErrConflict
-	}
-	if err != nil {
-		return fmt.Errorf("publish decision: %w", err)
-	}
-	return nil
 }

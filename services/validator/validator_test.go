@@ -40,11 +40,13 @@ type fakeMsg struct {
 	subject   string
 	data      []byte
 	delivered uint64
-	seq       uint64 // stream sequence
+	seq       uint64    // stream sequence
+	arrived   time.Time // when JetStream stored it
 }
 
 func (m *fakeMsg) Metadata() (*jetstream.MsgMetadata, error) {
-	return &jetstream.MsgMetadata{NumDelivered: max(m.delivered, 1), Stream: "TEST", Sequence: jetstream.SequencePair{Stream: m.seq}}, nil
+	return &jetstream.MsgMetadata{NumDelivered: max(m.delivered, 1), Stream: "TEST", Sequence: jetstream.SequencePair{Stream: m.seq},
+		Timestamp: m.arrived}, nil
 }
 func (m *fakeMsg) Data() []byte                     { return m.data }
 func (m *fakeMsg) Headers() nats.Header             { return nil }
@@ -238,7 +240,12 @@ func TestScenarioLeftThenBack(t *testing.T) {
 	if d.GetConfidence() != 0.855 {
 		t.Errorf("confidence = %v, want 0.855", d.GetConfidence())
 	}
-	ev := d.GetEvidence()
+	// What the decision says of the member travels only sealed.
+	if ev := d.GetEvidence(); ev.GetMemberId() != "" || ev.GetCurrentPosition() != nil || ev.GetEndedPosition() != nil ||
+		ev.GetContradicts() != nil || ev.GetProfileObservedAt() != nil || ev.GetSealed() == nil {
+		t.Errorf("published evidence carries the member's part in clear: %v", ev)
+	}
+	ev := e.opened(&d)
 	if ev.GetMemberId() != "m-1" || ev.GetMemberMatch() != "email" || ev.GetCompanyName() != "Contoso Ltd" || ev.GetCompanyMatch() != "name" {
 		t.Errorf("evidence = %v", ev)
 	}
@@ -699,10 +706,13 @@ func TestErasurePurgesStoredProfilesAndIsAudited(t *testing.T) {
 	if got := bus.AuditSubject("erasure", "all"); got != "nac.audit.erasure.all" {
 		t.Errorf("erasure audit subject %q", got)
 	}
+	// The erasure is in the audit trail, without the member id.
 	var audited eventsv1.MemberErased
 	raw := e.last(bus.StreamAudit, "nac.audit.erasure.all", &audited)
-	if !proto.Equal(&audited, erasure) {
-		t.Errorf("audit record %v, want %v", &audited, erasure)
+	wantAudit := proto.CloneOf(erasure)
+	wantAudit.MemberId = ""
+	if !proto.Equal(&audited, wantAudit) {
+		t.Errorf("audit record %v, want %v", &audited, wantAudit)
 	}
 	if id := raw.Header.Get(nats.MsgIdHdr); id != "audit.erasure.erase-1" {
 		t.Errorf("audit Nats-Msg-Id %q", id)

@@ -38,6 +38,12 @@ const (
 	// StreamWork is a work queue of evaluation chunks of large fan-outs:
 	// nac.work.<organization>.
 	StreamWork = "NAC_WORK"
+	// StreamMemberKeys holds each member's data key, which seals what
+	// decisions say about the member; erasing the member erases the key:
+	// nac.memberkey.member.<member key>, nac.memberkey.id.<key id>. A stream,
+	// not a KV bucket, because KV buckets refuse the secure delete (which
+	// overwrites the message where it is stored) that destroying a key needs.
+	StreamMemberKeys = "NAC_MEMBER_KEYS"
 )
 
 // Durable consumers.
@@ -89,6 +95,11 @@ func AdminSyncUserSubject(org, user string) string {
 func AdminSettingsSubject(org string) string { return "nac.admin." + Token(org) + ".settings" }
 
 func WorkSubject(org string) string { return "nac.work." + Token(org) }
+
+// MemberKeySubject holds the data key of the member whose key (a
+// pseudonym) is memberKey; MemberKeyIDSubject the same key by its id.
+func MemberKeySubject(memberKey string) string { return "nac.memberkey.member." + Token(memberKey) }
+func MemberKeyIDSubject(id string) string      { return "nac.memberkey.id." + Token(id) }
 
 // Token returns s unchanged when it is safe as one subject token and KV key
 // part (letters, digits, '-' and '_'), otherwise "b64_" and its unpadded
@@ -183,7 +194,9 @@ func (o Options) streams() []jetstream.StreamConfig {
 	admin.MaxMsgsPerSubject, admin.MaxAge = 1, 0
 	work := base(StreamWork, "nac.work.>", "Evaluation chunks of large fan-outs")
 	work.Retention = jetstream.WorkQueuePolicy
-	return []jetstream.StreamConfig{crm, profile, decisions, audit, dead, admin, work}
+	keys := base(StreamMemberKeys, "nac.memberkey.>", "Members' data keys, erased with the member")
+	keys.MaxMsgsPerSubject, keys.MaxAge, keys.AllowDirect = 1, 0, true
+	return []jetstream.StreamConfig{crm, profile, decisions, audit, dead, admin, work, keys}
 }
 
 type consumerSpec struct {

@@ -158,6 +158,7 @@ func TestDeclare(t *testing.T) {
 		bus.StreamDeadLetter: "nac.deadletter.>",
 		bus.StreamAdmin:      "nac.admin.>",
 		bus.StreamWork:       "nac.work.>",
+		bus.StreamMemberKeys: "nac.memberkey.>",
 	}
 	for name, subject := range streams {
 		s, err := js.Stream(ctx, name)
@@ -190,6 +191,11 @@ func TestDeclare(t *testing.T) {
 	d, err := js.Stream(ctx, bus.StreamDecisions)
 	if err == nil && d.CachedInfo().Config.MaxMsgsPerSubject != 1 {
 		t.Errorf("decisions MaxMsgsPerSubject = %d, want 1", d.CachedInfo().Config.MaxMsgsPerSubject)
+	}
+	// A member's data key is destroyed by a secure delete, which KV buckets refuse.
+	k, err := js.Stream(ctx, bus.StreamMemberKeys)
+	if err == nil && (k.CachedInfo().Config.DenyDelete || k.CachedInfo().Config.MaxMsgsPerSubject != 1 || k.CachedInfo().Config.MaxAge != 0) {
+		t.Errorf("member keys stream = %+v, want deletes allowed, one message per subject, kept for ever", k.CachedInfo().Config)
 	}
 	a, err := js.Stream(ctx, bus.StreamAudit)
 	if err == nil && a.CachedInfo().Config.MaxAge != o.AuditMaxAge {

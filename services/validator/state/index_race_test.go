@@ -116,7 +116,7 @@ func TestStoreIndexKeepsEdgesOfConcurrentProfiles(t *testing.T) {
 	if err := observe(1, h1)(); err != nil {
 		t.Fatal(err)
 	}
-	g := gate(s, memberEmailKey(h1)+"."+bus.Token(memberID))
+	g := gate(s, memberEmailKey(h1)+"."+MemberKey(memberID))
 	interleave(t, g, observe(2, h2), observe(3, h1))
 
 	if got := membersByEmail(t, s, h1); len(got) != 1 || got[0].ObservedAt != timestamppb.New(at(3)).AsTime().UnixMilli() {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/validator/decide"
@@ -97,17 +98,32 @@ func cellValue(v *eventsv1.Value) (string, bool) {
 	}
 }
 
+// MaxClockSkew is how far past its receipt a change's own time may be:
+// Dataverse's clock is not ours. A version beyond is taken as received_at
+// + MaxClockSkew, so that one change dated in the far future holds a row
+// for at most that long against later real changes, instead of for ever.
+//
+// Bounding versions, rather than ordering by arrival, keeps what event
+// time is for: a late or redelivered change still loses to a newer one.
+const MaxClockSkew = 2 * time.Minute
+
 // Version is the version of a change: the row's modifiedon, else when the
-// operation happened, else when it was received.
+// operation happened, else when it was received; never later than
+// received_at + MaxClockSkew when the change says when it was received.
 func Version(ch *eventsv1.CrmChange) int64 {
+	var v int64
 	switch {
 	case ch.GetRowModifiedAt() != nil:
-		return ch.GetRowModifiedAt().AsTime().UnixMilli()
+		v = ch.GetRowModifiedAt().AsTime().UnixMilli()
 	case ch.GetOccurredAt() != nil:
-		return ch.GetOccurredAt().AsTime().UnixMilli()
+		v = ch.GetOccurredAt().AsTime().UnixMilli()
 	default:
 		return ch.GetReceivedAt().AsTime().UnixMilli()
 	}
+	if r := ch.GetReceivedAt(); r != nil {
+		v = min(v, r.AsTime().Add(MaxClockSkew).UnixMilli())
+	}
+	return v
 }
 
 // Apply folds change ch into row (nil for a row not seen yet) and returns

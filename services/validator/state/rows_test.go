@@ -379,3 +379,33 @@ func TestApplyOrderIndependent(t *testing.T) {
 		})
 	}
 }
+
+// One change dated in the far future (modifiedon 9999-12-31) must not
+// freeze the row: its version is bounded by when it was received, and a
+// real change made after that bound wins, whatever the order of arrival.
+func TestApplyFarFutureVersionDoesNotFreezeTheRow(t *testing.T) {
+	bogus := contactChange(eventsv1.Operation_OPERATION_UPDATE, 0, cols{"jobtitle": str("Forged")})
+	bogus.RowModifiedAt = timestamppb.New(time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC))
+	bogus.ReceivedAt = timestamppb.New(at(10))
+	if got, want := Version(bogus), at(10).Add(MaxClockSkew).UnixMilli(); got != want {
+		t.Errorf("version of the far-future change = %d, want received + skew %d", got, want)
+	}
+	later := at(10).Add(MaxClockSkew + time.Second)
+	real := contactChange(eventsv1.Operation_OPERATION_UPDATE, 0, cols{"jobtitle": str("Engineer")})
+	real.RowModifiedAt, real.ReceivedAt = timestamppb.New(later), timestamppb.New(later)
+	for name, order := range map[string][]*eventsv1.CrmChange{"bogus first": {bogus, real}, "real first": {real, bogus}} {
+		var row *Row
+		for _, ch := range order {
+			row, _ = Apply(row, ch)
+		}
+		if got := row.Cols["jobtitle"].V; got != "Engineer" {
+			t.Errorf("%s: jobtitle = %q, want the later real change's", name, got)
+		}
+	}
+	// Within the skew a clock ahead of ours still orders as it says.
+	ahead := contactChange(eventsv1.Operation_OPERATION_UPDATE, 0, cols{"jobtitle": str("Ahead")})
+	ahead.RowModifiedAt, ahead.ReceivedAt = timestamppb.New(at(70)), timestamppb.New(at(10))
+	if got := Version(ahead); got != at(70).UnixMilli() {
+		t.Errorf("a version within the skew = %d, want it kept", got)
+	}
+}

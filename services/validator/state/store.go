@@ -3,13 +3,14 @@ package state
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -28,6 +29,10 @@ type Store struct {
 	syncUsers jetstream.KeyValue
 	orgs      jetstream.KeyValue
 	cols      Columns
+	// The stream under the members bucket, and the member keys stream,
+	// whose messages an erasure removes.
+	memberStream, keyStream jetstream.Stream
+	js                      jetstream.JetStream
 	// The streams under the index and contacts buckets: listing keys is a
 	// stream info with a subject filter, one request, where a KV key
 	// listing would create a consumer per call.
@@ -36,7 +41,7 @@ type Store struct {
 
 // Open binds the store to the buckets bus.Declare created.
 func Open(ctx context.Context, js jetstream.JetStream, cols Columns) (*Store, error) {
-	s := &Store{rows: map[string]jetstream.KeyValue{}, cols: cols}
+	s := &Store{rows: map[string]jetstream.KeyValue{}, cols: cols, js: js}
 	bind := func(name string) (jetstream.KeyValue, error) {
 		kv, err := js.KeyValue(ctx, name)
 		if err != nil {
@@ -65,6 +70,12 @@ func Open(ctx context.Context, js jetstream.JetStream, cols Columns) (*Store, er
 	if s.contactStream, err = js.Stream(ctx, "KV_"+bus.BucketContacts); err != nil {
 		return nil, fmt.Errorf("bind the contacts stream: %w", err)
 	}
+	if s.memberStream, err = js.Stream(ctx, "KV_"+bus.BucketMembers); err != nil {
+		return nil, fmt.Errorf("bind the members stream: %w", err)
+	}
+	if s.keyStream, err = js.Stream(ctx, bus.StreamMemberKeys); err != nil {
+		return nil, fmt.Errorf("bind the member keys stream: %w", err)
+	}
 	return s, nil
 }
 
@@ -74,7 +85,7 @@ func keysUnder(ctx context.Context, stream jetstream.Stream, bucket, prefix stri
 	base := "$KV." + bucket + "."
 	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(base+prefix+".>"))
 	if err != nil {
-		return nil, fmt.Errorf("list %s/%s: %w", bucket, prefix, err)
+		return nil, fmt.Errorf("list %s/%s: %w", bucket, redact(prefix), err)
 	}
 	out := make([]string, 0, len(info.State.Subjects))
 	for subj := range info.State.Subjects {
@@ -82,6 +93,15 @@ func keysUnder(ctx context.Context, stream jetstream.Stream, bucket, prefix stri
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// redact is how errors (which end up in logs) name an index key: its kind
+// and a short hash of the rest, which may be a name, an email hash or a
+// profile URL.
+func redact(key string) string {
+	kind, rest, _ := strings.Cut(key, ".")
+	sum := sha256.Sum256([]byte(rest))
+	return kind + ".h:" + hex.EncodeToString(sum[:6])
 }
 
 // casRetries bounds compare-and-set attempts under contention.
@@ -283,7 +303,7 @@ func (s *Store) reindex(ctx context.Context, before, after []string, current fun
 	for _, k := range before {
 		if !slices.Contains(after, k) {
 			if err := s.indexStream.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bus.BucketIndex+"."+k)); err != nil {
-				return fmt.Errorf("unindex %s: %w", k, err)
+				return fmt.Errorf("unindex %s: %w", redact(k), err)
 			}
 			removed = append(removed, k)
 		}
@@ -291,7 +311,7 @@ func (s *Store) reindex(ctx context.Context, before, after []string, current fun
 	for _, k := range after {
 		if !slices.Contains(before, k) {
 			if _, err := s.index.Put(ctx, k, []byte{1}); err != nil {
-				return fmt.Errorf("index %s: %w", k, err)
+				return fmt.Errorf("index %s: %w", redact(k), err)
 			}
 		}
 	}
@@ -305,7 +325,7 @@ func (s *Store) reindex(ctx context.Context, before, after []string, current fun
 	for _, k := range removed {
 		if slices.Contains(now, k) {
 			if _, err := s.index.Put(ctx, k, []byte{1}); err != nil {
-				return fmt.Errorf("index %s: %w", k, err)
+				return fmt.Errorf("index %s: %w", redact(k), err)
 			}
 		}
 	}
@@ -318,7 +338,10 @@ func (s *Store) edgeTails(ctx context.Context, prefix string) ([]string, error) 
 }
 
 // ContactRef names a contact in an organization.
-type ContactRef struct{ Org, ID string }
+type ContactRef struct {
+	Org string `json:"o"`
+	ID  string `json:"c"`
+}
 
 // ContactsOfAccount lists the contacts whose account is account.
 func (s *Store) ContactsOfAccount(ctx context.Context, org, account string) ([]ContactRef, error) {
@@ -353,6 +376,9 @@ func (s *Store) inOrg(ctx context.Context, org, prefix string) ([]ContactRef, er
 // ContactsMatchable lists the contacts, in any organization, that a member
 // as described could match: by email, explicit id, profile URL or name.
 func (s *Store) ContactsMatchable(ctx context.Context, m *MemberRecord) ([]ContactRef, error) {
+	if m == nil || m.Erased {
+		return nil, nil
+	}
 	prefixes := []string{contactMemberKey(m.ID)}
 	for _, h := range m.EmailHashes {
 		prefixes = append(prefixes, contactEmailKey(h))
@@ -417,166 +443,6 @@ func (s *Store) refsIn(org string, ids []string) []ContactRef {
 		out = append(out, ContactRef{Org: org, ID: id})
 	}
 	return out
-}
-
-// MemberRecord is a member as stored: the newest observation, or a
-// tombstone once erased (no personal data left, only when).
-type MemberRecord struct {
-	ID          string            `json:"id"`
-	Source      string            `json:"src,omitempty"`
-	ObservedAt  int64             `json:"obs"`
-	Erased      bool              `json:"erased,omitempty"`
-	FirstName   string            `json:"fn,omitempty"`
-	LastName    string            `json:"ln,omitempty"`
-	ProfileURL  string            `json:"url,omitempty"`
-	Country     string            `json:"cc,omitempty"`
-	EmailHashes []string          `json:"eh,omitempty"`
-	Positions   []decide.Position `json:"pos,omitempty"`
-}
-
-// Decision returns the decision package's view of the member.
-func (m *MemberRecord) Decision() decide.Member {
-	return decide.Member{ID: m.ID, Source: m.Source, ObservedAt: time.UnixMilli(m.ObservedAt).UTC(),
-		FirstName: m.FirstName, LastName: m.LastName, ProfileURL: m.ProfileURL, Country: m.Country,
-		EmailHashes: m.EmailHashes, Positions: m.Positions}
-}
-
-func memberFrom(p *eventsv1.ProfileChange) *MemberRecord {
-	m := &MemberRecord{ID: p.GetMemberId(), Source: p.GetSource(), ObservedAt: p.GetObservedAt().AsTime().UnixMilli(),
-		FirstName: p.GetFirstName(), LastName: p.GetLastName(), ProfileURL: p.GetProfileUrl(), Country: p.GetCountry()}
-	m.EmailHashes = slices.Compact(slices.Sorted(slices.Values(p.GetEmailSha256())))
-	for _, pos := range p.GetPositions() {
-		m.Positions = append(m.Positions, decide.Position{
-			CompanyID: pos.GetCompanyId(), CompanyName: pos.GetCompanyName(), Title: pos.GetTitle(),
-			Start: yearMonth(pos.GetStart()), End: yearMonth(pos.GetEnd()), Current: pos.GetCurrent(),
-		})
-	}
-	return m
-}
-
-func yearMonth(ym *eventsv1.YearMonth) *decide.YearMonth {
-	if ym == nil {
-		return nil
-	}
-	return &decide.YearMonth{Year: int(ym.GetYear()), Month: int(ym.GetMonth())}
-}
-
-func memberEdges(m *MemberRecord) []string {
-	if m == nil || m.Erased {
-		return nil
-	}
-	var out []string
-	for _, h := range m.EmailHashes {
-		out = append(out, memberEmailKey(h)+"."+bus.Token(m.ID))
-	}
-	if k := decide.NameKey(m.FirstName, m.LastName); strings.Contains(k, " ") {
-		out = append(out, memberNameKey(k)+"."+bus.Token(m.ID))
-	}
-	if u := decide.ProfileURLKey(m.ProfileURL); u != "" {
-		out = append(out, memberURLKey(u)+"."+bus.Token(m.ID))
-	}
-	return out
-}
-
-// ApplyProfile stores a profile observation unless a newer one is stored.
-func (s *Store) ApplyProfile(ctx context.Context, p *eventsv1.ProfileChange) (before, after *MemberRecord, changed bool, err error) {
-	return s.putMember(ctx, memberFrom(p))
-}
-
-// EraseMember removes everything held about a member, leaving a tombstone
-// (id and time) so that an older observation arriving late stays erased.
-func (s *Store) EraseMember(ctx context.Context, e *eventsv1.MemberErased) (before *MemberRecord, erased bool, err error) {
-	before, _, erased, err = s.putMember(ctx, &MemberRecord{
-		ID: e.GetMemberId(), ObservedAt: e.GetObservedAt().AsTime().UnixMilli(), Erased: true,
-	})
-	return before, erased, err
-}
-
-func (s *Store) putMember(ctx context.Context, next *MemberRecord) (before, after *MemberRecord, changed bool, err error) {
-	err = casUpdate(ctx, s.members, bus.Token(next.ID), func(cur []byte) ([]byte, error) {
-		before, after, changed = nil, nil, false
-		if cur != nil {
-			before = &MemberRecord{}
-			if err := json.Unmarshal(cur, before); err != nil {
-				return nil, fmt.Errorf("decode member: %w", err)
-			}
-			// Older observations lose; an erasure wins over anything it
-			// follows, and a profile observed after an erasure starts anew.
-			if next.ObservedAt < before.ObservedAt || (next.ObservedAt == before.ObservedAt && before.Erased) {
-				return nil, nil
-			}
-		}
-		after = next
-		data, err := json.Marshal(after)
-		if err != nil {
-			return nil, err
-		}
-		if cur != nil && string(cur) == string(data) {
-			return nil, nil
-		}
-		// Two observations of the same instant (two sources, say): the
-		// greater encoding wins, so that the order of arrival never decides.
-		if before != nil && next.ObservedAt == before.ObservedAt && !next.Erased && string(data) < string(cur) {
-			after = nil
-			return nil, nil
-		}
-		changed = true
-		return data, nil
-	})
-	if err != nil || !changed {
-		return before, after, changed, err
-	}
-	return before, after, true, s.reindex(ctx, memberEdges(before), memberEdges(after), func(ctx context.Context) ([]string, error) {
-		var now MemberRecord
-		found, err := getJSON(ctx, s.members, bus.Token(next.ID), &now)
-		if !found || err != nil {
-			return nil, err
-		}
-		return memberEdges(&now), nil
-	})
-}
-
-// Candidates lists the members (not erased) a contact could be: by explicit
-// member id, profile URL, email hashes, and same name.
-func (s *Store) Candidates(ctx context.Context, c decide.Contact) ([]*MemberRecord, error) {
-	var ids []string
-	if c.MemberID != "" {
-		ids = append(ids, bus.Token(c.MemberID))
-	}
-	prefixes := make([]string, 0, len(c.EmailHashes)+2)
-	for _, h := range c.EmailHashes {
-		prefixes = append(prefixes, memberEmailKey(h))
-	}
-	if u := decide.ProfileURLKey(c.ProfileURL); u != "" {
-		prefixes = append(prefixes, memberURLKey(u))
-	}
-	if k := decide.NameKey(c.FirstName, c.LastName); strings.Contains(k, " ") {
-		prefixes = append(prefixes, memberNameKey(k))
-	}
-	for _, p := range prefixes {
-		tails, err := s.edgeTails(ctx, p)
-		if err != nil {
-			return nil, err
-		}
-		ids = append(ids, tails...)
-	}
-	var out []*MemberRecord
-	seen := map[string]bool{}
-	for _, id := range ids {
-		if seen[id] {
-			continue
-		}
-		seen[id] = true
-		var m MemberRecord
-		found, err := getJSON(ctx, s.members, id, &m)
-		if err != nil {
-			return nil, err
-		}
-		if found && !m.Erased {
-			out = append(out, &m)
-		}
-	}
-	return out, nil
 }
 
 // CompanyRecord is a company page as stored.

@@ -1205,7 +1205,8 @@ func (x *CompanyChange) GetReceivedAt() *timestamppb.Timestamp {
 	return nil
 }
 
-// MemberErased asks that everything held about a member be removed.
+// MemberErased asks that everything held about a member be removed. Its
+// record in the audit trail leaves member_id empty.
 type MemberErased struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	EventId       string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
@@ -1421,8 +1422,15 @@ type Evidence struct {
 	Contradicts       map[string]string      `protobuf:"bytes,10,rep,name=contradicts,proto3" json:"contradicts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	ProfileSource     string                 `protobuf:"bytes,11,opt,name=profile_source,json=profileSource,proto3" json:"profile_source,omitempty"`
 	ProfileObservedAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=profile_observed_at,json=profileObservedAt,proto3" json:"profile_observed_at,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The member's part of the evidence, sealed with the member's data key.
+	// A published decision leaves member_id, ended_position, current_position,
+	// contradicts and profile_observed_at empty and carries them only here, so
+	// that destroying the key when the member is erased makes them unreadable
+	// in every copy (decision stream, audit trail, dead letters). Opening it
+	// fills those fields back in.
+	Sealed        *SealedEvidence `protobuf:"bytes,13,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Evidence) Reset() {
@@ -1539,6 +1547,156 @@ func (x *Evidence) GetProfileObservedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Evidence) GetSealed() *SealedEvidence {
+	if x != nil {
+		return x.Sealed
+	}
+	return nil
+}
+
+// SealedEvidence is a MemberEvidence encrypted with AES-256-GCM under one
+// member's data key (crypto-shredding: no key, no evidence).
+type SealedEvidence struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Random id of the data key; it says nothing about the member.
+	KeyId string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	Nonce []byte `protobuf:"bytes,2,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// The encrypted MemberEvidence, authenticated together with the
+	// decision's organization and contact.
+	Ciphertext    []byte `protobuf:"bytes,3,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SealedEvidence) Reset() {
+	*x = SealedEvidence{}
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SealedEvidence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SealedEvidence) ProtoMessage() {}
+
+func (x *SealedEvidence) ProtoReflect() protoreflect.Message {
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SealedEvidence.ProtoReflect.Descriptor instead.
+func (*SealedEvidence) Descriptor() ([]byte, []int) {
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SealedEvidence) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *SealedEvidence) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *SealedEvidence) GetCiphertext() []byte {
+	if x != nil {
+		return x.Ciphertext
+	}
+	return nil
+}
+
+// MemberEvidence is what a decision's evidence says about the member: the
+// part of Evidence that is personal data.
+type MemberEvidence struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	MemberId          string                 `protobuf:"bytes,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	EndedPosition     *Position              `protobuf:"bytes,2,opt,name=ended_position,json=endedPosition,proto3" json:"ended_position,omitempty"`
+	CurrentPosition   *Position              `protobuf:"bytes,3,opt,name=current_position,json=currentPosition,proto3" json:"current_position,omitempty"`
+	Contradicts       map[string]string      `protobuf:"bytes,4,rep,name=contradicts,proto3" json:"contradicts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	ProfileObservedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=profile_observed_at,json=profileObservedAt,proto3" json:"profile_observed_at,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *MemberEvidence) Reset() {
+	*x = MemberEvidence{}
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberEvidence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberEvidence) ProtoMessage() {}
+
+func (x *MemberEvidence) ProtoReflect() protoreflect.Message {
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberEvidence.ProtoReflect.Descriptor instead.
+func (*MemberEvidence) Descriptor() ([]byte, []int) {
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *MemberEvidence) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *MemberEvidence) GetEndedPosition() *Position {
+	if x != nil {
+		return x.EndedPosition
+	}
+	return nil
+}
+
+func (x *MemberEvidence) GetCurrentPosition() *Position {
+	if x != nil {
+		return x.CurrentPosition
+	}
+	return nil
+}
+
+func (x *MemberEvidence) GetContradicts() map[string]string {
+	if x != nil {
+		return x.Contradicts
+	}
+	return nil
+}
+
+func (x *MemberEvidence) GetProfileObservedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ProfileObservedAt
+	}
+	return nil
+}
+
 // WriteOutcome is what became of a decision at Dataverse: the writer's
 // entry in the audit trail.
 type WriteOutcome struct {
@@ -1563,7 +1721,7 @@ type WriteOutcome struct {
 
 func (x *WriteOutcome) Reset() {
 	*x = WriteOutcome{}
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[13]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1575,7 +1733,7 @@ func (x *WriteOutcome) String() string {
 func (*WriteOutcome) ProtoMessage() {}
 
 func (x *WriteOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[13]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1588,7 +1746,7 @@ func (x *WriteOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteOutcome.ProtoReflect.Descriptor instead.
 func (*WriteOutcome) Descriptor() ([]byte, []int) {
-	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{13}
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WriteOutcome) GetDecisionId() string {
@@ -1676,7 +1834,7 @@ type SyncUserChange struct {
 
 func (x *SyncUserChange) Reset() {
 	*x = SyncUserChange{}
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[14]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1688,7 +1846,7 @@ func (x *SyncUserChange) String() string {
 func (*SyncUserChange) ProtoMessage() {}
 
 func (x *SyncUserChange) ProtoReflect() protoreflect.Message {
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[14]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1701,7 +1859,7 @@ func (x *SyncUserChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncUserChange.ProtoReflect.Descriptor instead.
 func (*SyncUserChange) Descriptor() ([]byte, []int) {
-	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{14}
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SyncUserChange) GetEventId() string {
@@ -1757,7 +1915,7 @@ type OrgSettingsChange struct {
 
 func (x *OrgSettingsChange) Reset() {
 	*x = OrgSettingsChange{}
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[15]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1769,7 +1927,7 @@ func (x *OrgSettingsChange) String() string {
 func (*OrgSettingsChange) ProtoMessage() {}
 
 func (x *OrgSettingsChange) ProtoReflect() protoreflect.Message {
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[15]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1782,7 +1940,7 @@ func (x *OrgSettingsChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrgSettingsChange.ProtoReflect.Descriptor instead.
 func (*OrgSettingsChange) Descriptor() ([]byte, []int) {
-	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{15}
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *OrgSettingsChange) GetEventId() string {
@@ -1843,7 +2001,7 @@ type EvaluateRequest struct {
 
 func (x *EvaluateRequest) Reset() {
 	*x = EvaluateRequest{}
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[16]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1855,7 +2013,7 @@ func (x *EvaluateRequest) String() string {
 func (*EvaluateRequest) ProtoMessage() {}
 
 func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[16]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1868,7 +2026,7 @@ func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateRequest.ProtoReflect.Descriptor instead.
 func (*EvaluateRequest) Descriptor() ([]byte, []int) {
-	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{16}
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *EvaluateRequest) GetRequestId() string {
@@ -2037,7 +2195,7 @@ const file_notatcompany_events_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"decided_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\x12$\n" +
 	"\x0ecause_event_id\x18\n" +
-	" \x01(\tR\fcauseEventId\"\xab\x05\n" +
+	" \x01(\tR\fcauseEventId\"\xeb\x05\n" +
 	"\bEvidence\x12\x1b\n" +
 	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12!\n" +
 	"\fmember_match\x18\x02 \x01(\tR\vmemberMatch\x12+\n" +
@@ -2052,7 +2210,23 @@ const file_notatcompany_events_v1_events_proto_rawDesc = "" +
 	"\vcontradicts\x18\n" +
 	" \x03(\v21.notatcompany.events.v1.Evidence.ContradictsEntryR\vcontradicts\x12%\n" +
 	"\x0eprofile_source\x18\v \x01(\tR\rprofileSource\x12J\n" +
-	"\x13profile_observed_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x11profileObservedAt\x1a>\n" +
+	"\x13profile_observed_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x11profileObservedAt\x12>\n" +
+	"\x06sealed\x18\r \x01(\v2&.notatcompany.events.v1.SealedEvidenceR\x06sealed\x1a>\n" +
+	"\x10ContradictsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"]\n" +
+	"\x0eSealedEvidence\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x14\n" +
+	"\x05nonce\x18\x02 \x01(\fR\x05nonce\x12\x1e\n" +
+	"\n" +
+	"ciphertext\x18\x03 \x01(\fR\n" +
+	"ciphertext\"\xaa\x03\n" +
+	"\x0eMemberEvidence\x12\x1b\n" +
+	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12G\n" +
+	"\x0eended_position\x18\x02 \x01(\v2 .notatcompany.events.v1.PositionR\rendedPosition\x12K\n" +
+	"\x10current_position\x18\x03 \x01(\v2 .notatcompany.events.v1.PositionR\x0fcurrentPosition\x12Y\n" +
+	"\vcontradicts\x18\x04 \x03(\v27.notatcompany.events.v1.MemberEvidence.ContradictsEntryR\vcontradicts\x12J\n" +
+	"\x13profile_observed_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x11profileObservedAt\x1a>\n" +
 	"\x10ContradictsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8a\x03\n" +
@@ -2120,7 +2294,7 @@ func file_notatcompany_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_notatcompany_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_notatcompany_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_notatcompany_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_notatcompany_events_v1_events_proto_goTypes = []any{
 	(Operation)(0),                // 0: notatcompany.events.v1.Operation
 	(Flag)(0),                     // 1: notatcompany.events.v1.Flag
@@ -2137,58 +2311,66 @@ var file_notatcompany_events_v1_events_proto_goTypes = []any{
 	(*MemberErased)(nil),          // 12: notatcompany.events.v1.MemberErased
 	(*Decision)(nil),              // 13: notatcompany.events.v1.Decision
 	(*Evidence)(nil),              // 14: notatcompany.events.v1.Evidence
-	(*WriteOutcome)(nil),          // 15: notatcompany.events.v1.WriteOutcome
-	(*SyncUserChange)(nil),        // 16: notatcompany.events.v1.SyncUserChange
-	(*OrgSettingsChange)(nil),     // 17: notatcompany.events.v1.OrgSettingsChange
-	(*EvaluateRequest)(nil),       // 18: notatcompany.events.v1.EvaluateRequest
-	nil,                           // 19: notatcompany.events.v1.CrmChange.ColumnsEntry
-	nil,                           // 20: notatcompany.events.v1.Entity.ColumnsEntry
-	nil,                           // 21: notatcompany.events.v1.Evidence.ContradictsEntry
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 23: google.protobuf.Duration
+	(*SealedEvidence)(nil),        // 15: notatcompany.events.v1.SealedEvidence
+	(*MemberEvidence)(nil),        // 16: notatcompany.events.v1.MemberEvidence
+	(*WriteOutcome)(nil),          // 17: notatcompany.events.v1.WriteOutcome
+	(*SyncUserChange)(nil),        // 18: notatcompany.events.v1.SyncUserChange
+	(*OrgSettingsChange)(nil),     // 19: notatcompany.events.v1.OrgSettingsChange
+	(*EvaluateRequest)(nil),       // 20: notatcompany.events.v1.EvaluateRequest
+	nil,                           // 21: notatcompany.events.v1.CrmChange.ColumnsEntry
+	nil,                           // 22: notatcompany.events.v1.Entity.ColumnsEntry
+	nil,                           // 23: notatcompany.events.v1.Evidence.ContradictsEntry
+	nil,                           // 24: notatcompany.events.v1.MemberEvidence.ContradictsEntry
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 26: google.protobuf.Duration
 }
 var file_notatcompany_events_v1_events_proto_depIdxs = []int32{
 	0,  // 0: notatcompany.events.v1.CrmChange.operation:type_name -> notatcompany.events.v1.Operation
-	19, // 1: notatcompany.events.v1.CrmChange.columns:type_name -> notatcompany.events.v1.CrmChange.ColumnsEntry
-	22, // 2: notatcompany.events.v1.CrmChange.occurred_at:type_name -> google.protobuf.Timestamp
-	22, // 3: notatcompany.events.v1.CrmChange.row_modified_at:type_name -> google.protobuf.Timestamp
-	22, // 4: notatcompany.events.v1.CrmChange.received_at:type_name -> google.protobuf.Timestamp
+	21, // 1: notatcompany.events.v1.CrmChange.columns:type_name -> notatcompany.events.v1.CrmChange.ColumnsEntry
+	25, // 2: notatcompany.events.v1.CrmChange.occurred_at:type_name -> google.protobuf.Timestamp
+	25, // 3: notatcompany.events.v1.CrmChange.row_modified_at:type_name -> google.protobuf.Timestamp
+	25, // 4: notatcompany.events.v1.CrmChange.received_at:type_name -> google.protobuf.Timestamp
 	4,  // 5: notatcompany.events.v1.CrmChange.related:type_name -> notatcompany.events.v1.EntityReference
-	22, // 6: notatcompany.events.v1.Value.date_time:type_name -> google.protobuf.Timestamp
+	25, // 6: notatcompany.events.v1.Value.date_time:type_name -> google.protobuf.Timestamp
 	4,  // 7: notatcompany.events.v1.Value.reference:type_name -> notatcompany.events.v1.EntityReference
 	5,  // 8: notatcompany.events.v1.Value.choices:type_name -> notatcompany.events.v1.Choices
 	6,  // 9: notatcompany.events.v1.Value.collection:type_name -> notatcompany.events.v1.EntityCollection
 	7,  // 10: notatcompany.events.v1.EntityCollection.entities:type_name -> notatcompany.events.v1.Entity
-	20, // 11: notatcompany.events.v1.Entity.columns:type_name -> notatcompany.events.v1.Entity.ColumnsEntry
+	22, // 11: notatcompany.events.v1.Entity.columns:type_name -> notatcompany.events.v1.Entity.ColumnsEntry
 	9,  // 12: notatcompany.events.v1.ProfileChange.positions:type_name -> notatcompany.events.v1.Position
-	22, // 13: notatcompany.events.v1.ProfileChange.observed_at:type_name -> google.protobuf.Timestamp
-	22, // 14: notatcompany.events.v1.ProfileChange.received_at:type_name -> google.protobuf.Timestamp
+	25, // 13: notatcompany.events.v1.ProfileChange.observed_at:type_name -> google.protobuf.Timestamp
+	25, // 14: notatcompany.events.v1.ProfileChange.received_at:type_name -> google.protobuf.Timestamp
 	10, // 15: notatcompany.events.v1.Position.start:type_name -> notatcompany.events.v1.YearMonth
 	10, // 16: notatcompany.events.v1.Position.end:type_name -> notatcompany.events.v1.YearMonth
-	22, // 17: notatcompany.events.v1.CompanyChange.observed_at:type_name -> google.protobuf.Timestamp
-	22, // 18: notatcompany.events.v1.CompanyChange.received_at:type_name -> google.protobuf.Timestamp
-	22, // 19: notatcompany.events.v1.MemberErased.observed_at:type_name -> google.protobuf.Timestamp
-	22, // 20: notatcompany.events.v1.MemberErased.received_at:type_name -> google.protobuf.Timestamp
+	25, // 17: notatcompany.events.v1.CompanyChange.observed_at:type_name -> google.protobuf.Timestamp
+	25, // 18: notatcompany.events.v1.CompanyChange.received_at:type_name -> google.protobuf.Timestamp
+	25, // 19: notatcompany.events.v1.MemberErased.observed_at:type_name -> google.protobuf.Timestamp
+	25, // 20: notatcompany.events.v1.MemberErased.received_at:type_name -> google.protobuf.Timestamp
 	1,  // 21: notatcompany.events.v1.Decision.value:type_name -> notatcompany.events.v1.Flag
 	1,  // 22: notatcompany.events.v1.Decision.previous:type_name -> notatcompany.events.v1.Flag
 	14, // 23: notatcompany.events.v1.Decision.evidence:type_name -> notatcompany.events.v1.Evidence
-	22, // 24: notatcompany.events.v1.Decision.decided_at:type_name -> google.protobuf.Timestamp
+	25, // 24: notatcompany.events.v1.Decision.decided_at:type_name -> google.protobuf.Timestamp
 	9,  // 25: notatcompany.events.v1.Evidence.ended_position:type_name -> notatcompany.events.v1.Position
 	9,  // 26: notatcompany.events.v1.Evidence.current_position:type_name -> notatcompany.events.v1.Position
-	21, // 27: notatcompany.events.v1.Evidence.contradicts:type_name -> notatcompany.events.v1.Evidence.ContradictsEntry
-	22, // 28: notatcompany.events.v1.Evidence.profile_observed_at:type_name -> google.protobuf.Timestamp
-	1,  // 29: notatcompany.events.v1.WriteOutcome.value:type_name -> notatcompany.events.v1.Flag
-	23, // 30: notatcompany.events.v1.WriteOutcome.latency:type_name -> google.protobuf.Duration
-	22, // 31: notatcompany.events.v1.WriteOutcome.recorded_at:type_name -> google.protobuf.Timestamp
-	22, // 32: notatcompany.events.v1.SyncUserChange.changed_at:type_name -> google.protobuf.Timestamp
-	22, // 33: notatcompany.events.v1.OrgSettingsChange.changed_at:type_name -> google.protobuf.Timestamp
-	3,  // 34: notatcompany.events.v1.CrmChange.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
-	3,  // 35: notatcompany.events.v1.Entity.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	23, // 27: notatcompany.events.v1.Evidence.contradicts:type_name -> notatcompany.events.v1.Evidence.ContradictsEntry
+	25, // 28: notatcompany.events.v1.Evidence.profile_observed_at:type_name -> google.protobuf.Timestamp
+	15, // 29: notatcompany.events.v1.Evidence.sealed:type_name -> notatcompany.events.v1.SealedEvidence
+	9,  // 30: notatcompany.events.v1.MemberEvidence.ended_position:type_name -> notatcompany.events.v1.Position
+	9,  // 31: notatcompany.events.v1.MemberEvidence.current_position:type_name -> notatcompany.events.v1.Position
+	24, // 32: notatcompany.events.v1.MemberEvidence.contradicts:type_name -> notatcompany.events.v1.MemberEvidence.ContradictsEntry
+	25, // 33: notatcompany.events.v1.MemberEvidence.profile_observed_at:type_name -> google.protobuf.Timestamp
+	1,  // 34: notatcompany.events.v1.WriteOutcome.value:type_name -> notatcompany.events.v1.Flag
+	26, // 35: notatcompany.events.v1.WriteOutcome.latency:type_name -> google.protobuf.Duration
+	25, // 36: notatcompany.events.v1.WriteOutcome.recorded_at:type_name -> google.protobuf.Timestamp
+	25, // 37: notatcompany.events.v1.SyncUserChange.changed_at:type_name -> google.protobuf.Timestamp
+	25, // 38: notatcompany.events.v1.OrgSettingsChange.changed_at:type_name -> google.protobuf.Timestamp
+	3,  // 39: notatcompany.events.v1.CrmChange.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
+	3,  // 40: notatcompany.events.v1.Entity.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_notatcompany_events_v1_events_proto_init() }
@@ -2216,7 +2398,7 @@ func file_notatcompany_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_notatcompany_events_v1_events_proto_rawDesc), len(file_notatcompany_events_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   20,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

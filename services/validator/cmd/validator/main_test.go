@@ -8,18 +8,21 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/testkit"
+	"github.com/notatcompany/notatcompany/services/validator"
 )
 
 const (
@@ -116,9 +119,15 @@ func TestRun(t *testing.T) {
 		raw, err := decisions.GetLastMsgForSubject(ctx, bus.DecisionSubject(org, contactID))
 		return err == nil && proto.Unmarshal(raw.Data, &d) == nil
 	})
-	if d.GetValue() != eventsv1.Flag_FLAG_NOT_AT_COMPANY || d.GetReason() != "left_company" ||
-		d.GetEvidence().GetMemberId() != "m-1" || d.GetEvidence().GetCurrentPosition().GetCompanyName() != "Fabrikam" {
-		t.Errorf("decision = %v", &d)
+	// The member's part of the evidence is sealed; the service opens it.
+	svc, err := validator.Open(ctx, validator.Config{FlagColumn: validator.DefaultFlagColumn}, js, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := svc.OpenEvidence(ctx, &d)
+	if d.GetValue() != eventsv1.Flag_FLAG_NOT_AT_COMPANY || d.GetReason() != "left_company" || d.GetEvidence().GetMemberId() != "" ||
+		err != nil || ev.GetMemberId() != "m-1" || ev.GetCurrentPosition().GetCompanyName() != "Fabrikam" {
+		t.Errorf("decision = %v, opened evidence %v (%v)", &d, ev, err)
 	}
 
 	// Something that is not a CrmChange is set aside with its reason.
