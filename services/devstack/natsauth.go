@@ -24,15 +24,16 @@ var (
 	crm, profile, admin = "nac.crm.>", "nac.profile.>", "nac.admin.>"
 	decision, audit     = "nac.decision.>", "nac.audit.>"
 	work, deadletter    = "nac.work.>", "nac.deadletter.>"
+	memberKeys          = "nac.memberkey.>"
 )
 
 // natsDenied lists, per service, the stream subjects it may not publish to:
 // only ingest takes events in, only the validator decides. The JetStream
 // API stays open to every service (each declares the topology).
 var natsDenied = map[string][]string{
-	NATSUserIngest:    {decision, audit, work, deadletter},
+	NATSUserIngest:    {decision, audit, work, deadletter, memberKeys},
 	NATSUserValidator: {crm, profile, admin},
-	NATSUserWriter:    {crm, profile, admin, decision, work},
+	NATSUserWriter:    {crm, profile, admin, decision, work, memberKeys},
 }
 
 // natsUsers are the embedded server's users; with users set and no
