@@ -13,7 +13,7 @@ func TestRead(t *testing.T) {
 	}{
 		{"contact", []string{"address1_country", "emailaddress1", "emailaddress2", "emailaddress3", "firstname", "fullname",
 			"jobtitle", "lastname", "nac_linkedinurl", "nac_orgchangestatus", "ownerid", "parentcustomerid", "statecode"}},
-		{"account", []string{"name", "nac_companyid", "ownerid", "statecode", "websiteurl"}},
+		{"account", []string{"nac_companyid", "name", "ownerid", "statecode", "websiteurl"}},
 		{"opportunity", []string{"customerid", "ownerid", "parentaccountid", "parentcontactid", "statecode"}},
 		{"systemuser", []string{"isdisabled"}},
 		{"lead", nil},
@@ -23,7 +23,7 @@ func TestRead(t *testing.T) {
 			t.Errorf("Read(%s) = %v, want %v", tt.table, got, tt.want)
 		}
 	}
-	if got := (Columns{Flag: "ownerid"}).Read("contact"); slices.Index(got, "ownerid") != slices.IndexFunc(got, func(s string) bool { return s == "ownerid" }) || len(got) != len(Kept("contact")) {
+	if got := (Columns{Flag: "ownerid"}).Read("contact"); len(got) != len(Kept("contact")) {
 		t.Errorf("a configured column that is also standard is listed once: %v", got)
 	}
 }

@@ -65,8 +65,10 @@ type emitter struct {
 	faults  WebhookFaults
 	log     []Delivery
 	client  *http.Client
-	// RetryDelay is how long the one retry of a 502/503/504 waits.
+	// retryDelay is how long the one retry of a 502/503/504 waits.
 	retryDelay time.Duration
+	// failed records a failed system job; called without e.mu held.
+	failed func(Delivery)
 }
 
 func (e *emitter) init() {
@@ -130,13 +132,14 @@ func (s *Server) WaitWebhooks(ctx context.Context) error {
 
 // enqueue hands webhooks to the delivery goroutine, started when idle, so
 // a stand-in without webhooks runs no goroutine.
-func (e *emitter) enqueue(hooks ...*webhook) {
+func (e *emitter) enqueue(failed func(Delivery), hooks ...*webhook) {
 	if len(hooks) == 0 {
 		return
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.init()
+	e.failed = failed
 	e.queue = append(e.queue, hooks...)
 	e.wake.Broadcast()
 	if !e.running {
@@ -221,7 +224,11 @@ func (e *emitter) deliverUnlocked(h *webhook) {
 	}
 	var results []Delivery
 	for range times {
-		results = append(results, send(client, retryDelay, h, oversize))
+		d := send(client, retryDelay, h, oversize)
+		if d.Err != "" && e.failed != nil {
+			e.failed(d)
+		}
+		results = append(results, d)
 	}
 	e.mu.Lock()
 	e.log = append(e.log, results...)

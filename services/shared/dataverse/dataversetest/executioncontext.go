@@ -118,7 +118,20 @@ func (s *Server) raiseLocked(r *http.Request, message, set, id string, pre, post
 			hooks = append(hooks, &webhook{stepID: stepID, message: message, table: table, rowID: id, url: target, header: h, body: body, small: small})
 		}
 	}
-	s.ext.emitter.enqueue(hooks...)
+	s.ext.emitter.enqueue(s.recordFailure, hooks...)
+}
+
+// recordFailure keeps a failed webhook as Dataverse does: a system job
+// (asyncoperation) with statuscode 31 (Failed), owned by the step.
+func (s *Server) recordFailure(d Delivery) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.upsert("asyncoperations", uuid.NewString(), map[string]any{
+		"name": "notatcompany webhook", "operationtype": float64(1), "statecode": float64(3), "statuscode": float64(31),
+		"_owningextensionid_value": d.StepID, "_owningextensionid_value" + lookupAnnotation: "sdkmessageprocessingstep",
+		"_regardingobjectid_value": d.RowID, "_regardingobjectid_value" + lookupAnnotation: d.Table,
+		"message": d.Err, "messagename": d.Message, "completedon": time.Now().UTC().Format(time.RFC3339),
+	})
 }
 
 func mapsKeys(m map[string]map[string]any) func(func(string) bool) {

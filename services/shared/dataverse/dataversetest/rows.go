@@ -30,11 +30,18 @@ var lookupTargets = map[string]string{
 	"eventhandler": "serviceendpoint", "businessunitid": "businessunit",
 }
 
-// normalizeBinds turns "nav@odata.bind": "/set(id)" into the stored lookup
-// "_attr_value" with its target table, as Dataverse does: a navigation
-// property of a polymorphic lookup names its target
-// (parentcustomerid_account), lower case only. The error is a 400's message.
-func (s *Server) normalizeBinds(cols map[string]any) (map[string]any, error) {
+// normalizeWrite checks the columns of a write of set and turns
+// "nav@odata.bind": "/set(id)" into the stored lookup "_attr_value" with
+// its target table, as Dataverse does: a navigation property of a
+// polymorphic lookup names its target (parentcustomerid_account), lower
+// case only. The error is a 400's message.
+func (s *Server) normalizeWrite(set string, cols map[string]any) (map[string]any, error) {
+	s.mu.Lock()
+	err := s.checkOptionsLocked(tableOf(set), cols)
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]any{}
 	for k, v := range cols {
 		nav, isBind := strings.CutSuffix(k, "@odata.bind")
@@ -108,7 +115,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, set string) {
 	if !ok {
 		return
 	}
-	cols, err := s.normalizeBinds(body)
+	cols, err := s.normalizeWrite(set, body)
 	if err != nil {
 		odataError(w, http.StatusBadRequest, "0x80048d19", err.Error())
 		return
@@ -241,7 +248,7 @@ func (s *Server) patchCustomization(w http.ResponseWriter, r *http.Request, set,
 	if !ok {
 		return
 	}
-	cols, err := s.normalizeBinds(body)
+	cols, err := s.normalizeWrite(set, body)
 	if err != nil {
 		odataError(w, http.StatusBadRequest, "0x80048d19", err.Error())
 		return

@@ -449,7 +449,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, set, id string) {
 		odataError(w, http.StatusBadRequest, "0x80048d19", "Error identified in Payload provided by the user: "+err.Error())
 		return
 	}
-	cols, err := s.normalizeBinds(cols)
+	cols, err := s.normalizeWrite(set, cols)
 	if err != nil {
 		odataError(w, http.StatusBadRequest, "0x80048d19", err.Error())
 		return
