@@ -157,4 +157,6 @@ func TestWebAPIEndToEnd(t *testing.T) {
 	}
 }
 
-func containsTag(body []byte) bool { return bytes.Contains(body, []byte(`"key":"tag","value":"notatcompany"`)) }
+func containsTag(body []byte) bool {
+	return bytes.Contains(body, []byte(`"key":"tag","value":"notatcompany"`))
+}
