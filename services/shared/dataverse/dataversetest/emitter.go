@@ -14,7 +14,8 @@ import (
 )
 
 // WebhookFaults are test knobs of the webhook emitter, each applying to
-// the next so many webhooks (a duplicate or reordered webhook counts once).
+// the next so many webhooks raised (a duplicate or reordered webhook
+// counts once).
 type WebhookFaults struct {
 	// Drop loses webhooks, as a failed system job that no one retries.
 	Drop int
@@ -54,6 +55,9 @@ type webhook struct {
 	url                           string
 	header                        http.Header
 	body, small                   []byte // small: the size-exceeded form
+	// The knobs that apply to it, taken when it was raised.
+	drop, duplicate, reorder, oversize bool
+	delay                              time.Duration
 }
 
 type emitter struct {
@@ -140,6 +144,19 @@ func (e *emitter) enqueue(failed func(Delivery), hooks ...*webhook) {
 	defer e.mu.Unlock()
 	e.init()
 	e.failed = failed
+	for _, h := range hooks {
+		take := func(n *int) bool {
+			if *n > 0 {
+				*n--
+				return true
+			}
+			return false
+		}
+		h.drop, h.duplicate, h.reorder, h.oversize = take(&e.faults.Drop), take(&e.faults.Duplicate), take(&e.faults.Reorder), take(&e.faults.Oversize)
+		if take(&e.faults.Delayed) {
+			h.delay = e.faults.Delay
+		}
+	}
 	e.queue = append(e.queue, hooks...)
 	e.wake.Broadcast()
 	if !e.running {
@@ -172,8 +189,7 @@ func (e *emitter) run() {
 		}
 		h := e.queue[0]
 		e.queue = e.queue[1:]
-		if e.faults.Reorder > 0 && e.held == nil {
-			e.faults.Reorder--
+		if h.reorder && e.held == nil {
 			e.held = h
 			continue
 		}
@@ -189,23 +205,7 @@ func (e *emitter) run() {
 // deliverUnlocked applies the knobs to h and sends it, releasing e.mu
 // while it talks to the endpoint.
 func (e *emitter) deliverUnlocked(h *webhook) {
-	drop, dup, oversize, delay := false, false, false, time.Duration(0)
-	if e.faults.Drop > 0 {
-		e.faults.Drop--
-		drop = true
-	}
-	if e.faults.Duplicate > 0 {
-		e.faults.Duplicate--
-		dup = true
-	}
-	if e.faults.Oversize > 0 {
-		e.faults.Oversize--
-		oversize = true
-	}
-	if e.faults.Delayed > 0 {
-		e.faults.Delayed--
-		delay = e.faults.Delay
-	}
+	drop, dup, oversize, delay := h.drop, h.duplicate, h.oversize, h.delay
 	if len(h.body) > maxWebhookBody {
 		oversize = true
 	}
@@ -213,7 +213,7 @@ func (e *emitter) deliverUnlocked(h *webhook) {
 		e.log = append(e.log, Delivery{StepID: h.stepID, Message: h.message, Table: h.table, RowID: h.rowID, Dropped: true, Body: h.body})
 		return
 	}
-	client, retryDelay := e.client, e.retryDelay
+	client, retryDelay, failed := e.client, e.retryDelay, e.failed
 	e.mu.Unlock()
 	if delay > 0 {
 		time.Sleep(delay)
@@ -225,8 +225,8 @@ func (e *emitter) deliverUnlocked(h *webhook) {
 	var results []Delivery
 	for range times {
 		d := send(client, retryDelay, h, oversize)
-		if d.Err != "" && e.failed != nil {
-			e.failed(d)
+		if d.Err != "" && failed != nil {
+			failed(d)
 		}
 		results = append(results, d)
 	}
