@@ -177,10 +177,10 @@ func validateSavedQuery(s *Server, id string, old, cols map[string]any) error {
 }
 
 func validateServiceEndpoint(s *Server, id string, old, cols map[string]any) error {
+	// authvalue is write-only: kept aside, never in the row, never returned.
+	auth := s.ext.authValues[id]
 	if v, ok := cols["authvalue"]; ok {
-		// Write-only: kept aside, never stored in the row, never returned.
-		av, _ := v.(string)
-		s.ext.authValues[id] = av
+		auth, _ = v.(string)
 		delete(cols, "authvalue")
 	}
 	row := merged(old, cols)
@@ -195,21 +195,22 @@ func validateServiceEndpoint(s *Server, id string, old, cols map[string]any) err
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return invalid("0x80040203", "url %q: want an absolute http(s) URL.", str(row, "url"))
 	}
-	auth, _ := intOf(row, "authtype")
-	if auth != 4 && auth != 5 && auth != 6 {
-		return invalid("0x80040203", "authtype %d: a webhook takes 4 (WebhookKey), 5 (HttpHeader) or 6 (HttpQueryString).", auth)
+	authType, _ := intOf(row, "authtype")
+	if authType != 4 && authType != 5 && authType != 6 {
+		return invalid("0x80040203", "authtype %d: a webhook takes 4 (WebhookKey), 5 (HttpHeader) or 6 (HttpQueryString).", authType)
 	}
-	if s.ext.authValues[id] == "" {
+	if auth == "" {
 		return invalid("0x80040200", "The required field 'authvalue' is missing.")
 	}
-	if auth != 4 {
-		if _, err := parseSettings(s.ext.authValues[id]); err != nil {
+	if authType != 4 {
+		if _, err := parseSettings(auth); err != nil {
 			return invalid("0x80040203", "authvalue: %v", err)
 		}
 	}
 	if _, ok := row["messageformat"]; !ok {
 		cols["messageformat"] = float64(2)
 	}
+	s.ext.authValues[id] = auth
 	return nil
 }
 

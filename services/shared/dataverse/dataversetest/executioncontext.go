@@ -111,7 +111,11 @@ func (s *Server) raiseLocked(r *http.Request, message, set, id string, pre, post
 			body, small := s.contextLocked(r, run, table, id, stepID, str(step, "name"), pre, post, caller, now)
 			h := header.Clone()
 			h.Set("Content-Type", "application/json")
-			h.Set("x-ms-dynamics-organization", r.Host)
+			org := r.Host
+			if org == "" { // a part of a $batch
+				org = s.ext.identity.OrganizationName
+			}
+			h.Set("x-ms-dynamics-organization", org)
 			h.Set("x-ms-dynamics-entity-name", table)
 			h.Set("x-ms-dynamics-request-name", message)
 			h.Set("x-ms-correlation-request-id", uuid.NewString())

@@ -173,3 +173,21 @@ func TestBindsAndPaging(t *testing.T) {
 		t.Fatalf("second page: %d rows, next %q", len(page.Value), page.Next)
 	}
 }
+
+func TestUnknownSetAndRefusedEndpoint(t *testing.T) {
+	s, srv := serve(t, dataversetest.Options{})
+	if r := do(t, http.MethodGet, api(srv.URL, "contactz"), "", nil); r.StatusCode != 404 || errCode(t, r) != "0x8006088a" {
+		t.Errorf("unknown entity set = %d", r.StatusCode)
+	}
+	if r := do(t, http.MethodGet, api(srv.URL, "contacts"), "", nil); r.StatusCode != 200 {
+		t.Errorf("an empty known set = %d", r.StatusCode)
+	}
+	// A refused endpoint leaves no key behind.
+	bad := `{"serviceendpointid":"` + idA + `","name":"x","url":"not a url","contract":8,"authtype":4,"authvalue":"k"}`
+	if r := do(t, http.MethodPost, api(srv.URL, "serviceendpoints"), bad, nil); r.StatusCode != 400 {
+		t.Fatalf("bad endpoint = %d", r.StatusCode)
+	}
+	if s.AuthValue(idA) != "" {
+		t.Error("a refused endpoint kept its authvalue")
+	}
+}

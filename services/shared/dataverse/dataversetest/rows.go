@@ -307,6 +307,11 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, set string) {
 	}
 	sel := selectOf(r)
 	s.mu.Lock()
+	if _, known := s.rows[set]; !known && !customizationSets[set] && entityDefs()[tableOf(set)] == nil {
+		s.mu.Unlock()
+		notFound(w, set)
+		return
+	}
 	ids := slices.Sorted(maps.Keys(s.rows[set]))
 	var rows []map[string]any
 	for _, id := range ids {
