@@ -23,9 +23,9 @@ run:
 	@go build -o $(BIN)/nac-devstack ./services/devstack/cmd/devstack
 	@exec $(BIN)/nac-devstack
 
-## build: build every service binary into .bin/
+## build: build every service binary and nacctl into .bin/
 build:
-	go build -o $(BIN)/ ./services/ingest/cmd/ingest ./services/validator/cmd/validator ./services/writer/cmd/writer ./services/devstack/cmd/devstack
+	go build -o $(BIN)/ ./services/ingest/cmd/ingest ./services/validator/cmd/validator ./services/writer/cmd/writer ./services/devstack/cmd/devstack ./services/nacctl/cmd/nacctl
 
 ## test: every module's tests with -race, then the decision quality figures
 test:
@@ -60,6 +60,8 @@ fuzz:
 	cd services/ingest && go test -run='^$$' -fuzz='^FuzzChallengeCode$$' -fuzztime=$(FUZZTIME) ./profilefeed/
 	cd services/shared && go test -run='^$$' -fuzz='^FuzzFlagWrite$$' -fuzztime=$(FUZZTIME) ./dataverse/
 	cd services/validator && go test -run='^$$' -fuzz='^FuzzValidate$$' -fuzztime=$(FUZZTIME) .
+	cd services/shared && go test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./dataverse/fetchxml/
+	cd services/shared && go test -run='^$$' -fuzz='^FuzzFilter$$' -fuzztime=$(FUZZTIME) ./dataverse/dataversetest/
 
 ## tools: install the pinned code generators and linters into .bin/
 tools:

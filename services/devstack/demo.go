@@ -51,11 +51,17 @@ type DemoRow struct {
 
 // DemoRows are seeded when absent.
 var DemoRows = []DemoRow{
+	{EntitySet: "systemusers", ID: DemoSyncUserID, Columns: map[string]any{
+		"fullname": "Demo Seller", "isdisabled": false,
+	}},
 	{EntitySet: "accounts", ID: DemoAccountID, Columns: map[string]any{
-		"name": "Contoso Ltd", "websiteurl": "https://www.contoso.com",
+		"name": "Contoso Ltd", "websiteurl": "https://www.contoso.com", "statecode": 0,
+		"_ownerid_value": DemoSyncUserID, "_ownerid_value@Microsoft.Dynamics.CRM.lookuplogicalname": "systemuser",
 	}},
 	{EntitySet: "contacts", ID: DemoContactID, Columns: map[string]any{
-		"firstname": "Avery", "lastname": "Quinn", "emailaddress1": "avery.quinn@contoso.com",
-		"_parentcustomerid_value": DemoAccountID, "nac_orgchangestatus": 0,
+		"firstname": "Avery", "lastname": "Quinn", "fullname": "Avery Quinn", "emailaddress1": "avery.quinn@contoso.com",
+		"jobtitle": "Procurement Manager", "statecode": 0, "nac_orgchangestatus": 0,
+		"_parentcustomerid_value": DemoAccountID, "_parentcustomerid_value@Microsoft.Dynamics.CRM.lookuplogicalname": "account",
+		"_ownerid_value": DemoSyncUserID, "_ownerid_value@Microsoft.Dynamics.CRM.lookuplogicalname": "systemuser",
 	}},
 }

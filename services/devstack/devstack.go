@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -95,6 +96,8 @@ type Stack struct {
 	spec     lifecycle.Spec
 	dataDir  string
 	standinS *httpserver.Server
+	// provisioned is set once the stand-in is provisioned (provision.go).
+	provisioned atomic.Bool
 }
 
 // ClientID is the stand-in's application user.
@@ -133,6 +136,7 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 	s.NATSURL = s.ns.ClientURL()
 
 	s.Standin = dataversetest.New(dataversetest.Options{ClientID: ClientID, ClientSecret: s.Secrets.ClientSecret, AnonymousReads: true})
+	s.Standin.SetIdentity(dataversetest.Identity{OrganizationID: DemoOrganizationID, OrganizationName: "devstack"})
 	if err := s.restoreStandin(); err != nil {
 		return nil, err
 	}
@@ -244,7 +248,7 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 	s.spec = lifecycle.Spec{
 		Log: log, Ready: ready, ShutdownTimeout: ingestCfg.ShutdownTimeout,
 		Ops: opsSrv, Public: []*httpserver.Server{public},
-		Workers: append(validatorWork, writerWork...),
+		Workers: append(append(validatorWork, writerWork...), s.provisionStandin(validatorCfg.Columns(), ready)),
 		Conns:   []*nats.Conn{ingestNC, validatorNC, writerNC},
 		// The stand-in and the broker go last: in-flight writes need them.
 		OnStopped: []func(){s.stopStandin, func() { s.ns.Shutdown(); s.ns.WaitForShutdown() }},

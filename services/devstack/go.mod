@@ -7,6 +7,7 @@ require (
 	github.com/nats-io/nats.go v1.55.0
 	github.com/notatcompany/notatcompany/proto v0.0.0
 	github.com/notatcompany/notatcompany/services/ingest v0.0.0
+	github.com/notatcompany/notatcompany/services/nacctl v0.0.0
 	github.com/notatcompany/notatcompany/services/shared v0.0.0
 	github.com/notatcompany/notatcompany/services/validator v0.0.0
 	github.com/notatcompany/notatcompany/services/writer v0.0.0
@@ -42,6 +43,7 @@ require (
 replace (
 	github.com/notatcompany/notatcompany/proto => ../../proto
 	github.com/notatcompany/notatcompany/services/ingest => ../ingest
+	github.com/notatcompany/notatcompany/services/nacctl => ../nacctl
 	github.com/notatcompany/notatcompany/services/shared => ../shared
 	github.com/notatcompany/notatcompany/services/validator => ../validator
 	github.com/notatcompany/notatcompany/services/writer => ../writer

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
+	"github.com/notatcompany/notatcompany/services/shared/crmschema"
 	"github.com/notatcompany/notatcompany/services/validator/decide"
 )
 
@@ -37,44 +38,12 @@ type Row struct {
 	Cols   map[string]Cell `json:"c,omitempty"`
 }
 
-// Columns kept per table, by logical name.
-var keptColumns = map[string][]string{
-	"contact": {"firstname", "lastname", "fullname", "emailaddress1", "emailaddress2", "emailaddress3",
-		"parentcustomerid", "ownerid", "statecode", "jobtitle", "address1_country"},
-	"account":     {"name", "websiteurl", "ownerid", "statecode"},
-	"opportunity": {"parentcontactid", "customerid", "parentaccountid", "ownerid", "statecode"},
-	"systemuser":  {"isdisabled"},
-}
-
-// Columns names the organization-specific columns the validator reads.
-type Columns struct {
-	Flag       string // the contact's Not at Company column
-	ProfileURL string // a LinkedIn profile URL column on contact, if any
-	MemberID   string // a member id column on contact, if any
-	CompanyID  string // a company id column on account, if any
-}
-
-// extra returns the configured columns kept for table.
-func (c Columns) extra(table string) []string {
-	var cols []string
-	add := func(names ...string) {
-		for _, n := range names {
-			if n != "" {
-				cols = append(cols, n)
-			}
-		}
-	}
-	switch table {
-	case "contact":
-		add(c.Flag, c.ProfileURL, c.MemberID)
-	case "account":
-		add(c.CompanyID)
-	}
-	return cols
-}
+// Columns names the organization-specific columns the validator reads;
+// the standard ones are crmschema's, the one list provisioning registers too.
+type Columns = crmschema.Columns
 
 // Tracked reports whether the validator keeps rows of table.
-func Tracked(table string) bool { _, ok := keptColumns[table]; return ok }
+func Tracked(table string) bool { return crmschema.Tracked(table) }
 
 // cellValue renders a typed column value as the string a Row keeps.
 func cellValue(v *eventsv1.Value) (string, bool) {
@@ -159,7 +128,7 @@ func Apply(row *Row, ch *eventsv1.CrmChange, extraCols ...string) (*Row, bool) {
 		next.Deleted, changed = false, true
 	}
 	next.LiveAt = max(next.LiveAt, v)
-	for _, col := range append(slices.Clone(keptColumns[ch.GetTable()]), extraCols...) {
+	for _, col := range append(crmschema.Kept(ch.GetTable()), extraCols...) {
 		val, ok := ch.GetColumns()[col]
 		if !ok {
 			continue

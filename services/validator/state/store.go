@@ -157,7 +157,7 @@ func (s *Store) ApplyChange(ctx context.Context, ch *eventsv1.CrmChange) (before
 	if !ok {
 		return nil, nil, false, nil
 	}
-	extra := s.cols.extra(ch.GetTable())
+	extra := s.cols.Extra(ch.GetTable())
 	org := ch.GetOrganizationId()
 	err = casUpdate(ctx, kv, rowKey(org, ch.GetTable(), ch.GetRowId()), func(cur []byte) ([]byte, error) {
 		before, after, changed = nil, nil, false

@@ -93,6 +93,8 @@ type Server struct {
 	inflight  int
 	throttled int        // 429s answered
 	received  []Received // every PATCH operation answered
+
+	ext extension // metadata, customizations and webhooks (extension.go)
 }
 
 // New returns an empty stand-in.
@@ -394,6 +396,9 @@ func (s *Server) release(n int) {
 // serveOne answers a single GET or PATCH on "<set>(<id>)"; it is used for
 // direct requests and for each part of a batch.
 func (s *Server) serveOne(w http.ResponseWriter, r *http.Request, rest string) {
+	if s.serveExtension(w, r, rest) {
+		return
+	}
 	m := keyRE.FindStringSubmatch(rest)
 	if m == nil {
 		odataError(w, http.StatusNotFound, "0x8006088a", fmt.Sprintf("Resource not found for the segment '%s'.", rest))
@@ -444,8 +449,13 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, set, id string) {
 		odataError(w, http.StatusBadRequest, "0x80048d19", "Error identified in Payload provided by the user: "+err.Error())
 		return
 	}
+	cols, err := s.normalizeWrite(set, cols)
+	if err != nil {
+		odataError(w, http.StatusBadRequest, "0x80048d19", err.Error())
+		return
+	}
 	s.mu.Lock()
-	_, exists := s.rows[set][id]
+	old, exists := s.rows[set][id]
 	switch {
 	case r.Header.Get("If-Match") == "*" && !exists:
 		s.mu.Unlock()
@@ -456,7 +466,10 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, set, id string) {
 		odataError(w, http.StatusPreconditionFailed, "0x80060892", "A record with matching key values already exists.")
 		return
 	}
+	before := maps.Clone(old)
+	s.stampPatch(r, cols, !exists)
 	s.upsert(set, id, cols)
+	s.rowChanged(r, set, id, before, cols)
 	s.patches++
 	s.received = append(s.received, Received{At: time.Now(), EntitySet: set, ID: id, Status: http.StatusNoContent})
 	s.mu.Unlock()

@@ -144,9 +144,13 @@ func TestGetBadSegment(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("GET bad key = %d, want 404", resp.StatusCode)
 	}
-	resp = do(t, http.MethodDelete, contactURL(srv, idA), "", nil)
+	resp = do(t, http.MethodPut, contactURL(srv, idA), "{}", nil)
 	if resp.StatusCode != http.StatusMethodNotAllowed {
-		t.Errorf("DELETE = %d, want 405", resp.StatusCode)
+		t.Errorf("PUT = %d, want 405", resp.StatusCode)
+	}
+	resp = do(t, http.MethodDelete, contactURL(srv, idA), "", nil)
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("DELETE of a missing row = %d, want 404", resp.StatusCode)
 	}
 }
 

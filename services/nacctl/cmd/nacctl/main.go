@@ -1,0 +1,38 @@
+// Command nacctl is the admin's CLI: nacctl provision [--dry-run|--check],
+// nacctl deprovision [--dry-run].
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/notatcompany/notatcompany/services/nacctl"
+	"github.com/notatcompany/notatcompany/services/shared/dataverse"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
+	stop()
+	if code := nacctl.ExitCode(err); code != 0 {
+		fmt.Fprintln(os.Stderr, "nacctl:", err)
+		os.Exit(code)
+	}
+}
+
+// run is the composition root of nacctl.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := nacctl.ParseConfig(args, getenv, stdout)
+	if err != nil {
+		return err
+	}
+	client, err := dataverse.New(ctx, cfg.URL, cfg.Credentials, dataverse.Options{Timeout: cfg.Timeout})
+	if err != nil {
+		return err
+	}
+	return nacctl.Run(ctx, cfg, client, stdout)
+}

@@ -1,0 +1,69 @@
+// Package crmschema is the one list of the Dynamics 365 tables and columns
+// notatcompany reads. The validator keeps exactly these columns, and
+// provisioning registers them as the webhook steps' filtering attributes
+// and image columns, so a change Dynamics sends is a change the validator
+// uses, and the other way round.
+package crmschema
+
+import "slices"
+
+// Tables the validator keeps rows of, in the order provisioning registers them.
+func Tables() []string { return []string{"contact", "account", "opportunity", "systemuser"} }
+
+// Kept returns the standard columns the validator keeps of table, by
+// logical name, or nil for a table it does not track.
+func Kept(table string) []string {
+	switch table {
+	case "contact":
+		return []string{"firstname", "lastname", "fullname", "emailaddress1", "emailaddress2", "emailaddress3",
+			"parentcustomerid", "ownerid", "statecode", "jobtitle", "address1_country"}
+	case "account":
+		return []string{"name", "websiteurl", "ownerid", "statecode"}
+	case "opportunity":
+		return []string{"parentcontactid", "customerid", "parentaccountid", "ownerid", "statecode"}
+	case "systemuser":
+		return []string{"isdisabled"}
+	}
+	return nil
+}
+
+// Tracked reports whether the validator keeps rows of table.
+func Tracked(table string) bool { return Kept(table) != nil }
+
+// Columns names the organization-specific columns the validator reads.
+type Columns struct {
+	Flag       string // the contact's Not at Company column
+	ProfileURL string // a LinkedIn profile URL column on contact, if any
+	MemberID   string // a member id column on contact, if any
+	CompanyID  string // a company id column on account, if any
+}
+
+// Extra returns the configured columns kept of table.
+func (c Columns) Extra(table string) []string {
+	var cols []string
+	add := func(names ...string) {
+		for _, n := range names {
+			if n != "" {
+				cols = append(cols, n)
+			}
+		}
+	}
+	switch table {
+	case "contact":
+		add(c.Flag, c.ProfileURL, c.MemberID)
+	case "account":
+		add(c.CompanyID)
+	}
+	return cols
+}
+
+// Read returns every column the validator reads of table, standard and
+// configured, sorted and without duplicates.
+func (c Columns) Read(table string) []string {
+	if !Tracked(table) {
+		return nil
+	}
+	cols := append(Kept(table), c.Extra(table)...)
+	slices.Sort(cols)
+	return slices.Compact(cols)
+}
