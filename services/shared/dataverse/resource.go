@@ -16,7 +16,6 @@ func (r Resource) String() string { return r.path }
 var (
 	logicalNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,99}$`)
 	operationRE   = regexp.MustCompile(`^[A-Z][A-Za-z0-9]{0,99}$`)
-	guidRE        = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 	metadataCast  = regexp.MustCompile(`^[A-Z][A-Za-z]{0,99}AttributeMetadata$`)
 )
 
@@ -30,7 +29,7 @@ func IsLogicalName(s string) bool { return logicalNameRE.MatchString(s) }
 // Set is an entity set ("contacts").
 func Set(name string) (Resource, error) {
 	if !IsLogicalName(name) {
-		return Resource{}, fmt.Errorf("entity set %q: not a logical name", name)
+		return Resource{}, fmt.Errorf("%w: entity set %s is not a logical name", ErrInvalidRequest, quote(name))
 	}
 	return Resource{name}, nil
 }
@@ -41,8 +40,8 @@ func RowOf(set, id string) (Resource, error) {
 	if err != nil {
 		return Resource{}, err
 	}
-	if !IsGUID(id) {
-		return Resource{}, fmt.Errorf("%s id %q: not a GUID", set, id)
+	if err := checkGUID(set+" id", id); err != nil {
+		return Resource{}, err
 	}
 	return Resource{s.path + "(" + strings.ToLower(id) + ")"}, nil
 }
