@@ -184,14 +184,15 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 		return nc, js, err
 	}
 	labelled := func(name string) prometheus.Registerer {
-		return prometheus.WrapRegistererWith(prometheus.Labels{"service": name}, reg)
+		return prometheus.WrapRegistererWith(prometheus.Labels{lifecycle.ServiceLabel: name}, reg)
 	}
 
 	ingestNC, ingestJS, err := connect("ingest")
 	if err != nil {
 		return nil, err
 	}
-	if err := bus.Declare(ctx, ingestJS, bus.DefaultOptions()); err != nil {
+	topo := bus.DefaultOptions()
+	if err := bus.Declare(ctx, ingestJS, topo); err != nil {
 		return nil, err
 	}
 	if err := seedAdmin(ctx, bus.NewPublisher(ingestJS, ingestCfg.PublishTimeout)); err != nil {
@@ -216,7 +217,7 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 	if err != nil {
 		return nil, err
 	}
-	writerWork, err := writer.Workers(ctx, writerCfg, writerJS, log.With("service", "writer"), labelled("writer"))
+	writerWork, err := writer.Workers(ctx, writerCfg, topo, writerJS, log.With("service", "writer"), labelled("writer"))
 	if err != nil {
 		return nil, err
 	}

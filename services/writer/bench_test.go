@@ -68,7 +68,7 @@ func startBench(b *testing.B, contacts int, standinOpts dataversetest.Options, e
 		b.Fatal(err)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
-	loops, err := writer.Workers(runCtx, cfg, js, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	loops, err := writer.Workers(runCtx, cfg, bus.DefaultOptions(), js, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -36,6 +36,9 @@ type Config struct {
 	// Workers is how many batches are written at once.
 	Workers       int
 	HandleTimeout time.Duration
+	// LeaseTTL is how long a contact's write lease lasts when its holder
+	// does not give it back (it died): longer than a holder can write.
+	LeaseTTL time.Duration
 }
 
 // TargetConfig is where one organization's decisions are written.
@@ -91,6 +94,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	p.Duration(&c.RequestTimeout, "request-timeout", "NAC_DATAVERSE_TIMEOUT", 15*time.Second, "timeout of one Dataverse request")
 	p.Int(&c.Workers, "workers", "NAC_WORKERS", 4, "batches written at once")
 	p.Duration(&c.HandleTimeout, "handle-timeout", "NAC_HANDLE_TIMEOUT", 25*time.Second, "longest time one batch may take (keep under the 30 s ack wait)")
+	p.Duration(&c.LeaseTTL, "lease-ttl", "NAC_LEASE_TTL", time.Minute, "how long a contact's write lease outlives a writer that died holding it (over NAC_HANDLE_TIMEOUT plus NAC_DATAVERSE_TIMEOUT)")
 	if err := p.Parse(args); err != nil {
 		return c, err
 	}
@@ -155,4 +159,7 @@ func (c *Config) Validate(p *conf.Parser) {
 	p.Check(c.RequestTimeout > 0, "NAC_DATAVERSE_TIMEOUT: must be positive")
 	p.Check(c.Workers >= 1 && c.Workers <= 52, "NAC_WORKERS=%d: want 1-52", c.Workers)
 	p.Check(c.HandleTimeout > c.RequestTimeout && c.HandleTimeout < 30*time.Second, "NAC_HANDLE_TIMEOUT=%s: want more than NAC_DATAVERSE_TIMEOUT and under 30s", c.HandleTimeout)
+	// A write the client gave up on may still reach the row a little
+	// later: the lease covers the whole batch and one request more.
+	p.Check(c.LeaseTTL >= c.HandleTimeout+c.RequestTimeout, "NAC_LEASE_TTL=%s: want at least NAC_HANDLE_TIMEOUT plus NAC_DATAVERSE_TIMEOUT (%s)", c.LeaseTTL, c.HandleTimeout+c.RequestTimeout)
 }
