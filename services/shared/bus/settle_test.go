@@ -42,7 +42,12 @@ func (m *settleMsg) NakWithDelay(d time.Duration) error {
 	m.naks = append(m.naks, d)
 	return nil
 }
-func (m *settleMsg) TermWithReason(string) error { m.mu.Lock(); defer m.mu.Unlock(); m.terms++; return nil }
+func (m *settleMsg) TermWithReason(string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.terms++
+	return nil
+}
 
 type recordingPublisher struct {
 	mu      sync.Mutex
