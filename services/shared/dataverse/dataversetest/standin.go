@@ -44,6 +44,14 @@ type Options struct {
 	// Limits, when set, are enforced the way Dataverse's service protection
 	// limits are: 429 with Retry-After beyond them.
 	Limits *Limits
+	// Faults, when set, is asked for a fault for every API request that no
+	// injected fault answers (a zero Fault serves normally): random faults.
+	Faults func() Fault
+	// OnChange, when set, is called with a row as it is after a change,
+	// before the change is applied and answered, under the server's lock;
+	// an error answers 503 and leaves the row as it was. A Journal makes
+	// the changes durable here.
+	OnChange func(entitySet, id string, row map[string]any) error
 }
 
 // Limits are service protection limits. Each operation of a $batch counts.
@@ -59,12 +67,14 @@ func DataverseLimits() *Limits {
 }
 
 // Fault is an answer given instead of serving, to the next Count API
-// requests (a $batch is one request).
+// requests (a $batch is one request), or, with Row, to the next Count
+// operations on that row (a part of a $batch is one).
 type Fault struct {
-	Status     int           // e.g. 429, 503; 0 serves normally after Delay
+	Status     int           // e.g. 429, 503, 400; 0 serves normally after Delay
 	RetryAfter time.Duration // sent as Retry-After, in whole seconds
 	Delay      time.Duration // wait before answering: a slow server
 	Count      int
+	Row        string // a row id: only operations on it
 }
 
 // Received is one operation the stand-in answered.
@@ -89,7 +99,10 @@ type Server struct {
 	tokenReq int                  // tokens issued
 
 	faults    []Fault
-	window    []time.Time // when each operation in the limit window came
+	rowFaults []Fault
+	writing   map[string]int // entity set/id → PATCHes in progress
+	overlaps  int            // PATCHes begun while another of the same row was in progress
+	window    []time.Time    // when each operation in the limit window came
 	inflight  int
 	throttled int        // 429s answered
 	received  []Received // every PATCH operation answered
@@ -101,7 +114,7 @@ func New(opts Options) *Server {
 		opts.TokenLifetime = time.Hour
 	}
 	return &Server{opts: opts, rows: map[string]map[string]map[string]any{},
-		versions: map[string]int64{}, tokens: map[string]time.Time{}}
+		versions: map[string]int64{}, tokens: map[string]time.Time{}, writing: map[string]int{}}
 }
 
 // TokenPath is where the stand-in issues tokens.
@@ -130,11 +143,25 @@ func (s *Server) Row(entitySet, id string) (map[string]any, bool) {
 	return maps.Clone(row), ok
 }
 
-// Inject queues a fault for the next API requests.
+// Inject queues a fault for the next API requests (or row operations).
 func (s *Server) Inject(f Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if f.Row != "" {
+		f.Row = strings.ToLower(f.Row)
+		s.rowFaults = append(s.rowFaults, f)
+		return
+	}
 	s.faults = append(s.faults, f)
+}
+
+// Overlaps counts the PATCHes that began while another PATCH of the same
+// row was still in progress (its delay included): writes of one row that
+// overlapped, whose order Dataverse does not promise.
+func (s *Server) Overlaps() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.overlaps
 }
 
 // Throttled counts the 429 answers given so far (faults and limits).
@@ -296,12 +323,31 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 		odataError(w, http.StatusUnauthorized, "0x80072560", "The user is not a member of the organization.")
 		return
 	}
-	if !s.fault(w, r) {
+	fault := s.nextFault()
+	rest := strings.TrimPrefix(r.URL.Path, dataverse.APIPath+"/")
+	var parts []partRequest
+	var writes []string // the rows this request patches
+	if rest == "$batch" && r.Method == http.MethodPost {
+		var ok bool
+		if parts, ok = parseBatch(w, r); !ok {
+			return
+		}
+		for _, p := range parts {
+			if m := keyRE.FindStringSubmatch(strings.TrimPrefix(p.req.URL.Path, dataverse.APIPath+"/")); m != nil && p.req.Method == http.MethodPatch {
+				writes = append(writes, m[1]+"/"+strings.ToLower(m[2]))
+			}
+		}
+	} else if m := keyRE.FindStringSubmatch(rest); m != nil && r.Method == http.MethodPatch {
+		writes = append(writes, m[1]+"/"+strings.ToLower(m[2]))
+	}
+	// The rows count as being written from now, through the delay: a
+	// slow answer is a write still in progress.
+	defer s.writingRows(writes)()
+	if !applyFault(w, r, fault) {
 		return
 	}
-	rest := strings.TrimPrefix(r.URL.Path, dataverse.APIPath+"/")
-	if rest == "$batch" && r.Method == http.MethodPost {
-		s.batch(w, r)
+	if parts != nil {
+		s.batch(w, r, parts)
 		return
 	}
 	if !s.admit(w, 1) {
@@ -311,23 +357,31 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 	s.serveOne(w, r, rest)
 }
 
-// fault applies the next injected fault, if any; false means answered.
-func (s *Server) fault(w http.ResponseWriter, r *http.Request) bool {
+// nextFault takes the next injected fault, else asks Options.Faults.
+func (s *Server) nextFault() Fault {
 	s.mu.Lock()
-	if len(s.faults) == 0 {
-		s.mu.Unlock()
-		return true
-	}
-	f := &s.faults[0]
-	f.Count--
-	fault := *f
-	if f.Count <= 0 {
-		s.faults = s.faults[1:]
+	defer s.mu.Unlock()
+	var fault Fault
+	switch {
+	case len(s.faults) > 0:
+		f := &s.faults[0]
+		f.Count--
+		fault = *f
+		if f.Count <= 0 {
+			s.faults = s.faults[1:]
+		}
+	case s.opts.Faults != nil:
+		fault = s.opts.Faults()
 	}
 	if fault.Status == http.StatusTooManyRequests {
 		s.throttled++
 	}
-	s.mu.Unlock()
+	return fault
+}
+
+// applyFault waits out the fault's delay and answers its status; false
+// means answered.
+func applyFault(w http.ResponseWriter, r *http.Request, fault Fault) bool {
 	if fault.Delay > 0 {
 		select {
 		case <-time.After(fault.Delay):
@@ -343,6 +397,49 @@ func (s *Server) fault(w http.ResponseWriter, r *http.Request) bool {
 	}
 	odataError(w, fault.Status, "0x80072322", "Injected fault: "+http.StatusText(fault.Status))
 	return false
+}
+
+// writingRows marks rows as being written and returns the unmarking.
+func (s *Server) writingRows(rows []string) func() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range rows {
+		if s.writing[k] > 0 {
+			s.overlaps++
+		}
+		s.writing[k]++
+	}
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, k := range rows {
+			if s.writing[k]--; s.writing[k] <= 0 {
+				delete(s.writing, k)
+			}
+		}
+	}
+}
+
+// rowFault takes the next fault injected for row id, if any.
+func (s *Server) rowFault(id string) (Fault, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.rowFaults {
+		f := &s.rowFaults[i]
+		if f.Row != id {
+			continue
+		}
+		f.Count--
+		fault := *f
+		if f.Count <= 0 {
+			s.rowFaults = append(s.rowFaults[:i], s.rowFaults[i+1:]...)
+		}
+		if fault.Status == http.StatusTooManyRequests {
+			s.throttled++
+		}
+		return fault, true
+	}
+	return Fault{}, false
 }
 
 // admit enforces the limits for n operations; false means answered 429.
@@ -400,6 +497,9 @@ func (s *Server) serveOne(w http.ResponseWriter, r *http.Request, rest string) {
 		return
 	}
 	set, id := m[1], strings.ToLower(m[2])
+	if f, ok := s.rowFault(id); ok && !applyFault(w, r, f) {
+		return
+	}
 	switch r.Method {
 	case http.MethodGet:
 		s.get(w, r, set, id)
@@ -456,6 +556,18 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, set, id string) {
 		odataError(w, http.StatusPreconditionFailed, "0x80060892", "A record with matching key values already exists.")
 		return
 	}
+	if s.opts.OnChange != nil {
+		after := maps.Clone(s.rows[set][id])
+		if after == nil {
+			after = map[string]any{idColumn(set): id}
+		}
+		maps.Copy(after, cols)
+		if err := s.opts.OnChange(set, id, after); err != nil {
+			s.mu.Unlock()
+			odataError(w, http.StatusServiceUnavailable, "0x80044151", "The change could not be stored: "+err.Error())
+			return
+		}
+	}
 	s.upsert(set, id, cols)
 	s.patches++
 	s.received = append(s.received, Received{At: time.Now(), EntitySet: set, ID: id, Status: http.StatusNoContent})
@@ -465,24 +577,29 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, set, id string) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// batch answers a $batch: each application/http part is run on its own and
-// answered in a part of the response, in order. A change set (a nested
-// multipart/mixed part) is run part by part as well.
-func (s *Server) batch(w http.ResponseWriter, r *http.Request) {
+// parseBatch reads the requests of a $batch; false means answered 400.
+func parseBatch(w http.ResponseWriter, r *http.Request) ([]partRequest, bool) {
 	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "multipart/mixed" || params["boundary"] == "" {
 		odataError(w, http.StatusBadRequest, "0x80048d19", "A $batch request needs Content-Type multipart/mixed with a boundary.")
-		return
+		return nil, false
 	}
-	var reqs []partRequest
+	reqs := []partRequest{}
 	if err := readParts(multipart.NewReader(r.Body, params["boundary"]), &reqs, 0); err != nil {
 		odataError(w, http.StatusBadRequest, "0x80048d19", "Malformed $batch body: "+err.Error())
-		return
+		return nil, false
 	}
 	if len(reqs) > dataverse.MaxBatch {
 		odataError(w, http.StatusBadRequest, "0x80060891", fmt.Sprintf("The batch has %d requests; at most %d are allowed.", len(reqs), dataverse.MaxBatch))
-		return
+		return nil, false
 	}
+	return reqs, true
+}
+
+// batch answers a $batch: each application/http part is run on its own and
+// answered in a part of the response, in order. A change set (a nested
+// multipart/mixed part) is run part by part as well.
+func (s *Server) batch(w http.ResponseWriter, r *http.Request, reqs []partRequest) {
 	if !s.admit(w, len(reqs)) {
 		return
 	}
