@@ -280,6 +280,7 @@ type standin struct {
 	*dataversetest.Server
 	srv *httptest.Server
 
+	started  atomic.Int64 // API requests begun
 	mu       sync.Mutex
 	requests []apiRequest
 }
@@ -318,6 +319,7 @@ func newStandin(t testing.TB, opts dataversetest.Options, contacts ...string) *s
 			return
 		}
 		rec := &statusRecorder{ResponseWriter: w}
+		s.started.Add(1)
 		start := time.Now()
 		inner.ServeHTTP(rec, r)
 		s.mu.Lock()
@@ -326,6 +328,13 @@ func newStandin(t testing.TB, opts dataversetest.Options, contacts ...string) *s
 	}))
 	t.Cleanup(s.srv.Close)
 	return s
+}
+
+// idle reports whether every Web API request begun was answered.
+func (s *standin) idle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.started.Load() == int64(len(s.requests))
 }
 
 // apiRequests returns every Web API request answered so far.
