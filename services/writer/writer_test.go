@@ -825,7 +825,7 @@ func TestInvalidDecisionsAreSetAside(t *testing.T) {
 		"contact not a GUID": func() *fakeMsg {
 			return msgOf(t, decision("d1", orgA, "contacts(7d8c4a0e-0000-4000-8000-000000000001)", notAt, time.Now()), 1)
 		},
-		"unknown value": func() *fakeMsg { return msgOf(t, decision("d1", orgA, contact(1), eventsv1.Flag(7), time.Now()), 1) },
+		"unknown value":  func() *fakeMsg { return msgOf(t, decision("d1", orgA, contact(1), eventsv1.Flag(7), time.Now()), 1) },
 		"no decision id": func() *fakeMsg { return msgOf(t, decision("", orgA, contact(1), notAt, time.Now()), 1) },
 		"another subject": func() *fakeMsg {
 			m := msgOf(t, decision("d1", orgA, contact(1), notAt, time.Now()), 1)
