@@ -63,7 +63,9 @@ func TestRandomizedFaults(t *testing.T) {
 		}
 		return dataversetest.Fault{}
 	}})
-	c.wrap = func(cons jetstream.Consumer) jetstream.Consumer { return &chaosConsumer{Consumer: cons, rng: deliveries} }
+	c.wrap = func(cons jetstream.Consumer) jetstream.Consumer {
+		return &chaosConsumer{Consumer: cons, rng: deliveries}
+	}
 	c.start(0)
 	c.start(1)
 
