@@ -3,6 +3,7 @@ package bus_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -281,5 +282,28 @@ func TestLogSubjectHidesTheID(t *testing.T) {
 	}
 	if s.LogSubject("nac.profile.member.john") == a {
 		t.Error("two ids hash alike")
+	}
+}
+
+// The slow-handling alert compares p99 with 5 s: the histogram must have a
+// bucket bound at 5 s and above it, or the quantile can never pass 5 s.
+func TestHandleDurationBucketsReachTheAlert(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s := &bus.Settler{Consumer: "c", Retry: fastRetry(1), Publisher: &recordingPublisher{}, Metrics: bus.NewMetrics(reg)}
+	s.Observe(7*time.Second, 1)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bounds []float64
+	for _, mf := range mfs {
+		if mf.GetName() == "nac_message_handle_duration_seconds" {
+			for _, b := range mf.GetMetric()[0].GetHistogram().GetBucket() {
+				bounds = append(bounds, b.GetUpperBound())
+			}
+		}
+	}
+	if !slices.Contains(bounds, 5) || slices.Max(bounds) <= 5 {
+		t.Errorf("bucket bounds %v: want 5 s and more", bounds)
 	}
 }
