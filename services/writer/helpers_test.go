@@ -420,7 +420,7 @@ func newEnv(t testing.TB, cfg Config) *env {
 	e := &env{t: t, pub: &fakePublisher{}, reg: prometheus.NewRegistry()}
 	m := NewMetrics(e.reg)
 	log := slog.New(slog.DiscardHandler)
-	targets, err := BuildTargets(t.Context(), cfg, m, log)
+	targets, err := BuildTargets(t.Context(), cfg, m, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

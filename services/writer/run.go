@@ -31,7 +31,11 @@ func Workers(ctx context.Context, cfg Config, topo bus.Options, js jetstream.Jet
 // Build makes the writer and binds its consumer.
 func Build(ctx context.Context, cfg Config, topo bus.Options, js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer) (*Service, jetstream.Consumer, error) {
 	m := NewMetrics(reg)
-	targets, err := BuildTargets(ctx, cfg, m, log)
+	budgets, err := js.KeyValue(ctx, bus.BucketBudgets)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bind bucket %s: %w", bus.BucketBudgets, err)
+	}
+	targets, err := BuildTargets(ctx, cfg, m, log, budgets)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -69,12 +73,19 @@ func (s *Service) Runner(cons jetstream.Consumer) *bus.BatchRunner {
 }
 
 // BuildTargets makes a client and a throttle per configured organization,
-// and the default for all others.
-func BuildTargets(ctx context.Context, cfg Config, m *Metrics, log *slog.Logger) (*Targets, error) {
+// and the default for all others. The request budget of an environment
+// and application user is kept in budgets, shared by every replica; nil
+// keeps it in this process.
+func BuildTargets(ctx context.Context, cfg Config, m *Metrics, log *slog.Logger, budgets jetstream.KeyValue) (*Targets, error) {
 	build := func(tc TargetConfig) (*Target, error) {
-		t := &Target{Disabled: tc.Disabled, Throttle: NewThrottle(cfg.Budget, cfg.BatchSize)}
+		t := &Target{Disabled: tc.Disabled}
 		if tc.DryRun() || tc.Disabled {
 			return t, nil
+		}
+		if budgets != nil {
+			t.Throttle = NewSharedThrottle(cfg.Budget, NewKVSpender(budgets, tc.URL, tc.ClientID, cfg.Budget, cfg.BatchSize))
+		} else {
+			t.Throttle = NewThrottle(cfg.Budget, cfg.BatchSize)
 		}
 		// Token fetches must outlive shutdown's start: in-flight writes finish.
 		client, err := dataverse.New(context.WithoutCancel(ctx), tc.URL, tc.credentials(), dataverse.Options{
