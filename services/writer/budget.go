@@ -43,7 +43,7 @@ func newLocalSpender(b Budget, batch int) *localSpender {
 }
 
 func (l *localSpender) Take(ctx context.Context, n int) error { return l.limiter.WaitN(ctx, n) }
-func (l *localSpender) Left() float64                          { return l.limiter.TokensAt(time.Now()) }
+func (l *localSpender) Left() float64                         { return l.limiter.TokensAt(time.Now()) }
 func (l *localSpender) Drain(remaining int) {
 	now := time.Now()
 	if excess := int(l.limiter.TokensAt(now)) - remaining; excess > 0 {
