@@ -224,6 +224,7 @@ func TestRunnerPermanentDeadLetters(t *testing.T) {
 	})
 	f.settled(t)
 	time.Sleep(300 * time.Millisecond) // room for a wrong redelivery
+	dead = f.deadLetters(t)
 	if len(dead) != 1 {
 		t.Fatalf("%d dead letters, want 1", len(dead))
 	}
@@ -318,6 +319,7 @@ func TestRunnerTransientExhaustsMaxDeliver(t *testing.T) {
 	})
 	f.settled(t)
 	time.Sleep(300 * time.Millisecond)
+	dead = f.deadLetters(t)
 	if len(dead) != 1 {
 		t.Fatalf("%d dead letters, want 1", len(dead))
 	}
