@@ -6,8 +6,6 @@
 package dataversetest
 
 import (
-	"bufio"
-	"bytes"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
@@ -15,11 +13,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"mime"
-	"mime/multipart"
 	"net/http"
-	"net/http/httptest"
-	"net/textproto"
 	"regexp"
 	"slices"
 	"strconv"
@@ -64,17 +58,6 @@ type Limits struct {
 // DataverseLimits are the documented limits per user.
 func DataverseLimits() *Limits {
 	return &Limits{Requests: 6000, Window: 5 * time.Minute, Concurrent: 52}
-}
-
-// Fault is an answer given instead of serving, to the next Count API
-// requests (a $batch is one request), or, with Row, to the next Count
-// operations on that row (a part of a $batch is one).
-type Fault struct {
-	Status     int           // e.g. 429, 503, 400; 0 serves normally after Delay
-	RetryAfter time.Duration // sent as Retry-After, in whole seconds
-	Delay      time.Duration // wait before answering: a slow server
-	Count      int
-	Row        string // a row id: only operations on it
 }
 
 // Received is one operation the stand-in answered.
@@ -141,27 +124,6 @@ func (s *Server) Row(entitySet, id string) (map[string]any, bool) {
 	defer s.mu.Unlock()
 	row, ok := s.rows[entitySet][strings.ToLower(id)]
 	return maps.Clone(row), ok
-}
-
-// Inject queues a fault for the next API requests (or row operations).
-func (s *Server) Inject(f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if f.Row != "" {
-		f.Row = strings.ToLower(f.Row)
-		s.rowFaults = append(s.rowFaults, f)
-		return
-	}
-	s.faults = append(s.faults, f)
-}
-
-// Overlaps counts the PATCHes that began while another PATCH of the same
-// row was still in progress (its delay included): writes of one row that
-// overlapped, whose order Dataverse does not promise.
-func (s *Server) Overlaps() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.overlaps
 }
 
 // Throttled counts the 429 answers given so far (faults and limits).
@@ -357,91 +319,6 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 	s.serveOne(w, r, rest)
 }
 
-// nextFault takes the next injected fault, else asks Options.Faults.
-func (s *Server) nextFault() Fault {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var fault Fault
-	switch {
-	case len(s.faults) > 0:
-		f := &s.faults[0]
-		f.Count--
-		fault = *f
-		if f.Count <= 0 {
-			s.faults = s.faults[1:]
-		}
-	case s.opts.Faults != nil:
-		fault = s.opts.Faults()
-	}
-	if fault.Status == http.StatusTooManyRequests {
-		s.throttled++
-	}
-	return fault
-}
-
-// applyFault waits out the fault's delay and answers its status; false
-// means answered.
-func applyFault(w http.ResponseWriter, r *http.Request, fault Fault) bool {
-	if fault.Delay > 0 {
-		select {
-		case <-time.After(fault.Delay):
-		case <-r.Context().Done():
-			return false
-		}
-	}
-	if fault.Status == 0 {
-		return true
-	}
-	if fault.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(fault.RetryAfter.Seconds())))
-	}
-	odataError(w, fault.Status, "0x80072322", "Injected fault: "+http.StatusText(fault.Status))
-	return false
-}
-
-// writingRows marks rows as being written and returns the unmarking.
-func (s *Server) writingRows(rows []string) func() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, k := range rows {
-		if s.writing[k] > 0 {
-			s.overlaps++
-		}
-		s.writing[k]++
-	}
-	return func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for _, k := range rows {
-			if s.writing[k]--; s.writing[k] <= 0 {
-				delete(s.writing, k)
-			}
-		}
-	}
-}
-
-// rowFault takes the next fault injected for row id, if any.
-func (s *Server) rowFault(id string) (Fault, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := range s.rowFaults {
-		f := &s.rowFaults[i]
-		if f.Row != id {
-			continue
-		}
-		f.Count--
-		fault := *f
-		if f.Count <= 0 {
-			s.rowFaults = append(s.rowFaults[:i], s.rowFaults[i+1:]...)
-		}
-		if fault.Status == http.StatusTooManyRequests {
-			s.throttled++
-		}
-		return fault, true
-	}
-	return Fault{}, false
-}
-
 // admit enforces the limits for n operations; false means answered 429.
 func (s *Server) admit(w http.ResponseWriter, n int) bool {
 	lim := s.opts.Limits
@@ -575,97 +452,4 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, set, id string) {
 	w.Header().Set("OData-Version", "4.0")
 	w.Header().Set("OData-EntityId", dataverse.APIPath+"/"+set+"("+id+")")
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// parseBatch reads the requests of a $batch; false means answered 400.
-func parseBatch(w http.ResponseWriter, r *http.Request) ([]partRequest, bool) {
-	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "multipart/mixed" || params["boundary"] == "" {
-		odataError(w, http.StatusBadRequest, "0x80048d19", "A $batch request needs Content-Type multipart/mixed with a boundary.")
-		return nil, false
-	}
-	reqs := []partRequest{}
-	if err := readParts(multipart.NewReader(r.Body, params["boundary"]), &reqs, 0); err != nil {
-		odataError(w, http.StatusBadRequest, "0x80048d19", "Malformed $batch body: "+err.Error())
-		return nil, false
-	}
-	if len(reqs) > dataverse.MaxBatch {
-		odataError(w, http.StatusBadRequest, "0x80060891", fmt.Sprintf("The batch has %d requests; at most %d are allowed.", len(reqs), dataverse.MaxBatch))
-		return nil, false
-	}
-	return reqs, true
-}
-
-// batch answers a $batch: each application/http part is run on its own and
-// answered in a part of the response, in order. A change set (a nested
-// multipart/mixed part) is run part by part as well.
-func (s *Server) batch(w http.ResponseWriter, r *http.Request, reqs []partRequest) {
-	if !s.admit(w, len(reqs)) {
-		return
-	}
-	defer s.release(len(reqs))
-	continueOnError := strings.Contains(r.Header.Get("Prefer"), "odata.continue-on-error")
-	respBoundary := "batchresponse_" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	w.Header().Set("Content-Type", "multipart/mixed; boundary="+respBoundary)
-	w.Header().Set("OData-Version", "4.0")
-	w.WriteHeader(http.StatusOK)
-	mw := multipart.NewWriter(w)
-	_ = mw.SetBoundary(respBoundary)
-	for _, p := range reqs {
-		rec := httptest.NewRecorder()
-		s.serveOne(rec, p.req, strings.TrimPrefix(p.req.URL.Path, dataverse.APIPath+"/"))
-		ph := textproto.MIMEHeader{}
-		ph.Set("Content-Type", "application/http")
-		ph.Set("Content-Transfer-Encoding", "binary")
-		if p.contentID != "" {
-			ph.Set("Content-ID", p.contentID)
-		}
-		pw, _ := mw.CreatePart(ph)
-		fmt.Fprintf(pw, "HTTP/1.1 %d %s\r\n", rec.Code, http.StatusText(rec.Code))
-		_ = rec.Header().Write(pw)
-		fmt.Fprint(pw, "\r\n")
-		_, _ = pw.Write(rec.Body.Bytes())
-		if rec.Code >= 400 && !continueOnError {
-			break // Dataverse stops at the first failure unless told otherwise
-		}
-	}
-	_ = mw.Close()
-}
-
-type partRequest struct {
-	contentID string
-	req       *http.Request
-}
-
-// readParts reads every request of a batch body, change sets included.
-func readParts(mr *multipart.Reader, out *[]partRequest, depth int) error {
-	for {
-		part, err := mr.NextPart()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		mt, params, _ := mime.ParseMediaType(part.Header.Get("Content-Type"))
-		if mt == "multipart/mixed" && depth == 0 {
-			if err := readParts(multipart.NewReader(part, params["boundary"]), out, 1); err != nil {
-				return err
-			}
-			continue
-		}
-		if mt != "application/http" {
-			return fmt.Errorf("part Content-Type %q: want application/http", mt)
-		}
-		req, err := http.ReadRequest(bufio.NewReader(part))
-		if err != nil {
-			return fmt.Errorf("part request: %w", err)
-		}
-		body, err := io.ReadAll(req.Body)
-		if err != nil {
-			return fmt.Errorf("part body: %w", err)
-		}
-		req.Body = io.NopCloser(bytes.NewReader(body))
-		*out = append(*out, partRequest{contentID: part.Header.Get("Content-ID"), req: req})
-	}
 }
