@@ -8,7 +8,7 @@ BIN     := $(CURDIR)/.bin
 MODULES := $(shell go list -m -f '{{.Dir}}')
 FUZZTIME ?= 10s
 
-.PHONY: help run build test quality test-alone bench fuzz proto proto-check tools fmt vet lint
+.PHONY: help run build test quality faults soak test-rules test-alone bench fuzz proto proto-check tools fmt vet lint
 
 .DEFAULT_GOAL := help
 
@@ -27,13 +27,38 @@ run:
 build:
 	go build -o $(BIN)/ ./services/ingest/cmd/ingest ./services/validator/cmd/validator ./services/writer/cmd/writer ./services/devstack/cmd/devstack ./services/nacctl/cmd/nacctl
 
-## test: every module's tests with -race, then the decision quality figures
+## test: every module's tests with -race, the writer's fault test, the alert rules, then the decision quality figures
 test:
 	@for m in $(MODULES); do \
 		echo "== $${m#$(CURDIR)/}"; \
-		(cd $$m && go test -race -count=1 ./...); \
+		(cd $$m && go test -race -count=1 -skip '^TestRandomizedFaults$$' ./...); \
 	done
+	@$(MAKE) --no-print-directory faults
+	@$(MAKE) --no-print-directory test-rules
 	@$(MAKE) --no-print-directory quality
+
+# The figures of the writer's randomized fault test.
+FAULT_FIGURES := 'seed |published|converged|differ|overlapped|^(ok|FAIL|--- FAIL)'
+
+## faults: the writer's randomized fault test with a fixed seed: contacts converged and writes per contact
+faults:
+	@cd services/writer && go test -race -count=1 -v -run '^TestRandomizedFaults$$' . | grep -E $(FAULT_FIGURES)
+
+## soak: the fault test at length; NAC_FAULT_SEED, NAC_FAULT_CONTACTS and NAC_FAULT_ROUNDS choose the run
+soak:
+	@cd services/writer && NAC_FAULT_CONTACTS=$${NAC_FAULT_CONTACTS:-200} NAC_FAULT_ROUNDS=$${NAC_FAULT_ROUNDS:-300} \
+		go test -race -count=1 -v -timeout 60m -run '^TestRandomizedFaults$$' . | grep -E $(FAULT_FIGURES)
+
+## test-rules: promtool unit tests of the chart's alert rules (skipped without promtool, except in CI)
+test-rules:
+	@if command -v promtool >/dev/null; then \
+		promtool check rules charts/notatcompany/rules/notatcompany.rules.yaml && \
+		promtool test rules charts/notatcompany/rules/notatcompany.rules_test.yaml; \
+	elif [ -n "$${CI:-}" ]; then \
+		echo "test-rules: promtool is missing (apt-get install prometheus)" >&2; exit 1; \
+	else \
+		echo "test-rules: skipped, promtool is not installed (apt-get install prometheus)"; \
+	fi
 
 ## quality: precision, recall and reversal rate of the labelled decision scenarios
 quality:

@@ -48,6 +48,9 @@ type Config struct {
 	NATSAddr    string
 	LogFormat   string
 	LogLevel    string
+	// WriterReplicas is how many writers run, each with its own connection,
+	// as replicas of a deployment do.
+	WriterReplicas int
 }
 
 // ParseConfig reads the devstack's own settings.
@@ -61,6 +64,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	p.String(&c.NATSAddr, "nats-addr", "NAC_NATS_ADDR", "127.0.0.1:4222", "the embedded NATS server's client address")
 	p.String(&c.LogFormat, "log-format", "NAC_LOG_FORMAT", "text", "log format: json or text")
 	p.String(&c.LogLevel, "log-level", "NAC_LOG_LEVEL", "info", "log level")
+	p.Int(&c.WriterReplicas, "writer-replicas", "NAC_WRITER_REPLICAS", 2, "writer replicas, 1-8")
 	if err := p.Parse(args); err != nil {
 		return c, err
 	}
@@ -68,6 +72,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	_, perr := strconv.Atoi(port)
 	p.Check(err == nil && perr == nil, "NAC_NATS_ADDR=%q: want host:port", c.NATSAddr)
 	p.Check(c.DataDir != "", "NAC_DATA_DIR: required")
+	p.Check(c.WriterReplicas >= 1 && c.WriterReplicas <= 8, "NAC_WRITER_REPLICAS=%d: want 1-8", c.WriterReplicas)
 	return c, p.Err()
 }
 
@@ -98,6 +103,7 @@ type Stack struct {
 	standinS *httpserver.Server
 	// provisioned is set once the stand-in is provisioned (provision.go).
 	provisioned atomic.Bool
+	journal     *dataversetest.Journal
 }
 
 // ClientID is the stand-in's application user.
@@ -135,10 +141,22 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 	cleanup = append(cleanup, func() { s.ns.Shutdown(); s.ns.WaitForShutdown() })
 	s.NATSURL = s.ns.ClientURL()
 
-	s.Standin = dataversetest.New(dataversetest.Options{ClientID: ClientID, ClientSecret: s.Secrets.ClientSecret, AnonymousReads: true})
-	s.Standin.SetIdentity(dataversetest.Identity{OrganizationID: DemoOrganizationID, OrganizationName: "devstack"})
-	if err := s.restoreStandin(); err != nil {
+	// Write-through: a row the stand-in answered as written is on disk,
+	// whatever way the devstack stops.
+	journal, rows, err := dataversetest.OpenJournal(s.standinFile())
+	if err != nil {
 		return nil, err
+	}
+	s.journal = journal
+	cleanup = append(cleanup, func() { _ = journal.Close() })
+	s.Standin = dataversetest.New(dataversetest.Options{ClientID: ClientID, ClientSecret: s.Secrets.ClientSecret, AnonymousReads: true,
+		OnChange: journal.Append})
+	s.Standin.SetIdentity(dataversetest.Identity{OrganizationID: DemoOrganizationID, OrganizationName: "devstack"})
+	s.Standin.Restore(rows)
+	for _, r := range DemoRows {
+		if _, ok := s.Standin.Row(r.EntitySet, r.ID); !ok {
+			s.Standin.Seed(r.EntitySet, r.ID, r.Columns)
+		}
 	}
 	if s.standinS, err = httpserver.Listen(cfg.StandinAddr, s.Standin.Handler()); err != nil {
 		return nil, err
@@ -197,15 +215,18 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 		js, err := jetstream.New(nc)
 		return nc, js, err
 	}
-	labelled := func(name string) prometheus.Registerer {
-		return prometheus.WrapRegistererWith(prometheus.Labels{"service": name}, reg)
+	// Every metric has the same labels, so that the writer replicas'
+	// series can sit beside the others in one registry.
+	labelled := func(name string, replica int) prometheus.Registerer {
+		return prometheus.WrapRegistererWith(prometheus.Labels{lifecycle.ServiceLabel: name, "replica": strconv.Itoa(replica)}, reg)
 	}
 
 	ingestNC, ingestJS, err := connect("ingest", ingestCfg.Common)
 	if err != nil {
 		return nil, err
 	}
-	if err := bus.Declare(ctx, ingestJS, bus.DefaultOptions()); err != nil {
+	topo := bus.DefaultOptions()
+	if err := bus.Declare(ctx, ingestJS, topo); err != nil {
 		return nil, err
 	}
 	if err := seedAdmin(ctx, bus.NewPublisher(ingestJS, ingestCfg.PublishTimeout)); err != nil {
@@ -216,23 +237,32 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 		return nil, err
 	}
 	ingestSvc := ingest.New(ingestCfg, bus.NewPublisher(ingestJS, ingestCfg.PublishTimeout), log.With("service", "ingest"),
-		labelled("ingest"), ingest.WithAdmin(adminReader))
+		labelled("ingest", 0), ingest.WithAdmin(adminReader))
 
 	validatorNC, validatorJS, err := connect("validator", validatorCfg.Common)
 	if err != nil {
 		return nil, err
 	}
-	validatorWork, err := validator.Workers(ctx, validatorCfg, validatorJS, log.With("service", "validator"), labelled("validator"))
+	validatorWork, err := validator.Workers(ctx, validatorCfg, validatorJS, log.With("service", "validator"), labelled("validator", 0))
 	if err != nil {
 		return nil, err
 	}
-	writerNC, writerJS, err := connect("writer", writerCfg.Common)
-	if err != nil {
-		return nil, err
-	}
-	writerWork, err := writer.Workers(ctx, writerCfg, writerJS, log.With("service", "writer"), labelled("writer"))
-	if err != nil {
-		return nil, err
+	// Writer replicas share the consumer, the leases and the budget, as
+	// the pods of a deployment do; each has its own connection.
+	var writerWork []func(context.Context) error
+	var writerConns []*nats.Conn
+	for i := range cfg.WriterReplicas {
+		name := fmt.Sprintf("writer-%d", i)
+		nc, js, err := connect(name, writerCfg.Common)
+		if err != nil {
+			return nil, err
+		}
+		work, err := writer.Workers(ctx, writerCfg, topo, js, log.With("service", "writer", "replica", i),
+			labelled("writer", i))
+		if err != nil {
+			return nil, err
+		}
+		writerWork, writerConns = append(writerWork, work...), append(writerConns, nc)
 	}
 
 	opsSrv, err := httpserver.Listen(cfg.OpsAddr, ops.Handler(ready, reg))
@@ -249,7 +279,7 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 		Log: log, Ready: ready, ShutdownTimeout: ingestCfg.ShutdownTimeout,
 		Ops: opsSrv, Public: []*httpserver.Server{public},
 		Workers: append(append(validatorWork, writerWork...), s.provisionStandin(validatorCfg.Columns(), ready)),
-		Conns:   []*nats.Conn{ingestNC, validatorNC, writerNC},
+		Conns:   append([]*nats.Conn{ingestNC, validatorNC}, writerConns...),
 		// The stand-in and the broker go last: in-flight writes need them.
 		OnStopped: []func(){s.stopStandin, func() { s.ns.Shutdown(); s.ns.WaitForShutdown() }},
 	}
@@ -287,45 +317,14 @@ notatcompany devstack is running
 
 func (s *Stack) stopStandin() {
 	_ = s.standinS.Shutdown(context.Background())
-	if err := s.saveStandin(); err != nil {
-		s.log.Error("saving the stand-in's rows failed", "err", err)
+	if err := s.journal.Close(); err != nil {
+		s.log.Error("closing the stand-in's journal failed", "err", err)
 	}
 }
 
-func (s *Stack) standinFile() string { return filepath.Join(s.dataDir, "dataverse-standin.json") }
-
-func (s *Stack) restoreStandin() error {
-	b, err := os.ReadFile(s.standinFile())
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-	case err != nil:
-		return fmt.Errorf("read stand-in rows: %w", err)
-	default:
-		var snap dataversetest.Snapshot
-		if err := json.Unmarshal(b, &snap); err != nil {
-			return fmt.Errorf("decode %s: %w", s.standinFile(), err)
-		}
-		s.Standin.Restore(snap)
-	}
-	for _, r := range DemoRows {
-		if _, ok := s.Standin.Row(r.EntitySet, r.ID); !ok {
-			s.Standin.Seed(r.EntitySet, r.ID, r.Columns)
-		}
-	}
-	return nil
-}
-
-func (s *Stack) saveStandin() error {
-	b, err := json.Marshal(s.Standin.Snapshot())
-	if err != nil {
-		return err
-	}
-	tmp := s.standinFile() + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, s.standinFile())
-}
+// standinFile is the stand-in's journal: every row change, synced before
+// it is answered.
+func (s *Stack) standinFile() string { return filepath.Join(s.dataDir, "dataverse-standin.journal") }
 
 // loadSecrets takes secrets from the environment, else from path, else
 // generates them and writes path (mode 0600).

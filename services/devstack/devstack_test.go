@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/notatcompany/notatcompany/services/devstack"
+	"github.com/notatcompany/notatcompany/services/shared/dataverse/dataversetest"
 )
 
 // startStack runs a devstack on free loopback ports with its data in dir.
@@ -163,6 +164,15 @@ func TestEndToEnd(t *testing.T) {
 	start := time.Now()
 	waitFor(t, 5*time.Second, "flag set to 1", func() bool { return flag(t, stack) == 1 })
 	t.Logf("flag set %s after the profile event", time.Since(start).Round(time.Millisecond))
+	// Write-through: the stand-in's answer means the row is on disk, with
+	// no clean stop needed (a kill -9 keeps it).
+	onDisk, err := dataversetest.ReadJournal(filepath.Join(dir, "dataverse-standin.journal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := onDisk.Rows["contacts"][devstack.DemoContactID]["nac_orgchangestatus"]; got != float64(1) {
+		t.Fatalf("flag in the stand-in's journal = %v while the stack runs, want 1", got)
+	}
 
 	// Scope: without its sync user the contact is out of scope and the flag
 	// does not outlive it; with the sync user back, it is flagged again.

@@ -18,18 +18,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nac_ingest_requests_total",
-			Help: "Webhook requests by endpoint, kind (table or event type), operation and outcome.",
-		}, []string{"endpoint", "kind", "operation", "outcome"}),
+			Help: "Webhook requests by route (the webhook endpoint), kind (table or event type), operation and outcome.",
+		}, []string{"route", "kind", "operation", "outcome"}),
 		publish: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "nac_ingest_publish_duration_seconds",
 			Help:    "Time from publish to JetStream acknowledgement.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
-		}, []string{"endpoint"}),
+		}, []string{"route"}),
 		bodyBytes: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "nac_ingest_body_bytes",
 			Help:    "Size of accepted-for-parsing webhook bodies.",
 			Buckets: prometheus.ExponentialBuckets(512, 2, 14),
-		}, []string{"endpoint"}),
+		}, []string{"route"}),
 	}
 	reg.MustRegister(m.requests, m.publish, m.bodyBytes)
 	return m

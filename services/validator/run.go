@@ -39,7 +39,7 @@ func Workers(ctx context.Context, cfg Config, js jetstream.JetStream, log *slog.
 		}
 		r := &bus.Runner{
 			Name: c.name, Consumer: cons, Handler: c.handler, Publisher: pub,
-			Workers: cfg.Workers, MaxDeliver: bus.DefaultOptions().MaxDeliver, HandleTimeout: cfg.HandleTimeout,
+			Workers: cfg.Workers, Retry: bus.DefaultOptions().RetryFor(c.name), HandleTimeout: cfg.HandleTimeout,
 			Logger: log, Metrics: consumerMetrics,
 		}
 		loops = append(loops, r.Run)

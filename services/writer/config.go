@@ -36,6 +36,9 @@ type Config struct {
 	// Workers is how many batches are written at once.
 	Workers       int
 	HandleTimeout time.Duration
+	// LeaseTTL is how long a contact's write lease lasts when its holder
+	// does not give it back (it died): longer than a holder can write.
+	LeaseTTL time.Duration
 }
 
 // TargetConfig is where one organization's decisions are written.
@@ -85,12 +88,13 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	p.Int(&c.BatchSize, "batch-size", "NAC_BATCH_SIZE", 10, "writes per $batch request, 1-1000 (1: one PATCH per decision)")
 	p.Duration(&c.Linger, "batch-linger", "NAC_BATCH_LINGER", 20*time.Millisecond, "how long a batch waits to fill after its first decision")
 	p.Bool(&c.Budget.Off, "budget-off", "NAC_BUDGET_OFF", false, "write as fast as Dataverse answers (benchmarks only)")
-	p.Int(&c.Budget.Requests, "budget-requests", "NAC_BUDGET_REQUESTS", 6000, "requests per window per organization (each operation of a batch counts)")
+	p.Int(&c.Budget.Requests, "budget-requests", "NAC_BUDGET_REQUESTS", 6000, "requests per window per environment and application user, shared by every replica (each operation of a batch counts)")
 	p.Duration(&c.Budget.Window, "budget-window", "NAC_BUDGET_WINDOW", 5*time.Minute, "window of the request budget")
-	p.Int(&c.Budget.Concurrent, "budget-concurrent", "NAC_BUDGET_CONCURRENT", 52, "operations in progress at once per organization")
+	p.Int(&c.Budget.Concurrent, "budget-concurrent", "NAC_BUDGET_CONCURRENT", 52, "operations in progress at once per organization in this replica (replicas share Dataverse's 52)")
 	p.Duration(&c.RequestTimeout, "request-timeout", "NAC_DATAVERSE_TIMEOUT", 15*time.Second, "timeout of one Dataverse request")
 	p.Int(&c.Workers, "workers", "NAC_WORKERS", 4, "batches written at once")
 	p.Duration(&c.HandleTimeout, "handle-timeout", "NAC_HANDLE_TIMEOUT", 25*time.Second, "longest time one batch may take (keep under the 30 s ack wait)")
+	p.Duration(&c.LeaseTTL, "lease-ttl", "NAC_LEASE_TTL", time.Minute, "how long a contact's write lease outlives a writer that died holding it (over NAC_HANDLE_TIMEOUT plus NAC_DATAVERSE_TIMEOUT)")
 	if err := p.Parse(args); err != nil {
 		return c, err
 	}
@@ -155,4 +159,7 @@ func (c *Config) Validate(p *conf.Parser) {
 	p.Check(c.RequestTimeout > 0, "NAC_DATAVERSE_TIMEOUT: must be positive")
 	p.Check(c.Workers >= 1 && c.Workers <= 52, "NAC_WORKERS=%d: want 1-52", c.Workers)
 	p.Check(c.HandleTimeout > c.RequestTimeout && c.HandleTimeout < 30*time.Second, "NAC_HANDLE_TIMEOUT=%s: want more than NAC_DATAVERSE_TIMEOUT and under 30s", c.HandleTimeout)
+	// A write the client gave up on may still reach the row a little
+	// later: the lease covers the whole batch and one request more.
+	p.Check(c.LeaseTTL >= c.HandleTimeout+c.RequestTimeout, "NAC_LEASE_TTL=%s: want at least NAC_HANDLE_TIMEOUT plus NAC_DATAVERSE_TIMEOUT (%s)", c.LeaseTTL, c.HandleTimeout+c.RequestTimeout)
 }

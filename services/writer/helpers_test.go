@@ -61,6 +61,7 @@ type fakeMsg struct {
 	data      []byte
 	delivered uint64 // 0: no metadata
 	seq       uint64
+	stored    time.Time // when the decision was stored in the stream
 
 	mu    sync.Mutex
 	acks  int
@@ -74,7 +75,7 @@ func (m *fakeMsg) Metadata() (*jetstream.MsgMetadata, error) {
 	}
 	return &jetstream.MsgMetadata{
 		NumDelivered: m.delivered, Stream: bus.StreamDecisions, Consumer: bus.ConsumerWriter,
-		Sequence: jetstream.SequencePair{Stream: m.seq, Consumer: m.seq},
+		Sequence: jetstream.SequencePair{Stream: m.seq, Consumer: m.seq}, Timestamp: m.stored,
 	}, nil
 }
 func (m *fakeMsg) Data() []byte                    { return m.data }
@@ -121,7 +122,7 @@ func (m *fakeMsg) String() string {
 
 // redelivered is the next delivery of m, as the server would make it.
 func (m *fakeMsg) redelivered() *fakeMsg {
-	return &fakeMsg{subject: m.subject, data: m.data, delivered: m.delivered + 1, seq: m.seq}
+	return &fakeMsg{subject: m.subject, data: m.data, delivered: m.delivered + 1, seq: m.seq, stored: m.stored}
 }
 
 var seqs atomic.Uint64
@@ -133,7 +134,7 @@ func msgOf(t testing.TB, d *eventsv1.Decision, delivered uint64) *fakeMsg {
 		t.Fatal(err)
 	}
 	return &fakeMsg{subject: bus.DecisionSubject(d.GetOrganizationId(), d.GetContactId()), data: data,
-		delivered: delivered, seq: seqs.Add(1)}
+		delivered: delivered, seq: seqs.Add(1), stored: time.Now()}
 }
 
 func batch(ms ...*fakeMsg) []jetstream.Msg {
@@ -279,6 +280,7 @@ type standin struct {
 	*dataversetest.Server
 	srv *httptest.Server
 
+	started  atomic.Int64 // API requests begun
 	mu       sync.Mutex
 	requests []apiRequest
 }
@@ -317,6 +319,7 @@ func newStandin(t testing.TB, opts dataversetest.Options, contacts ...string) *s
 			return
 		}
 		rec := &statusRecorder{ResponseWriter: w}
+		s.started.Add(1)
 		start := time.Now()
 		inner.ServeHTTP(rec, r)
 		s.mu.Lock()
@@ -325,6 +328,13 @@ func newStandin(t testing.TB, opts dataversetest.Options, contacts ...string) *s
 	}))
 	t.Cleanup(s.srv.Close)
 	return s
+}
+
+// idle reports whether every Web API request begun was answered.
+func (s *standin) idle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.started.Load() == int64(len(s.requests))
 }
 
 // apiRequests returns every Web API request answered so far.
@@ -408,12 +418,13 @@ type env struct {
 func newEnv(t testing.TB, cfg Config) *env {
 	t.Helper()
 	e := &env{t: t, pub: &fakePublisher{}, reg: prometheus.NewRegistry()}
-	e.svc = New(cfg, &Targets{ByOrg: map[string]*Target{}}, e.pub, slog.New(slog.DiscardHandler), e.reg)
-	targets, err := e.svc.buildTargets(t.Context())
+	m := NewMetrics(e.reg)
+	log := slog.New(slog.DiscardHandler)
+	targets, err := BuildTargets(t.Context(), cfg, m, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.svc.targets = targets
+	e.svc = New(cfg, Deps{Targets: targets, Publisher: e.pub}, log, m)
 	return e
 }
 
@@ -422,7 +433,7 @@ func newFakeEnv(t testing.TB, cfg Config, dv Dataverse) *env {
 	t.Helper()
 	e := &env{t: t, pub: &fakePublisher{}, reg: prometheus.NewRegistry()}
 	targets := &Targets{ByOrg: map[string]*Target{}, Default: &Target{Dataverse: dv, Throttle: NewThrottle(cfg.Budget, cfg.BatchSize)}}
-	e.svc = New(cfg, targets, e.pub, slog.New(slog.DiscardHandler), e.reg)
+	e.svc = New(cfg, Deps{Targets: targets, Publisher: e.pub}, slog.New(slog.DiscardHandler), NewMetrics(e.reg))
 	return e
 }
 

@@ -2,7 +2,8 @@ package writer
 
 import "github.com/prometheus/client_golang/prometheus"
 
-type metrics struct {
+// Metrics are the writer's metrics.
+type Metrics struct {
 	writes       *prometheus.CounterVec
 	latency      prometheus.Histogram
 	batchSize    prometheus.Histogram
@@ -10,13 +11,16 @@ type metrics struct {
 	throttleWait prometheus.Histogram
 	superseded   prometheus.Counter
 	tokens       prometheus.Counter
+	failures     *prometheus.CounterVec
+	backlog      *backlog
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
-	m := &metrics{
+// NewMetrics registers the writer's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nac_writer_writes_total",
-			Help: "Decisions handled, by outcome (written, would_write, obsolete, skipped, superseded, disabled, failed, retried) and HTTP status class.",
+			Help: "Decisions handled, by outcome (written, would_write, obsolete, skipped, superseded, disabled, failed, retried, held) and HTTP status class.",
 		}, []string{"outcome", "status_class"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "nac_writer_write_duration_seconds",
@@ -45,7 +49,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "nac_writer_token_fetches_total",
 			Help: "Access tokens fetched from the identity provider.",
 		}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nac_writer_failures_total",
+			Help: "Decisions not written on a delivery, by class: throttled, lease_held, server_error, auth, token, timeout, network, jetstream (retried or held), bad_request, invalid (set aside), not_found (obsolete).",
+		}, []string{"class"}),
+		backlog: newBacklog(),
 	}
-	reg.MustRegister(m.writes, m.latency, m.batchSize, m.throttled, m.throttleWait, m.superseded, m.tokens)
+	reg.MustRegister(m.writes, m.latency, m.batchSize, m.throttled, m.throttleWait, m.superseded, m.tokens, m.failures, m.backlog)
 	return m
 }

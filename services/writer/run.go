@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -15,46 +17,80 @@ import (
 )
 
 // Workers wires the writer to its durable consumer and to the Dataverse
-// environment of each organization, and returns the loop to run.
-func Workers(ctx context.Context, cfg Config, js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer) ([]func(context.Context) error, error) {
-	pub := bus.NewPublisher(js, 5*time.Second)
-	svc := New(cfg, &Targets{ByOrg: map[string]*Target{}}, pub, log, reg)
-	targets, err := svc.buildTargets(ctx)
+// environment of each organization, and returns the loop to run. topo is
+// the topology bus.Declare set up; its retry policy of the writer settles
+// the decisions. Any number of replicas may run it at once.
+func Workers(ctx context.Context, cfg Config, topo bus.Options, js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer) ([]func(context.Context) error, error) {
+	svc, cons, err := Build(ctx, cfg, topo, js, log, reg)
 	if err != nil {
 		return nil, err
 	}
-	svc.targets = targets
-	if svc.switches, err = orgs.NewReader(ctx, js); err != nil {
-		return nil, err
+	return []func(context.Context) error{svc.Runner(cons).Run}, nil
+}
+
+// Build makes the writer and binds its consumer.
+func Build(ctx context.Context, cfg Config, topo bus.Options, js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer) (*Service, jetstream.Consumer, error) {
+	m := NewMetrics(reg)
+	budgets, err := js.KeyValue(ctx, bus.BucketBudgets)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bind bucket %s: %w", bus.BucketBudgets, err)
+	}
+	targets, err := BuildTargets(ctx, cfg, m, log, budgets)
+	if err != nil {
+		return nil, nil, err
+	}
+	switches, err := orgs.NewReader(ctx, js)
+	if err != nil {
+		return nil, nil, err
 	}
 	decisions, err := js.Stream(ctx, bus.StreamDecisions)
 	if err != nil {
-		return nil, fmt.Errorf("bind stream %s: %w", bus.StreamDecisions, err)
+		return nil, nil, fmt.Errorf("bind stream %s: %w", bus.StreamDecisions, err)
 	}
-	svc.decisions = streamDecisions{decisions}
+	host, _ := os.Hostname()
+	leases, err := NewKVLeases(ctx, js, cfg.LeaseTTL, host+"/"+strconv.Itoa(os.Getpid()))
+	if err != nil {
+		return nil, nil, err
+	}
 	cons, err := js.Consumer(ctx, bus.StreamDecisions, bus.ConsumerWriter)
 	if err != nil {
-		return nil, fmt.Errorf("bind consumer %s: %w", bus.ConsumerWriter, err)
+		return nil, nil, fmt.Errorf("bind consumer %s: %w", bus.ConsumerWriter, err)
 	}
-	r := &bus.BatchRunner{
-		Name: bus.ConsumerWriter, Consumer: cons, Handle: svc.HandleBatch,
-		Size: cfg.BatchSize, Linger: cfg.Linger, Workers: cfg.Workers, HandleTimeout: cfg.HandleTimeout, Logger: log,
-	}
-	return []func(context.Context) error{r.Run}, nil
+	pub := bus.NewPublisher(js, 5*time.Second)
+	settler := &bus.Settler{Consumer: bus.ConsumerWriter, Retry: topo.RetryFor(bus.ConsumerWriter), Publisher: pub,
+		Metrics: bus.NewMetrics(reg), Logger: log}
+	svc := New(cfg, Deps{Targets: targets, Switch: switches, Decisions: streamDecisions{decisions}, Leases: leases,
+		Publisher: pub, Settler: settler}, log, m)
+	return svc, cons, nil
 }
 
-// buildTargets makes a client and a throttle per configured organization,
-// and the default for all others.
-func (s *Service) buildTargets(ctx context.Context) (*Targets, error) {
+// Runner is the batch runner of the writer on cons.
+func (s *Service) Runner(cons jetstream.Consumer) *bus.BatchRunner {
+	return &bus.BatchRunner{
+		Name: bus.ConsumerWriter, Consumer: cons, Handle: s.HandleBatch, Settler: s.settler,
+		Size: s.cfg.BatchSize, Linger: s.cfg.Linger, Workers: s.cfg.Workers, HandleTimeout: s.cfg.HandleTimeout, Logger: s.log,
+	}
+}
+
+// BuildTargets makes a client and a throttle per configured organization,
+// and the default for all others. The request budget of an environment
+// and application user is kept in budgets, shared by every replica; nil
+// keeps it in this process.
+func BuildTargets(ctx context.Context, cfg Config, m *Metrics, log *slog.Logger, budgets jetstream.KeyValue) (*Targets, error) {
 	build := func(tc TargetConfig) (*Target, error) {
-		t := &Target{Disabled: tc.Disabled, Throttle: NewThrottle(s.cfg.Budget, s.cfg.BatchSize)}
+		t := &Target{Disabled: tc.Disabled}
 		if tc.DryRun() || tc.Disabled {
 			return t, nil
 		}
+		if budgets != nil {
+			t.Throttle = NewSharedThrottle(cfg.Budget, NewKVSpender(budgets, tc.URL, tc.ClientID, cfg.Budget, cfg.BatchSize))
+		} else {
+			t.Throttle = NewThrottle(cfg.Budget, cfg.BatchSize)
+		}
 		// Token fetches must outlive shutdown's start: in-flight writes finish.
 		client, err := dataverse.New(context.WithoutCancel(ctx), tc.URL, tc.credentials(), dataverse.Options{
-			Timeout:      s.cfg.RequestTimeout,
-			OnTokenFetch: s.metrics.tokens.Inc,
+			Timeout:      cfg.RequestTimeout,
+			OnTokenFetch: m.tokens.Inc,
 			OnRateLimit:  t.Throttle.Observe,
 		})
 		if err != nil {
@@ -63,15 +99,15 @@ func (s *Service) buildTargets(ctx context.Context) (*Targets, error) {
 		t.Dataverse = client
 		return t, nil
 	}
-	def, err := build(s.cfg.Default)
+	def, err := build(cfg.Default)
 	if err != nil {
 		return nil, err
 	}
 	if def.Dataverse == nil {
-		s.log.Warn("dry run for organizations without a target: no NAC_DATAVERSE_URL, decisions are recorded as would_write")
+		log.Warn("dry run for organizations without a target: no NAC_DATAVERSE_URL, decisions are recorded as would_write")
 	}
 	targets := &Targets{ByOrg: map[string]*Target{}, Default: def}
-	for _, tc := range s.cfg.Targets {
+	for _, tc := range cfg.Targets {
 		if targets.ByOrg[tc.OrganizationID], err = build(tc); err != nil {
 			return nil, fmt.Errorf("target %s: %w", tc.OrganizationID, err)
 		}

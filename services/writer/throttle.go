@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"golang.org/x/sync/semaphore"
-	"golang.org/x/time/rate"
 
 	"github.com/notatcompany/notatcompany/services/shared/dataverse"
 )
@@ -16,7 +15,7 @@ import (
 // rate that never exceeds Requests in any Window, at most Concurrent
 // operations at once, and a full stop until the moment a 429 named.
 type Throttle struct {
-	limiter    *rate.Limiter       // nil: no request budget
+	budget     Spender             // nil: no request budget
 	sem        *semaphore.Weighted // nil: no concurrency limit
 	concurrent int64
 
@@ -24,22 +23,22 @@ type Throttle struct {
 	blockedUntil time.Time
 }
 
-// NewThrottle returns a throttle for budget b; batch is the largest number
-// of operations acquired at once.
+// NewThrottle returns a throttle for budget b in this process alone;
+// batch is the largest number of operations acquired at once.
 func NewThrottle(b Budget, batch int) *Throttle {
 	if b.Off {
 		return &Throttle{}
 	}
-	// A burst lets a quiet organization's first writes go at once; the rate
-	// leaves room for it, so that burst plus rate times window never exceeds
-	// the requests allowed in any window.
-	burst := max(batch, b.Requests/60)
-	perSecond := float64(b.Requests-burst) / b.Window.Seconds()
-	return &Throttle{
-		limiter:    rate.NewLimiter(rate.Limit(perSecond), burst),
-		sem:        semaphore.NewWeighted(int64(b.Concurrent)),
-		concurrent: int64(b.Concurrent),
+	return NewSharedThrottle(b, newLocalSpender(b, batch))
+}
+
+// NewSharedThrottle returns a throttle for budget b that spends its
+// requests from spender, which other replicas may share.
+func NewSharedThrottle(b Budget, spender Spender) *Throttle {
+	if b.Off {
+		return &Throttle{}
 	}
+	return &Throttle{budget: spender, sem: semaphore.NewWeighted(int64(b.Concurrent)), concurrent: int64(b.Concurrent)}
 }
 
 // ErrBlocked means the organization is paused after a 429.
@@ -68,8 +67,8 @@ func (t *Throttle) Acquire(ctx context.Context, n int) (release func(), waited t
 		return nil, 0, ErrBlocked
 	}
 	start := time.Now()
-	if t.limiter != nil {
-		if err := t.limiter.WaitN(ctx, n); err != nil {
+	if t.budget != nil {
+		if err := t.budget.Take(ctx, n); err != nil {
 			return nil, time.Since(start), err
 		}
 	}
@@ -91,11 +90,8 @@ func (t *Throttle) Observe(rl dataverse.RateLimit) {
 	if rl.RetryAfter > 0 {
 		t.Block(rl.RetryAfter)
 	}
-	if t.limiter == nil || rl.BurstRemaining < 0 {
+	if t.budget == nil || rl.BurstRemaining < 0 {
 		return
 	}
-	now := time.Now()
-	if excess := int(t.limiter.TokensAt(now)) - rl.BurstRemaining; excess > 0 {
-		t.limiter.AllowN(now, excess)
-	}
+	t.budget.Drain(rl.BurstRemaining)
 }

@@ -442,7 +442,7 @@ func wantDeadLettered(t *testing.T, e *env, m *fakeMsg, d *eventsv1.Decision, st
 }
 
 func TestPermanentFailuresAreDeadLettered(t *testing.T) {
-	for _, status := range []int{400, 403, 412} {
+	for _, status := range []int{400, 405, 412} {
 		for _, mode := range []string{"patch", "batch part", "batch request"} {
 			t.Run(fmt.Sprintf("%d %s", status, mode), func(t *testing.T) {
 				se := &dataverse.StatusError{Status: status, Code: "0x80048d19", Message: "bad payload"}
@@ -470,29 +470,35 @@ func TestPermanentFailuresAreDeadLettered(t *testing.T) {
 	}
 }
 
-func TestLastDeliveryGivesUp(t *testing.T) {
-	maxDeliver := uint64(bus.DefaultOptions().MaxDeliver)
+// A decision failing transiently is retried through the retry policy's
+// horizon, however many deliveries that takes, and set aside, recorded as
+// failed, only past it.
+func TestGivesUpOnlyPastTheHorizon(t *testing.T) {
+	policy := bus.WriterRetry()
 	for name, tc := range map[string]struct {
 		err    error
 		status int32
 	}{
 		"503":     {&dataverse.StatusError{Status: 503, Message: "Service Unavailable"}, 503},
 		"network": {errors.New("dial tcp: connection refused"), 0},
+		"403":     {&dataverse.StatusError{Status: 403, Message: "missing privilege"}, 403},
 	} {
 		t.Run(name, func(t *testing.T) {
-			// One delivery before the last: redelivered.
 			e := newFakeEnv(t, testConfig(), &fakeDataverse{partErr: tc.err})
 			d := decision("d1", orgA, contact(1), notAt, time.Now())
-			m := msgOf(t, d, maxDeliver-1)
+			// Hours into an outage, with many deliveries: still retried.
+			m := msgOf(t, d, 200)
+			m.stored = time.Now().Add(-policy.Horizon + time.Minute)
 			e.handle(m)
-			wantNaked(t, time.Second, 72*time.Second, m) // BackoffFor(7) = 1m, ±20%
+			wantNaked(t, 4*time.Minute, 6*time.Minute, m) // the last backoff, 5m, ±20%
 			if len(e.pub.deadLetters())+len(e.pub.auditRecords()) != 0 {
-				t.Errorf("set aside before the last delivery")
+				t.Errorf("set aside inside the horizon")
 			}
-			// The last delivery: set aside with the last error.
+			// Past the horizon: set aside with the last error.
 			last := m.redelivered()
+			last.stored = time.Now().Add(-policy.Horizon - time.Second)
 			e.handle(last)
-			wantDeadLettered(t, e, last, d, tc.status, "gave up after "+strconv.FormatUint(maxDeliver, 10)+" deliveries", tc.err.Error())
+			wantDeadLettered(t, e, last, d, tc.status, "gave up after 201 deliveries", tc.err.Error())
 		})
 	}
 }
@@ -608,7 +614,7 @@ func TestGarbageIsDeadLettered(t *testing.T) {
 	e.pub.deadErr = bus.ErrNotStored
 	again := garbage.redelivered()
 	e.handle(again)
-	wantNaked(t, 4*time.Second, 6*time.Second, again)
+	wantNaked(t, 1600*time.Millisecond, 2400*time.Millisecond, again) // the second backoff, 2s, ±20%
 }
 
 // TestHandleTimeout: a write that outlives the handler's time is retried.
@@ -767,9 +773,10 @@ func TestNewerDecisionInTheStreamSupersedes(t *testing.T) {
 func TestThrottlingNeverUsesUpDeliveries(t *testing.T) {
 	dv := &fakeDataverse{batchErr: &dataverse.StatusError{Status: http.StatusTooManyRequests, RetryAfter: time.Second}}
 	e := newFakeEnv(t, testConfig(), dv)
-	// On its last allowed delivery, a throttled decision is held back
-	// again, not given up: nothing failed.
-	last := msgOf(t, decision("d1", orgA, contact(1), notAt, time.Now()), uint64(bus.DefaultOptions().MaxDeliver))
+	// Past the horizon and after a thousand deliveries, a throttled
+	// decision is held back again, not given up: nothing failed.
+	last := msgOf(t, decision("d1", orgA, contact(1), notAt, time.Now()), 1000)
+	last.stored = time.Now().Add(-30 * time.Hour)
 	e.handle(last)
 	wantNaked(t, 900*time.Millisecond, 1200*time.Millisecond, last)
 	if n := len(e.pub.deadLetters()); n != 0 {

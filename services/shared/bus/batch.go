@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -13,24 +14,69 @@ import (
 
 // BatchRunner pulls from one durable consumer and hands messages to Handle
 // in batches: up to Size messages, waiting at most Linger after the first
-// for the batch to fill. Handle settles every message itself (ack, nak or
-// term). Workers batches are handled at once.
+// for the batch to fill. Handle settles every message through Settler.
+// Workers batches are handled at once. A Handle that panics does not stop
+// the runner: the messages it left unsettled are handled again one by one,
+// and one that panics on its own is set aside with the panic as reason.
 type BatchRunner struct {
 	Name     string
 	Consumer jetstream.Consumer
 	Handle   func(ctx context.Context, msgs []jetstream.Msg)
-	Size     int
-	Linger   time.Duration
-	Workers  int
-	// HandleTimeout bounds one Handle call; keep it under the AckWait.
+	Settler  *Settler
+	Size     int           // default 1
+	Linger   time.Duration // default 0: a batch is what is at hand
+	Workers  int           // default 1
+	// HandleTimeout bounds one Handle call (default 25 s); keep it under
+	// the AckWait.
 	HandleTimeout time.Duration
-	Logger        *slog.Logger
+	Logger        *slog.Logger // nil: no logs
+	// LagEvery is how often the consumer's backlog is read into the
+	// metrics (default 15 s).
+	LagEvery time.Duration
+}
+
+// DefaultHandleTimeout is a runner's handle timeout when none is set:
+// under the topology's 30 s ack wait.
+const DefaultHandleTimeout = 25 * time.Second
+
+func (r *BatchRunner) validate() error {
+	var errs []error
+	if r.Name == "" {
+		errs = append(errs, errors.New("runner: Name: required"))
+	}
+	if r.Consumer == nil {
+		errs = append(errs, fmt.Errorf("runner %s: Consumer: required", r.Name))
+	}
+	if r.Handle == nil {
+		errs = append(errs, fmt.Errorf("runner %s: handler: required", r.Name))
+	}
+	if r.Settler == nil {
+		errs = append(errs, fmt.Errorf("runner %s: Settler: required", r.Name))
+	} else if err := r.Settler.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if r.Size < 0 || r.Workers < 0 || r.Linger < 0 || r.HandleTimeout < 0 {
+		errs = append(errs, fmt.Errorf("runner %s: Size, Workers, Linger and HandleTimeout must not be negative", r.Name))
+	}
+	return errors.Join(errs...)
 }
 
 // Run consumes until ctx is done, then stops pulling, hands out what was
-// already received and waits for every batch to be handled.
+// already received and waits for every batch to be handled. It fails at
+// once on a missing part.
 func (r *BatchRunner) Run(ctx context.Context) error {
+	if err := r.validate(); err != nil {
+		return err
+	}
 	size, workers := max(r.Size, 1), max(r.Workers, 1)
+	timeout := r.HandleTimeout
+	if timeout == 0 {
+		timeout = DefaultHandleTimeout
+	}
+	log := r.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	iter, err := r.Consumer.Messages(jetstream.PullMaxMessages(2 * size * workers))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", r.Name, err)
@@ -44,6 +90,7 @@ func (r *BatchRunner) Run(ctx context.Context) error {
 		case <-stopped:
 		}
 	}()
+	go r.watchLag(ctx, stopped)
 	batches := make(chan []jetstream.Msg)
 	var wg sync.WaitGroup
 	for range workers {
@@ -51,11 +98,7 @@ func (r *BatchRunner) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			for b := range batches {
-				// In-flight work finishes even when shutdown has begun, so
-				// the handler's context is not the run context.
-				hctx, cancel := context.WithTimeout(context.Background(), r.HandleTimeout)
-				r.Handle(hctx, b)
-				cancel()
+				r.handle(b, timeout, log)
 			}
 		}()
 	}
@@ -88,4 +131,90 @@ func (r *BatchRunner) Run(ctx context.Context) error {
 	close(stopped)
 	wg.Wait()
 	return runErr
+}
+
+// watchLag reads the consumer's backlog into the metrics until stopped.
+func (r *BatchRunner) watchLag(ctx context.Context, stopped <-chan struct{}) {
+	every := r.LagEvery
+	if every <= 0 {
+		every = 15 * time.Second
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		info, err := r.Consumer.Info(ictx)
+		cancel()
+		if err == nil {
+			r.Settler.defaults()
+			r.Settler.Metrics.ObserveConsumer(r.Name, info)
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		case <-stopped:
+			return
+		}
+	}
+}
+
+// handle runs Handle on one batch. In-flight work finishes even when
+// shutdown has begun, so the handler's context is not the run context.
+func (r *BatchRunner) handle(msgs []jetstream.Msg, timeout time.Duration, log *slog.Logger) {
+	tracked := make([]jetstream.Msg, len(msgs))
+	for i, m := range msgs {
+		tracked[i] = &trackedMsg{Msg: m}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	start := time.Now()
+	panicked := r.protect(ctx, tracked)
+	r.Settler.Observe(time.Since(start), len(msgs))
+	var left []jetstream.Msg
+	for _, m := range tracked {
+		if !m.(*trackedMsg).settled.Load() {
+			left = append(left, m)
+		}
+	}
+	switch {
+	case len(left) == 0:
+	case panicked != nil && len(tracked) == 1:
+		r.Settler.Settle(ctx, left[0], Permanent(fmt.Errorf("handler panicked: %v", panicked)))
+	case panicked != nil:
+		log.Error("handler panicked; handling the batch's messages one by one", "consumer", r.Name, "panic", fmt.Sprint(panicked), "messages", len(left))
+		for _, m := range left {
+			r.handle([]jetstream.Msg{m.(*trackedMsg).Msg}, timeout, log)
+		}
+	default:
+		// A handler bug, not the message's: it comes back after the backoff.
+		log.Error("handler left messages unsettled; retrying them", "consumer", r.Name, "messages", len(left))
+		for _, m := range left {
+			r.Settler.Settle(ctx, m, errors.New("handler left the message unsettled"))
+		}
+	}
+}
+
+// protect runs Handle and returns what it panicked with, if it did.
+func (r *BatchRunner) protect(ctx context.Context, msgs []jetstream.Msg) (panicked any) {
+	defer func() { panicked = recover() }()
+	r.Handle(ctx, msgs)
+	return nil
+}
+
+// trackedMsg records whether a message was settled.
+type trackedMsg struct {
+	jetstream.Msg
+	settled atomic.Bool
+}
+
+func (m *trackedMsg) settle(err error) error { m.settled.Store(true); return err }
+
+func (m *trackedMsg) Ack() error                          { return m.settle(m.Msg.Ack()) }
+func (m *trackedMsg) DoubleAck(ctx context.Context) error { return m.settle(m.Msg.DoubleAck(ctx)) }
+func (m *trackedMsg) Nak() error                          { return m.settle(m.Msg.Nak()) }
+func (m *trackedMsg) NakWithDelay(d time.Duration) error  { return m.settle(m.Msg.NakWithDelay(d)) }
+func (m *trackedMsg) Term() error                         { return m.settle(m.Msg.Term()) }
+func (m *trackedMsg) TermWithReason(reason string) error {
+	return m.settle(m.Msg.TermWithReason(reason))
 }

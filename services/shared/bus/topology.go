@@ -7,8 +7,8 @@ package bus
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -68,6 +68,16 @@ const (
 	BucketOrgs      = "nac_orgs"
 )
 
+// KV buckets of the writer, shared by its replicas.
+const (
+	// BucketWriteLeases holds one lease per contact being written, with a
+	// per-key TTL: <organization>.<contact>.
+	BucketWriteLeases = "nac_write_leases"
+	// BucketBudgets holds the Dataverse request budget of each organization
+	// and application user: one token bucket per key.
+	BucketBudgets = "nac_budgets"
+)
+
 // Subject builders. Every token is made safe: Dataverse ids are GUIDs and
 // pass through; ids from outside sources are encoded by Token.
 
@@ -122,45 +132,64 @@ type Options struct {
 	Replicas int
 	// AuditMaxAge is how long the audit trail is kept.
 	AuditMaxAge time.Duration
-	// MaxDeliver bounds deliveries before a message is dead-lettered.
-	MaxDeliver int
 	// AckWait is how long a consumer waits for an ack before redelivering.
 	AckWait time.Duration
+	// Retry is the retry policy of each durable consumer, by name; a
+	// consumer without one has ConsumerRetry.
+	Retry map[string]RetryPolicy
 }
 
-// DeadLetterAttempts is how many deliveries past MaxDeliver the server still
-// makes, so that a message whose dead-lettering failed (JetStream briefly
-// unavailable) is tried again instead of silently left behind.
-const DeadLetterAttempts = 5
+// ConsumerRetry is the retry policy of the validator's consumers: eight
+// deliveries over about four minutes. Their failures are JetStream's own
+// (a KV bucket briefly unavailable), which clear in seconds.
+func ConsumerRetry() RetryPolicy {
+	return RetryPolicy{MaxAttempts: 8, Backoff: []time.Duration{
+		time.Second, 2 * time.Second, 5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute,
+	}}
+}
+
+// WriterRetry is the retry policy of the writer: a decision that Dataverse
+// cannot take now (5xx, timeouts, token errors) is retried for at least
+// six hours, every five minutes at the latest, so that an outage of
+// Dataverse or of the identity provider loses no flag. Waiting for the
+// request budget or for a 429's Retry-After is not a failure and is never
+// given up.
+func WriterRetry() RetryPolicy {
+	return RetryPolicy{MaxAttempts: 10, Horizon: 6 * time.Hour, Backoff: []time.Duration{
+		time.Second, 2 * time.Second, 5 * time.Second, 15 * time.Second, 30 * time.Second,
+		time.Minute, 2 * time.Minute, 5 * time.Minute,
+	}}
+}
 
 // DefaultOptions are the settings of a single embedded server.
 func DefaultOptions() Options {
-	return Options{Replicas: 1, AuditMaxAge: 400 * 24 * time.Hour, MaxDeliver: 8, AckWait: 30 * time.Second}
+	return Options{Replicas: 1, AuditMaxAge: 400 * 24 * time.Hour, AckWait: 30 * time.Second,
+		Retry: map[string]RetryPolicy{ConsumerWriter: WriterRetry()}}
 }
 
-// Backoff is the redelivery schedule after a transient failure, indexed by
-// the number of deliveries so far (the last entry repeats).
-var backoff = []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute}
-
-// BackoffFor returns the delay before delivery number delivered+1.
-func BackoffFor(delivered uint64) time.Duration {
-	i := int(delivered) - 1
-	if i < 0 {
-		i = 0
+// RetryFor is the retry policy of consumer.
+func (o Options) RetryFor(consumer string) RetryPolicy {
+	if p, ok := o.Retry[consumer]; ok {
+		return p
 	}
-	if i >= len(backoff) {
-		i = len(backoff) - 1
-	}
-	return backoff[i]
+	return ConsumerRetry()
 }
 
-// Jitter spreads d by up to ±20%, so that messages failing together do not
-// all come back at the same moment.
-func Jitter(d time.Duration) time.Duration {
-	if d <= 0 {
-		return d
+// Validate reports what is wrong with o.
+func (o Options) Validate() error {
+	var errs []error
+	if o.Replicas < 1 {
+		errs = append(errs, fmt.Errorf("topology: Replicas %d: want at least 1", o.Replicas))
 	}
-	return d - d/5 + time.Duration(rand.Int64N(int64(d)*2/5+1))
+	if o.AckWait <= 0 {
+		errs = append(errs, fmt.Errorf("topology: AckWait %s: want more than 0", o.AckWait))
+	}
+	for name, p := range o.Retry {
+		if err := p.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("topology: retry policy of %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (o Options) streams() []jetstream.StreamConfig {
@@ -212,16 +241,14 @@ func (o Options) consumers() []consumerSpec {
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			DeliverPolicy: jetstream.DeliverAllPolicy,
 			AckWait:       o.AckWait,
-			MaxDeliver:    o.MaxDeliver + DeadLetterAttempts,
+			MaxDeliver:    o.RetryFor(name).MaxDeliver(),
 			MaxAckPending: 1000,
 			Replicas:      o.Replicas,
 		}
 	}
-	// The writer holds decisions back while Dataverse throttles, for as long
-	// as that takes; it gives up on a decision itself, after MaxDeliver
-	// deliveries that failed, so the server never stops delivering one.
+	// The writer's policy has a horizon: the server never stops delivering
+	// a decision, the writer gives up on one itself.
 	writer := c(ConsumerWriter, "Writer sending decisions to Dataverse")
-	writer.MaxDeliver = -1
 	return []consumerSpec{
 		{StreamCRM, c(ConsumerValidatorCRM, "Validator applying CRM changes")},
 		{StreamProfile, c(ConsumerValidatorProfile, "Validator applying profile events")},
@@ -235,6 +262,10 @@ func (o Options) buckets() []jetstream.KeyValueConfig {
 	kv := func(name, desc string) jetstream.KeyValueConfig {
 		return jetstream.KeyValueConfig{Bucket: name, Description: desc, History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas}
 	}
+	// Leases expire on their own (a writer that died holding one), which
+	// needs per-key TTLs; the markers of expired keys go after a minute.
+	leases := kv(BucketWriteLeases, "Per-contact write leases of the writer replicas")
+	leases.LimitMarkerTTL = time.Minute
 	return []jetstream.KeyValueConfig{
 		kv(BucketContacts, "Contacts by organization and id"),
 		kv(BucketAccounts, "Accounts by organization and id"),
@@ -244,12 +275,17 @@ func (o Options) buckets() []jetstream.KeyValueConfig {
 		kv(BucketRows, "Opportunities and system users by organization and id"),
 		kv(BucketSyncUsers, "Sync users by organization and user"),
 		kv(BucketOrgs, "Validation settings by organization"),
+		leases,
+		kv(BucketBudgets, "Dataverse request budget per organization and application user"),
 	}
 }
 
 // Declare creates or updates every stream, KV bucket and durable consumer.
 // It is idempotent, so every service calls it at start.
 func Declare(ctx context.Context, js jetstream.JetStream, o Options) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
 	for _, cfg := range o.streams() {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("declare stream %s: %w", cfg.Name, err)

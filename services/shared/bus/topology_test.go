@@ -117,7 +117,8 @@ func TestSubjects(t *testing.T) {
 	}
 }
 
-func TestBackoffFor(t *testing.T) {
+func TestRetryPolicyDelay(t *testing.T) {
+	p := bus.ConsumerRetry()
 	for _, tc := range []struct {
 		delivered uint64
 		want      time.Duration
@@ -133,8 +134,8 @@ func TestBackoffFor(t *testing.T) {
 		{1000, time.Minute},
 		{1 << 63, time.Minute},
 	} {
-		if got := bus.BackoffFor(tc.delivered); got != tc.want {
-			t.Errorf("BackoffFor(%d) = %v, want %v", tc.delivered, got, tc.want)
+		if got := p.Delay(tc.delivered); got != tc.want {
+			t.Errorf("Delay(%d) = %v, want %v", tc.delivered, got, tc.want)
 		}
 	}
 }
@@ -203,7 +204,7 @@ func TestDeclare(t *testing.T) {
 	}
 
 	buckets := []string{bus.BucketContacts, bus.BucketAccounts, bus.BucketMembers, bus.BucketCompanies, bus.BucketIndex,
-		bus.BucketRows, bus.BucketSyncUsers, bus.BucketOrgs}
+		bus.BucketRows, bus.BucketSyncUsers, bus.BucketOrgs, bus.BucketWriteLeases, bus.BucketBudgets}
 	for _, b := range buckets {
 		kv, err := js.KeyValue(ctx, b)
 		if err != nil {
@@ -247,7 +248,7 @@ func TestDeclare(t *testing.T) {
 		if cfg.AckPolicy != jetstream.AckExplicitPolicy {
 			t.Errorf("consumer %s ack policy = %v, want explicit", name, cfg.AckPolicy)
 		}
-		wantMax := o.MaxDeliver + bus.DeadLetterAttempts
+		wantMax := bus.ConsumerRetry().MaxAttempts + bus.DeadLetterAttempts
 		if name == bus.ConsumerWriter {
 			wantMax = -1 // the writer gives up itself; throttling must not
 		}
@@ -286,9 +287,9 @@ func TestDeclareChangedOptions(t *testing.T) {
 		t.Fatalf("Declare: %v", err)
 	}
 	o := bus.DefaultOptions()
-	o.MaxDeliver = 3
+	o.Retry[bus.ConsumerValidatorCRM] = bus.RetryPolicy{MaxAttempts: 3, Backoff: []time.Duration{time.Second}}
 	if err := bus.Declare(ctx, js, o); err != nil {
-		t.Fatalf("Declare with new MaxDeliver: %v", err)
+		t.Fatalf("Declare with a new retry policy: %v", err)
 	}
 	c, err := js.Consumer(ctx, bus.StreamCRM, bus.ConsumerValidatorCRM)
 	if err != nil {

@@ -24,12 +24,19 @@ import (
 )
 
 // Env is what a service's composition root is given: its logger, JetStream
-// on the declared topology, and a registerer that labels its metrics.
+// on the declared topology (and that topology, whose retry policies the
+// runners settle by), and a registerer that labels its metrics.
 type Env struct {
 	Log        *slog.Logger
 	JS         jetstream.JetStream
+	Topology   bus.Options
 	Registerer prometheus.Registerer
 }
+
+// ServiceLabel is the label every metric of a service carries with the
+// service's name. Not "service": prometheus-operator sets that target label
+// to the Kubernetes Service, which would overwrite ours.
+const ServiceLabel = "nac_service"
 
 // Parts are what a service runs besides its ops endpoints.
 type Parts struct {
@@ -62,7 +69,7 @@ func Serve(ctx context.Context, name string, c conf.Common, stdout io.Writer, bu
 	if err := bus.Declare(ctx, js, topo); err != nil {
 		return err
 	}
-	parts, err := build(ctx, Env{Log: log, JS: js, Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"service": name}, reg)})
+	parts, err := build(ctx, Env{Log: log, JS: js, Topology: topo, Registerer: prometheus.WrapRegistererWith(prometheus.Labels{ServiceLabel: name}, reg)})
 	if err != nil {
 		return err
 	}

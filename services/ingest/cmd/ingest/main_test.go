@@ -469,12 +469,12 @@ func TestRunComponent(t *testing.T) {
 		for _, want := range []string{
 			"# TYPE nac_ingest_requests_total counter",
 			// The webhook and its duplicate were both accepted.
-			`nac_ingest_requests_total{endpoint="dataverse",kind="contact",operation="Update",outcome="accepted",service="ingest"} 2`,
-			`nac_ingest_requests_total{endpoint="dataverse",kind="",operation="",outcome="unauthorized",service="ingest"} 2`,
-			`nac_ingest_requests_total{endpoint="dataverse",kind="other",operation="Create",outcome="ignored",service="ingest"} 1`,
-			`nac_ingest_requests_total{endpoint="dataverse",kind="contact",operation="Update",outcome="loop",service="ingest"} 1`,
-			`nac_ingest_requests_total{endpoint="profile",kind="profile.changed",operation="",outcome="accepted",service="ingest"} 2`,
-			"nac_ingest_publish_duration_seconds_count{endpoint=\"dataverse\",service=\"ingest\"} 2",
+			`nac_ingest_requests_total{kind="contact",nac_service="ingest",operation="Update",outcome="accepted",route="dataverse"} 2`,
+			`nac_ingest_requests_total{kind="",nac_service="ingest",operation="",outcome="unauthorized",route="dataverse"} 2`,
+			`nac_ingest_requests_total{kind="other",nac_service="ingest",operation="Create",outcome="ignored",route="dataverse"} 1`,
+			`nac_ingest_requests_total{kind="contact",nac_service="ingest",operation="Update",outcome="loop",route="dataverse"} 1`,
+			`nac_ingest_requests_total{kind="profile.changed",nac_service="ingest",operation="",outcome="accepted",route="profile"} 2`,
+			"nac_ingest_publish_duration_seconds_count{nac_service=\"ingest\",route=\"dataverse\"} 2",
 		} {
 			if !strings.Contains(text, want+"\n") {
 				t.Errorf("/metrics lacks %q", want)

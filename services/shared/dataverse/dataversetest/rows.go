@@ -161,6 +161,10 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, set string) {
 		return
 	}
 	stamp(cols, caller, now, true)
+	if !s.persistLocked(w, set, id, cols) {
+		s.mu.Unlock()
+		return
+	}
 	s.upsert(set, id, cols)
 	if solution != "" {
 		s.ext.components = append(s.ext.components, Component{Solution: solution, Kind: set, ID: id})
@@ -226,6 +230,10 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, set, id string) 
 				delete(s.rows["sdkmessageprocessingstepimages"], imgID)
 			}
 		}
+	}
+	if !s.persistLocked(w, set, id, nil) {
+		s.mu.Unlock()
+		return
 	}
 	delete(s.rows[set], id)
 	s.version++

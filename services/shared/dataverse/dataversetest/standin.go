@@ -6,8 +6,6 @@
 package dataversetest
 
 import (
-	"bufio"
-	"bytes"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
@@ -15,11 +13,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"mime"
-	"mime/multipart"
 	"net/http"
-	"net/http/httptest"
-	"net/textproto"
 	"regexp"
 	"slices"
 	"strconv"
@@ -44,6 +38,15 @@ type Options struct {
 	// Limits, when set, are enforced the way Dataverse's service protection
 	// limits are: 429 with Retry-After beyond them.
 	Limits *Limits
+	// Faults, when set, is asked for a fault for every API request that no
+	// injected fault answers (a zero Fault serves normally): random faults.
+	Faults func() Fault
+	// OnChange, when set, is called with a business row (not a
+	// customization) as it is after a PATCH, POST or DELETE (nil: deleted),
+	// before the change is applied and answered, under the server's lock;
+	// an error answers 503 and leaves the row as it was. A Journal makes
+	// the changes durable here.
+	OnChange func(entitySet, id string, row map[string]any) error
 }
 
 // Limits are service protection limits. Each operation of a $batch counts.
@@ -56,15 +59,6 @@ type Limits struct {
 // DataverseLimits are the documented limits per user.
 func DataverseLimits() *Limits {
 	return &Limits{Requests: 6000, Window: 5 * time.Minute, Concurrent: 52}
-}
-
-// Fault is an answer given instead of serving, to the next Count API
-// requests (a $batch is one request).
-type Fault struct {
-	Status     int           // e.g. 429, 503; 0 serves normally after Delay
-	RetryAfter time.Duration // sent as Retry-After, in whole seconds
-	Delay      time.Duration // wait before answering: a slow server
-	Count      int
 }
 
 // Received is one operation the stand-in answered.
@@ -89,7 +83,10 @@ type Server struct {
 	tokenReq int                  // tokens issued
 
 	faults    []Fault
-	window    []time.Time // when each operation in the limit window came
+	rowFaults []Fault
+	writing   map[string]int // entity set/id → PATCHes in progress
+	overlaps  int            // PATCHes begun while another of the same row was in progress
+	window    []time.Time    // when each operation in the limit window came
 	inflight  int
 	throttled int        // 429s answered
 	received  []Received // every PATCH operation answered
@@ -103,7 +100,7 @@ func New(opts Options) *Server {
 		opts.TokenLifetime = time.Hour
 	}
 	return &Server{opts: opts, rows: map[string]map[string]map[string]any{},
-		versions: map[string]int64{}, tokens: map[string]time.Time{}}
+		versions: map[string]int64{}, tokens: map[string]time.Time{}, writing: map[string]int{}}
 }
 
 // TokenPath is where the stand-in issues tokens.
@@ -130,13 +127,6 @@ func (s *Server) Row(entitySet, id string) (map[string]any, bool) {
 	defer s.mu.Unlock()
 	row, ok := s.rows[entitySet][strings.ToLower(id)]
 	return maps.Clone(row), ok
-}
-
-// Inject queues a fault for the next API requests.
-func (s *Server) Inject(f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = append(s.faults, f)
 }
 
 // Throttled counts the 429 answers given so far (faults and limits).
@@ -200,6 +190,29 @@ func (s *Server) Restore(snap Snapshot) {
 			s.Seed(set, id, cols)
 		}
 	}
+}
+
+// persistLocked hands the row as it will be after cols (nil cols: after a
+// delete) to OnChange. When that fails it answers 503 and returns false.
+// Customization rows are left out: provisioning declares them again at
+// every start.
+func (s *Server) persistLocked(w http.ResponseWriter, set, id string, cols map[string]any) bool {
+	if s.opts.OnChange == nil || customizationSets[set] {
+		return true
+	}
+	var after map[string]any
+	if cols != nil {
+		after = maps.Clone(s.rows[set][id])
+		if after == nil {
+			after = map[string]any{idColumn(set): id}
+		}
+		maps.Copy(after, cols)
+	}
+	if err := s.opts.OnChange(set, id, after); err != nil {
+		odataError(w, http.StatusServiceUnavailable, "0x80044151", "The change could not be stored: "+err.Error())
+		return false
+	}
+	return true
 }
 
 func (s *Server) upsert(set, id string, cols map[string]any) {
@@ -298,12 +311,31 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 		odataError(w, http.StatusUnauthorized, "0x80072560", "The user is not a member of the organization.")
 		return
 	}
-	if !s.fault(w, r) {
+	fault := s.nextFault()
+	rest := strings.TrimPrefix(r.URL.Path, dataverse.APIPath+"/")
+	var parts []partRequest
+	var writes []string // the rows this request patches
+	if rest == "$batch" && r.Method == http.MethodPost {
+		var ok bool
+		if parts, ok = parseBatch(w, r); !ok {
+			return
+		}
+		for _, p := range parts {
+			if m := keyRE.FindStringSubmatch(strings.TrimPrefix(p.req.URL.Path, dataverse.APIPath+"/")); m != nil && p.req.Method == http.MethodPatch {
+				writes = append(writes, m[1]+"/"+strings.ToLower(m[2]))
+			}
+		}
+	} else if m := keyRE.FindStringSubmatch(rest); m != nil && r.Method == http.MethodPatch {
+		writes = append(writes, m[1]+"/"+strings.ToLower(m[2]))
+	}
+	// The rows count as being written from now, through the delay: a
+	// slow answer is a write still in progress.
+	defer s.writingRows(writes)()
+	if !applyFault(w, r, fault) {
 		return
 	}
-	rest := strings.TrimPrefix(r.URL.Path, dataverse.APIPath+"/")
-	if rest == "$batch" && r.Method == http.MethodPost {
-		s.batch(w, r)
+	if parts != nil {
+		s.batch(w, r, parts)
 		return
 	}
 	if !s.admit(w, 1) {
@@ -311,40 +343,6 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.release(1)
 	s.serveOne(w, r, rest)
-}
-
-// fault applies the next injected fault, if any; false means answered.
-func (s *Server) fault(w http.ResponseWriter, r *http.Request) bool {
-	s.mu.Lock()
-	if len(s.faults) == 0 {
-		s.mu.Unlock()
-		return true
-	}
-	f := &s.faults[0]
-	f.Count--
-	fault := *f
-	if f.Count <= 0 {
-		s.faults = s.faults[1:]
-	}
-	if fault.Status == http.StatusTooManyRequests {
-		s.throttled++
-	}
-	s.mu.Unlock()
-	if fault.Delay > 0 {
-		select {
-		case <-time.After(fault.Delay):
-		case <-r.Context().Done():
-			return false
-		}
-	}
-	if fault.Status == 0 {
-		return true
-	}
-	if fault.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(fault.RetryAfter.Seconds())))
-	}
-	odataError(w, fault.Status, "0x80072322", "Injected fault: "+http.StatusText(fault.Status))
-	return false
 }
 
 // admit enforces the limits for n operations; false means answered 429.
@@ -405,6 +403,9 @@ func (s *Server) serveOne(w http.ResponseWriter, r *http.Request, rest string) {
 		return
 	}
 	set, id := m[1], strings.ToLower(m[2])
+	if f, ok := s.rowFault(id); ok && !applyFault(w, r, f) {
+		return
+	}
 	switch r.Method {
 	case http.MethodGet:
 		s.get(w, r, set, id)
@@ -468,6 +469,10 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, set, id string) {
 	}
 	before := maps.Clone(old)
 	s.stampPatch(r, cols, !exists)
+	if !s.persistLocked(w, set, id, cols) {
+		s.mu.Unlock()
+		return
+	}
 	s.upsert(set, id, cols)
 	s.rowChanged(r, set, id, before, cols)
 	s.patches++
@@ -476,92 +481,4 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, set, id string) {
 	w.Header().Set("OData-Version", "4.0")
 	w.Header().Set("OData-EntityId", dataverse.APIPath+"/"+set+"("+id+")")
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// batch answers a $batch: each application/http part is run on its own and
-// answered in a part of the response, in order. A change set (a nested
-// multipart/mixed part) is run part by part as well.
-func (s *Server) batch(w http.ResponseWriter, r *http.Request) {
-	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "multipart/mixed" || params["boundary"] == "" {
-		odataError(w, http.StatusBadRequest, "0x80048d19", "A $batch request needs Content-Type multipart/mixed with a boundary.")
-		return
-	}
-	var reqs []partRequest
-	if err := readParts(multipart.NewReader(r.Body, params["boundary"]), &reqs, 0); err != nil {
-		odataError(w, http.StatusBadRequest, "0x80048d19", "Malformed $batch body: "+err.Error())
-		return
-	}
-	if len(reqs) > dataverse.MaxBatch {
-		odataError(w, http.StatusBadRequest, "0x80060891", fmt.Sprintf("The batch has %d requests; at most %d are allowed.", len(reqs), dataverse.MaxBatch))
-		return
-	}
-	if !s.admit(w, len(reqs)) {
-		return
-	}
-	defer s.release(len(reqs))
-	continueOnError := strings.Contains(r.Header.Get("Prefer"), "odata.continue-on-error")
-	respBoundary := "batchresponse_" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	w.Header().Set("Content-Type", "multipart/mixed; boundary="+respBoundary)
-	w.Header().Set("OData-Version", "4.0")
-	w.WriteHeader(http.StatusOK)
-	mw := multipart.NewWriter(w)
-	_ = mw.SetBoundary(respBoundary)
-	for _, p := range reqs {
-		rec := httptest.NewRecorder()
-		s.serveOne(rec, p.req, strings.TrimPrefix(p.req.URL.Path, dataverse.APIPath+"/"))
-		ph := textproto.MIMEHeader{}
-		ph.Set("Content-Type", "application/http")
-		ph.Set("Content-Transfer-Encoding", "binary")
-		if p.contentID != "" {
-			ph.Set("Content-ID", p.contentID)
-		}
-		pw, _ := mw.CreatePart(ph)
-		fmt.Fprintf(pw, "HTTP/1.1 %d %s\r\n", rec.Code, http.StatusText(rec.Code))
-		_ = rec.Header().Write(pw)
-		fmt.Fprint(pw, "\r\n")
-		_, _ = pw.Write(rec.Body.Bytes())
-		if rec.Code >= 400 && !continueOnError {
-			break // Dataverse stops at the first failure unless told otherwise
-		}
-	}
-	_ = mw.Close()
-}
-
-type partRequest struct {
-	contentID string
-	req       *http.Request
-}
-
-// readParts reads every request of a batch body, change sets included.
-func readParts(mr *multipart.Reader, out *[]partRequest, depth int) error {
-	for {
-		part, err := mr.NextPart()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		mt, params, _ := mime.ParseMediaType(part.Header.Get("Content-Type"))
-		if mt == "multipart/mixed" && depth == 0 {
-			if err := readParts(multipart.NewReader(part, params["boundary"]), out, 1); err != nil {
-				return err
-			}
-			continue
-		}
-		if mt != "application/http" {
-			return fmt.Errorf("part Content-Type %q: want application/http", mt)
-		}
-		req, err := http.ReadRequest(bufio.NewReader(part))
-		if err != nil {
-			return fmt.Errorf("part request: %w", err)
-		}
-		body, err := io.ReadAll(req.Body)
-		if err != nil {
-			return fmt.Errorf("part body: %w", err)
-		}
-		req.Body = io.NopCloser(bytes.NewReader(body))
-		*out = append(*out, partRequest{contentID: part.Header.Get("Content-ID"), req: req})
-	}
 }

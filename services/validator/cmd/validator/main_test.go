@@ -165,7 +165,7 @@ func TestRun(t *testing.T) {
 	for path, want := range map[string]string{
 		"/readyz":  "ready",
 		"/healthz": "ok",
-		"/metrics": `nac_validator_decisions_total{reason="left_company",service="validator",value="1"} 1`,
+		"/metrics": `nac_validator_decisions_total{nac_service="validator",reason="left_company",value="1"} 1`,
 	} {
 		resp, err := http.Get("http://" + addr + path)
 		if err != nil {

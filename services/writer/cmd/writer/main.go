@@ -18,7 +18,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	return lifecycle.Serve(ctx, "writer", cfg.Common, stdout, func(ctx context.Context, env lifecycle.Env) (lifecycle.Parts, error) {
-		workers, err := writer.Workers(ctx, cfg, env.JS, env.Log, env.Registerer)
+		workers, err := writer.Workers(ctx, cfg, env.Topology, env.JS, env.Log, env.Registerer)
 		return lifecycle.Parts{Workers: workers}, err
 	})
 }
