@@ -186,11 +186,16 @@ func (s *Service) classify(t *Target, chunk []*item, result func(int) error, lat
 		it.out.Latency = durationpb.New(latency)
 		var se *dataverse.StatusError
 		if !errors.As(err, &se) {
-			if err == nil {
+			switch {
+			case err == nil:
 				it.out.Outcome, it.out.HttpStatus = OutcomeWritten, 204
-				continue
+			case errors.Is(err, dataverse.ErrInvalidRequest):
+				// The client refused to build the request: sending it again
+				// would be refused again, and nothing reached Dataverse.
+				it.out.Outcome, it.out.Error, it.class = OutcomeFailed, err.Error(), classBadRequest
+			default:
+				it.retry(transportClass(err), err)
 			}
-			it.retry(transportClass(err), err)
 			continue
 		}
 		it.out.HttpStatus = int32(se.Status)

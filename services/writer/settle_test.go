@@ -13,6 +13,7 @@ import (
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
+	"github.com/notatcompany/notatcompany/services/shared/dataverse"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse/dataversetest"
 	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
@@ -125,4 +126,17 @@ func TestBadRequestIsDeadLetteredInJetStream(t *testing.T) {
 	if row[flagCol] != float64(notAt) {
 		t.Errorf("the good contact's flag = %v", row[flagCol])
 	}
+}
+
+// A write the Dataverse client refuses to build (a key or column it will
+// not put in a URL) reached nobody: it is set aside at once, never retried.
+func TestClientRefusalIsSetAside(t *testing.T) {
+	dv := &fakeDataverse{partErr: fmt.Errorf("%w: contact id is not a GUID", dataverse.ErrInvalidRequest)}
+	e := newFakeEnv(t, testConfig(), dv)
+	d := decision("d1", orgA, contact(1), notAt, time.Now())
+	m := msgOf(t, d, 1)
+	e.svc.decisions = fakeDecisions{contact(1): m.seq}
+	e.handle(m)
+	wantTermed(t, m)
+	wantOutcome(t, e.pub.outcomes(t), d, OutcomeFailed, 0)
 }
