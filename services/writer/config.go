@@ -48,7 +48,10 @@ type TargetConfig struct {
 	TokenURL       string `json:"tokenUrl"`
 	ClientID       string `json:"clientId"`
 	ClientSecret   string `json:"clientSecret"`
-	Scope          string `json:"scope,omitempty"`
+	// ClientSecretFile is the file the default target's secret came from
+	// (NAC_DATAVERSE_CLIENT_SECRET_FILE), read again before each token.
+	ClientSecretFile string `json:"-"`
+	Scope            string `json:"scope,omitempty"`
 	// Disabled switches data validation off: nothing is written.
 	Disabled bool `json:"disabled,omitempty"`
 }
@@ -57,7 +60,7 @@ type TargetConfig struct {
 func (t TargetConfig) DryRun() bool { return t.URL == "" }
 
 func (t TargetConfig) credentials() dataverse.Credentials {
-	return dataverse.Credentials{TokenURL: t.TokenURL, ClientID: t.ClientID, ClientSecret: t.ClientSecret, Scope: t.Scope}
+	return dataverse.Credentials{TokenURL: t.TokenURL, ClientID: t.ClientID, ClientSecret: t.ClientSecret, ClientSecretFile: t.ClientSecretFile, Scope: t.Scope}
 }
 
 // Budget is the share of Dataverse's service protection limits the writer
@@ -79,7 +82,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	p.String(&c.Default.URL, "dataverse-url", "NAC_DATAVERSE_URL", "", "Dataverse environment URL (https://<org>.crm.dynamics.com); empty for a dry run")
 	p.String(&c.Default.TokenURL, "token-url", "NAC_DATAVERSE_TOKEN_URL", "", "OAuth2 token endpoint (https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token)")
 	p.String(&c.Default.ClientID, "client-id", "NAC_DATAVERSE_CLIENT_ID", "", "application (client) id of the Dataverse application user")
-	p.Secret(&c.Default.ClientSecret, "NAC_DATAVERSE_CLIENT_SECRET")
+	p.SecretFromFile(&c.Default.ClientSecret, &c.Default.ClientSecretFile, "NAC_DATAVERSE_CLIENT_SECRET")
 	p.String(&c.Default.Scope, "scope", "NAC_DATAVERSE_SCOPE", "", "OAuth2 scope; default <dataverse-url>/.default")
 	var targets string
 	p.Secret(&targets, "NAC_DATAVERSE_TARGETS")

@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -99,7 +98,12 @@ func (p *Parser) Duration(dst *time.Duration, name, env string, def time.Duratio
 // Secret reads a secret from the environment variable env, or from the file
 // named by env+"_FILE" (a mounted Kubernetes secret). Secrets never come from
 // flags, which other users of the machine can read in the process list.
-func (p *Parser) Secret(dst *string, env string) {
+func (p *Parser) Secret(dst *string, env string) { p.SecretFromFile(dst, nil, env) }
+
+// SecretFromFile reads a secret like Secret and, when it came from a file,
+// sets *file to the file's path, so that its user can read it again when
+// the mounted Secret is rotated.
+func (p *Parser) SecretFromFile(dst, file *string, env string) {
 	if v, ok := p.lookup(env); ok {
 		*dst = v
 		return
@@ -108,12 +112,15 @@ func (p *Parser) Secret(dst *string, env string) {
 	if !ok {
 		return
 	}
-	b, err := os.ReadFile(path)
+	v, err := readSecretFile(path)
 	if err != nil {
 		p.errs = append(p.errs, fmt.Errorf("%s_FILE: %w", env, err))
 		return
 	}
-	*dst = strings.TrimSpace(string(b))
+	*dst = v
+	if file != nil {
+		*file = path
+	}
 }
 
 // Check records problem unless ok holds. Call it after Parse to validate.

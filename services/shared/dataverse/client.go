@@ -27,6 +27,10 @@ type Credentials struct {
 	TokenURL     string // e.g. https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token
 	ClientID     string
 	ClientSecret string
+	// ClientSecretFile, when set, is where ClientSecret came from (a
+	// mounted Secret): it is read again before every token fetch, so a
+	// rotated secret is used from the next token on without a restart.
+	ClientSecretFile string
 	// Scope defaults to "<environment URL>/.default".
 	Scope string
 }
@@ -69,7 +73,7 @@ func New(tokenCtx context.Context, baseURL string, creds Credentials, opts Optio
 		tokenCtx = context.WithValue(tokenCtx, oauth2.HTTPClient, &http.Client{Timeout: opts.Timeout})
 	}
 	tokens := &tokenCache{
-		ctx: tokenCtx, onFetch: opts.OnTokenFetch,
+		ctx: tokenCtx, onFetch: opts.OnTokenFetch, secretFile: creds.ClientSecretFile,
 		cfg: &clientcredentials.Config{
 			ClientID: creds.ClientID, ClientSecret: creds.ClientSecret,
 			TokenURL: creds.TokenURL, Scopes: []string{scope},

@@ -1,9 +1,11 @@
 package dataverse
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -16,9 +18,10 @@ import (
 // reused until a minute before it expires, and dropped on a 401 so that the
 // next request fetches a fresh one (a token revoked or expired early).
 type tokenCache struct {
-	ctx     context.Context
-	cfg     *clientcredentials.Config
-	onFetch func()
+	ctx        context.Context
+	cfg        *clientcredentials.Config
+	onFetch    func()
+	secretFile string // read again before each fetch; "" for a fixed secret
 
 	mu  sync.Mutex
 	tok *oauth2.Token
@@ -31,6 +34,13 @@ func (c *tokenCache) token() (*oauth2.Token, error) {
 	defer c.mu.Unlock()
 	if c.tok != nil && (c.tok.Expiry.IsZero() || time.Until(c.tok.Expiry) > tokenMargin) {
 		return c.tok, nil
+	}
+	if c.secretFile != "" {
+		// A file that cannot be read now (mid-rotation) leaves the last
+		// secret in use; a wrong one shows as the fetch's error.
+		if b, err := os.ReadFile(c.secretFile); err == nil && len(bytes.TrimSpace(b)) > 0 {
+			c.cfg.ClientSecret = string(bytes.TrimSpace(b))
+		}
 	}
 	tok, err := c.cfg.Token(c.ctx)
 	if err != nil {
