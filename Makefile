@@ -21,7 +21,7 @@ ARCH    ?= amd64
 BUILDINFO := github.com/notatcompany/notatcompany/services/shared/buildinfo
 LDFLAGS   := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).date=$(DATE)
 
-.PHONY: help run build image test quality test-alone bench fuzz proto proto-check tools fmt vet lint
+.PHONY: help run build image chart-lint test quality test-alone bench fuzz proto proto-check tools fmt vet lint
 
 .DEFAULT_GOAL := help
 
@@ -45,6 +45,11 @@ image:
 	go run ./image/cmd/mkimage -root . -out $(BIN)/image -repository $(IMAGE) -arch $(ARCH) \
 		-version $(VERSION) -commit $(COMMIT) $(if $(DATE),-date $(DATE))
 	cd image && NAC_IMAGE_LAYOUT=$(BIN)/image/oci go test -count=1 -run '^TestImage$$' .
+
+## chart-lint: helm lint --strict (helm pinned in .bin/) of the chart, on its defaults and with every option on
+chart-lint: tools
+	$(BIN)/helm lint --strict charts/notatcompany
+	$(BIN)/helm lint --strict charts/notatcompany -f charts/charttest/testdata/all-on.yaml
 
 ## test: every module's tests with -race, then the decision quality figures
 test:
