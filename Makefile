@@ -8,7 +8,20 @@ BIN     := $(CURDIR)/.bin
 MODULES := $(shell go list -m -f '{{.Dir}}')
 FUZZTIME ?= 10s
 
-.PHONY: help run build test quality faults soak test-rules test-alone bench fuzz proto proto-check tools fmt vet lint
+# The build stamped into every binary (--version, nac_build_info) and the
+# image's labels; a release sets VERSION. DATE is the commit's, not now, so
+# that one commit always gives the same image digest.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+DATE    ?= $(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ 2>/dev/null)
+IMAGE   ?= ghcr.io/notatcompany/notatcompany
+# GOARCH list of the image, e.g. ARCH=amd64,arm64 for an image index of both.
+ARCH    ?= amd64
+# The same -X flags as image.Stamp.LDFlags, for `make build`.
+BUILDINFO := github.com/notatcompany/notatcompany/services/shared/buildinfo
+LDFLAGS   := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).date=$(DATE)
+
+.PHONY: help run build image chart-lint test quality faults soak test-rules test-alone bench fuzz proto proto-check tools fmt vet lint
 
 .DEFAULT_GOAL := help
 
@@ -23,9 +36,20 @@ run:
 	@go build -o $(BIN)/nac-devstack ./services/devstack/cmd/devstack
 	@exec $(BIN)/nac-devstack
 
-## build: build every service binary and nacctl into .bin/
+## build: build every service binary and nacctl into .bin/, stamped with VERSION, COMMIT and DATE
 build:
-	go build -o $(BIN)/ ./services/ingest/cmd/ingest ./services/validator/cmd/validator ./services/writer/cmd/writer ./services/devstack/cmd/devstack ./services/nacctl/cmd/nacctl
+	go build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./services/ingest/cmd/ingest ./services/validator/cmd/validator ./services/writer/cmd/writer ./services/devstack/cmd/devstack ./services/nacctl/cmd/nacctl
+
+## image: the container image without a daemon: .bin/image/oci (OCI layout) and .bin/image/notatcompany.tar, then its test
+image:
+	go run ./image/cmd/mkimage -root . -out $(BIN)/image -repository $(IMAGE) -arch $(ARCH) \
+		-version $(VERSION) -commit $(COMMIT) $(if $(DATE),-date $(DATE))
+	cd image && NAC_IMAGE_LAYOUT=$(BIN)/image/oci go test -count=1 -run '^TestImage$$' .
+
+## chart-lint: helm lint --strict (helm pinned in .bin/) of the chart, on its defaults and with every option on
+chart-lint: tools
+	$(BIN)/helm lint --strict charts/notatcompany
+	$(BIN)/helm lint --strict charts/notatcompany -f charts/charttest/testdata/all-on.yaml
 
 ## test: every module's tests with -race, the writer's fault test, the alert rules, then the decision quality figures
 test:

@@ -288,12 +288,12 @@ func Declare(ctx context.Context, js jetstream.JetStream, o Options) error {
 	}
 	for _, cfg := range o.streams() {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("declare stream %s: %w", cfg.Name, err)
+			return fmt.Errorf("declare stream %s: %w", cfg.Name, o.replicasHint(err))
 		}
 	}
 	for _, cfg := range o.buckets() {
 		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
-			return fmt.Errorf("declare bucket %s: %w", cfg.Bucket, err)
+			return fmt.Errorf("declare bucket %s: %w", cfg.Bucket, o.replicasHint(err))
 		}
 	}
 	for _, c := range o.consumers() {
@@ -302,4 +302,32 @@ func Declare(ctx context.Context, js jetstream.JetStream, o Options) error {
 		}
 	}
 	return nil
+}
+
+// JetStream's answers when a stream asks for more replicas than there are
+// servers to hold them.
+const (
+	errCodeClusterNoPeers        jetstream.ErrorCode = 10005
+	errCodeInsufficientResources jetstream.ErrorCode = 10023
+	errCodeReplicasNotSupported  jetstream.ErrorCode = 10074
+)
+
+// replicasHint says what to do when err is JetStream refusing the replica
+// count, which is otherwise a bare "replicas > 1 not supported".
+func (o Options) replicasHint(err error) error {
+	var apiErr *jetstream.APIError
+	if o.Replicas <= 1 || !errors.As(err, &apiErr) {
+		return err
+	}
+	switch apiErr.ErrorCode {
+	case errCodeReplicasNotSupported:
+		return fmt.Errorf("NAC_STREAM_REPLICAS=%d, but the NATS server is not clustered and keeps one replica: "+
+			"run a JetStream cluster of at least %d servers, or set NAC_STREAM_REPLICAS=1 (chart: nats.streamReplicas=1) for a trial: %w",
+			o.Replicas, o.Replicas, err)
+	case errCodeClusterNoPeers, errCodeInsufficientResources:
+		return fmt.Errorf("NAC_STREAM_REPLICAS=%d: the JetStream cluster has no %d servers with room for a replica each "+
+			"(too few servers, or their storage limits are reached): add servers or storage, or lower NAC_STREAM_REPLICAS: %w",
+			o.Replicas, o.Replicas, err)
+	}
+	return err
 }

@@ -300,6 +300,19 @@ func TestDeclareChangedOptions(t *testing.T) {
 	}
 }
 
+// A single server refuses three replicas; the error says what to do.
+func TestDeclareTooManyReplicas(t *testing.T) {
+	_, js := connect(t)
+	o := bus.DefaultOptions()
+	o.Replicas = 3
+	err := bus.Declare(testContext(t), js, o)
+	for _, want := range []string{"NAC_STREAM_REPLICAS=3", "not clustered", "nats.streamReplicas=1", "replicas > 1 not supported"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Declare with 3 replicas on one server = %v, want it to say %q", err, want)
+		}
+	}
+}
+
 func TestDecisionsKeepsLatestPerSubject(t *testing.T) {
 	_, js := connect(t)
 	ctx := testContext(t)

@@ -12,20 +12,29 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/notatcompany/notatcompany/services/shared/buildinfo"
 )
+
+// ErrVersion is returned by Parse after -version printed the build: like
+// -h, a request that ends the program successfully, so it wraps flag.ErrHelp.
+var ErrVersion = fmt.Errorf("%w: version printed", flag.ErrHelp)
 
 // Parser collects flag definitions and configuration problems.
 type Parser struct {
-	fs     *flag.FlagSet
-	getenv func(string) string
-	errs   []error
+	fs      *flag.FlagSet
+	getenv  func(string) string
+	errs    []error
+	version bool
 }
 
 // NewParser returns a parser for the named program. Usage (-h) goes to out.
 func NewParser(name string, getenv func(string) string, out io.Writer) *Parser {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
-	return &Parser{fs: fs, getenv: getenv}
+	p := &Parser{fs: fs, getenv: getenv}
+	fs.BoolVar(&p.version, "version", false, "print the version, commit and build date, and exit")
+	return p
 }
 
 func (p *Parser) lookup(env string) (string, bool) {
@@ -130,14 +139,19 @@ func (p *Parser) Check(ok bool, format string, args ...any) {
 	}
 }
 
-// Parse parses args. It returns flag.ErrHelp for -h and records any other
-// problem; validate with Check, then return Err.
+// Parse parses args. It returns flag.ErrHelp for -h, ErrVersion once
+// -version printed "<name> <build>", and records any other problem;
+// validate with Check, then return Err.
 func (p *Parser) Parse(args []string) error {
 	if err := p.fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		p.errs = append(p.errs, err)
+	}
+	if p.version {
+		fmt.Fprintf(p.fs.Output(), "%s %s\n", p.fs.Name(), buildinfo.Get())
+		return ErrVersion
 	}
 	if p.fs.NArg() > 0 {
 		p.errs = append(p.errs, fmt.Errorf("unexpected arguments: %s", strings.Join(p.fs.Args(), " ")))

@@ -222,6 +222,23 @@ func TestParseHelp(t *testing.T) {
 	}
 }
 
+func TestParseVersion(t *testing.T) {
+	for _, arg := range []string{"-version", "--version"} {
+		var s settings
+		var out strings.Builder
+		// A bad environment does not stand in the way of --version.
+		p := conf.NewParser("svc", env(map[string]string{"NAC_COUNT": "many"}), &out)
+		define(p, &s)
+		err := p.Parse([]string{arg})
+		if !errors.Is(err, conf.ErrVersion) || !errors.Is(err, flag.ErrHelp) {
+			t.Fatalf("Parse(%s) = %v, want ErrVersion, which is a flag.ErrHelp", arg, err)
+		}
+		if got := out.String(); !strings.HasPrefix(got, "svc dev (commit ") || !strings.HasSuffix(got, ")\n") {
+			t.Errorf("Parse(%s) printed %q, want \"svc <version> (commit …)\"", arg, got)
+		}
+	}
+}
+
 func TestUnexpectedArguments(t *testing.T) {
 	var s settings
 	p := conf.NewParser("svc", env(nil), io.Discard)

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/notatcompany/notatcompany/services/shared/buildinfo"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/conf"
 	"github.com/notatcompany/notatcompany/services/shared/httpserver"
@@ -46,7 +47,8 @@ type Parts struct {
 
 // Serve runs one service the way every service runs: JSON or text logs,
 // one NATS connection, the topology declared, /healthz, /readyz and
-// /metrics on the ops address, and the shutdown order of Run. build is the
+// /metrics (with nac_build_info) on the ops address, and the shutdown order
+// of Run. build is the
 // service's own composition root.
 func Serve(ctx context.Context, name string, c conf.Common, stdout io.Writer, build func(context.Context, Env) (Parts, error)) error {
 	log, err := logging.New(stdout, c.LogFormat, c.LogLevel)
@@ -55,6 +57,10 @@ func Serve(ctx context.Context, name string, c conf.Common, stdout io.Writer, bu
 	}
 	log = log.With("service", name)
 	reg := ops.NewRegistry()
+	registerer := prometheus.WrapRegistererWith(prometheus.Labels{ServiceLabel: name}, reg)
+	if err := registerer.Register(buildinfo.Get().Collector()); err != nil {
+		return fmt.Errorf("register nac_build_info: %w", err)
+	}
 	nc, err := natsconn.ConnectCommon(c, "nac-"+name, log)
 	if err != nil {
 		return err
@@ -69,7 +75,7 @@ func Serve(ctx context.Context, name string, c conf.Common, stdout io.Writer, bu
 	if err := bus.Declare(ctx, js, topo); err != nil {
 		return err
 	}
-	parts, err := build(ctx, Env{Log: log, JS: js, Topology: topo, Registerer: prometheus.WrapRegistererWith(prometheus.Labels{ServiceLabel: name}, reg)})
+	parts, err := build(ctx, Env{Log: log, JS: js, Topology: topo, Registerer: registerer})
 	if err != nil {
 		return err
 	}

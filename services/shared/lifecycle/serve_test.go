@@ -1,9 +1,15 @@
 package lifecycle_test
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net/http"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +19,7 @@ import (
 	"github.com/notatcompany/notatcompany/services/shared/conf"
 	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
 	"github.com/notatcompany/notatcompany/services/shared/natsembed"
+	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
 
 // Serve connects with the service's configured NATS credentials: without
@@ -42,5 +49,55 @@ func TestServeAuthenticatesToNATS(t *testing.T) {
 	common.NATSAuth = conf.NATSAuth{User: "nac-ingest", Password: "pw-0123456789abcdef"}
 	if reached, err := serve(common); !reached || !errors.Is(err, built) {
 		t.Fatalf("with credentials: built=%v err=%v, want the service built", reached, err)
+	}
+}
+
+// The ops server of every service exports the build it runs, labelled with
+// the service.
+func TestServeExportsBuildInfo(t *testing.T) {
+	ns := natsembed.ForTest(t)
+	common := conf.Common{NATSURL: ns.ClientURL(), OpsAddr: "127.0.0.1:0", LogFormat: "json", LogLevel: "info",
+		StreamReplicas: 1, ShutdownTimeout: 5 * time.Second}
+	logs := &testkit.SyncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- lifecycle.Serve(ctx, "writer", common, logs, func(context.Context, lifecycle.Env) (lifecycle.Parts, error) {
+			return lifecycle.Parts{}, nil
+		})
+	}()
+	var addr string
+	testkit.Eventually(t, "the ops address logged", 10*time.Second, func() bool {
+		sc := bufio.NewScanner(strings.NewReader(logs.String()))
+		for sc.Scan() {
+			var line struct{ Msg, Addr string }
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
+				addr = line.Addr
+			}
+		}
+		return addr != ""
+	})
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf(`nac_build_info{commit="unknown",date="unknown",goversion=%q,service="writer",version="dev"} 1`, runtime.Version())
+	if !strings.Contains(string(body), want) {
+		t.Errorf("/metrics lacks %s:\n%.3000s", want, body)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve = %v after cancel, want nil", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Serve did not return within 15s of cancel")
 	}
 }

@@ -1,0 +1,18 @@
+{{/* Checks across values that the schema cannot express. */}}
+{{- define "nac.validate" -}}
+{{- $v := .Values -}}
+{{- $s := $v.ingest.secrets -}}
+{{- if not (or $s.dataverseWebhookKey $s.dataverseOrgs) }}{{ fail "ingest.secrets: dataverseWebhookKey or dataverseOrgs must be true (ingest needs a way to authenticate Dataverse)" }}{{ end -}}
+{{- if not (or $s.profileSecret $s.profileSources) }}{{ fail "ingest.secrets: profileSecret or profileSources must be true (ingest needs a way to authenticate profile events)" }}{{ end -}}
+{{- range $name := list "ingest" "validator" }}
+{{- $a := (index $v $name).autoscaling }}
+{{- if and $a.enabled (gt (int $a.minReplicas) (int $a.maxReplicas)) }}{{ fail (printf "%s.autoscaling: minReplicas %v is above maxReplicas %v" $name $a.minReplicas $a.maxReplicas) }}{{ end }}
+{{- end }}
+{{- if and $v.ingress.enabled (not $v.ingress.host) }}{{ fail "ingress.host is required with ingress.enabled (Dynamics posts to https://<host>/webhooks/dataverse)" }}{{ end -}}
+{{- if $v.writer.dataverseUrl }}
+{{- if not (and $v.writer.tokenUrl $v.writer.clientId) }}{{ fail "writer.tokenUrl and writer.clientId are required with writer.dataverseUrl" }}{{ end }}
+{{- end }}
+{{- if or $v.provisioning.job.enabled $v.provisioning.check.enabled }}
+{{- if not (and $v.provisioning.dataverseUrl $v.provisioning.tokenUrl $v.provisioning.clientId) }}{{ fail "provisioning.dataverseUrl, provisioning.tokenUrl and provisioning.clientId are required with provisioning.job.enabled or provisioning.check.enabled" }}{{ end }}
+{{- end }}
+{{- end -}}
