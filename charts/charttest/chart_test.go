@@ -140,6 +140,10 @@ func TestAllOn(t *testing.T) {
 	if je["NAC_DATAVERSE_CLIENT_ID"] != "22222222-2222-2222-2222-222222222222" || je["NAC_DATAVERSE_CLIENT_SECRET_FILE"] != "/secrets/provisioning-client-secret" {
 		t.Errorf("provisioning env %v: want the provisioning user, not the writer's", je)
 	}
+	// nacctl refuses to start without the URL Dynamics is to post to.
+	if je["NAC_PROVISION_WEBHOOK_URL"] != "https://nac.example.com/webhooks/dataverse" {
+		t.Errorf("provisioning NAC_PROVISION_WEBHOOK_URL = %q, want the Ingress host's webhook URL", je["NAC_PROVISION_WEBHOOK_URL"])
+	}
 
 	ing := Find(r.Objects, "Ingress", "nac-notatcompany-ingest").(*networkingv1.Ingress)
 	if *ing.Spec.IngressClassName != "nginx" || ing.Spec.TLS[0].SecretName != "nac-example-com-tls" || ing.Spec.TLS[0].Hosts[0] != "nac.example.com" {

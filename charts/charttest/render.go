@@ -166,8 +166,10 @@ type ServiceMonitor struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata"`
 	Spec              struct {
-		Selector  metav1.LabelSelector `json:"selector"`
-		Endpoints []struct {
+		Selector metav1.LabelSelector `json:"selector"`
+		// TargetLabels are the Service's labels copied onto every target.
+		TargetLabels []string `json:"targetLabels,omitempty"`
+		Endpoints    []struct {
 			Port     string `json:"port"`
 			Path     string `json:"path"`
 			Interval string `json:"interval"`

@@ -38,6 +38,7 @@ func TestBadValues(t *testing.T) {
 		{"autoscaling upside down", `validator: {autoscaling: {enabled: true, minReplicas: 5, maxReplicas: 2}}`, []string{"validator.autoscaling", "minReplicas 5 is above maxReplicas 2"}},
 		{"writer without client", `writer: {dataverseUrl: "https://contoso.crm.dynamics.com"}`, []string{"writer.tokenUrl and writer.clientId are required"}},
 		{"provisioning without Dataverse", `provisioning: {job: {enabled: true}}`, []string{"provisioning.dataverseUrl"}},
+		{"provisioning without a webhook URL", `provisioning: {dataverseUrl: "https://o.crm.dynamics.com", tokenUrl: "https://login.example/t", clientId: "c", job: {enabled: true}}`, []string{"provisioning.webhookUrl"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var v map[string]any

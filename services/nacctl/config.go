@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/notatcompany/notatcompany/services/nacctl/provision"
+	"github.com/notatcompany/notatcompany/services/shared/buildinfo"
 	"github.com/notatcompany/notatcompany/services/shared/conf"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse"
 )
@@ -43,7 +44,8 @@ commands:
   deprovision   remove the webhook's steps and service endpoint (--dry-run: print the plan);
                 columns, views and data stay
 
-Every flag is also a NAC_* environment variable; nacctl <command> -h lists them.
+nacctl --version prints the build. Every flag is also a NAC_* environment variable;
+nacctl <command> -h lists them.
 `
 
 // ErrUsage is a command line nacctl does not understand.
@@ -52,6 +54,10 @@ var ErrUsage = errors.New("usage")
 // ParseConfig reads the command, its flags and the environment.
 func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Config, error) {
 	var c Config
+	if len(args) > 0 && (args[0] == "-version" || args[0] == "--version" || args[0] == "version") {
+		fmt.Fprintf(out, "nacctl %s\n", buildinfo.Get())
+		return c, conf.ErrVersion
+	}
 	if len(args) == 0 || (args[0] != CmdProvision && args[0] != CmdDeprovision) {
 		fmt.Fprint(out, Usage)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {

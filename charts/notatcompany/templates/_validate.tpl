@@ -14,5 +14,17 @@
 {{- end }}
 {{- if or $v.provisioning.job.enabled $v.provisioning.check.enabled }}
 {{- if not (and $v.provisioning.dataverseUrl $v.provisioning.tokenUrl $v.provisioning.clientId) }}{{ fail "provisioning.dataverseUrl, provisioning.tokenUrl and provisioning.clientId are required with provisioning.job.enabled or provisioning.check.enabled" }}{{ end }}
+{{- if not (include "nac.webhookUrl" .) }}{{ fail "provisioning.webhookUrl (or ingress.enabled with ingress.host) is required with provisioning.job.enabled or provisioning.check.enabled: it is where Dynamics posts its webhooks" }}{{ end }}
 {{- end }}
+{{- end -}}
+
+
+{{/* The ingest's public webhook URL that provisioning registers in Dynamics:
+provisioning.webhookUrl, else the Ingress host's. */}}
+{{- define "nac.webhookUrl" -}}
+{{- if .Values.provisioning.webhookUrl -}}
+{{ .Values.provisioning.webhookUrl }}
+{{- else if and .Values.ingress.enabled .Values.ingress.host -}}
+https://{{ .Values.ingress.host }}/webhooks/dataverse
+{{- end -}}
 {{- end -}}

@@ -187,3 +187,14 @@ func TestBadCommandLine(t *testing.T) {
 	}
 	_ = http.MethodGet
 }
+
+// nacctl --version prints the build and exits 0, with or without a command,
+// and reaches no Dataverse.
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"version"}, {"provision", "--version"}} {
+		out, err := nac(t, map[string]string{}, args...)
+		if nacctl.ExitCode(err) != 0 || !strings.HasPrefix(out, "nacctl ") || !strings.Contains(out, "commit") {
+			t.Errorf("nacctl %v: %v\n%s", args, err, out)
+		}
+	}
+}
