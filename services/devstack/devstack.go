@@ -47,6 +47,8 @@ type Config struct {
 	NATSAddr    string
 	LogFormat   string
 	LogLevel    string
+	// PprofAddr, when set, serves net/http/pprof (see profiling.go).
+	PprofAddr string
 }
 
 // ParseConfig reads the devstack's own settings.
@@ -60,6 +62,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	p.String(&c.NATSAddr, "nats-addr", "NAC_NATS_ADDR", "127.0.0.1:4222", "the embedded NATS server's client address")
 	p.String(&c.LogFormat, "log-format", "NAC_LOG_FORMAT", "text", "log format: json or text")
 	p.String(&c.LogLevel, "log-level", "NAC_LOG_LEVEL", "info", "log level")
+	p.String(&c.PprofAddr, "pprof-addr", "NAC_PPROF_ADDR", "", "serve net/http/pprof here, with each service's work labelled (benchmarks; empty: off)")
 	if err := p.Parse(args); err != nil {
 		return c, err
 	}
@@ -91,6 +94,7 @@ type Stack struct {
 	Standin    *dataversetest.Server
 
 	log      *slog.Logger
+	pprof    *httpserver.Server
 	ns       *server.Server
 	spec     lifecycle.Spec
 	dataDir  string
@@ -107,6 +111,7 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 		return nil, err
 	}
 	s := &Stack{log: log, dataDir: cfg.DataDir}
+	lab := labeler{on: cfg.PprofAddr != ""}
 	var cleanup []func()
 	defer func() {
 		if err != nil {
@@ -125,8 +130,11 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 	host, portStr, _ := net.SplitHostPort(cfg.NATSAddr)
 	port, _ := strconv.Atoi(portStr)
 	users := natsUsers(s.Secrets.NATS)
-	if s.ns, err = natsembed.Start(natsembed.Options{Host: host, Port: port, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
-		Configure: func(o *server.Options) { o.Users = users }}); err != nil {
+	lab.do("nats-server", func() {
+		s.ns, err = natsembed.Start(natsembed.Options{Host: host, Port: port, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
+			Configure: func(o *server.Options) { o.Users = users }})
+	})
+	if err != nil {
 		return nil, err
 	}
 	cleanup = append(cleanup, func() { s.ns.Shutdown(); s.ns.WaitForShutdown() })
@@ -136,7 +144,7 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 	if err := s.restoreStandin(); err != nil {
 		return nil, err
 	}
-	if s.standinS, err = httpserver.Listen(cfg.StandinAddr, s.Standin.Handler()); err != nil {
+	if s.standinS, err = httpserver.Listen(cfg.StandinAddr, lab.handler("standin", s.Standin.Handler())); err != nil {
 		return nil, err
 	}
 	cleanup = append(cleanup, func() { _ = s.standinS.Shutdown(context.Background()) })
@@ -184,7 +192,9 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 	reg := ops.NewRegistry()
 	ready := &ops.Readiness{}
 	connect := func(name string, c conf.Common) (*nats.Conn, jetstream.JetStream, error) {
-		nc, err := natsconn.ConnectCommon(c, "nac-"+name, log.With("service", name))
+		var nc *nats.Conn
+		var err error
+		lab.do(name, func() { nc, err = natsconn.ConnectCommon(c, "nac-"+name, log.With("service", name)) })
 		if err != nil {
 			return nil, nil, err
 		}
@@ -236,18 +246,31 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 		return nil, err
 	}
 	cleanup = append(cleanup, func() { _ = opsSrv.Shutdown(context.Background()) })
-	public, err := httpserver.Listen(cfg.HTTPAddr, ingestSvc.Routes())
+	public, err := httpserver.Listen(cfg.HTTPAddr, lab.handler("ingest", ingestSvc.Routes()))
 	if err != nil {
 		return nil, err
 	}
 	s.HTTPURL, s.OpsURL = "http://"+public.Addr(), "http://"+opsSrv.Addr()
+	if cfg.PprofAddr != "" {
+		if s.pprof, err = pprofServer(cfg.PprofAddr); err != nil {
+			return nil, err
+		}
+		cleanup = append(cleanup, func() { _ = s.pprof.Shutdown(context.Background()) })
+	}
+	var workers []func(context.Context) error
+	for _, w := range validatorWork {
+		workers = append(workers, lab.worker("validator", w))
+	}
+	for _, w := range writerWork {
+		workers = append(workers, lab.worker("writer", w))
+	}
 	s.spec = lifecycle.Spec{
 		Log: log, Ready: ready, ShutdownTimeout: ingestCfg.ShutdownTimeout,
 		Ops: opsSrv, Public: []*httpserver.Server{public},
-		Workers: append(validatorWork, writerWork...),
+		Workers: workers,
 		Conns:   []*nats.Conn{ingestNC, validatorNC, writerNC},
 		// The stand-in and the broker go last: in-flight writes need them.
-		OnStopped: []func(){s.stopStandin, func() { s.ns.Shutdown(); s.ns.WaitForShutdown() }},
+		OnStopped: []func(){s.stopPprof, s.stopStandin, func() { s.ns.Shutdown(); s.ns.WaitForShutdown() }},
 	}
 	return s, nil
 }
@@ -259,6 +282,13 @@ func (s *Stack) Run(ctx context.Context) error {
 			s.log.Error("dataverse stand-in stopped", "err", err)
 		}
 	}()
+	if s.pprof != nil {
+		go func() {
+			if err := s.pprof.Serve(); err != nil {
+				s.log.Error("pprof server stopped", "err", err)
+			}
+		}()
+	}
 	return lifecycle.Run(ctx, s.spec)
 }
 
@@ -279,6 +309,12 @@ notatcompany devstack is running
 
 `, s.HTTPURL, s.OpsURL, s.StandinURL, s.NATSURL, s.dataDir, s.Secrets.WebhookKey, s.Secrets.ProfileSecret, s.Secrets.AdminToken,
 		NATSUserCLI, s.Secrets.NATS.CLI)
+}
+
+func (s *Stack) stopPprof() {
+	if s.pprof != nil {
+		_ = s.pprof.Shutdown(context.Background())
+	}
 }
 
 func (s *Stack) stopStandin() {
