@@ -70,10 +70,14 @@ type population struct {
 	run        string // distinguishes the ids of one run from another's
 }
 
-func (p population) contactID(i int) string { return fmt.Sprintf("c0ad0000-%s-4000-8000-%012d", p.run, i) }
-func (p population) accountID(a int) string { return fmt.Sprintf("a0ad0000-%s-4000-8000-%012d", p.run, a) }
-func (p population) memberID(i int) string  { return fmt.Sprintf("lg-%s-m%d", p.run, i) }
-func (p population) email(i int) string     { return fmt.Sprintf("person.%d.%s@contoso.example", i, p.run) }
+func (p population) contactID(i int) string {
+	return fmt.Sprintf("c0ad0000-%s-4000-8000-%012d", p.run, i)
+}
+func (p population) accountID(a int) string {
+	return fmt.Sprintf("a0ad0000-%s-4000-8000-%012d", p.run, a)
+}
+func (p population) memberID(i int) string { return fmt.Sprintf("lg-%s-m%d", p.run, i) }
+func (p population) email(i int) string    { return fmt.Sprintf("person.%d.%s@contoso.example", i, p.run) }
 func (p population) opID(kind string, i, n int) string {
 	return fmt.Sprintf("%08x-%s-4%03x-8000-%012d", i, p.run, n%4096, n)
 }
