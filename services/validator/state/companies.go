@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
@@ -93,12 +94,15 @@ func (s *Store) CompanyIDsOfAccount(ctx context.Context, a *decide.Account) ([]s
 	if d := decide.Domain(a.Website); d != "" {
 		prefixes = append(prefixes, companyDomainKey(d))
 	}
+	if len(prefixes) == 0 {
+		return ids, nil
+	}
+	tails, err := s.edgesUnder(ctx, prefixes...)
+	if err != nil {
+		return nil, err
+	}
 	for _, p := range prefixes {
-		tails, err := s.edgeTails(ctx, p)
-		if err != nil {
-			return nil, err
-		}
-		for _, t := range tails {
+		for _, t := range tails[p] {
 			ids = append(ids, tokenID(t))
 		}
 	}
@@ -136,18 +140,30 @@ func tokenID(t string) string {
 // Companies returns the stored companies among ids.
 func (s *Store) Companies(ctx context.Context, ids []string) (map[string]decide.Company, error) {
 	out := map[string]decide.Company{}
-	for _, id := range ids {
-		if _, done := out[id]; id == "" || done {
-			continue
-		}
-		var c CompanyRecord
-		found, err := getJSON(ctx, s.companies, bus.Token(id), &c)
-		if err != nil {
-			return nil, err
-		}
-		if found {
-			out[id] = decide.Company{ID: c.ID, Name: c.Name, Domains: c.Domains, Parent: c.Parent, Successor: c.Successor}
+	var subjects []string
+	for _, id := range uniqStrings(ids) {
+		if id != "" {
+			subjects = append(subjects, companiesBase+bus.Token(id))
 		}
 	}
+	msgs, err := s.direct.lastFor(ctx, "KV_"+bus.BucketCompanies, subjects)
+	if err != nil {
+		return nil, fmt.Errorf("read %d companies: %w", len(subjects), err)
+	}
+	for _, m := range msgs {
+		var c CompanyRecord
+		if err := json.Unmarshal(m.Data, &c); err != nil {
+			return nil, fmt.Errorf("decode company %s: %w", m.Subject, err)
+		}
+		out[c.ID] = decide.Company{ID: c.ID, Name: c.Name, Domains: c.Domains, Parent: c.Parent, Successor: c.Successor}
+	}
 	return out, nil
+}
+
+const companiesBase = "$KV." + bus.BucketCompanies + "."
+
+func uniqStrings(in []string) []string {
+	out := slices.Clone(in)
+	slices.Sort(out)
+	return slices.Compact(out)
 }

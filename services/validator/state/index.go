@@ -130,7 +130,58 @@ func (s *Store) reindex(ctx context.Context, before, after []string, current fun
 
 // edgeTails lists the parts after prefix of every edge key under prefix.
 func (s *Store) edgeTails(ctx context.Context, prefix string) ([]string, error) {
-	return keysUnder(ctx, s.indexStream, bus.BucketIndex, prefix)
+	tails, err := s.edgesUnder(ctx, prefix)
+	return tails[prefix], err
+}
+
+// indexBase is the subject prefix of the index bucket's keys.
+const indexBase = "$KV." + bus.BucketIndex + "."
+
+// edgesUnder lists, in one request, the parts after each prefix of every
+// edge key under it, sorted, by prefix.
+func (s *Store) edgesUnder(ctx context.Context, prefixes ...string) (map[string][]string, error) {
+	filters := make([]string, 0, len(prefixes))
+	for _, p := range prefixes {
+		filters = append(filters, indexBase+p+".>")
+	}
+	msgs, err := s.direct.lastFor(ctx, "KV_"+bus.BucketIndex, filters)
+	if err != nil {
+		return nil, fmt.Errorf("list the index under %d prefixes (first %s): %w", len(prefixes), redact(prefixes[0]), err)
+	}
+	out := make(map[string][]string, len(prefixes))
+	for _, m := range msgs {
+		key := strings.TrimPrefix(m.Subject, indexBase)
+		for _, p := range prefixes {
+			if tail, ok := strings.CutPrefix(key, p+"."); ok {
+				out[p] = append(out[p], tail)
+			}
+		}
+	}
+	for p, tails := range out {
+		slices.Sort(tails)
+		out[p] = slices.Compact(tails)
+	}
+	return out, nil
+}
+
+// refsUnder lists the org.id contact references under every prefix.
+func (s *Store) refsUnder(ctx context.Context, prefixes []string) ([]ContactRef, error) {
+	if len(prefixes) == 0 {
+		return nil, nil
+	}
+	byPrefix, err := s.edgesUnder(ctx, prefixes...)
+	if err != nil {
+		return nil, err
+	}
+	var out []ContactRef
+	for _, p := range prefixes {
+		for _, t := range byPrefix[p] {
+			if org, id, ok := strings.Cut(t, "."); ok {
+				out = append(out, ContactRef{Org: org, ID: id})
+			}
+		}
+	}
+	return out, nil
 }
 
 // ContactRef names a contact in an organization.
@@ -185,20 +236,11 @@ func (s *Store) ContactsMatchable(ctx context.Context, m *MemberRecord) ([]Conta
 	if k := decide.NameKey(m.FirstName, m.LastName); strings.Contains(k, " ") {
 		prefixes = append(prefixes, contactNameKey(k))
 	}
-	var out []ContactRef
-	for _, p := range prefixes {
-		refs, err := s.refs(ctx, p)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, refs...)
-	}
-	return out, nil
+	return s.refsUnder(ctx, prefixes)
 }
 
 // AccountsByCompany lists accounts whose name or website matches a company.
 func (s *Store) AccountsByCompany(ctx context.Context, name string, domains []string) ([]ContactRef, error) {
-	var out []ContactRef
 	prefixes := []string{}
 	if k := decide.CompanyKey(name); k != "" {
 		prefixes = append(prefixes, accountNameKey(k))
@@ -206,25 +248,7 @@ func (s *Store) AccountsByCompany(ctx context.Context, name string, domains []st
 	for _, d := range domains {
 		prefixes = append(prefixes, accountDomainKey(d))
 	}
-	for _, p := range prefixes {
-		refs, err := s.refs(ctx, p)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, refs...)
-	}
-	return out, nil
-}
-
-func (s *Store) refs(ctx context.Context, prefix string) ([]ContactRef, error) {
-	tails, err := s.edgeTails(ctx, prefix)
-	var out []ContactRef
-	for _, t := range tails {
-		if org, id, ok := strings.Cut(t, "."); ok {
-			out = append(out, ContactRef{Org: org, ID: id})
-		}
-	}
-	return out, err
+	return s.refsUnder(ctx, prefixes)
 }
 
 // ContactsOfOrg lists every contact of an organization.

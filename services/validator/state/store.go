@@ -26,10 +26,13 @@ type Store struct {
 	// whose messages an erasure removes.
 	memberStream, keyStream jetstream.Stream
 	js                      jetstream.JetStream
-	// The streams under the index and contacts buckets: listing keys is a
-	// stream info with a subject filter, one request, where a KV key
-	// listing would create a consumer per call.
+	// The streams under the index and contacts buckets: edges are purged
+	// from the first; every contact of an organization is listed from the
+	// second's subjects.
 	indexStream, contactStream jetstream.Stream
+	// direct reads many keys, and index edges under many prefixes, in one
+	// request each.
+	direct *directGets
 }
 
 // Open binds the store to the buckets bus.Declare created.
@@ -68,6 +71,9 @@ func Open(ctx context.Context, js jetstream.JetStream, cols Columns) (*Store, er
 	}
 	if s.keyStream, err = js.Stream(ctx, bus.StreamMemberKeys); err != nil {
 		return nil, fmt.Errorf("bind the member keys stream: %w", err)
+	}
+	if s.direct, err = newDirectGets(js); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
