@@ -225,7 +225,7 @@ func fanout(ctx context.Context, out io.Writer, c *client, a *audit, from, n int
 		}
 		accepted := time.Since(start)
 		deadline := time.Now().Add(5 * time.Minute)
-		for a.written.Load()-written < int64(n) && time.Now().Before(deadline) {
+		for a.written.Load()-written < int64(n) && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(2 * time.Millisecond)
 		}
 		got := a.written.Load() - written
@@ -285,7 +285,7 @@ func printFloor(out io.Writer, f floor) {
 }
 
 func printLegs(out io.Writer, legs []legResult, f floor) {
-	fmt.Fprintln(out, "| contacts | rate/s | achieved/s | p50 ms | p95 ms | p99 ms | max ms | decided p50 | 202 p50 | CPU ms/flip | × floor | lost | RSS MiB |")
+	fmt.Fprintln(out, "| contacts | rate/s | achieved/s | p50 ms | p95 ms | p99 ms | max ms | decided p50 | 202 p50 | CPU ms/flip | × floor | unsent or lost | RSS MiB |")
 	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range legs {
 		ratio := 0.0

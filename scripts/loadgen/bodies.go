@@ -97,8 +97,11 @@ func (p population) contactWebhook(i, a int, at time.Time) ([]byte, error) {
 // operation id of each rename its own.
 func (p population) accountWebhook(a int, name string, n int, at time.Time) ([]byte, error) {
 	id := p.accountID(a)
+	// The website says the same company as the name: an account matches its
+	// company by either.
+	site := "https://www." + strings.ToLower(strings.Fields(name)[0]) + ".example"
 	return webhook(p.org, "Update", "account", id, p.owner, p.opID("a", a, n), at, [][2]any{
-		{"accountid", id}, {"name", name}, {"websiteurl", "https://www.contoso.example"},
+		{"accountid", id}, {"name", name}, {"websiteurl", strings.NewReplacer(",", "").Replace(site)},
 		{"ownerid", ref("systemuser", p.owner)}, {"modifiedon", dvDate(at)},
 	})
 }
@@ -111,11 +114,15 @@ const (
 )
 
 // profileEvent says where member i works at at: still at Contoso (left
-// false) or moved to Fabrikam (left true).
+// false; at Fabrikam before) or moved to Fabrikam (left true).
 func (p population) profileEvent(i int, id string, left bool, at time.Time) map[string]any {
 	contoso := map[string]any{"companyId": "c-contoso", "companyName": companyHere, "title": "Buyer",
 		"start": map[string]int{"year": 2019, "month": 3}, "current": !left}
-	positions := []any{contoso}
+	// Before Contoso the member was at Fabrikam: so an account renamed to
+	// Fabrikam is one the member left (a fan-out flags every contact).
+	earlier := map[string]any{"companyId": "c-fabrikam", "companyName": companyThere, "title": "Assistant Buyer",
+		"start": map[string]int{"year": 2015, "month": 1}, "end": map[string]int{"year": 2019, "month": 2}, "current": false}
+	positions := []any{contoso, earlier}
 	if left {
 		y, m := at.Year(), int(at.Month())
 		contoso["end"] = map[string]int{"year": y - 1, "month": m}
