@@ -232,7 +232,7 @@ func BenchmarkFlip(b *testing.B) {
 	for b.Loop() {
 		i++
 		member := (i%(contacts/10) + 1) * 10 // the contacts with a member
-		left := (i/(contacts/10))%2 == 0      // the first round flags, the next clears
+		left := (i/(contacts/10))%2 == 0     // the first round flags, the next clears
 		positions := []*eventsv1.Position{{CompanyName: "Contoso", Start: ymP(2018, 1), Current: true}}
 		if left {
 			positions = []*eventsv1.Position{
