@@ -21,7 +21,7 @@ ARCH    ?= amd64
 BUILDINFO := github.com/notatcompany/notatcompany/services/shared/buildinfo
 LDFLAGS   := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).date=$(DATE)
 
-.PHONY: help run build image chart-lint test quality faults soak test-rules test-alone bench fuzz proto proto-check tools fmt vet lint
+.PHONY: help run build image chart-lint test quality faults soak test-rules test-alone bench bench-e2e fuzz proto proto-check tools fmt vet lint
 
 .DEFAULT_GOAL := help
 
@@ -100,6 +100,20 @@ test-alone:
 bench:
 	@for m in $(MODULES); do \
 		(cd $$m && go test -run='^$$' -bench=. -benchmem ./...) | grep -Ev '^(PASS|ok|\?|no test files)' || true; \
+	done
+
+## bench-e2e: a fresh devstack under open-loop flip load: rates, latency, CPU per flip beside the raw-JetStream floor
+BENCH_E2E_FLAGS ?= -contacts 1000 -rates 100,300,1000,2000 -duration 10s -fanout 10000
+BENCH_E2E_OUT   ?= $(BIN)/bench-e2e
+bench-e2e:
+	@go build -o $(BIN)/nac-devstack ./services/devstack/cmd/devstack
+	@go build -o $(BIN)/nac-loadgen ./scripts/loadgen
+	@rm -rf $(BENCH_E2E_OUT) && mkdir -p $(BENCH_E2E_OUT)
+	@$(BIN)/nac-loadgen -devstack $(BIN)/nac-devstack -profile-dir $(BENCH_E2E_OUT) \
+		-devstack-log $(BENCH_E2E_OUT)/devstack.log $(BENCH_E2E_FLAGS)
+	@for p in $(BENCH_E2E_OUT)/*.pprof; do \
+		echo "CPU by service, $$(basename $$p .pprof) ($$p):"; \
+		go tool pprof -tags $$p 2>/dev/null | sed -n '/ service:/,/^ *$$/p' | tail -n +2; \
 	done
 
 ## fuzz: run each fuzz target of outside-input parsers for FUZZTIME

@@ -51,6 +51,8 @@ type Config struct {
 	// WriterReplicas is how many writers run, each with its own connection,
 	// as replicas of a deployment do.
 	WriterReplicas int
+	// PprofAddr, when set, serves net/http/pprof (see profiling.go).
+	PprofAddr string
 }
 
 // ParseConfig reads the devstack's own settings.
@@ -65,6 +67,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	p.String(&c.LogFormat, "log-format", "NAC_LOG_FORMAT", "text", "log format: json or text")
 	p.String(&c.LogLevel, "log-level", "NAC_LOG_LEVEL", "info", "log level")
 	p.Int(&c.WriterReplicas, "writer-replicas", "NAC_WRITER_REPLICAS", 2, "writer replicas, 1-8")
+	p.String(&c.PprofAddr, "pprof-addr", "NAC_PPROF_ADDR", "", "serve net/http/pprof here, with each service's work labelled (benchmarks; empty: off)")
 	if err := p.Parse(args); err != nil {
 		return c, err
 	}
@@ -97,6 +100,7 @@ type Stack struct {
 	Standin    *dataversetest.Server
 
 	log      *slog.Logger
+	pprof    *httpserver.Server
 	ns       *server.Server
 	spec     lifecycle.Spec
 	dataDir  string
@@ -116,6 +120,7 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 		return nil, err
 	}
 	s := &Stack{log: log, dataDir: cfg.DataDir}
+	lab := labeler{on: cfg.PprofAddr != ""}
 	var cleanup []func()
 	defer func() {
 		if err != nil {
@@ -134,8 +139,11 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 	host, portStr, _ := net.SplitHostPort(cfg.NATSAddr)
 	port, _ := strconv.Atoi(portStr)
 	users := natsUsers(s.Secrets.NATS)
-	if s.ns, err = natsembed.Start(natsembed.Options{Host: host, Port: port, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
-		Configure: func(o *server.Options) { o.Users = users }}); err != nil {
+	lab.do("nats-server", func() {
+		s.ns, err = natsembed.Start(natsembed.Options{Host: host, Port: port, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
+			Configure: func(o *server.Options) { o.Users = users }})
+	})
+	if err != nil {
 		return nil, err
 	}
 	cleanup = append(cleanup, func() { s.ns.Shutdown(); s.ns.WaitForShutdown() })
@@ -158,7 +166,7 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 			s.Standin.Seed(r.EntitySet, r.ID, r.Columns)
 		}
 	}
-	if s.standinS, err = httpserver.Listen(cfg.StandinAddr, s.Standin.Handler()); err != nil {
+	if s.standinS, err = httpserver.Listen(cfg.StandinAddr, lab.handler("standin", s.Standin.Handler())); err != nil {
 		return nil, err
 	}
 	cleanup = append(cleanup, func() { _ = s.standinS.Shutdown(context.Background()) })
@@ -206,7 +214,9 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 	reg := ops.NewRegistry()
 	ready := &ops.Readiness{}
 	connect := func(name string, c conf.Common) (*nats.Conn, jetstream.JetStream, error) {
-		nc, err := natsconn.ConnectCommon(c, "nac-"+name, log.With("service", name))
+		var nc *nats.Conn
+		var err error
+		lab.do(name, func() { nc, err = natsconn.ConnectCommon(c, "nac-"+name, log.With("service", name)) })
 		if err != nil {
 			return nil, nil, err
 		}
@@ -270,18 +280,31 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 		return nil, err
 	}
 	cleanup = append(cleanup, func() { _ = opsSrv.Shutdown(context.Background()) })
-	public, err := httpserver.Listen(cfg.HTTPAddr, ingestSvc.Routes())
+	public, err := httpserver.Listen(cfg.HTTPAddr, lab.handler("ingest", ingestSvc.Routes()))
 	if err != nil {
 		return nil, err
 	}
 	s.HTTPURL, s.OpsURL = "http://"+public.Addr(), "http://"+opsSrv.Addr()
+	if cfg.PprofAddr != "" {
+		if s.pprof, err = pprofServer(cfg.PprofAddr); err != nil {
+			return nil, err
+		}
+		cleanup = append(cleanup, func() { _ = s.pprof.Shutdown(context.Background()) })
+	}
+	var workers []func(context.Context) error
+	for _, w := range validatorWork {
+		workers = append(workers, lab.worker("validator", w))
+	}
+	for _, w := range writerWork {
+		workers = append(workers, lab.worker("writer", w))
+	}
 	s.spec = lifecycle.Spec{
 		Log: log, Ready: ready, ShutdownTimeout: ingestCfg.ShutdownTimeout,
 		Ops: opsSrv, Public: []*httpserver.Server{public},
-		Workers: append(append(validatorWork, writerWork...), s.provisionStandin(validatorCfg.Columns(), ready)),
+		Workers: append(workers, s.provisionStandin(validatorCfg.Columns(), ready)),
 		Conns:   append([]*nats.Conn{ingestNC, validatorNC}, writerConns...),
 		// The stand-in and the broker go last: in-flight writes need them.
-		OnStopped: []func(){s.stopStandin, func() { s.ns.Shutdown(); s.ns.WaitForShutdown() }},
+		OnStopped: []func(){s.stopPprof, s.stopStandin, func() { s.ns.Shutdown(); s.ns.WaitForShutdown() }},
 	}
 	return s, nil
 }
@@ -293,6 +316,13 @@ func (s *Stack) Run(ctx context.Context) error {
 			s.log.Error("dataverse stand-in stopped", "err", err)
 		}
 	}()
+	if s.pprof != nil {
+		go func() {
+			if err := s.pprof.Serve(); err != nil {
+				s.log.Error("pprof server stopped", "err", err)
+			}
+		}()
+	}
 	return lifecycle.Run(ctx, s.spec)
 }
 
@@ -313,6 +343,12 @@ notatcompany devstack is running
 
 `, s.HTTPURL, s.OpsURL, s.StandinURL, s.NATSURL, s.dataDir, s.Secrets.WebhookKey, s.Secrets.ProfileSecret, s.Secrets.AdminToken,
 		NATSUserCLI, s.Secrets.NATS.CLI)
+}
+
+func (s *Stack) stopPprof() {
+	if s.pprof != nil {
+		_ = s.pprof.Shutdown(context.Background())
+	}
 }
 
 func (s *Stack) stopStandin() {

@@ -211,3 +211,63 @@ func BenchmarkAccountFanout(b *testing.B) {
 	b.ReportMetric(elapsed.Seconds()/2, "x_of_2s_target")
 	b.ReportMetric(0, "ns/op")
 }
+
+// BenchmarkFlip is the flip path: a profile event moves a member away from
+// the contact's company or back, which applies it, finds the contact,
+// decides, seals the evidence, publishes the decision and its audit record
+// and checks the state once more. Every iteration must publish one
+// decision; msgs/flip counts what the validator sent to NATS for it.
+func BenchmarkFlip(b *testing.B) {
+	const contacts = 2000
+	e := newBenchEnv(b, contacts)
+	audit, err := e.js.Stream(e.ctx, bus.StreamAudit)
+	if err != nil {
+		b.Fatal(err)
+	}
+	auditsBefore := auditCount(b, e, audit)
+	nc := e.js.Conn()
+	sentBefore := nc.Stats().OutMsgs
+	i := 0
+	start := time.Now()
+	for b.Loop() {
+		i++
+		member := (i%(contacts/10) + 1) * 10 // the contacts with a member
+		left := (i/(contacts/10))%2 == 0     // the first round flags, the next clears
+		positions := []*eventsv1.Position{{CompanyName: "Contoso", Start: ymP(2018, 1), Current: true}}
+		if left {
+			positions = []*eventsv1.Position{
+				{CompanyName: "Contoso", Start: ymP(2018, 1), End: ymP(2025, 6)},
+				{CompanyName: "Fabrikam", Start: ymP(2025, 7), Current: true},
+			}
+		}
+		now := time.Now()
+		data, _ := proto.Marshal(&eventsv1.ProfileChange{
+			EventId: fmt.Sprint("flip-", i), Source: "bench", MemberId: fmt.Sprint("m-", member),
+			EmailSha256: []string{eventsv1.HashEmail(fmt.Sprintf("person%d@contoso.com", member))},
+			ObservedAt:  timestamppb.New(now), ReceivedAt: timestamppb.New(now), Positions: positions,
+		})
+		msg := &fakeMsg{subject: bus.ProfileMemberSubject(fmt.Sprint("m-", member)), data: data, arrived: now}
+		if err := e.svc.HandleProfile(e.ctx, msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+	elapsed := time.Since(start)
+	flips := auditCount(b, e, audit) - auditsBefore
+	// The first round of the first contacts may find them flagged already
+	// (their member left in the setup): one decision per flip after that.
+	if int(flips) < b.N-contacts/10 {
+		b.Fatalf("%d decisions for %d flips", flips, b.N)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "flips/s")
+	b.ReportMetric(float64(nc.Stats().OutMsgs-sentBefore)/float64(b.N), "msgs/flip")
+	b.ReportMetric(float64(flips)/float64(b.N), "decisions/flip")
+}
+
+func auditCount(b *testing.B, e *benchEnv, audit jetstream.Stream) uint64 {
+	b.Helper()
+	info, err := audit.Info(e.ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return info.State.Msgs
+}

@@ -21,6 +21,7 @@ import (
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
+	"github.com/notatcompany/notatcompany/services/shared/orgs"
 	"github.com/notatcompany/notatcompany/services/validator/decide"
 	"github.com/notatcompany/notatcompany/services/validator/state"
 )
@@ -351,12 +352,8 @@ func (s *Service) evaluate(ctx context.Context, kind string, ref state.ContactRe
 		if attempt > 0 {
 			r = freshReads(s.store)
 		}
-		row, err := s.store.Row(ctx, ref.Org, "contact", ref.ID)
+		row, last, seq, err := s.contactAndLast(ctx, ref)
 		if err != nil || row == nil {
-			return err
-		}
-		last, seq, err := s.decisions.Last(ctx, ref.Org, ref.ID)
-		if err != nil {
 			return err
 		}
 		in, err := s.input(ctx, r, ref.Org, row, last)
@@ -397,6 +394,15 @@ func (s *Service) evaluate(ctx context.Context, kind string, ref state.ContactRe
 	return errors.New("decision still contended; will retry")
 }
 
+// contactAndLast reads the contact's row and its last decision at once.
+func (s *Service) contactAndLast(ctx context.Context, ref state.ContactRef) (row *state.Row, last *LastDecision, seq uint64, err error) {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) { row, err = s.store.Row(gctx, ref.Org, "contact", ref.ID); return err })
+	g.Go(func() (err error) { last, seq, err = s.decisions.Last(gctx, ref.Org, ref.ID); return err })
+	err = g.Wait()
+	return row, last, seq, err
+}
+
 // audit appends a decision to the audit trail, once (deduplicated by id).
 func (s *Service) audit(ctx context.Context, d *eventsv1.Decision) error {
 	return s.pub.PublishProto(ctx, bus.AuditSubject("decision", d.GetOrganizationId()), "audit."+d.GetDecisionId(), d)
@@ -425,17 +431,14 @@ func (s *Service) worthPublishing(res decide.Result, last *LastDecision, row *st
 	return false
 }
 
+// input reads what deciding the contact takes, in parallel where one read
+// does not need another: the settings, the candidate members and the
+// account (then its scope and its companies side by side), and last the
+// companies the members and the account name.
 func (s *Service) input(ctx context.Context, r *reads, org string, row *state.Row, last *LastDecision) (decide.Input, error) {
-	settings, err := r.Settings(ctx, org)
-	if err != nil {
-		return decide.Input{}, err
-	}
 	in := decide.Input{
 		Contact: row.Contact(s.cfg.Columns()), Threshold: s.cfg.Threshold,
-		Now: s.now(), MaxProfileAge: s.cfg.MaxProfileAge, ReflagAfterIgnore: settings.ReflagAfterIgnore,
-	}
-	if settings.Threshold > 0 {
-		in.Threshold = settings.Threshold
+		Now: s.now(), MaxProfileAge: s.cfg.MaxProfileAge,
 	}
 	if last != nil && last.Value == decide.Ignore {
 		in.IgnoredDigest = last.Underlying
@@ -448,22 +451,37 @@ func (s *Service) input(ctx context.Context, r *reads, org string, row *state.Ro
 		row.Cols[s.cfg.FlagColumn].At <= last.FlagSeen {
 		in.Contact.Flag = last.Value
 	}
-	var acct *state.Row
-	if id := in.Contact.AccountID; id != "" {
-		if acct, err = r.Row(ctx, org, "account", id); err != nil {
-			return in, err
+	var (
+		settings         orgs.Settings
+		members          []*state.MemberRecord
+		accountCompanies []string
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) { settings, err = r.Settings(gctx, org); return err })
+	g.Go(func() (err error) { members, err = s.store.Candidates(gctx, in.Contact); return err })
+	g.Go(func() error {
+		var acct *state.Row
+		if id := in.Contact.AccountID; id != "" {
+			var err error
+			if acct, err = r.Row(gctx, org, "account", id); err != nil {
+				return err
+			}
+			if acct != nil && !acct.Deleted {
+				a := acct.Account(s.cfg.Columns())
+				in.Account = &a
+			}
 		}
-		if acct != nil && !acct.Deleted {
-			a := acct.Account(s.cfg.Columns())
-			in.Account = &a
-		}
-	}
-	if in.InScope, err = s.inScope(ctx, r, org, row, acct); err != nil {
+		side, sctx := errgroup.WithContext(gctx)
+		side.Go(func() (err error) { in.InScope, err = s.inScope(sctx, r, org, row, acct); return err })
+		side.Go(func() (err error) { accountCompanies, err = r.CompanyIDsOfAccount(sctx, org, in.Account); return err })
+		return side.Wait()
+	})
+	if err := g.Wait(); err != nil {
 		return in, err
 	}
-	members, err := s.store.Candidates(ctx, in.Contact)
-	if err != nil {
-		return in, err
+	in.ReflagAfterIgnore = settings.ReflagAfterIgnore
+	if settings.Threshold > 0 {
+		in.Threshold = settings.Threshold
 	}
 	var companyIDs []string
 	for _, m := range members {
@@ -472,10 +490,7 @@ func (s *Service) input(ctx context.Context, r *reads, org string, row *state.Ro
 			companyIDs = append(companyIDs, p.CompanyID)
 		}
 	}
-	accountCompanies, err := r.CompanyIDsOfAccount(ctx, org, in.Account)
-	if err != nil {
-		return in, err
-	}
+	var err error
 	in.Companies, err = s.store.CompaniesWithFamily(ctx, uniq(append(companyIDs, accountCompanies...)))
 	return in, err
 }

@@ -12,7 +12,7 @@ import (
 
 // ContactsByEmail lists contacts, in any organization, with this email hash.
 func (s *Store) ContactsByEmail(ctx context.Context, hash string) ([]ContactRef, error) {
-	return s.refs(ctx, contactEmailKey(hash))
+	return s.refsUnder(ctx, []string{contactEmailKey(hash)})
 }
 
 // MembersByEmail lists the members (not erased) with any of these email hashes.

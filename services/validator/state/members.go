@@ -265,27 +265,47 @@ func (s *Store) Candidates(ctx context.Context, c decide.Contact) ([]*MemberReco
 	if k := decide.NameKey(c.FirstName, c.LastName); strings.Contains(k, " ") {
 		prefixes = append(prefixes, memberNameKey(k))
 	}
-	for _, p := range prefixes {
-		tails, err := s.edgeTails(ctx, p)
+	if len(prefixes) > 0 {
+		tails, err := s.edgesUnder(ctx, prefixes...)
 		if err != nil {
 			return nil, err
 		}
-		keys = append(keys, tails...)
+		for _, p := range prefixes {
+			keys = append(keys, tails[p]...)
+		}
 	}
-	var out []*MemberRecord
-	seen := map[string]bool{}
+	return s.membersByKey(ctx, keys)
+}
+
+const membersBase = "$KV." + bus.BucketMembers + "."
+
+// membersByKey reads the members (not erased) with these keys, in one
+// request, in the order of keys.
+func (s *Store) membersByKey(ctx context.Context, keys []string) ([]*MemberRecord, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	order := map[string]int{}
+	subjects := make([]string, 0, len(keys))
 	for _, k := range keys {
-		if seen[k] {
-			continue
+		if _, seen := order[membersBase+k]; !seen {
+			order[membersBase+k] = len(order)
+			subjects = append(subjects, membersBase+k)
 		}
-		seen[k] = true
-		var m MemberRecord
-		found, err := getJSON(ctx, s.members, k, &m)
-		if err != nil {
-			return nil, err
+	}
+	msgs, err := s.direct.lastFor(ctx, "KV_"+bus.BucketMembers, subjects)
+	if err != nil {
+		return nil, fmt.Errorf("read %d members: %w", len(subjects), err)
+	}
+	slices.SortFunc(msgs, func(a, b lastMsg) int { return order[a.Subject] - order[b.Subject] })
+	var out []*MemberRecord
+	for _, m := range msgs {
+		var rec MemberRecord
+		if err := json.Unmarshal(m.Data, &rec); err != nil {
+			return nil, fmt.Errorf("decode member: %w", err)
 		}
-		if found && !m.Erased {
-			out = append(out, &m)
+		if !rec.Erased {
+			out = append(out, &rec)
 		}
 	}
 	return out, nil

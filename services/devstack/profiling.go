@@ -1,0 +1,59 @@
+package devstack
+
+import (
+	"context"
+	"net/http"
+	"net/http/pprof"
+	rpprof "runtime/pprof"
+
+	"github.com/notatcompany/notatcompany/services/shared/httpserver"
+)
+
+// Profiling: with NAC_PPROF_ADDR set, the devstack serves net/http/pprof
+// there and labels the work of each part ("service" = nats-server, ingest,
+// validator, writer, standin), so that a CPU profile of the one process
+// says what each service costs (`go tool pprof -tags`). Off by default.
+
+// labeler runs work under a part's label when profiling is on.
+type labeler struct{ on bool }
+
+// do runs f with goroutines it starts labelled service=name.
+func (l labeler) do(name string, f func()) {
+	if !l.on {
+		f()
+		return
+	}
+	rpprof.Do(context.Background(), rpprof.Labels("service", name), func(context.Context) { f() })
+}
+
+// worker labels a service's consume loop.
+func (l labeler) worker(name string, w func(context.Context) error) func(context.Context) error {
+	if !l.on {
+		return w
+	}
+	return func(ctx context.Context) error {
+		var err error
+		rpprof.Do(ctx, rpprof.Labels("service", name), func(ctx context.Context) { err = w(ctx) })
+		return err
+	}
+}
+
+// handler labels the requests h serves.
+func (l labeler) handler(name string, h http.Handler) http.Handler {
+	if !l.on {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rpprof.Do(r.Context(), rpprof.Labels("service", name), func(context.Context) { h.ServeHTTP(w, r) })
+	})
+}
+
+func pprofServer(addr string) (*httpserver.Server, error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return httpserver.Listen(addr, mux)
+}
