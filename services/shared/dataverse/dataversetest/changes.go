@@ -275,7 +275,7 @@ func (s *Server) totalRecordCount(w http.ResponseWriter, rest string) {
 		values = append(values, float64(len(s.rows[setOf(m[1])])))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"@odata.context": dataverse.APIPath + "/$metadata#Microsoft.Dynamics.CRM.RetrieveTotalRecordCountResponse",
+		"@odata.context":              dataverse.APIPath + "/$metadata#Microsoft.Dynamics.CRM.RetrieveTotalRecordCountResponse",
 		"EntityRecordCountCollection": map[string]any{"Count": len(keys), "IsReadOnly": false, "Keys": keys, "Values": values},
 	})
 }

@@ -296,7 +296,7 @@ func rowOut(set, id string, row map[string]any, version int64, sel []string) map
 	} else {
 		for _, col := range sel {
 			out[col] = row[col]
-				if ann, ok := row[col+lookupAnnotation]; ok {
+			if ann, ok := row[col+lookupAnnotation]; ok {
 				out[col+lookupAnnotation] = ann
 			}
 			if col == "versionnumber" {

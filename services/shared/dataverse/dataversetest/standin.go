@@ -91,7 +91,7 @@ type Server struct {
 	throttled int        // 429s answered
 	received  []Received // every PATCH operation answered
 
-	ext extension // metadata, customizations and webhooks (extension.go)
+	ext extension      // metadata, customizations and webhooks (extension.go)
 	ct  changeTracking // deltas and tombstones (changes.go)
 }
 
