@@ -150,4 +150,3 @@ func (s *Service) webhookOverride(ctx context.Context, ch *eventsv1.CrmChange) e
 	ref := decisionRef{seq: raw.Sequence, value: int(d.GetValue()), id: d.GetDecisionId(), decidedAt: d.GetDecidedAt().AsTime()}
 	return s.auditOverride(ctx, org, contact, value, ref, who, at, action, "webhook")
 }
-
