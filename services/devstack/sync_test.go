@@ -1,17 +1,20 @@
 package devstack_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/notatcompany/notatcompany/services/devstack"
+	"github.com/notatcompany/notatcompany/services/nacctl"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse/dataversetest"
 	"github.com/notatcompany/notatcompany/services/shared/syncjobs"
@@ -258,4 +261,27 @@ func TestSweepHealsLostWebhooksAndExpiredTokens(t *testing.T) {
 	if c := tableOf(st, "contact"); c.Mode != "full (token expired)" || c.Rows < len(lost)+len(quiet) {
 		t.Errorf("contact table %+v, want a full re-read after the expired token", c)
 	}
+}
+
+// nacctl backfill goes through the admin API, shows its progress and ends
+// with a summary table.
+func TestNacctlBackfillShowsProgressAndSummary(t *testing.T) {
+	stack, _ := startStack(t, t.TempDir())
+	seed(stack, people("dddd0004", 20))
+	env := map[string]string{"NAC_API_URL": stack.HTTPURL, "NAC_ADMIN_TOKEN": stack.Secrets.AdminToken, "NAC_POLL": "50ms"}
+	cfg, err := nacctl.ParseSyncConfig([]string{"backfill", "--org", devstack.DemoOrganizationID}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := nacctl.RunSync(context.Background(), cfg, http.DefaultClient, &out); err != nil {
+		t.Fatalf("nacctl backfill: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"backfill of organization " + devstack.DemoOrganizationID + " requested", "[########################] 100%",
+		"events ", "evaluated ", "flags to write ", "TABLE", "MODE", "contact", "full", "backfill done in", "Dataverse requests:"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	t.Logf("nacctl backfill:\n%s", strings.ReplaceAll(out.String(), "\r", "\n"))
 }
