@@ -95,7 +95,7 @@ func (j *job) run(ctx context.Context) error {
 			return fmt.Errorf("read %s: %w", table, err)
 		}
 	}
-	return j.waitEvaluated(ctx, 2*time.Minute)
+	return j.waitEvaluated(ctx, j.s.evaluationWait)
 }
 
 // waitSwitchedOn waits until the validator applied the settings change

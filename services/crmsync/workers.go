@@ -32,6 +32,9 @@ type Service struct {
 	m              *metrics
 	log            *slog.Logger
 	now            func() time.Time
+	// evaluationWait bounds how long a job waits for the validator to
+	// apply its contacts, for the count its status reports.
+	evaluationWait time.Duration
 
 	// started hands claimed jobs to the loop that runs them.
 	started chan claimed
@@ -76,7 +79,7 @@ func Workers(ctx context.Context, cfg Config, d Deps) ([]func(context.Context) e
 // New binds what the sync workers use.
 func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 	s := &Service{cfg: cfg, d: d, js: d.JS, pub: bus.NewPublisher(d.JS, 5*time.Second), m: newMetrics(d.Registerer),
-		log: d.Log, now: time.Now, started: make(chan claimed, 16)}
+		log: d.Log, now: time.Now, started: make(chan claimed, 16), evaluationWait: 2 * time.Minute}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
