@@ -125,6 +125,7 @@ fuzz:
 	cd services/validator && go test -run='^$$' -fuzz='^FuzzValidate$$' -fuzztime=$(FUZZTIME) .
 	cd services/shared && go test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./dataverse/fetchxml/
 	cd services/shared && go test -run='^$$' -fuzz='^FuzzFilter$$' -fuzztime=$(FUZZTIME) ./dataverse/dataversetest/
+	cd services/crmsync && go test -run='^$$' -fuzz='^FuzzChangeOf$$' -fuzztime=$(FUZZTIME) .
 
 ## tools: install the pinned code generators and linters into .bin/
 tools:

@@ -35,6 +35,7 @@ import (
 	"github.com/notatcompany/notatcompany/services/shared/natsembed"
 	"github.com/notatcompany/notatcompany/services/shared/ops"
 	"github.com/notatcompany/notatcompany/services/shared/orgs"
+	"github.com/notatcompany/notatcompany/services/shared/syncjobs"
 	"github.com/notatcompany/notatcompany/services/validator"
 	"github.com/notatcompany/notatcompany/services/writer"
 )
@@ -246,8 +247,12 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 	if err != nil {
 		return nil, err
 	}
+	jobsReader, err := syncjobs.NewReader(ctx, ingestJS)
+	if err != nil {
+		return nil, err
+	}
 	ingestSvc := ingest.New(ingestCfg, bus.NewPublisher(ingestJS, ingestCfg.PublishTimeout), log.With("service", "ingest"),
-		labelled("ingest", 0), ingest.WithAdmin(adminReader))
+		labelled("ingest", 0), ingest.WithAdmin(adminReader), ingest.WithSyncStatus(jobsReader))
 
 	validatorNC, validatorJS, err := connect("validator", validatorCfg.Common)
 	if err != nil {

@@ -28,6 +28,7 @@ require (
 	github.com/nats-io/jwt/v2 v2.8.2 // indirect
 	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
+	github.com/notatcompany/notatcompany/services/crmsync v0.0.0 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
@@ -42,6 +43,7 @@ require (
 
 replace (
 	github.com/notatcompany/notatcompany/proto => ../../proto
+	github.com/notatcompany/notatcompany/services/crmsync => ../crmsync
 	github.com/notatcompany/notatcompany/services/ingest => ../ingest
 	github.com/notatcompany/notatcompany/services/nacctl => ../nacctl
 	github.com/notatcompany/notatcompany/services/shared => ../shared

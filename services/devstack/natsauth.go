@@ -25,15 +25,19 @@ var (
 	decision, audit     = "nac.decision.>", "nac.audit.>"
 	work, deadletter    = "nac.work.>", "nac.deadletter.>"
 	memberKeys          = "nac.memberkey.>"
+	syncs               = "nac.sync.>"
 )
 
 // natsDenied lists, per service, the stream subjects it may not publish to:
-// only ingest takes events in, only the validator decides. The JetStream
-// API stays open to every service (each declares the topology).
+// only ingest takes webhooks in, only the validator decides. The writer's
+// process runs the sync workers, which feed rows read from Dynamics in as
+// CRM changes and hand decisions to the writer again (the writer holds the
+// Dataverse credentials, so keeping those from it would protect nothing).
+// The JetStream API stays open to every service (each declares the topology).
 var natsDenied = map[string][]string{
 	NATSUserIngest:    {decision, audit, work, deadletter, memberKeys},
-	NATSUserValidator: {crm, profile, admin},
-	NATSUserWriter:    {crm, profile, admin, decision, work, memberKeys},
+	NATSUserValidator: {crm, profile, admin, syncs},
+	NATSUserWriter:    {profile, admin, work, memberKeys},
 }
 
 // natsUsers are the embedded server's users; with users set and no

@@ -19,6 +19,7 @@ import (
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/orgs"
 	"github.com/notatcompany/notatcompany/services/shared/problem"
+	"github.com/notatcompany/notatcompany/services/shared/syncjobs"
 )
 
 // AdminReader reads what admin changes led to, as the validator keeps it.
@@ -44,6 +45,9 @@ type SettingsBody struct {
 	DataValidation      *bool    `json:"dataValidation"`
 	ConfidenceThreshold *float64 `json:"confidenceThreshold,omitempty"`
 	ReflagAfterIgnore   *bool    `json:"reflagAfterIgnore,omitempty"`
+	// KeepPersonOverride keeps a person's 0 or 1 over our decision until
+	// the evidence changes; false: our decision is written again.
+	KeepPersonOverride *bool `json:"keepPersonOverride,omitempty"`
 }
 
 func (s *Service) adminRoutes(r chi.Router) {
@@ -53,6 +57,9 @@ func (s *Service) adminRoutes(r chi.Router) {
 	r.Delete("/orgs/{org}/sync-users/{user}", s.setSyncUser(false))
 	r.Get("/orgs/{org}/settings", s.getSettings)
 	r.Put("/orgs/{org}/settings", s.putSettings)
+	r.Post("/orgs/{org}/backfill", s.requestSync(syncjobs.KindBackfill))
+	r.Post("/orgs/{org}/sync", s.requestSync(syncjobs.KindSweep))
+	r.Get("/orgs/{org}/sync-status", s.getSyncStatus)
 }
 
 // adminAuth admits requests with the admin bearer token; without a token
@@ -130,7 +137,7 @@ func (s *Service) getSettings(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, SettingsBody{DataValidation: &st.DataValidation,
-		ConfidenceThreshold: &st.Threshold, ReflagAfterIgnore: &st.ReflagAfterIgnore})
+		ConfidenceThreshold: &st.Threshold, ReflagAfterIgnore: &st.ReflagAfterIgnore, KeepPersonOverride: &st.KeepPersonOverride})
 }
 
 func (s *Service) putSettings(w http.ResponseWriter, r *http.Request) {
@@ -173,6 +180,9 @@ func (s *Service) putSettings(w http.ResponseWriter, r *http.Request) {
 	}
 	if in.ReflagAfterIgnore != nil {
 		ch.ReflagAfterIgnore = *in.ReflagAfterIgnore
+	}
+	if in.KeepPersonOverride != nil {
+		ch.KeepPersonOverride = *in.KeepPersonOverride
 	}
 	s.publishAdmin(w, r, bus.AdminSettingsSubject(ids[0]), id, ch)
 }

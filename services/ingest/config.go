@@ -44,8 +44,7 @@ type Config struct {
 	WriteTag string
 	// AppUserID is the Dataverse application user the writer acts as.
 	AppUserID string
-	// FlagColumn is the contact's flag column: a change of it alone is the
-	// echo of our own write, unless a user set Ignore.
+	// FlagColumn is the contact's flag column.
 	FlagColumn string
 	// AdminTokens are the bearer tokens of the admin API (two while
 	// rotating); none: no admin API.

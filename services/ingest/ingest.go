@@ -38,6 +38,7 @@ type Publisher interface {
 type Service struct {
 	cfg        Config
 	admin      AdminReader // nil: no admin API
+	syncStatus SyncStatusReader
 	creds      atomic.Pointer[credentials]
 	inflight   *semaphore.Weighted // request body bytes held at once
 	challenges *clientLimiter
@@ -179,35 +180,17 @@ func (s *Service) relevant(ch *eventsv1.CrmChange) bool {
 	return false
 }
 
-// systemColumns change with every update and say nothing about the row.
-var systemColumns = map[string]bool{"modifiedon": true, "modifiedby": true, "modifiedonbehalfby": true, "versionnumber": true}
-
-// ignoreValue is the flag's Ignore, which only a user ever sets.
-const ignoreValue = 2
-
 // causedByUs recognizes the webhooks our own writer's changes cause, so they
 // never start another round: the write's ?tag= came back, or our
-// application user made the change, or the change set nothing but the flag
-// column. A user setting Ignore is the one flag-only change that is theirs.
+// application user made the change. A change of the flag column alone is
+// not taken for ours: a seller who sets it to No Feedback or Not at
+// Company by hand is heard (the validator records it and restores our
+// decision or keeps theirs, as the organization's rule says). An echo of
+// our own write that lost its tag still starts no round: it carries the
+// value we decided, and the validator publishes only what differs.
 func (s *Service) causedByUs(ch *eventsv1.CrmChange) bool {
-	if (s.cfg.WriteTag != "" && ch.GetTag() == s.cfg.WriteTag) ||
-		(s.cfg.AppUserID != "" && ch.GetInitiatingUserId() == strings.ToLower(s.cfg.AppUserID)) {
-		return true
-	}
-	if ch.GetTable() != "contact" || ch.GetColumns()[s.cfg.FlagColumn].GetChoice() == ignoreValue {
-		return false
-	}
-	flagOnly := false
-	for _, col := range ch.GetChangedColumns() {
-		switch {
-		case col == s.cfg.FlagColumn:
-			flagOnly = true
-		case systemColumns[col] || col == "contactid":
-		default:
-			return false
-		}
-	}
-	return flagOnly
+	return (s.cfg.WriteTag != "" && ch.GetTag() == s.cfg.WriteTag) ||
+		(s.cfg.AppUserID != "" && ch.GetInitiatingUserId() == strings.ToLower(s.cfg.AppUserID))
 }
 
 // publish stores data, answering 503 itself when JetStream does not confirm.

@@ -1,7 +1,8 @@
 // Package nacctl is the admin's command line: it provisions a Dynamics 365
 // organization for notatcompany (`nacctl provision`, with --dry-run and
-// --check) and removes the webhook registration again (`nacctl
-// deprovision`).
+// --check), removes the webhook registration again (`nacctl
+// deprovision`), and back-fills or sweeps an organization through the
+// running service (`nacctl backfill`, `nacctl sync`).
 package nacctl
 
 import (
@@ -43,6 +44,9 @@ commands:
                 and the webhook registration (--dry-run: print the plan; --check: exit 1 on drift)
   deprovision   remove the webhook's steps and service endpoint (--dry-run: print the plan);
                 columns, views and data stay
+  backfill      read every contact, account, opportunity and user of --org into the pipeline
+                (through the running service's admin API), with a progress bar and a summary
+  sync          run the reconciliation sweep of --org now (delta reads), likewise
 
 nacctl --version prints the build. Every flag is also a NAC_* environment variable;
 nacctl <command> -h lists them.

@@ -2,6 +2,7 @@ package validator
 
 import (
 	"testing"
+	"time"
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
@@ -143,5 +144,31 @@ func TestReflagAfterIgnore(t *testing.T) {
 			e.mustCRM(crmRow("account", accountID, 75, map[string]*eventsv1.Value{"name": strV("Contoso Corporation")}))
 			e.wantDecision(contactID, eventsv1.Flag_FLAG_IGNORE, decide.ReasonUserOverride, "")
 		})
+	}
+}
+
+func TestKeepPersonOverrideUntilTheEvidenceChanges(t *testing.T) {
+	e := newEnv(t)
+	e.svc.now = func() time.Time { return at(10).AsTime() }
+	keep := settingsChange("settings-keep", 0, false, true, 5)
+	keep.KeepPersonOverride = true
+	e.mustAdmin(bus.AdminSettingsSubject(org), keep)
+	e.mustCRM(contactCreate(contactID, email))
+	e.mustCRM(accountCreate("Contoso Ltd", ""))
+	e.mustProfile(leftProfile("feed-1", 10))
+	if n := e.published(bus.StreamDecisions); n != 1 {
+		t.Fatalf("%d decisions, want 1", n)
+	}
+	// A seller sets No Feedback over our flag: the organization keeps theirs.
+	e.mustCRM(contactChange(contactID, 30, map[string]*eventsv1.Value{DefaultFlagColumn: choiceV(0)}))
+	if n := e.published(bus.StreamDecisions); n != 1 {
+		t.Fatalf("%d decisions after a person's override the organization keeps, want 1", n)
+	}
+	// New evidence (a later profile with another position) flags again.
+	later := leftProfile("feed-2", 40)
+	later.Positions[1].Title = "Chief Procurement Officer"
+	e.mustProfile(later)
+	if n := e.published(bus.StreamDecisions); n != 2 {
+		t.Fatalf("%d decisions after new evidence, want 2", n)
 	}
 }

@@ -98,8 +98,10 @@ func (s *Service) HandleCRM(ctx context.Context, msg jetstream.Msg) error {
 	// JetStream's clock, not a claim of the sender's.
 	ch.ReceivedAt = notAfterArrival(ch.GetReceivedAt(), arrival(msg, ch.GetReceivedAt()))
 	if ch.GetReadBackRequired() {
-		// Kept aside, not dropped, until reading rows back is supported.
-		return bus.Permanent(errors.New("change needs a read-back from the Web API, which this version does not do"))
+		// It carries no columns: the sync workers read the row back and
+		// publish it as a change of its own.
+		s.metrics.events.WithLabelValues(kind, "read_back").Inc()
+		return nil
 	}
 	before, after, changed, err := s.store.ApplyChange(ctx, &ch)
 	if err != nil {
@@ -218,7 +220,8 @@ func (s *Service) HandleAdmin(ctx context.Context, msg jetstream.Msg) error {
 		}
 		// Switching data validation on or off is the writer's business;
 		// a new threshold or Ignore rule changes decisions.
-		if before != nil && before.Threshold == c.GetConfidenceThreshold() && before.ReflagAfterIgnore == c.GetReflagAfterIgnore() {
+		if before != nil && before.Threshold == c.GetConfidenceThreshold() && before.ReflagAfterIgnore == c.GetReflagAfterIgnore() &&
+			before.KeepPersonOverride == c.GetKeepPersonOverride() {
 			return nil
 		}
 		affected, err := s.store.ContactsOfOrg(ctx, c.GetOrganizationId())
@@ -360,8 +363,12 @@ func (s *Service) evaluate(ctx context.Context, kind string, ref state.ContactRe
 		if err != nil {
 			return err
 		}
+		settings, err := r.Settings(ctx, ref.Org)
+		if err != nil {
+			return err
+		}
 		res := decide.Evaluate(in)
-		if !s.worthPublishing(res, last, row) {
+		if !s.worthPublishing(res, last, row, settings.KeepPersonOverride) {
 			if redelivered && !published && last != nil && last.Decision.GetCauseEventId() == cause {
 				// An earlier attempt published this decision and may have
 				// failed before its audit record was stored.
@@ -411,8 +418,9 @@ func (s *Service) audit(ctx context.Context, d *eventsv1.Decision) error {
 // worthPublishing: a decision goes out when its value differs from the last
 // one (or, first time, from the column in Dynamics), when a flag's evidence
 // changed, when the evidence behind an Ignore changed, or when a user
-// changed the column since our last decision.
-func (s *Service) worthPublishing(res decide.Result, last *LastDecision, row *state.Row) bool {
+// changed the column since our last decision (unless the organization
+// keeps a person's value until the evidence changes).
+func (s *Service) worthPublishing(res decide.Result, last *LastDecision, row *state.Row, keepOverride bool) bool {
 	flag := row.Cols[s.cfg.FlagColumn]
 	current, _ := strconv.Atoi(flag.V)
 	if last == nil {
@@ -425,7 +433,7 @@ func (s *Service) worthPublishing(res decide.Result, last *LastDecision, row *st
 		return true
 	case res.Value == decide.Ignore && res.Underlying != last.Underlying && last.Underlying == "":
 		return true // remember what the user overrode
-	case flag.At > last.FlagSeen && current != res.Value && res.Value != decide.Ignore:
+	case flag.At > last.FlagSeen && current != res.Value && res.Value != decide.Ignore && !keepOverride:
 		return true
 	}
 	return false

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/notatcompany/notatcompany/services/crmsync"
 	"github.com/notatcompany/notatcompany/services/shared/conf"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse"
 )
@@ -39,6 +40,8 @@ type Config struct {
 	// LeaseTTL is how long a contact's write lease lasts when its holder
 	// does not give it back (it died): longer than a holder can write.
 	LeaseTTL time.Duration
+	// Sync are the back-fill, sweep and read-back workers that run here.
+	Sync crmsync.Config
 }
 
 // TargetConfig is where one organization's decisions are written.
@@ -98,9 +101,11 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	p.Int(&c.Workers, "workers", "NAC_WORKERS", 4, "batches written at once")
 	p.Duration(&c.HandleTimeout, "handle-timeout", "NAC_HANDLE_TIMEOUT", 25*time.Second, "longest time one batch may take (keep under the 30 s ack wait)")
 	p.Duration(&c.LeaseTTL, "lease-ttl", "NAC_LEASE_TTL", time.Minute, "how long a contact's write lease outlives a writer that died holding it (over NAC_HANDLE_TIMEOUT plus NAC_DATAVERSE_TIMEOUT)")
+	c.Sync.Define(p)
 	if err := p.Parse(args); err != nil {
 		return c, err
 	}
+	c.Sync.Columns.Flag = c.FlagColumn
 	var err error
 	c.Targets, err = ParseTargets(targets)
 	p.Check(err == nil, "%v", err)
@@ -164,5 +169,6 @@ func (c *Config) Validate(p *conf.Parser) {
 	p.Check(c.HandleTimeout > c.RequestTimeout && c.HandleTimeout < 30*time.Second, "NAC_HANDLE_TIMEOUT=%s: want more than NAC_DATAVERSE_TIMEOUT and under 30s", c.HandleTimeout)
 	// A write the client gave up on may still reach the row a little
 	// later: the lease covers the whole batch and one request more.
+	c.Sync.Validate(p)
 	p.Check(c.LeaseTTL >= c.HandleTimeout+c.RequestTimeout, "NAC_LEASE_TTL=%s: want at least NAC_HANDLE_TIMEOUT plus NAC_DATAVERSE_TIMEOUT (%s)", c.LeaseTTL, c.HandleTimeout+c.RequestTimeout)
 }

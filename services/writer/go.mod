@@ -6,6 +6,7 @@ require (
 	github.com/google/uuid v1.6.0
 	github.com/nats-io/nats.go v1.55.0
 	github.com/notatcompany/notatcompany/proto v0.0.0
+	github.com/notatcompany/notatcompany/services/crmsync v0.0.0
 	github.com/notatcompany/notatcompany/services/shared v0.0.0
 	github.com/prometheus/client_golang v1.25.0
 	golang.org/x/oauth2 v0.37.0
@@ -36,5 +37,6 @@ require (
 
 replace (
 	github.com/notatcompany/notatcompany/proto => ../../proto
+	github.com/notatcompany/notatcompany/services/crmsync => ../crmsync
 	github.com/notatcompany/notatcompany/services/shared => ../shared
 )

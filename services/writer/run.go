@@ -25,7 +25,11 @@ func Workers(ctx context.Context, cfg Config, topo bus.Options, js jetstream.Jet
 	if err != nil {
 		return nil, err
 	}
-	return []func(context.Context) error{svc.Runner(cons).Run}, nil
+	syncs, err := svc.SyncWorkers(ctx, js, reg)
+	if err != nil {
+		return nil, err
+	}
+	return append([]func(context.Context) error{svc.Runner(cons).Run}, syncs...), nil
 }
 
 // Build makes the writer and binds its consumer.

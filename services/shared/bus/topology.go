@@ -44,6 +44,8 @@ const (
 	// not a KV bucket, because KV buckets refuse the secure delete (which
 	// overwrites the message where it is stored) that destroying a key needs.
 	StreamMemberKeys = "NAC_MEMBER_KEYS"
+	// StreamSync holds back-fill and sweep requests: nac.sync.<organization>.request.
+	StreamSync = "NAC_SYNC"
 )
 
 // Durable consumers.
@@ -53,6 +55,12 @@ const (
 	ConsumerWriter           = "writer"
 	ConsumerValidatorAdmin   = "validator-admin"
 	ConsumerValidatorWork    = "validator-work"
+	// The sync workers (in the writer's process): requests, the settings
+	// change that switches data validation on, and the CRM changes that
+	// need a read-back or show a person's flag over our decision.
+	ConsumerSyncRequests = "sync-requests"
+	ConsumerSyncAdmin    = "sync-admin"
+	ConsumerSyncCRM      = "sync-crm"
 )
 
 // KV buckets of the validator's materialized state.
@@ -76,6 +84,16 @@ const (
 	// BucketBudgets holds the Dataverse request budget of each organization
 	// and application user: one token bucket per key.
 	BucketBudgets = "nac_budgets"
+)
+
+// KV buckets of the sync workers.
+const (
+	// BucketSyncJobs holds each organization's sync job, claimed by
+	// compare-and-set so one replica runs it: <organization>.
+	BucketSyncJobs = "nac_sync_jobs"
+	// BucketSyncLinks holds the delta link of each table, stored once every
+	// event of the read it ends is stored: <organization>.<table>.
+	BucketSyncLinks = "nac_sync_links"
 )
 
 // Subject builders. Every token is made safe: Dataverse ids are GUIDs and
@@ -105,6 +123,9 @@ func AdminSyncUserSubject(org, user string) string {
 func AdminSettingsSubject(org string) string { return "nac.admin." + Token(org) + ".settings" }
 
 func WorkSubject(org string) string { return "nac.work." + Token(org) }
+
+// SyncRequestSubject is where back-fill and sweep requests of org go.
+func SyncRequestSubject(org string) string { return "nac.sync." + Token(org) + ".request" }
 
 // MemberKeySubject holds the data key of the member whose key (a
 // pseudonym) is memberKey; MemberKeyIDSubject the same key by its id.
@@ -225,7 +246,9 @@ func (o Options) streams() []jetstream.StreamConfig {
 	work.Retention = jetstream.WorkQueuePolicy
 	keys := base(StreamMemberKeys, "nac.memberkey.>", "Members' data keys, erased with the member")
 	keys.MaxMsgsPerSubject, keys.MaxAge, keys.AllowDirect = 1, 0, true
-	return []jetstream.StreamConfig{crm, profile, decisions, audit, dead, admin, work, keys}
+	syncs := base(StreamSync, "nac.sync.>", "Back-fill and sweep requests")
+	syncs.Retention = jetstream.WorkQueuePolicy
+	return []jetstream.StreamConfig{crm, profile, decisions, audit, dead, admin, work, keys, syncs}
 }
 
 type consumerSpec struct {
@@ -255,7 +278,15 @@ func (o Options) consumers() []consumerSpec {
 		{StreamDecisions, writer},
 		{StreamAdmin, c(ConsumerValidatorAdmin, "Validator applying admin changes")},
 		{StreamWork, c(ConsumerValidatorWork, "Validator evaluating fan-out chunks")},
+		{StreamSync, c(ConsumerSyncRequests, "Sync running back-fills and sweeps")},
+		{StreamAdmin, settingsOnly(c(ConsumerSyncAdmin, "Sync back-filling organizations switched on"))},
+		{StreamCRM, c(ConsumerSyncCRM, "Sync reading back oversized changes and auditing overrides")},
 	}
+}
+
+func settingsOnly(c jetstream.ConsumerConfig) jetstream.ConsumerConfig {
+	c.FilterSubject = "nac.admin.*.settings"
+	return c
 }
 
 func (o Options) buckets() []jetstream.KeyValueConfig {
@@ -277,6 +308,8 @@ func (o Options) buckets() []jetstream.KeyValueConfig {
 		kv(BucketOrgs, "Validation settings by organization"),
 		leases,
 		kv(BucketBudgets, "Dataverse request budget per organization and application user"),
+		kv(BucketSyncJobs, "Sync job of each organization"),
+		kv(BucketSyncLinks, "Delta link of each organization's table"),
 	}
 }
 

@@ -160,6 +160,7 @@ func TestDeclare(t *testing.T) {
 		bus.StreamAdmin:      "nac.admin.>",
 		bus.StreamWork:       "nac.work.>",
 		bus.StreamMemberKeys: "nac.memberkey.>",
+		bus.StreamSync:       "nac.sync.>",
 	}
 	for name, subject := range streams {
 		s, err := js.Stream(ctx, name)
@@ -204,7 +205,8 @@ func TestDeclare(t *testing.T) {
 	}
 
 	buckets := []string{bus.BucketContacts, bus.BucketAccounts, bus.BucketMembers, bus.BucketCompanies, bus.BucketIndex,
-		bus.BucketRows, bus.BucketSyncUsers, bus.BucketOrgs, bus.BucketWriteLeases, bus.BucketBudgets}
+		bus.BucketRows, bus.BucketSyncUsers, bus.BucketOrgs, bus.BucketWriteLeases, bus.BucketBudgets,
+		bus.BucketSyncJobs, bus.BucketSyncLinks}
 	for _, b := range buckets {
 		kv, err := js.KeyValue(ctx, b)
 		if err != nil {
@@ -234,6 +236,13 @@ func TestDeclare(t *testing.T) {
 		bus.ConsumerWriter:           bus.StreamDecisions,
 		bus.ConsumerValidatorAdmin:   bus.StreamAdmin,
 		bus.ConsumerValidatorWork:    bus.StreamWork,
+		bus.ConsumerSyncRequests:     bus.StreamSync,
+		bus.ConsumerSyncAdmin:        bus.StreamAdmin,
+		bus.ConsumerSyncCRM:          bus.StreamCRM,
+	}
+	// The sync workers see only the settings of the admin stream.
+	if c, err := js.Consumer(ctx, bus.StreamAdmin, bus.ConsumerSyncAdmin); err != nil || c.CachedInfo().Config.FilterSubject != "nac.admin.*.settings" {
+		t.Errorf("consumer %s: want only settings changes (%v)", bus.ConsumerSyncAdmin, err)
 	}
 	for name, stream := range consumers {
 		c, err := js.Consumer(ctx, stream, name)

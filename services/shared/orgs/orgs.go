@@ -27,7 +27,10 @@ type Settings struct {
 	DataValidation    bool    `json:"dv"`
 	Threshold         float64 `json:"th,omitempty"`
 	ReflagAfterIgnore bool    `json:"ri"`
-	ChangedAt         int64   `json:"at"` // unix ms of the admin change
+	// KeepPersonOverride keeps a person's 0 or 1 over our decision until
+	// the evidence changes; false writes our decision again.
+	KeepPersonOverride bool  `json:"ko,omitempty"`
+	ChangedAt          int64 `json:"at"` // unix ms of the admin change
 }
 
 // SyncUserKey is the key of a sync user in bus.BucketSyncUsers.

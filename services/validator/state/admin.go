@@ -50,7 +50,8 @@ func (s *Store) IsSyncUser(ctx context.Context, org, user string) (bool, error) 
 // ApplySettings records an organization's settings unless newer ones are.
 func (s *Store) ApplySettings(ctx context.Context, c *eventsv1.OrgSettingsChange) (before *orgs.Settings, changed bool, err error) {
 	next := orgs.Settings{DataValidation: c.GetDataValidation(), Threshold: c.GetConfidenceThreshold(),
-		ReflagAfterIgnore: c.GetReflagAfterIgnore(), ChangedAt: c.GetChangedAt().AsTime().UnixMilli()}
+		ReflagAfterIgnore: c.GetReflagAfterIgnore(), KeepPersonOverride: c.GetKeepPersonOverride(),
+		ChangedAt: c.GetChangedAt().AsTime().UnixMilli()}
 	err = casUpdate(ctx, s.orgs, orgs.SettingsKey(c.GetOrganizationId()), func(cur []byte) ([]byte, error) {
 		before, changed = nil, false
 		if cur != nil {

@@ -1909,8 +1909,11 @@ type OrgSettingsChange struct {
 	// A later job change may flag a contact a user set to Ignore.
 	ReflagAfterIgnore bool                   `protobuf:"varint,5,opt,name=reflag_after_ignore,json=reflagAfterIgnore,proto3" json:"reflag_after_ignore,omitempty"`
 	ChangedAt         *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=changed_at,json=changedAt,proto3" json:"changed_at,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// A person's No Feedback or Not at Company over our decision is kept
+	// until the evidence changes; false: our decision is written again.
+	KeepPersonOverride bool `protobuf:"varint,7,opt,name=keep_person_override,json=keepPersonOverride,proto3" json:"keep_person_override,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *OrgSettingsChange) Reset() {
@@ -1985,6 +1988,218 @@ func (x *OrgSettingsChange) GetChangedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *OrgSettingsChange) GetKeepPersonOverride() bool {
+	if x != nil {
+		return x.KeepPersonOverride
+	}
+	return false
+}
+
+// SyncRequest asks for a back-fill or a reconciliation sweep of one
+// organization (admin API, nacctl, data validation switched on).
+type SyncRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	RequestId      string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	OrganizationId string                 `protobuf:"bytes,2,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// "backfill" (every table read in full), "sweep" (delta reads from the
+	// stored delta links) or "enable" (the decisions already made are
+	// written, then a back-fill).
+	Kind          string                 `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	RequestedAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncRequest) Reset() {
+	*x = SyncRequest{}
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncRequest) ProtoMessage() {}
+
+func (x *SyncRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
+func (*SyncRequest) Descriptor() ([]byte, []int) {
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SyncRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *SyncRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *SyncRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *SyncRequest) GetRequestedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RequestedAt
+	}
+	return nil
+}
+
+// FlagOverride is a person's value of the flag column over our decision,
+// as a sweep or a webhook found it: the audit trail's record of who
+// changed it and when, and what was done about it.
+type FlagOverride struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	EventId        string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	OrganizationId string                 `protobuf:"bytes,2,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	ContactId      string                 `protobuf:"bytes,3,opt,name=contact_id,json=contactId,proto3" json:"contact_id,omitempty"`
+	// What the person set, and what our last decision says.
+	Value      Flag   `protobuf:"varint,4,opt,name=value,proto3,enum=notatcompany.events.v1.Flag" json:"value,omitempty"`
+	Decided    Flag   `protobuf:"varint,5,opt,name=decided,proto3,enum=notatcompany.events.v1.Flag" json:"decided,omitempty"`
+	DecisionId string `protobuf:"bytes,6,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
+	// Who changed the column (modifiedby), and when (modifiedon).
+	UserId    string                 `protobuf:"bytes,7,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	ChangedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=changed_at,json=changedAt,proto3" json:"changed_at,omitempty"`
+	// "restore" (our decision is written again), "keep" (theirs stays until
+	// the evidence changes) or "ignore" (Ignore is always respected).
+	Action string `protobuf:"bytes,9,opt,name=action,proto3" json:"action,omitempty"`
+	// "webhook" or "sweep".
+	FoundBy       string                 `protobuf:"bytes,10,opt,name=found_by,json=foundBy,proto3" json:"found_by,omitempty"`
+	RecordedAt    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FlagOverride) Reset() {
+	*x = FlagOverride{}
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FlagOverride) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FlagOverride) ProtoMessage() {}
+
+func (x *FlagOverride) ProtoReflect() protoreflect.Message {
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FlagOverride.ProtoReflect.Descriptor instead.
+func (*FlagOverride) Descriptor() ([]byte, []int) {
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *FlagOverride) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *FlagOverride) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *FlagOverride) GetContactId() string {
+	if x != nil {
+		return x.ContactId
+	}
+	return ""
+}
+
+func (x *FlagOverride) GetValue() Flag {
+	if x != nil {
+		return x.Value
+	}
+	return Flag_FLAG_NO_FEEDBACK
+}
+
+func (x *FlagOverride) GetDecided() Flag {
+	if x != nil {
+		return x.Decided
+	}
+	return Flag_FLAG_NO_FEEDBACK
+}
+
+func (x *FlagOverride) GetDecisionId() string {
+	if x != nil {
+		return x.DecisionId
+	}
+	return ""
+}
+
+func (x *FlagOverride) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *FlagOverride) GetChangedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ChangedAt
+	}
+	return nil
+}
+
+func (x *FlagOverride) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *FlagOverride) GetFoundBy() string {
+	if x != nil {
+		return x.FoundBy
+	}
+	return ""
+}
+
+func (x *FlagOverride) GetRecordedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RecordedAt
+	}
+	return nil
+}
+
 // EvaluateRequest asks for contacts to be evaluated: one chunk of a large
 // fan-out, handled apart from the event that caused it.
 type EvaluateRequest struct {
@@ -2001,7 +2216,7 @@ type EvaluateRequest struct {
 
 func (x *EvaluateRequest) Reset() {
 	*x = EvaluateRequest{}
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[18]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2013,7 +2228,7 @@ func (x *EvaluateRequest) String() string {
 func (*EvaluateRequest) ProtoMessage() {}
 
 func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[18]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2026,7 +2241,7 @@ func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateRequest.ProtoReflect.Descriptor instead.
 func (*EvaluateRequest) Descriptor() ([]byte, []int) {
-	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *EvaluateRequest) GetRequestId() string {
@@ -2252,7 +2467,7 @@ const file_notatcompany_events_v1_events_proto_rawDesc = "" +
 	"\auser_id\x18\x03 \x01(\tR\x06userId\x12\x18\n" +
 	"\aenabled\x18\x04 \x01(\bR\aenabled\x129\n" +
 	"\n" +
-	"changed_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tchangedAt\"\x9e\x02\n" +
+	"changed_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tchangedAt\"\xd0\x02\n" +
 	"\x11OrgSettingsChange\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12'\n" +
 	"\x0forganization_id\x18\x02 \x01(\tR\x0eorganizationId\x12'\n" +
@@ -2260,7 +2475,31 @@ const file_notatcompany_events_v1_events_proto_rawDesc = "" +
 	"\x14confidence_threshold\x18\x04 \x01(\x01R\x13confidenceThreshold\x12.\n" +
 	"\x13reflag_after_ignore\x18\x05 \x01(\bR\x11reflagAfterIgnore\x129\n" +
 	"\n" +
-	"changed_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tchangedAt\"\xb4\x01\n" +
+	"changed_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tchangedAt\x120\n" +
+	"\x14keep_person_override\x18\a \x01(\bR\x12keepPersonOverride\"\xa8\x01\n" +
+	"\vSyncRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12'\n" +
+	"\x0forganization_id\x18\x02 \x01(\tR\x0eorganizationId\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12=\n" +
+	"\frequested_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\"\xc2\x03\n" +
+	"\fFlagOverride\x12\x19\n" +
+	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12'\n" +
+	"\x0forganization_id\x18\x02 \x01(\tR\x0eorganizationId\x12\x1d\n" +
+	"\n" +
+	"contact_id\x18\x03 \x01(\tR\tcontactId\x122\n" +
+	"\x05value\x18\x04 \x01(\x0e2\x1c.notatcompany.events.v1.FlagR\x05value\x126\n" +
+	"\adecided\x18\x05 \x01(\x0e2\x1c.notatcompany.events.v1.FlagR\adecided\x12\x1f\n" +
+	"\vdecision_id\x18\x06 \x01(\tR\n" +
+	"decisionId\x12\x17\n" +
+	"\auser_id\x18\a \x01(\tR\x06userId\x129\n" +
+	"\n" +
+	"changed_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tchangedAt\x12\x16\n" +
+	"\x06action\x18\t \x01(\tR\x06action\x12\x19\n" +
+	"\bfound_by\x18\n" +
+	" \x01(\tR\afoundBy\x12;\n" +
+	"\vrecorded_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"recordedAt\"\xb4\x01\n" +
 	"\x0fEvaluateRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12'\n" +
@@ -2294,7 +2533,7 @@ func file_notatcompany_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_notatcompany_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_notatcompany_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_notatcompany_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_notatcompany_events_v1_events_proto_goTypes = []any{
 	(Operation)(0),                // 0: notatcompany.events.v1.Operation
 	(Flag)(0),                     // 1: notatcompany.events.v1.Flag
@@ -2316,61 +2555,68 @@ var file_notatcompany_events_v1_events_proto_goTypes = []any{
 	(*WriteOutcome)(nil),          // 17: notatcompany.events.v1.WriteOutcome
 	(*SyncUserChange)(nil),        // 18: notatcompany.events.v1.SyncUserChange
 	(*OrgSettingsChange)(nil),     // 19: notatcompany.events.v1.OrgSettingsChange
-	(*EvaluateRequest)(nil),       // 20: notatcompany.events.v1.EvaluateRequest
-	nil,                           // 21: notatcompany.events.v1.CrmChange.ColumnsEntry
-	nil,                           // 22: notatcompany.events.v1.Entity.ColumnsEntry
-	nil,                           // 23: notatcompany.events.v1.Evidence.ContradictsEntry
-	nil,                           // 24: notatcompany.events.v1.MemberEvidence.ContradictsEntry
-	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 26: google.protobuf.Duration
+	(*SyncRequest)(nil),           // 20: notatcompany.events.v1.SyncRequest
+	(*FlagOverride)(nil),          // 21: notatcompany.events.v1.FlagOverride
+	(*EvaluateRequest)(nil),       // 22: notatcompany.events.v1.EvaluateRequest
+	nil,                           // 23: notatcompany.events.v1.CrmChange.ColumnsEntry
+	nil,                           // 24: notatcompany.events.v1.Entity.ColumnsEntry
+	nil,                           // 25: notatcompany.events.v1.Evidence.ContradictsEntry
+	nil,                           // 26: notatcompany.events.v1.MemberEvidence.ContradictsEntry
+	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 28: google.protobuf.Duration
 }
 var file_notatcompany_events_v1_events_proto_depIdxs = []int32{
 	0,  // 0: notatcompany.events.v1.CrmChange.operation:type_name -> notatcompany.events.v1.Operation
-	21, // 1: notatcompany.events.v1.CrmChange.columns:type_name -> notatcompany.events.v1.CrmChange.ColumnsEntry
-	25, // 2: notatcompany.events.v1.CrmChange.occurred_at:type_name -> google.protobuf.Timestamp
-	25, // 3: notatcompany.events.v1.CrmChange.row_modified_at:type_name -> google.protobuf.Timestamp
-	25, // 4: notatcompany.events.v1.CrmChange.received_at:type_name -> google.protobuf.Timestamp
+	23, // 1: notatcompany.events.v1.CrmChange.columns:type_name -> notatcompany.events.v1.CrmChange.ColumnsEntry
+	27, // 2: notatcompany.events.v1.CrmChange.occurred_at:type_name -> google.protobuf.Timestamp
+	27, // 3: notatcompany.events.v1.CrmChange.row_modified_at:type_name -> google.protobuf.Timestamp
+	27, // 4: notatcompany.events.v1.CrmChange.received_at:type_name -> google.protobuf.Timestamp
 	4,  // 5: notatcompany.events.v1.CrmChange.related:type_name -> notatcompany.events.v1.EntityReference
-	25, // 6: notatcompany.events.v1.Value.date_time:type_name -> google.protobuf.Timestamp
+	27, // 6: notatcompany.events.v1.Value.date_time:type_name -> google.protobuf.Timestamp
 	4,  // 7: notatcompany.events.v1.Value.reference:type_name -> notatcompany.events.v1.EntityReference
 	5,  // 8: notatcompany.events.v1.Value.choices:type_name -> notatcompany.events.v1.Choices
 	6,  // 9: notatcompany.events.v1.Value.collection:type_name -> notatcompany.events.v1.EntityCollection
 	7,  // 10: notatcompany.events.v1.EntityCollection.entities:type_name -> notatcompany.events.v1.Entity
-	22, // 11: notatcompany.events.v1.Entity.columns:type_name -> notatcompany.events.v1.Entity.ColumnsEntry
+	24, // 11: notatcompany.events.v1.Entity.columns:type_name -> notatcompany.events.v1.Entity.ColumnsEntry
 	9,  // 12: notatcompany.events.v1.ProfileChange.positions:type_name -> notatcompany.events.v1.Position
-	25, // 13: notatcompany.events.v1.ProfileChange.observed_at:type_name -> google.protobuf.Timestamp
-	25, // 14: notatcompany.events.v1.ProfileChange.received_at:type_name -> google.protobuf.Timestamp
+	27, // 13: notatcompany.events.v1.ProfileChange.observed_at:type_name -> google.protobuf.Timestamp
+	27, // 14: notatcompany.events.v1.ProfileChange.received_at:type_name -> google.protobuf.Timestamp
 	10, // 15: notatcompany.events.v1.Position.start:type_name -> notatcompany.events.v1.YearMonth
 	10, // 16: notatcompany.events.v1.Position.end:type_name -> notatcompany.events.v1.YearMonth
-	25, // 17: notatcompany.events.v1.CompanyChange.observed_at:type_name -> google.protobuf.Timestamp
-	25, // 18: notatcompany.events.v1.CompanyChange.received_at:type_name -> google.protobuf.Timestamp
-	25, // 19: notatcompany.events.v1.MemberErased.observed_at:type_name -> google.protobuf.Timestamp
-	25, // 20: notatcompany.events.v1.MemberErased.received_at:type_name -> google.protobuf.Timestamp
+	27, // 17: notatcompany.events.v1.CompanyChange.observed_at:type_name -> google.protobuf.Timestamp
+	27, // 18: notatcompany.events.v1.CompanyChange.received_at:type_name -> google.protobuf.Timestamp
+	27, // 19: notatcompany.events.v1.MemberErased.observed_at:type_name -> google.protobuf.Timestamp
+	27, // 20: notatcompany.events.v1.MemberErased.received_at:type_name -> google.protobuf.Timestamp
 	1,  // 21: notatcompany.events.v1.Decision.value:type_name -> notatcompany.events.v1.Flag
 	1,  // 22: notatcompany.events.v1.Decision.previous:type_name -> notatcompany.events.v1.Flag
 	14, // 23: notatcompany.events.v1.Decision.evidence:type_name -> notatcompany.events.v1.Evidence
-	25, // 24: notatcompany.events.v1.Decision.decided_at:type_name -> google.protobuf.Timestamp
+	27, // 24: notatcompany.events.v1.Decision.decided_at:type_name -> google.protobuf.Timestamp
 	9,  // 25: notatcompany.events.v1.Evidence.ended_position:type_name -> notatcompany.events.v1.Position
 	9,  // 26: notatcompany.events.v1.Evidence.current_position:type_name -> notatcompany.events.v1.Position
-	23, // 27: notatcompany.events.v1.Evidence.contradicts:type_name -> notatcompany.events.v1.Evidence.ContradictsEntry
-	25, // 28: notatcompany.events.v1.Evidence.profile_observed_at:type_name -> google.protobuf.Timestamp
+	25, // 27: notatcompany.events.v1.Evidence.contradicts:type_name -> notatcompany.events.v1.Evidence.ContradictsEntry
+	27, // 28: notatcompany.events.v1.Evidence.profile_observed_at:type_name -> google.protobuf.Timestamp
 	15, // 29: notatcompany.events.v1.Evidence.sealed:type_name -> notatcompany.events.v1.SealedEvidence
 	9,  // 30: notatcompany.events.v1.MemberEvidence.ended_position:type_name -> notatcompany.events.v1.Position
 	9,  // 31: notatcompany.events.v1.MemberEvidence.current_position:type_name -> notatcompany.events.v1.Position
-	24, // 32: notatcompany.events.v1.MemberEvidence.contradicts:type_name -> notatcompany.events.v1.MemberEvidence.ContradictsEntry
-	25, // 33: notatcompany.events.v1.MemberEvidence.profile_observed_at:type_name -> google.protobuf.Timestamp
+	26, // 32: notatcompany.events.v1.MemberEvidence.contradicts:type_name -> notatcompany.events.v1.MemberEvidence.ContradictsEntry
+	27, // 33: notatcompany.events.v1.MemberEvidence.profile_observed_at:type_name -> google.protobuf.Timestamp
 	1,  // 34: notatcompany.events.v1.WriteOutcome.value:type_name -> notatcompany.events.v1.Flag
-	26, // 35: notatcompany.events.v1.WriteOutcome.latency:type_name -> google.protobuf.Duration
-	25, // 36: notatcompany.events.v1.WriteOutcome.recorded_at:type_name -> google.protobuf.Timestamp
-	25, // 37: notatcompany.events.v1.SyncUserChange.changed_at:type_name -> google.protobuf.Timestamp
-	25, // 38: notatcompany.events.v1.OrgSettingsChange.changed_at:type_name -> google.protobuf.Timestamp
-	3,  // 39: notatcompany.events.v1.CrmChange.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
-	3,  // 40: notatcompany.events.v1.Entity.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	28, // 35: notatcompany.events.v1.WriteOutcome.latency:type_name -> google.protobuf.Duration
+	27, // 36: notatcompany.events.v1.WriteOutcome.recorded_at:type_name -> google.protobuf.Timestamp
+	27, // 37: notatcompany.events.v1.SyncUserChange.changed_at:type_name -> google.protobuf.Timestamp
+	27, // 38: notatcompany.events.v1.OrgSettingsChange.changed_at:type_name -> google.protobuf.Timestamp
+	27, // 39: notatcompany.events.v1.SyncRequest.requested_at:type_name -> google.protobuf.Timestamp
+	1,  // 40: notatcompany.events.v1.FlagOverride.value:type_name -> notatcompany.events.v1.Flag
+	1,  // 41: notatcompany.events.v1.FlagOverride.decided:type_name -> notatcompany.events.v1.Flag
+	27, // 42: notatcompany.events.v1.FlagOverride.changed_at:type_name -> google.protobuf.Timestamp
+	27, // 43: notatcompany.events.v1.FlagOverride.recorded_at:type_name -> google.protobuf.Timestamp
+	3,  // 44: notatcompany.events.v1.CrmChange.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
+	3,  // 45: notatcompany.events.v1.Entity.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
+	46, // [46:46] is the sub-list for method output_type
+	46, // [46:46] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_notatcompany_events_v1_events_proto_init() }
@@ -2398,7 +2644,7 @@ func file_notatcompany_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_notatcompany_events_v1_events_proto_rawDesc), len(file_notatcompany_events_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   23,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

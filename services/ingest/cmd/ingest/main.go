@@ -12,6 +12,7 @@ import (
 	"github.com/notatcompany/notatcompany/services/shared/httpserver"
 	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
 	"github.com/notatcompany/notatcompany/services/shared/orgs"
+	"github.com/notatcompany/notatcompany/services/shared/syncjobs"
 )
 
 func main() { lifecycle.Main("ingest", run) }
@@ -32,7 +33,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		if err != nil {
 			return lifecycle.Parts{}, err
 		}
-		svc := ingest.New(cfg, bus.NewPublisher(env.JS, cfg.PublishTimeout), env.Log, env.Registerer, ingest.WithAdmin(admin))
+		jobs, err := syncjobs.NewReader(ctx, env.JS)
+		if err != nil {
+			return lifecycle.Parts{}, err
+		}
+		svc := ingest.New(cfg, bus.NewPublisher(env.JS, cfg.PublishTimeout), env.Log, env.Registerer, ingest.WithAdmin(admin),
+			ingest.WithSyncStatus(jobs))
 		public, err := httpserver.Listen(cfg.HTTPAddr, svc.Routes())
 		rotate := func(ctx context.Context) error { return svc.WatchSecrets(ctx, secretPollInterval) }
 		return lifecycle.Parts{Public: []*httpserver.Server{public}, Workers: []func(context.Context) error{rotate}}, err

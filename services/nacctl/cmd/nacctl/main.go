@@ -1,14 +1,16 @@
 // Command nacctl is the admin's CLI: nacctl provision [--dry-run|--check],
-// nacctl deprovision [--dry-run].
+// nacctl deprovision [--dry-run], nacctl backfill|sync --org <id>.
 package main
 
 import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/notatcompany/notatcompany/services/nacctl"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse"
@@ -26,6 +28,13 @@ func main() {
 
 // run is the composition root of nacctl.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if nacctl.IsSyncCommand(args) {
+		cfg, err := nacctl.ParseSyncConfig(args, getenv, stdout)
+		if err != nil {
+			return err
+		}
+		return nacctl.RunSync(ctx, cfg, &http.Client{Timeout: 30 * time.Second}, stdout)
+	}
 	cfg, err := nacctl.ParseConfig(args, getenv, stdout)
 	if err != nil {
 		return err

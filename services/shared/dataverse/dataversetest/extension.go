@@ -174,6 +174,11 @@ func (s *Server) serveExtension(w http.ResponseWriter, r *http.Request, rest str
 			return methodNotAllowed(w)
 		}
 		s.whoAmI(w, r)
+	case strings.HasPrefix(rest, "RetrieveTotalRecordCount("):
+		if r.Method != http.MethodGet {
+			return methodNotAllowed(w)
+		}
+		s.totalRecordCount(w, rest)
 	case actionSet[rest]:
 		if r.Method != http.MethodPost {
 			return methodNotAllowed(w)
@@ -293,6 +298,9 @@ func rowOut(set, id string, row map[string]any, version int64, sel []string) map
 			out[col] = row[col]
 			if ann, ok := row[col+lookupAnnotation]; ok {
 				out[col+lookupAnnotation] = ann
+			}
+			if col == "versionnumber" {
+				out[col] = float64(version)
 			}
 		}
 	}

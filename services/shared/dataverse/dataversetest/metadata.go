@@ -102,7 +102,7 @@ type metadataPath struct {
 }
 
 func (s *Server) metadata(w http.ResponseWriter, r *http.Request, p metadataPath) {
-	defs := entityDefs()
+	defs := s.trackedDefs()
 	if p.entity == "" && p.entityID == "" {
 		if p.attrs || r.Method != http.MethodGet {
 			notFound(w, "EntityDefinitions")

@@ -237,6 +237,7 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, set, id string) 
 	}
 	delete(s.rows[set], id)
 	s.version++
+	s.tombstoneLocked(set, id)
 	if !customizationSets[set] {
 		s.raiseLocked(r, "Delete", set, id, row, nil, nil, caller, time.Now())
 	}
@@ -286,6 +287,11 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, set string) {
 	q := r.URL.Query()
 	if q.Has("fetchXml") || q.Has("savedQuery") {
 		s.fetch(w, r, set)
+		return
+	}
+	s.readLatency()
+	if tracked(r) {
+		s.trackedList(w, r, set)
 		return
 	}
 	for k := range q {

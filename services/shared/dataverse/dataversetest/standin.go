@@ -91,7 +91,8 @@ type Server struct {
 	throttled int        // 429s answered
 	received  []Received // every PATCH operation answered
 
-	ext extension // metadata, customizations and webhooks (extension.go)
+	ext extension      // metadata, customizations and webhooks (extension.go)
+	ct  changeTracking // deltas and tombstones (changes.go)
 }
 
 // New returns an empty stand-in.
@@ -227,6 +228,7 @@ func (s *Server) upsert(set, id string, cols map[string]any) {
 	maps.Copy(row, cols)
 	s.version++
 	s.versions[set+"/"+id] = s.version
+	delete(s.ct.tombstones[set], id) // created again
 }
 
 // idColumn is the primary key column of an entity set:
@@ -408,6 +410,7 @@ func (s *Server) serveOne(w http.ResponseWriter, r *http.Request, rest string) {
 	}
 	switch r.Method {
 	case http.MethodGet:
+		s.readLatency()
 		s.get(w, r, set, id)
 	case http.MethodPatch:
 		s.patch(w, r, set, id)
@@ -433,6 +436,12 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, set, id string) {
 	if sel := r.URL.Query().Get("$select"); sel != "" {
 		for _, col := range strings.Split(sel, ",") {
 			out[col] = row[col] // a column never set reads as null
+			if ann, ok := row[col+lookupAnnotation]; ok {
+				out[col+lookupAnnotation] = ann
+			}
+		}
+		if _, ok := out["versionnumber"]; ok {
+			out["versionnumber"] = float64(version)
 		}
 		out[idColumn(set)] = id
 	} else {
