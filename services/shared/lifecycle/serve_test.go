@@ -87,7 +87,7 @@ func TestServeExportsBuildInfo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := fmt.Sprintf(`nac_build_info{commit="unknown",date="unknown",goversion=%q,service="writer",version="dev"} 1`, runtime.Version())
+	want := fmt.Sprintf(`nac_build_info{commit="unknown",date="unknown",goversion=%q,nac_service="writer",version="dev"} 1`, runtime.Version())
 	if !strings.Contains(string(body), want) {
 		t.Errorf("/metrics lacks %s:\n%.3000s", want, body)
 	}
