@@ -27,12 +27,6 @@ type AdminReader interface {
 	Settings(ctx context.Context, org string) (orgs.Settings, bool, error)
 }
 
-// Option configures a Service.
-type Option func(*Service)
-
-// WithAdmin serves the admin API, reading through r.
-func WithAdmin(r AdminReader) Option { return func(s *Service) { s.admin = r } }
-
 // SyncUsersResponse lists an organization's sync users.
 type SyncUsersResponse struct {
 	OrganizationID string   `json:"organizationId"`

@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
 	"google.golang.org/protobuf/proto"
@@ -29,11 +27,6 @@ import (
 	"github.com/notatcompany/notatcompany/services/shared/problem"
 )
 
-// Publisher stores a message in JetStream; nil means stored.
-type Publisher interface {
-	Publish(ctx context.Context, subject, msgID string, data []byte, header nats.Header) error
-}
-
 // Service handles the public webhook endpoints.
 type Service struct {
 	cfg        Config
@@ -42,25 +35,23 @@ type Service struct {
 	inflight   *semaphore.Weighted // request body bytes held at once
 	challenges *clientLimiter
 	logKey     []byte // keys the hashes that stand for subjects in logs
-	pub        Publisher
+	pub        bus.RawPublisher
 	log        *slog.Logger
 	metrics    *metrics
 	now        func() time.Time
 }
 
-// New returns the ingest service publishing through pub.
-func New(cfg Config, pub Publisher, log *slog.Logger, reg prometheus.Registerer, opts ...Option) *Service {
+// New returns the ingest service publishing through pub; it serves the
+// admin API reading through admin, or none when admin is nil.
+func New(cfg Config, pub bus.RawPublisher, admin AdminReader, log *slog.Logger, reg prometheus.Registerer) *Service {
 	s := &Service{
-		cfg: cfg, pub: pub, log: log, metrics: newMetrics(reg), now: time.Now,
+		cfg: cfg, pub: pub, admin: admin, log: log, metrics: newMetrics(reg), now: time.Now,
 		inflight:   semaphore.NewWeighted(int64(cfg.MaxInflightBytes)),
 		challenges: newClientLimiter(challengeRate, challengeBurst, challengeClients),
 		logKey:     make([]byte, 32),
 	}
 	_, _ = rand.Read(s.logKey) // never fails (crypto/rand)
 	s.creds.Store(newCredentials(&cfg))
-	for _, o := range opts {
-		o(s)
-	}
 	return s
 }
 

@@ -104,7 +104,7 @@ func newFixtureWith(t *testing.T, cfg Config) *fixture {
 	t.Helper()
 	pub := &fakePublisher{}
 	reg := prometheus.NewPedanticRegistry()
-	svc := New(cfg, pub, slog.New(slog.DiscardHandler), reg)
+	svc := New(cfg, pub, nil, slog.New(slog.DiscardHandler), reg)
 	svc.now = func() time.Time { return fixedNow }
 	return &fixture{svc: svc, pub: pub, reg: reg, h: svc.Routes()}
 }

@@ -8,13 +8,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/notatcompany/notatcompany/services/shared/natsembed"
+	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
 
 // connect starts an embedded server and returns a JetStream context on it.
 func connect(t *testing.T) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	ns := natsembed.ForTest(t)
+	ns := testkit.NATSServer(t)
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
 		t.Fatalf("connect: %v", err)

@@ -48,3 +48,12 @@ func (s *Server) Serve() error {
 
 // Shutdown stops accepting and waits for in-flight requests until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+
+// Close releases a server that never served: its listener is closed.
+func (s *Server) Close() error {
+	_ = s.srv.Close()
+	if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
+}

@@ -12,14 +12,14 @@ import (
 
 	"github.com/notatcompany/notatcompany/services/shared/conf"
 	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
-	"github.com/notatcompany/notatcompany/services/shared/natsembed"
+	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
 
-// Serve connects with the service's configured NATS credentials: without
+// StartService connects with the service's configured NATS credentials: without
 // them the server refuses it before anything is built; with them the
 // topology is declared and the service is built.
-func TestServeAuthenticatesToNATS(t *testing.T) {
-	ns := natsembed.ForTestWith(t, func(o *server.Options) {
+func TestStartServiceAuthenticatesToNATS(t *testing.T) {
+	ns := testkit.NATSServerWith(t, func(o *server.Options) {
 		o.Users = []*server.User{{Username: "nac-ingest", Password: "pw-0123456789abcdef"}}
 	})
 	common := conf.Common{NATSURL: ns.ClientURL(), OpsAddr: "127.0.0.1:0", LogFormat: "text", LogLevel: "error",
@@ -29,7 +29,7 @@ func TestServeAuthenticatesToNATS(t *testing.T) {
 		var reached bool
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		err := lifecycle.Serve(ctx, "ingest", c, io.Discard, func(context.Context, lifecycle.Env) (lifecycle.Parts, error) {
+		_, err := lifecycle.StartService(ctx, "ingest", c, io.Discard, func(context.Context, lifecycle.Env) (lifecycle.Parts, error) {
 			reached = true
 			return lifecycle.Parts{}, built
 		})

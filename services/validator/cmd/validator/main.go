@@ -12,14 +12,22 @@ import (
 
 func main() { lifecycle.Main("validator", run) }
 
-// run is the composition root of the validator.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	cfg, err := validator.ParseConfig(args, getenv, stdout)
+	p, err := start(ctx, args, getenv, stdout)
 	if err != nil {
 		return err
 	}
-	return lifecycle.Serve(ctx, "validator", cfg.Common, stdout, func(ctx context.Context, env lifecycle.Env) (lifecycle.Parts, error) {
-		workers, err := validator.Workers(ctx, cfg, env.JS, env.Log, env.Registerer)
-		return lifecycle.Parts{Workers: workers}, err
+	return p.Run(ctx)
+}
+
+// start reads the configuration, builds the validator (validator.Build)
+// and binds its addresses.
+func start(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) (*lifecycle.Process, error) {
+	cfg, err := validator.ParseConfig(args, getenv, stdout)
+	if err != nil {
+		return nil, err
+	}
+	return lifecycle.StartService(ctx, "validator", cfg.Common, stdout, func(ctx context.Context, env lifecycle.Env) (lifecycle.Parts, error) {
+		return validator.Build(ctx, cfg, env)
 	})
 }

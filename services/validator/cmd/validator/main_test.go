@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"io"
@@ -21,6 +19,7 @@ import (
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
+	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
 	"github.com/notatcompany/notatcompany/services/shared/testkit"
 	"github.com/notatcompany/notatcompany/services/validator"
 )
@@ -31,18 +30,6 @@ const (
 	accountID = "a1b2c3d4-0000-4000-8000-000000000001"
 	email     = "ada@contoso.com"
 )
-
-// opsAddr returns the address the ops server logged it listens on.
-func opsAddr(logs *testkit.SyncBuffer) string {
-	sc := bufio.NewScanner(strings.NewReader(logs.String()))
-	for sc.Scan() {
-		var line struct{ Msg, Addr string }
-		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
-			return line.Addr
-		}
-	}
-	return ""
-}
 
 func publish(t *testing.T, ctx context.Context, js jetstream.JetStream, subject, msgID string, m proto.Message) {
 	t.Helper()
@@ -71,16 +58,9 @@ func TestRun(t *testing.T) {
 		"NAC_LOG_LEVEL":        "debug",
 		"NAC_SHUTDOWN_TIMEOUT": "5s",
 	}
-	logs := &testkit.SyncBuffer{}
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	done := make(chan error, 1)
-	go func() { done <- run(runCtx, nil, func(k string) string { return env[k] }, logs) }()
-	defer func() {
-		if t.Failed() {
-			t.Logf("service logs:\n%s", logs)
-		}
-	}()
+	service := testkit.RunService(t, func(ctx context.Context, stdout io.Writer) (*lifecycle.Process, error) {
+		return start(ctx, nil, func(k string) string { return env[k] }, stdout)
+	})
 
 	modified := timestamppb.New(time.Date(2025, 5, 1, 8, 0, 0, 0, time.UTC))
 	publish(t, ctx, js, bus.CRMSubject(org, "contact", contactID), "crm-contact-1", &eventsv1.CrmChange{
@@ -158,16 +138,12 @@ func TestRun(t *testing.T) {
 	}
 
 	// The ops server answers, with the validator's metrics.
-	addr := opsAddr(logs)
-	if addr == "" {
-		t.Fatal("no ops address logged")
-	}
 	for path, want := range map[string]string{
 		"/readyz":  "ready",
 		"/healthz": "ok",
 		"/metrics": `nac_validator_decisions_total{nac_service="validator",reason="left_company",value="1"} 1`,
 	} {
-		resp, err := http.Get("http://" + addr + path)
+		resp, err := http.Get(service.OpsURL() + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,14 +154,8 @@ func TestRun(t *testing.T) {
 		}
 	}
 
-	stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("run returned %v after cancel, want nil", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not return within 10s of cancel")
+	if err := service.Stop(); err != nil {
+		t.Errorf("run returned %v after cancel, want nil", err)
 	}
 }
 

@@ -11,14 +11,22 @@ import (
 
 func main() { lifecycle.Main("writer", run) }
 
-// run is the composition root of the writer.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	cfg, err := writer.ParseConfig(args, getenv, stdout)
+	p, err := start(ctx, args, getenv, stdout)
 	if err != nil {
 		return err
 	}
-	return lifecycle.Serve(ctx, "writer", cfg.Common, stdout, func(ctx context.Context, env lifecycle.Env) (lifecycle.Parts, error) {
-		workers, err := writer.Workers(ctx, cfg, env.Topology, env.JS, env.Log, env.Registerer)
-		return lifecycle.Parts{Workers: workers}, err
+	return p.Run(ctx)
+}
+
+// start reads the configuration, builds the writer (writer.Build) and
+// binds its addresses.
+func start(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) (*lifecycle.Process, error) {
+	cfg, err := writer.ParseConfig(args, getenv, stdout)
+	if err != nil {
+		return nil, err
+	}
+	return lifecycle.StartService(ctx, "writer", cfg.Common, stdout, func(ctx context.Context, env lifecycle.Env) (lifecycle.Parts, error) {
+		return writer.Build(ctx, cfg, env)
 	})
 }

@@ -19,6 +19,7 @@ import (
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse/dataversetest"
+	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
 	"github.com/notatcompany/notatcompany/services/shared/orgs"
 	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
@@ -46,6 +47,13 @@ func switchOn(ctx context.Context, t *testing.T, js jetstream.JetStream, org str
 	}
 }
 
+// starter is how testkit.RunService starts the writer with env.
+func starter(env map[string]string) func(context.Context, io.Writer) (*lifecycle.Process, error) {
+	return func(ctx context.Context, stdout io.Writer) (*lifecycle.Process, error) {
+		return start(ctx, nil, func(k string) string { return env[k] }, stdout)
+	}
+}
+
 func TestRun(t *testing.T) {
 	js, natsURL := testkit.JetStream(t)
 	ctx, cancelTest := context.WithTimeout(t.Context(), 40*time.Second)
@@ -69,16 +77,7 @@ func TestRun(t *testing.T) {
 		"NAC_DATAVERSE_TIMEOUT":       "5s",
 		"NAC_HANDLE_TIMEOUT":          "10s",
 	}
-	logs := &testkit.SyncBuffer{}
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	done := make(chan error, 1)
-	go func() { done <- run(runCtx, nil, func(k string) string { return env[k] }, logs) }()
-	defer func() {
-		if t.Failed() {
-			t.Logf("service logs:\n%s", logs)
-		}
-	}()
+	svc := testkit.RunService(t, starter(env))
 
 	d := &eventsv1.Decision{
 		DecisionId: "dec-1", OrganizationId: org, ContactId: contactID,
@@ -118,14 +117,8 @@ func TestRun(t *testing.T) {
 		return err == nil && info.NumAckPending == 0 && info.NumPending == 0 && info.AckFloor.Stream >= 1
 	})
 
-	stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("run returned %v after cancel, want nil", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not return within 10s of cancel")
+	if err := svc.Stop(); err != nil {
+		t.Errorf("run returned %v after cancel, want nil", err)
 	}
 }
 
@@ -176,27 +169,7 @@ func TestRunRestartMidBatch(t *testing.T) {
 		"NAC_BATCH_SIZE":              "10",
 		"NAC_WORKERS":                 "4",
 	}
-	logs := &testkit.SyncBuffer{}
-	defer func() {
-		if t.Failed() {
-			t.Logf("service logs:\n%s", logs)
-		}
-	}()
-	start := func() (stop func() error) {
-		runCtx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- run(runCtx, nil, func(k string) string { return env[k] }, logs) }()
-		return func() error {
-			cancel()
-			select {
-			case err := <-done:
-				return err
-			case <-time.After(20 * time.Second):
-				t.Fatal("run did not return within 20s of cancel")
-				return nil
-			}
-		}
-	}
+	start := func() (stop func() error) { return testkit.RunService(t, starter(env)).Stop }
 
 	// Each contact's decisions alternate (1,0,1 or 0,1,0), so that an older
 	// decision written last shows.
