@@ -21,7 +21,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
-	"github.com/notatcompany/notatcompany/services/ingest/profilefeed"
 	"github.com/notatcompany/notatcompany/services/ingest/remotecontext"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/problem"
@@ -247,16 +246,12 @@ func fieldProblems(err error) []problem.FieldProblem {
 			}
 			return
 		}
-		var dv *remotecontext.FieldError
-		var pf *profilefeed.FieldError
-		switch {
-		case errors.As(err, &dv):
-			out = append(out, problem.FieldProblem{Field: dv.Field, Reason: dv.Reason})
-		case errors.As(err, &pf):
-			out = append(out, problem.FieldProblem{Field: pf.Field, Reason: pf.Reason})
-		default:
-			out = append(out, problem.FieldProblem{Field: "/", Reason: err.Error()})
+		var fe *problem.FieldError
+		if errors.As(err, &fe) {
+			out = append(out, problem.FieldProblem{Field: fe.Field, Reason: fe.Reason})
+			return
 		}
+		out = append(out, problem.FieldProblem{Field: "/", Reason: err.Error()})
 	}
 	walk(err)
 	return out

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
+	"github.com/notatcompany/notatcompany/services/shared/problem"
 )
 
 func FuzzParse(f *testing.F) {
@@ -36,7 +37,7 @@ func FuzzParse(f *testing.F) {
 			if ch != nil {
 				t.Fatalf("a change came with the error %v", err)
 			}
-			var fe *FieldError
+			var fe *problem.FieldError
 			if !errors.As(err, &fe) {
 				t.Fatalf("error %v (%T) names no field", err, err)
 			}
