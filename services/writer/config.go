@@ -4,7 +4,6 @@
 package writer
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/url"
@@ -109,14 +108,9 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 // ParseTargets reads the NAC_DATAVERSE_TARGETS document: a JSON array of
 // {organizationId, url, tokenUrl, clientId, clientSecret, scope, disabled}.
 func ParseTargets(doc string) ([]TargetConfig, error) {
-	if strings.TrimSpace(doc) == "" {
-		return nil, nil
-	}
-	var ts []TargetConfig
-	dec := json.NewDecoder(strings.NewReader(doc))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&ts); err != nil {
-		return nil, fmt.Errorf("NAC_DATAVERSE_TARGETS: not a JSON array of targets: %w", err)
+	ts, err := conf.JSONList[TargetConfig](doc, "NAC_DATAVERSE_TARGETS", "targets")
+	if err != nil {
+		return nil, err
 	}
 	seen := map[string]bool{}
 	for i := range ts {
