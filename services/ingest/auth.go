@@ -7,8 +7,8 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/notatcompany/notatcompany/services/ingest/remotecontext"
 	"github.com/notatcompany/notatcompany/services/shared/conf"
+	"github.com/notatcompany/notatcompany/services/shared/dataverse"
 )
 
 // Dataverse service endpoint authentication types.
@@ -39,7 +39,7 @@ func ParseOrgAuths(doc string) ([]OrgAuth, error) {
 		orgs[i].OrganizationID = o.OrganizationID
 		where := fmt.Sprintf("NAC_DATAVERSE_ORGS[%d]", i)
 		switch {
-		case !remotecontext.IsGUID(o.OrganizationID):
+		case !dataverse.IsGUID(o.OrganizationID):
 			return nil, fmt.Errorf("%s.organizationId %q: not a GUID", where, o.OrganizationID)
 		case seen[o.OrganizationID]:
 			return nil, fmt.Errorf("%s.organizationId %s: listed twice", where, o.OrganizationID)

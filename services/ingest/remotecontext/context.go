@@ -13,6 +13,7 @@ import (
 	"time"
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
+	"github.com/notatcompany/notatcompany/services/shared/dataverse"
 	"github.com/notatcompany/notatcompany/services/shared/problem"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -194,7 +195,7 @@ func Parse(body []byte, opts Options) (*eventsv1.CrmChange, error) {
 	} else if err := applyInputs(ch, &rc, latest); err != nil {
 		return nil, err
 	}
-	if ch.RowId == "" || !IsGUID(ch.RowId) {
+	if ch.RowId == "" || !dataverse.IsGUID(ch.RowId) {
 		return nil, &problem.FieldError{Field: "/PrimaryEntityId", Reason: "no row id (a GUID) in PrimaryEntityId or the Target"}
 	}
 	if !IsLogicalName(ch.Table) {
@@ -226,18 +227,18 @@ func requireFields(rc *rawContext) error {
 	switch {
 	case rc.OrganizationID == "":
 		errs = append(errs, &problem.FieldError{Field: "/OrganizationId", Reason: "required"})
-	case !IsGUID(rc.OrganizationID):
+	case !dataverse.IsGUID(rc.OrganizationID):
 		errs = append(errs, &problem.FieldError{Field: "/OrganizationId", Reason: "not a GUID"})
 	}
-	if rc.OperationID != "" && !IsGUID(rc.OperationID) {
+	if rc.OperationID != "" && !dataverse.IsGUID(rc.OperationID) {
 		errs = append(errs, &problem.FieldError{Field: "/OperationId", Reason: "not a GUID"})
 	}
 	for _, f := range []struct{ field, id string }{{"/UserId", rc.UserID}, {"/InitiatingUserId", rc.InitiatingUserID}, {"/CorrelationId", rc.CorrelationID}} {
-		if f.id != "" && !IsGUID(f.id) {
+		if f.id != "" && !dataverse.IsGUID(f.id) {
 			errs = append(errs, &problem.FieldError{Field: f.field, Reason: "not a GUID"})
 		}
 	}
-	if rc.RequestID != nil && *rc.RequestID != "" && !IsGUID(*rc.RequestID) {
+	if rc.RequestID != nil && *rc.RequestID != "" && !dataverse.IsGUID(*rc.RequestID) {
 		errs = append(errs, &problem.FieldError{Field: "/RequestId", Reason: "not a GUID"})
 	}
 	return errors.Join(errs...)
