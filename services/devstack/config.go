@@ -41,6 +41,8 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	_, perr := strconv.Atoi(port)
 	p.Check(err == nil && perr == nil, "NAC_NATS_ADDR=%q: want host:port", c.NATSAddr)
 	p.Check(c.DataDir != "", "NAC_DATA_DIR: required")
+	p.Check(c.LogFormat == "json" || c.LogFormat == "text", "NAC_LOG_FORMAT=%q: want json or text", c.LogFormat)
+	p.Check(conf.ValidLogLevel(c.LogLevel), "NAC_LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel)
 	p.Check(c.WriterReplicas >= 1 && c.WriterReplicas <= 8, "NAC_WRITER_REPLICAS=%d: want 1-8", c.WriterReplicas)
 	return c, p.Err()
 }

@@ -285,6 +285,7 @@ func TestCommonValidate(t *testing.T) {
 	var c conf.Common
 	p := conf.NewParser("svc", env(map[string]string{
 		"NAC_LOG_FORMAT":       "xml",
+		"NAC_LOG_LEVEL":        "verbose",
 		"NAC_STREAM_REPLICAS":  "7",
 		"NAC_SHUTDOWN_TIMEOUT": "-1s",
 	}), io.Discard)
@@ -302,6 +303,7 @@ func TestCommonValidate(t *testing.T) {
 		"NAC_NATS_URL: required",
 		"NAC_OPS_ADDR: required",
 		`NAC_LOG_FORMAT="xml": want json or text`,
+		`NAC_LOG_LEVEL="verbose": want debug, info, warn or error`,
 		"NAC_STREAM_REPLICAS=7: want 1-5",
 		"NAC_SHUTDOWN_TIMEOUT: must be positive",
 	} {
