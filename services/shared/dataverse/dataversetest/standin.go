@@ -56,11 +56,6 @@ type Limits struct {
 	Concurrent int           // operations in progress at once (Dataverse: 52)
 }
 
-// DataverseLimits are the documented limits per user.
-func DataverseLimits() *Limits {
-	return &Limits{Requests: 6000, Window: 5 * time.Minute, Concurrent: 52}
-}
-
 // Received is one operation the stand-in answered.
 type Received struct {
 	At        time.Time
