@@ -8,7 +8,7 @@ BIN     := $(CURDIR)/.bin
 MODULES := $(shell go list -m -f '{{.Dir}}')
 FUZZTIME ?= 10s
 
-.PHONY: help run build test quality faults soak test-rules test-alone bench fuzz proto proto-check tools fmt vet lint
+.PHONY: help run build test quality faults soak test-rules test-alone bench fuzz proto proto-check proto-compat tools fmt vet lint
 
 .DEFAULT_GOAL := help
 
@@ -99,6 +99,14 @@ proto: tools
 ## proto-check: fail when the committed generated code differs from `make proto`
 proto-check: proto
 	@test -z "$$(git status --porcelain -- proto/)" || { git status --porcelain -- proto/; echo "generated code differs from make proto: run make proto and commit" >&2; exit 1; }
+
+## proto-compat: buf breaking of the event contracts against the previous commit (skipped without one, as in a shallow clone)
+proto-compat: tools
+	@if git rev-parse --verify --quiet HEAD~1 >/dev/null; then \
+		cd proto && $(BIN)/buf breaking --against '../.git#ref=HEAD~1,subdir=proto'; \
+	else \
+		echo "proto-compat: skipped, no previous commit in this clone"; \
+	fi
 
 ## fmt: gofmt every Go file but the generated ones
 fmt:
