@@ -34,13 +34,13 @@ func startStack(t *testing.T, dir string) (*devstack.Stack, func() error) {
 		t.Fatal(err)
 	}
 	var stack *devstack.Stack
-	running := testkit.RunService(t, func(ctx context.Context, stdout io.Writer) (*lifecycle.Process, error) {
+	running := testkit.RunService(t, func(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) (*lifecycle.Process, error) {
 		var err error
 		if stack, err = devstack.Open(ctx, cfg, getenv, stdout); err != nil {
 			return nil, err
 		}
 		return stack.Process, nil
-	})
+	}, nil, env)
 	return stack, running.Stop
 }
 

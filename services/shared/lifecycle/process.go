@@ -212,3 +212,33 @@ func release(built []Parts, conns []*nats.Conn) {
 		}
 	}
 }
+
+// Command is a service as its main knows it: its name, how its
+// configuration is read and its common settings found, and its build.
+type Command[C any] struct {
+	Name   string
+	Parse  func(args []string, getenv func(string) string, out io.Writer) (C, error)
+	Common func(C) conf.Common
+	Build  func(context.Context, C, Env) (Parts, error)
+}
+
+// Start reads the configuration, builds the service (StartService) and
+// binds its addresses.
+func (c Command[C]) Start(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) (*Process, error) {
+	cfg, err := c.Parse(args, getenv, stdout)
+	if err != nil {
+		return nil, err
+	}
+	return StartService(ctx, c.Name, c.Common(cfg), stdout, func(ctx context.Context, env Env) (Parts, error) {
+		return c.Build(ctx, cfg, env)
+	})
+}
+
+// Run starts the service and runs it until ctx ends; it is what Main runs.
+func (c Command[C]) Run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	p, err := c.Start(ctx, args, getenv, stdout)
+	if err != nil {
+		return err
+	}
+	return p.Run(ctx)
+}

@@ -3,6 +3,7 @@ package testkit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"sync"
@@ -26,16 +27,17 @@ type Running struct {
 	stop   error
 }
 
-// RunService runs a service as its main does: start parses the
-// configuration, builds the service and binds its addresses (the service's
-// own start, logging to stdout); then the process runs until the test ends
-// or Stop. RunService returns once /readyz answers 200.
-func RunService(tb testing.TB, start func(ctx context.Context, stdout io.Writer) (*lifecycle.Process, error)) *Running {
+// RunService runs a service as its main does: start (its
+// lifecycle.Command's Start) reads args and env, builds the service and
+// binds its addresses; then the process runs until the test ends or Stop.
+// RunService returns once /readyz answers 200.
+func RunService(tb testing.TB, start func(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) (*lifecycle.Process, error),
+	args []string, env map[string]string) *Running {
 	tb.Helper()
 	r := &Running{Logs: &SyncBuffer{}, done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
-	p, err := start(ctx, r.Logs)
+	p, err := start(ctx, args, func(k string) string { return env[k] }, r.Logs)
 	if err != nil {
 		cancel()
 		tb.Fatalf("start: %v\nservice log:\n%s", err, r.Logs)
@@ -67,23 +69,14 @@ func (r *Running) PublicURL() string { return "http://" + r.Process.PublicAddrs(
 // the service stops first or 30 s pass.
 func (r *Running) WaitReady(tb testing.TB, status int) {
 	tb.Helper()
-	client := &http.Client{Timeout: time.Second}
-	var last string
-	Eventually(tb, "/readyz answering "+http.StatusText(status), 30*time.Second, func() bool {
+	waitHTTP(tb, r.OpsURL()+"/readyz", status, 30*time.Second, func() error {
 		select {
 		case <-r.done:
-			tb.Fatalf("the service stopped: %v", r.err)
+			return fmt.Errorf("the service stopped: %v", r.err)
 		default:
+			return nil
 		}
-		res, err := client.Get(r.OpsURL() + "/readyz")
-		if err != nil {
-			last = err.Error()
-			return false
-		}
-		_ = res.Body.Close()
-		last = res.Status
-		return res.StatusCode == status
-	}, func() string { return "last: " + last })
+	})
 }
 
 // Stop ends the run and returns Run's error; later calls return it again.

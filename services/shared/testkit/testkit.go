@@ -53,9 +53,21 @@ func Eventually(tb testing.TB, what string, timeout time.Duration, cond func() b
 // timeout with the last answer.
 func WaitHTTP(tb testing.TB, url string, status int, timeout time.Duration) {
 	tb.Helper()
+	waitHTTP(tb, url, status, timeout, nil)
+}
+
+// waitHTTP is WaitHTTP that also fails the test as soon as stopped
+// reports an error.
+func waitHTTP(tb testing.TB, url string, status int, timeout time.Duration, stopped func() error) {
+	tb.Helper()
 	client := &http.Client{Timeout: time.Second}
 	var last string
 	Eventually(tb, url+" answering "+http.StatusText(status), timeout, func() bool {
+		if stopped != nil {
+			if err := stopped(); err != nil {
+				tb.Fatal(err)
+			}
+		}
 		res, err := client.Get(url)
 		if err != nil {
 			last = err.Error()

@@ -3,31 +3,16 @@
 package main
 
 import (
-	"context"
-	"io"
-
 	"github.com/notatcompany/notatcompany/services/ingest"
+	"github.com/notatcompany/notatcompany/services/shared/conf"
 	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
 )
 
-func main() { lifecycle.Main("ingest", run) }
+func main() { lifecycle.Main("ingest", command().Run) }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	p, err := start(ctx, args, getenv, stdout)
-	if err != nil {
-		return err
-	}
-	return p.Run(ctx)
-}
-
-// start reads the configuration, builds ingest (ingest.Build) and binds
-// its addresses.
-func start(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) (*lifecycle.Process, error) {
-	cfg, err := ingest.ParseConfig(args, getenv, stdout)
-	if err != nil {
-		return nil, err
-	}
-	return lifecycle.StartService(ctx, "ingest", cfg.Common, stdout, func(ctx context.Context, env lifecycle.Env) (lifecycle.Parts, error) {
-		return ingest.Build(ctx, cfg, env)
-	})
+// command is ingest as its main runs it: ingest.ParseConfig, then
+// ingest.Build in a process of its own.
+func command() lifecycle.Command[ingest.Config] {
+	return lifecycle.Command[ingest.Config]{Name: "ingest", Parse: ingest.ParseConfig, Build: ingest.Build,
+		Common: func(c ingest.Config) conf.Common { return c.Common }}
 }

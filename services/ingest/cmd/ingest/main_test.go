@@ -20,7 +20,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
 	"github.com/notatcompany/notatcompany/services/shared/natsembed"
 	"github.com/notatcompany/notatcompany/services/shared/problem"
 	"github.com/notatcompany/notatcompany/services/shared/testkit"
@@ -176,13 +175,6 @@ func streamMsgs(t *testing.T, js jetstream.JetStream, stream string) uint64 {
 	return info.State.Msgs
 }
 
-// starter is how testkit.RunService starts the service with args and env.
-func starter(args []string, env map[string]string) func(context.Context, io.Writer) (*lifecycle.Process, error) {
-	return func(ctx context.Context, stdout io.Writer) (*lifecycle.Process, error) {
-		return start(ctx, args, func(k string) string { return env[k] }, stdout)
-	}
-}
-
 func TestRunComponent(t *testing.T) {
 	ns := testkit.NATSServer(t)
 	env := map[string]string{
@@ -192,7 +184,7 @@ func TestRunComponent(t *testing.T) {
 		"NAC_LOG_LEVEL":             "warn",
 	}
 	args := []string{"-http-addr", "127.0.0.1:0", "-ops-addr", "127.0.0.1:0", "-dataverse-max-body-bytes", "65536"}
-	svc := testkit.RunService(t, starter(args, env))
+	svc := testkit.RunService(t, command().Start, args, env)
 
 	js := jetStream(t, ns.ClientURL())
 	msgs := func(t *testing.T, stream string) uint64 { return streamMsgs(t, js, stream) }
@@ -423,7 +415,7 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 		"NAC_DATAVERSE_WEBHOOK_KEY": "short",
 		"NAC_PROFILE_SECRET":        profileSecret,
 	}
-	err := run(context.Background(), []string{"-dataverse-max-body-bytes", "1024"}, func(k string) string { return env[k] }, io.Discard)
+	err := command().Run(context.Background(), []string{"-dataverse-max-body-bytes", "1024"}, func(k string) string { return env[k] }, io.Discard)
 	if err == nil {
 		t.Fatal("run accepted a short key and a tiny body limit")
 	}
@@ -462,7 +454,7 @@ func TestJetStreamDownThenBack(t *testing.T) {
 		"NAC_PROFILE_SECRET":        profileSecret,
 		"NAC_LOG_LEVEL":             "error",
 	}
-	svc := testkit.RunService(t, starter([]string{"-http-addr", "127.0.0.1:0", "-ops-addr", "127.0.0.1:0", "-publish-timeout", publishTimeout.String()}, env))
+	svc := testkit.RunService(t, command().Start, []string{"-http-addr", "127.0.0.1:0", "-ops-addr", "127.0.0.1:0", "-publish-timeout", publishTimeout.String()}, env)
 
 	url := svc.PublicURL() + "/webhooks/dataverse?code=" + webhookKey
 	contact := readFile(t, "../../remotecontext/testdata/msdocs-update-contact.json")

@@ -34,7 +34,7 @@ func TestRunRotatesSecretFiles(t *testing.T) {
 		"NAC_PROFILE_SECRET_FILE":   file,
 		"NAC_LOG_LEVEL":             "warn",
 	}
-	svc := testkit.RunService(t, starter([]string{"-http-addr", "127.0.0.1:0", "-ops-addr", "127.0.0.1:0"}, env))
+	svc := testkit.RunService(t, command().Start, []string{"-http-addr", "127.0.0.1:0", "-ops-addr", "127.0.0.1:0"}, env)
 
 	profile := svc.PublicURL() + "/webhooks/profile"
 	post := func(id, secret string) int {

@@ -19,7 +19,6 @@ import (
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
-	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
 	"github.com/notatcompany/notatcompany/services/shared/testkit"
 	"github.com/notatcompany/notatcompany/services/validator"
 )
@@ -58,9 +57,7 @@ func TestRun(t *testing.T) {
 		"NAC_LOG_LEVEL":        "debug",
 		"NAC_SHUTDOWN_TIMEOUT": "5s",
 	}
-	service := testkit.RunService(t, func(ctx context.Context, stdout io.Writer) (*lifecycle.Process, error) {
-		return start(ctx, nil, func(k string) string { return env[k] }, stdout)
-	})
+	service := testkit.RunService(t, command().Start, nil, env)
 
 	modified := timestamppb.New(time.Date(2025, 5, 1, 8, 0, 0, 0, time.UTC))
 	publish(t, ctx, js, bus.CRMSubject(org, "contact", contactID), "crm-contact-1", &eventsv1.CrmChange{
@@ -161,11 +158,11 @@ func TestRun(t *testing.T) {
 
 func TestRunBadConfiguration(t *testing.T) {
 	env := map[string]string{"NAC_CONFIDENCE_THRESHOLD": "2", "NAC_NATS_URL": "nats://127.0.0.1:1"}
-	err := run(t.Context(), nil, func(k string) string { return env[k] }, io.Discard)
+	err := command().Run(t.Context(), nil, func(k string) string { return env[k] }, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "NAC_CONFIDENCE_THRESHOLD") {
 		t.Errorf("run = %v, want a configuration error", err)
 	}
-	if err := run(t.Context(), []string{"-h"}, func(string) string { return "" }, io.Discard); !errors.Is(err, flag.ErrHelp) {
+	if err := command().Run(t.Context(), []string{"-h"}, func(string) string { return "" }, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("run -h = %v, want flag.ErrHelp", err)
 	}
 }

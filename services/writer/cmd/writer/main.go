@@ -2,31 +2,16 @@
 package main
 
 import (
-	"context"
-	"io"
-
+	"github.com/notatcompany/notatcompany/services/shared/conf"
 	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
 	"github.com/notatcompany/notatcompany/services/writer"
 )
 
-func main() { lifecycle.Main("writer", run) }
+func main() { lifecycle.Main("writer", command().Run) }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	p, err := start(ctx, args, getenv, stdout)
-	if err != nil {
-		return err
-	}
-	return p.Run(ctx)
-}
-
-// start reads the configuration, builds the writer (writer.Build) and
-// binds its addresses.
-func start(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) (*lifecycle.Process, error) {
-	cfg, err := writer.ParseConfig(args, getenv, stdout)
-	if err != nil {
-		return nil, err
-	}
-	return lifecycle.StartService(ctx, "writer", cfg.Common, stdout, func(ctx context.Context, env lifecycle.Env) (lifecycle.Parts, error) {
-		return writer.Build(ctx, cfg, env)
-	})
+// command is the writer as its main runs it: writer.ParseConfig, then
+// writer.Build in a process of its own.
+func command() lifecycle.Command[writer.Config] {
+	return lifecycle.Command[writer.Config]{Name: "writer", Parse: writer.ParseConfig, Build: writer.Build,
+		Common: func(c writer.Config) conf.Common { return c.Common }}
 }

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -19,7 +20,6 @@ import (
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse/dataversetest"
-	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
 	"github.com/notatcompany/notatcompany/services/shared/orgs"
 	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
@@ -47,11 +47,23 @@ func switchOn(ctx context.Context, t *testing.T, js jetstream.JetStream, org str
 	}
 }
 
-// starter is how testkit.RunService starts the writer with env.
-func starter(env map[string]string) func(context.Context, io.Writer) (*lifecycle.Process, error) {
-	return func(ctx context.Context, stdout io.Writer) (*lifecycle.Process, error) {
-		return start(ctx, nil, func(k string) string { return env[k] }, stdout)
+// writerEnv is the writer's environment on natsURL writing to the stand-in
+// at standinURL, with more settings or other values.
+func writerEnv(natsURL, standinURL string, more map[string]string) map[string]string {
+	env := map[string]string{
+		"NAC_NATS_URL":                natsURL,
+		"NAC_OPS_ADDR":                "127.0.0.1:0",
+		"NAC_LOG_FORMAT":              "json",
+		"NAC_SHUTDOWN_TIMEOUT":        "5s",
+		"NAC_DATAVERSE_URL":           standinURL,
+		"NAC_DATAVERSE_TOKEN_URL":     standinURL + dataversetest.TokenPath,
+		"NAC_DATAVERSE_CLIENT_ID":     "nac-writer",
+		"NAC_DATAVERSE_CLIENT_SECRET": "s3cret",
+		"NAC_DATAVERSE_TIMEOUT":       "5s",
+		"NAC_HANDLE_TIMEOUT":          "10s",
 	}
+	maps.Copy(env, more)
+	return env
 }
 
 func TestRun(t *testing.T) {
@@ -65,19 +77,7 @@ func TestRun(t *testing.T) {
 	srv := httptest.NewServer(standin.Handler())
 	defer srv.Close()
 
-	env := map[string]string{
-		"NAC_NATS_URL":                natsURL,
-		"NAC_OPS_ADDR":                "127.0.0.1:0",
-		"NAC_LOG_FORMAT":              "json",
-		"NAC_SHUTDOWN_TIMEOUT":        "5s",
-		"NAC_DATAVERSE_URL":           srv.URL,
-		"NAC_DATAVERSE_TOKEN_URL":     srv.URL + dataversetest.TokenPath,
-		"NAC_DATAVERSE_CLIENT_ID":     "nac-writer",
-		"NAC_DATAVERSE_CLIENT_SECRET": "s3cret",
-		"NAC_DATAVERSE_TIMEOUT":       "5s",
-		"NAC_HANDLE_TIMEOUT":          "10s",
-	}
-	svc := testkit.RunService(t, starter(env))
+	svc := testkit.RunService(t, command().Start, nil, writerEnv(natsURL, srv.URL, nil))
 
 	d := &eventsv1.Decision{
 		DecisionId: "dec-1", OrganizationId: org, ContactId: contactID,
@@ -124,11 +124,11 @@ func TestRun(t *testing.T) {
 
 func TestRunBadConfiguration(t *testing.T) {
 	env := map[string]string{"NAC_DATAVERSE_URL": "https://org.crm.dynamics.com"}
-	err := run(t.Context(), nil, func(k string) string { return env[k] }, io.Discard)
+	err := command().Run(t.Context(), nil, func(k string) string { return env[k] }, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "NAC_DATAVERSE_CLIENT_ID") {
 		t.Errorf("run = %v, want a configuration error", err)
 	}
-	if err := run(t.Context(), []string{"-h"}, func(string) string { return "" }, io.Discard); !errors.Is(err, flag.ErrHelp) {
+	if err := command().Run(t.Context(), []string{"-h"}, func(string) string { return "" }, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("run -h = %v, want flag.ErrHelp", err)
 	}
 }
@@ -155,21 +155,8 @@ func TestRunRestartMidBatch(t *testing.T) {
 	srv := httptest.NewServer(standin.Handler())
 	defer srv.Close()
 
-	env := map[string]string{
-		"NAC_NATS_URL":                natsURL,
-		"NAC_OPS_ADDR":                "127.0.0.1:0",
-		"NAC_LOG_FORMAT":              "json",
-		"NAC_SHUTDOWN_TIMEOUT":        "10s",
-		"NAC_DATAVERSE_URL":           srv.URL,
-		"NAC_DATAVERSE_TOKEN_URL":     srv.URL + dataversetest.TokenPath,
-		"NAC_DATAVERSE_CLIENT_ID":     "nac-writer",
-		"NAC_DATAVERSE_CLIENT_SECRET": "s3cret",
-		"NAC_DATAVERSE_TIMEOUT":       "5s",
-		"NAC_HANDLE_TIMEOUT":          "10s",
-		"NAC_BATCH_SIZE":              "10",
-		"NAC_WORKERS":                 "4",
-	}
-	start := func() (stop func() error) { return testkit.RunService(t, starter(env)).Stop }
+	env := writerEnv(natsURL, srv.URL, map[string]string{"NAC_SHUTDOWN_TIMEOUT": "10s", "NAC_BATCH_SIZE": "10", "NAC_WORKERS": "4"})
+	start := func() (stop func() error) { return testkit.RunService(t, command().Start, nil, env).Stop }
 
 	// Each contact's decisions alternate (1,0,1 or 0,1,0), so that an older
 	// decision written last shows.
