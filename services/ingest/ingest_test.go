@@ -111,7 +111,11 @@ func newFixtureWith(t *testing.T, cfg Config) *fixture {
 
 func (f *fixture) do(t *testing.T, method, target, contentType string, body []byte, header map[string]string) *httptest.ResponseRecorder {
 	t.Helper()
-	req := httptest.NewRequest(method, target, bytes.NewReader(body))
+	return f.send(httptest.NewRequest(method, target, bytes.NewReader(body)), contentType, header)
+}
+
+// send serves req with the content type and headers set.
+func (f *fixture) send(req *http.Request, contentType string, header map[string]string) *httptest.ResponseRecorder {
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
