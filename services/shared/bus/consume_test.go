@@ -153,6 +153,20 @@ func handled(t *testing.T, reg *prometheus.Registry, outcome string) float64 {
 	return counter(t, reg, "nac_messages_handled_total", map[string]string{"consumer": testConsumer, "outcome": outcome})
 }
 
+// oneDeadLetter waits for a dead letter and the message settled, then
+// fails unless, after room for a wrong redelivery, it is the only one.
+func (f *fixture) oneDeadLetter(t *testing.T) *jetstream.RawStreamMsg {
+	t.Helper()
+	testkit.Eventually(t, "a dead letter", 10*time.Second, func() bool { return len(f.deadLetters(t)) > 0 })
+	f.settled(t)
+	time.Sleep(300 * time.Millisecond) // room for a wrong redelivery
+	dead := f.deadLetters(t)
+	if len(dead) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dead))
+	}
+	return dead[0]
+}
+
 // deadLetters returns the messages of NAC_DEADLETTER.
 func (f *fixture) deadLetters(t *testing.T) []*jetstream.RawStreamMsg {
 	t.Helper()
@@ -218,18 +232,7 @@ func TestRunnerPermanentDeadLetters(t *testing.T) {
 	h.Set("X-Original", "kept")
 	f.publish(t, "t.bad", "original data", h)
 
-	var dead []*jetstream.RawStreamMsg
-	testkit.Eventually(t, "a dead letter", 10*time.Second, func() bool {
-		dead = f.deadLetters(t)
-		return len(dead) > 0
-	})
-	f.settled(t)
-	time.Sleep(300 * time.Millisecond) // room for a wrong redelivery
-	dead = f.deadLetters(t)
-	if len(dead) != 1 {
-		t.Fatalf("%d dead letters, want 1", len(dead))
-	}
-	d := dead[0]
+	d := f.oneDeadLetter(t)
 	if want := "nac.deadletter." + testConsumer; d.Subject != want {
 		t.Errorf("dead letter subject = %q, want %q", d.Subject, want)
 	}
@@ -313,21 +316,11 @@ func TestRunnerTransientExhaustsMaxDeliver(t *testing.T) {
 	}, 2))
 	f.publish(t, "t.down", "y", nil)
 
-	var dead []*jetstream.RawStreamMsg
-	testkit.Eventually(t, "a dead letter", 10*time.Second, func() bool {
-		dead = f.deadLetters(t)
-		return len(dead) > 0
-	})
-	f.settled(t)
-	time.Sleep(300 * time.Millisecond)
-	dead = f.deadLetters(t)
-	if len(dead) != 1 {
-		t.Fatalf("%d dead letters, want 1", len(dead))
-	}
-	if got := dead[0].Header.Get(bus.HeaderDeadDeliveries); got != "2" {
+	d := f.oneDeadLetter(t)
+	if got := d.Header.Get(bus.HeaderDeadDeliveries); got != "2" {
 		t.Errorf("%s = %q, want 2", bus.HeaderDeadDeliveries, got)
 	}
-	if got := dead[0].Header.Get(bus.HeaderDeadReason); !strings.HasPrefix(got, "gave up after 2 deliveries") || !strings.HasSuffix(got, ": still down") {
+	if got := d.Header.Get(bus.HeaderDeadReason); !strings.HasPrefix(got, "gave up after 2 deliveries") || !strings.HasSuffix(got, ": still down") {
 		t.Errorf("%s = %q, want the deliveries and the last error", bus.HeaderDeadReason, got)
 	}
 	if n := calls.Load(); n != 2 {
