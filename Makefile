@@ -21,7 +21,7 @@ ARCH    ?= amd64
 BUILDINFO := github.com/notatcompany/notatcompany/services/shared/buildinfo
 LDFLAGS   := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).date=$(DATE)
 
-.PHONY: help run build image chart-lint test quality faults soak test-rules test-alone bench bench-e2e fuzz proto proto-check tools fmt vet lint
+.PHONY: help run build image chart-lint test quality faults soak test-rules test-alone bench bench-e2e fuzz proto proto-check proto-compat tools fmt vet lint
 
 .DEFAULT_GOAL := help
 
@@ -138,6 +138,14 @@ proto: tools
 ## proto-check: fail when the committed generated code differs from `make proto`
 proto-check: proto
 	@test -z "$$(git status --porcelain -- proto/)" || { git status --porcelain -- proto/; echo "generated code differs from make proto: run make proto and commit" >&2; exit 1; }
+
+## proto-compat: buf breaking of the event contracts against the previous commit (skipped without one, as in a shallow clone)
+proto-compat: tools
+	@if git rev-parse --verify --quiet HEAD~1 >/dev/null; then \
+		cd proto && $(BIN)/buf breaking --against '../.git#ref=HEAD~1,subdir=proto'; \
+	else \
+		echo "proto-compat: skipped, no previous commit in this clone"; \
+	fi
 
 ## fmt: gofmt every Go file but the generated ones
 fmt:

@@ -29,18 +29,18 @@ import (
 
 // config is the command line, checked as a whole.
 type config struct {
-	devstack                  string
-	http, ops, standin, nats  string
-	secretsFile               string
-	org, owner                string
-	contacts, grow, fanout    int
-	perAccount                int
-	rates                     []int
-	growRate                  int
-	duration, drain           time.Duration
-	floorOps, floorClients    int
-	profileDir, profileAtRate string
-	log                       string
+	devstack                 string
+	http, ops, standin, nats string
+	secretsFile              string
+	org, owner               string
+	contacts, grow, fanout   int
+	perAccount               int
+	rates                    []int
+	growRate                 int
+	duration, drain          time.Duration
+	floorOps, floorClients   int
+	profileDir               string
+	log                      string
 }
 
 func parseConfig(args []string, out io.Writer) (config, error) {

@@ -7,20 +7,21 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/notatcompany/notatcompany/services/devstack"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse/dataversetest"
+	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
+	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
 
-// startStack runs a devstack on free loopback ports with its data in dir.
+// startStack runs a devstack on free loopback ports with its data in dir,
+// until the test ends or stop.
 func startStack(t *testing.T, dir string) (*devstack.Stack, func() error) {
 	t.Helper()
 	env := map[string]string{
@@ -32,48 +33,15 @@ func startStack(t *testing.T, dir string) (*devstack.Stack, func() error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	stack, err := devstack.Open(ctx, cfg, getenv, io.Discard)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- stack.Run(ctx) }()
-	var once sync.Once
-	var stopErr error
-	stop := func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case stopErr = <-done:
-			case <-time.After(10 * time.Second):
-				stopErr = errors.New("devstack did not stop within 10 s")
-			}
-		})
-		return stopErr
-	}
-	t.Cleanup(func() { _ = stop() })
-	waitFor(t, 30*time.Second, "readyz", func() bool {
-		resp, err := http.Get(stack.OpsURL + "/readyz")
-		if err != nil {
-			return false
+	var stack *devstack.Stack
+	running := testkit.RunService(t, func(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) (*lifecycle.Process, error) {
+		var err error
+		if stack, err = devstack.Open(ctx, cfg, getenv, stdout); err != nil {
+			return nil, err
 		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	return stack, stop
-}
-
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within %s", what, within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return stack.Process, nil
+	}, nil, env)
+	return stack, running.Stop
 }
 
 func example(t *testing.T, name string) []byte {
@@ -162,7 +130,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("profile-left: status %d %s", code, body)
 	}
 	start := time.Now()
-	waitFor(t, 5*time.Second, "flag set to 1", func() bool { return flag(t, stack) == 1 })
+	testkit.Eventually(t, "flag set to 1", 5*time.Second, func() bool { return flag(t, stack) == 1 })
 	t.Logf("flag set %s after the profile event", time.Since(start).Round(time.Millisecond))
 	// Write-through: the stand-in's answer means the row is on disk, with
 	// no clean stop needed (a kill -9 keeps it).
@@ -180,20 +148,20 @@ func TestEndToEnd(t *testing.T) {
 	if code := admin(t, http.MethodDelete, syncUser, stack.Secrets.AdminToken); code != http.StatusAccepted {
 		t.Fatalf("remove sync user: status %d", code)
 	}
-	waitFor(t, 5*time.Second, "flag cleared when out of scope", func() bool { return flag(t, stack) == 0 })
+	testkit.Eventually(t, "flag cleared when out of scope", 5*time.Second, func() bool { return flag(t, stack) == 0 })
 	if code := admin(t, http.MethodPut, syncUser, "wrong-token-0123456789"); code != http.StatusUnauthorized {
 		t.Fatalf("admin with a wrong token: status %d, want 401", code)
 	}
 	if code := admin(t, http.MethodPut, syncUser, stack.Secrets.AdminToken); code != http.StatusAccepted {
 		t.Fatalf("add sync user: status %d", code)
 	}
-	waitFor(t, 5*time.Second, "flag set again in scope", func() bool { return flag(t, stack) == 1 })
+	testkit.Eventually(t, "flag set again in scope", 5*time.Second, func() bool { return flag(t, stack) == 1 })
 
 	back := example(t, "profile-back.json")
 	if code, body := post(t, stack.HTTPURL+"/webhooks/profile", back, map[string]string{"X-LI-Signature": "hmacsha256=" + sign(secret, back)}); code != http.StatusAccepted {
 		t.Fatalf("profile-back: status %d %s", code, body)
 	}
-	waitFor(t, 5*time.Second, "flag cleared to 0", func() bool { return flag(t, stack) == 0 })
+	testkit.Eventually(t, "flag cleared to 0", 5*time.Second, func() bool { return flag(t, stack) == 0 })
 
 	// Replaying the older "left" event must not move the state backwards.
 	if code, _ := post(t, stack.HTTPURL+"/webhooks/profile", left, map[string]string{"X-LI-Signature": sign(secret, left)}); code != http.StatusAccepted {

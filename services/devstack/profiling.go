@@ -7,6 +7,7 @@ import (
 	rpprof "runtime/pprof"
 
 	"github.com/notatcompany/notatcompany/services/shared/httpserver"
+	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
 )
 
 // Profiling: with NAC_PPROF_ADDR set, the devstack serves net/http/pprof
@@ -35,6 +36,16 @@ func (l labeler) worker(name string, w func(context.Context) error) func(context
 		var err error
 		rpprof.Do(ctx, rpprof.Labels("service", name), func(ctx context.Context) { err = w(ctx) })
 		return err
+	}
+}
+
+// parts labels the workers of a service's build.
+func (l labeler) parts(name string) func(lifecycle.Parts, error) (lifecycle.Parts, error) {
+	return func(p lifecycle.Parts, err error) (lifecycle.Parts, error) {
+		for i, w := range p.Workers {
+			p.Workers[i] = l.worker(name, w)
+		}
+		return p, err
 	}
 }
 

@@ -10,21 +10,27 @@ import (
 	"github.com/notatcompany/notatcompany/services/shared/crmschema"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse/dataversetest"
-	"github.com/notatcompany/notatcompany/services/shared/ops"
+	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
 )
 
-// provisionStandin returns the worker that provisions the stand-in at
+// provisionStandin builds the worker that provisions the stand-in at
 // start with nacctl provision's code path, as an admin provisions a
 // customer's organization: the columns, the four views, and the webhook
-// registration pointing at this stack's ingest with its key. The stack is
-// ready only once it is done.
-func (s *Stack) provisionStandin(cols crmschema.Columns, ready *ops.Readiness) func(context.Context) error {
-	ready.Add("dataverse stand-in provisioned", func() error {
-		if !s.provisioned.Load() {
-			return errors.New("not yet")
-		}
-		return nil
-	})
+// registration pointing at this stack's ingest (built before it) with its
+// key. The stack is ready only once it is done.
+func (s *Stack) provisionStandin(cols crmschema.Columns) lifecycle.Build {
+	return func(_ context.Context, env lifecycle.Env) (lifecycle.Parts, error) {
+		env.Ready.Add("dataverse stand-in provisioned", func() error {
+			if !s.provisioned.Load() {
+				return errors.New("not yet")
+			}
+			return nil
+		})
+		return lifecycle.Parts{Workers: []func(context.Context) error{s.provisioner(cols)}}, nil
+	}
+}
+
+func (s *Stack) provisioner(cols crmschema.Columns) func(context.Context) error {
 	cfg := provision.Defaults()
 	cfg.FlagColumn, cfg.ProfileURLColumn, cfg.MemberIDColumn, cfg.CompanyIDColumn = cols.Flag, cols.ProfileURL, cols.MemberID, cols.CompanyID
 	cfg.Endpoint = provision.Endpoint{URL: s.HTTPURL + "/webhooks/dataverse", Auth: provision.AuthWebhookKey, Key: s.Secrets.WebhookKey}

@@ -18,6 +18,7 @@ import (
 	"github.com/notatcompany/notatcompany/services/shared/dataverse"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse/dataversetest"
 	"github.com/notatcompany/notatcompany/services/shared/syncjobs"
+	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
 
 // person is a contact of the demo account and what the profile source says.
@@ -88,7 +89,7 @@ func flagOf(t *testing.T, stack *devstack.Stack, id string) float64 {
 // wantFlags waits until every leaver is flagged and no one else is.
 func wantFlags(t *testing.T, stack *devstack.Stack, ps []person, what string) {
 	t.Helper()
-	waitFor(t, 60*time.Second, what, func() bool {
+	testkit.Eventually(t, what, 60*time.Second, func() bool {
 		for _, p := range ps {
 			want := 0.0
 			if p.left {
@@ -147,7 +148,7 @@ func runJob(t *testing.T, stack *devstack.Stack, path string) syncjobs.Status {
 	}
 	_ = json.Unmarshal(body, &acc)
 	var st syncjobs.Status
-	waitFor(t, 60*time.Second, path+" done", func() bool {
+	testkit.Eventually(t, path+" done", 60*time.Second, func() bool {
 		var ok bool
 		st, ok = syncStatus(t, stack)
 		return ok && st.JobID == acc.RequestID && st.State != syncjobs.StateRunning
@@ -172,12 +173,12 @@ func tableOf(st syncjobs.Status, name string) syncjobs.Table {
 // and every leaver among them is flagged.
 func TestSwitchingOnBackfillsAndFlagsEveryLeaver(t *testing.T) {
 	stack, _ := startStack(t, t.TempDir())
-	waitFor(t, 60*time.Second, "the start's back-fill", func() bool {
+	testkit.Eventually(t, "the start's back-fill", 60*time.Second, func() bool {
 		st, ok := syncStatus(t, stack)
 		return ok && st.State == syncjobs.StateDone && st.DataValidation
 	})
 	settings(t, stack, false)
-	waitFor(t, 10*time.Second, "switched off", func() bool { st, ok := syncStatus(t, stack); return ok && !st.DataValidation })
+	testkit.Eventually(t, "switched off", 10*time.Second, func() bool { st, ok := syncStatus(t, stack); return ok && !st.DataValidation })
 	ps := people("aaaa0001", 30)
 	seed(stack, ps)
 	tell(t, stack, ps)
@@ -189,7 +190,7 @@ func TestSwitchingOnBackfillsAndFlagsEveryLeaver(t *testing.T) {
 	}
 	settings(t, stack, true)
 	wantFlags(t, stack, ps, "every leaver flagged after switching on")
-	waitFor(t, 30*time.Second, "the enable job done", func() bool {
+	testkit.Eventually(t, "the enable job done", 30*time.Second, func() bool {
 		st, ok := syncStatus(t, stack)
 		return ok && st.Kind == syncjobs.KindEnable && st.State == syncjobs.StateDone
 	})
@@ -206,7 +207,7 @@ func TestSwitchingOnBackfillsAndFlagsEveryLeaver(t *testing.T) {
 // delta token makes the sweep read the table in full again.
 func TestSweepHealsLostWebhooksAndExpiredTokens(t *testing.T) {
 	stack, _ := startStack(t, t.TempDir())
-	waitFor(t, 60*time.Second, "the start's back-fill", func() bool {
+	testkit.Eventually(t, "the start's back-fill", 60*time.Second, func() bool {
 		st, ok := syncStatus(t, stack)
 		return ok && st.State == syncjobs.StateDone
 	})

@@ -12,6 +12,7 @@ import (
 	"github.com/notatcompany/notatcompany/services/nacctl/provision"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse/dataversetest"
+	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
 
 // seller talks to the stand-in's Web API as the demo seller (impersonated
@@ -107,7 +108,7 @@ func TestWebAPIEndToEnd(t *testing.T) {
 	if code, body := post(t, stack.HTTPURL+"/webhooks/profile", left, map[string]string{"X-LI-Signature": sign(stack.Secrets.ProfileSecret, left)}); code != http.StatusAccepted {
 		t.Fatalf("profile-left: %d %s", code, body)
 	}
-	waitFor(t, 10*time.Second, "the contact flagged", func() bool { return s.flag(devstack.DemoContactID) == 1 })
+	testkit.Eventually(t, "the contact flagged", 10*time.Second, func() bool { return s.flag(devstack.DemoContactID) == 1 })
 
 	// Our own write came back as a webhook (the flag is a filtering
 	// attribute) and was dropped by its tag: no second write follows.
@@ -150,7 +151,7 @@ func TestWebAPIEndToEnd(t *testing.T) {
 	// joined: the flag clears.
 	fabrikam := s.create("accounts", map[string]any{"name": "Fabrikam, Inc.", "websiteurl": "https://www.fabrikam.com"})
 	s.update("contacts", devstack.DemoContactID, map[string]any{"parentcustomerid_account@odata.bind": "/accounts(" + fabrikam + ")"})
-	waitFor(t, 10*time.Second, "the flag cleared after the move", func() bool { return s.flag(devstack.DemoContactID) == 0 })
+	testkit.Eventually(t, "the flag cleared after the move", 10*time.Second, func() bool { return s.flag(devstack.DemoContactID) == 0 })
 	settle()
 	if got := s.flag(other); got != 0 {
 		t.Errorf("the colleague no profile mentions has flag %v", got)

@@ -15,8 +15,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
-	"github.com/notatcompany/notatcompany/services/ingest/remotecontext"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
+	"github.com/notatcompany/notatcompany/services/shared/dataverse"
 	"github.com/notatcompany/notatcompany/services/shared/orgs"
 	"github.com/notatcompany/notatcompany/services/shared/problem"
 	"github.com/notatcompany/notatcompany/services/shared/syncjobs"
@@ -27,12 +27,6 @@ type AdminReader interface {
 	SyncUsers(ctx context.Context, org string) ([]string, error)
 	Settings(ctx context.Context, org string) (orgs.Settings, bool, error)
 }
-
-// Option configures a Service.
-type Option func(*Service)
-
-// WithAdmin serves the admin API, reading through r.
-func WithAdmin(r AdminReader) Option { return func(s *Service) { s.admin = r } }
 
 // SyncUsersResponse lists an organization's sync users.
 type SyncUsersResponse struct {
@@ -87,7 +81,7 @@ func guids(w http.ResponseWriter, r *http.Request, names ...string) ([]string, b
 	var bad []problem.FieldProblem
 	for _, n := range names {
 		v := strings.ToLower(chi.URLParam(r, n))
-		if !remotecontext.IsGUID(v) {
+		if !dataverse.IsGUID(v) {
 			bad = append(bad, problem.FieldProblem{Field: n, Reason: "not a GUID"})
 		}
 		vals = append(vals, v)

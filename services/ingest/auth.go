@@ -2,13 +2,13 @@ package ingest
 
 import (
 	"crypto/subtle"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
 
-	"github.com/notatcompany/notatcompany/services/ingest/remotecontext"
+	"github.com/notatcompany/notatcompany/services/shared/conf"
+	"github.com/notatcompany/notatcompany/services/shared/dataverse"
 )
 
 // Dataverse service endpoint authentication types.
@@ -29,14 +29,9 @@ type OrgAuth struct {
 
 // ParseOrgAuths reads the NAC_DATAVERSE_ORGS document (a JSON array).
 func ParseOrgAuths(doc string) ([]OrgAuth, error) {
-	if strings.TrimSpace(doc) == "" {
-		return nil, nil
-	}
-	var orgs []OrgAuth
-	dec := json.NewDecoder(strings.NewReader(doc))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&orgs); err != nil {
-		return nil, fmt.Errorf("NAC_DATAVERSE_ORGS: not a JSON array of {organizationId, auth, name, keys}: %w", err)
+	orgs, err := conf.JSONList[OrgAuth](doc, "NAC_DATAVERSE_ORGS", "{organizationId, auth, name, keys}")
+	if err != nil {
+		return nil, err
 	}
 	seen := map[string]bool{}
 	for i, o := range orgs {
@@ -44,7 +39,7 @@ func ParseOrgAuths(doc string) ([]OrgAuth, error) {
 		orgs[i].OrganizationID = o.OrganizationID
 		where := fmt.Sprintf("NAC_DATAVERSE_ORGS[%d]", i)
 		switch {
-		case !remotecontext.IsGUID(o.OrganizationID):
+		case !dataverse.IsGUID(o.OrganizationID):
 			return nil, fmt.Errorf("%s.organizationId %q: not a GUID", where, o.OrganizationID)
 		case seen[o.OrganizationID]:
 			return nil, fmt.Errorf("%s.organizationId %s: listed twice", where, o.OrganizationID)
@@ -142,14 +137,9 @@ var sourceNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
 // ParseProfileSources reads the NAC_PROFILE_SOURCES document (a JSON array).
 func ParseProfileSources(doc string) ([]ProfileSource, error) {
-	if strings.TrimSpace(doc) == "" {
-		return nil, nil
-	}
-	var sources []ProfileSource
-	dec := json.NewDecoder(strings.NewReader(doc))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&sources); err != nil {
-		return nil, fmt.Errorf("NAC_PROFILE_SOURCES: not a JSON array of {source, secrets}: %w", err)
+	sources, err := conf.JSONList[ProfileSource](doc, "NAC_PROFILE_SOURCES", "{source, secrets}")
+	if err != nil {
+		return nil, err
 	}
 	seen := map[string]bool{}
 	for i, src := range sources {

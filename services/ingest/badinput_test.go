@@ -139,7 +139,7 @@ func adminFixture(t *testing.T) *fixture {
 	cfg := testConfig()
 	cfg.AdminTokens = []string{testAdminToken}
 	f := newFixtureWith(t, cfg)
-	WithAdmin(fakeAdmin{})(f.svc)
+	f.svc.admin = fakeAdmin{}
 	f.h = f.svc.Routes()
 	return f
 }

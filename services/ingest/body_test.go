@@ -29,15 +29,7 @@ func (f *fixture) serve(target, contentType string, body []byte, length int64, h
 	cr := &countingReader{r: bytes.NewReader(body)}
 	req := httptest.NewRequest(http.MethodPost, target, cr)
 	req.ContentLength = length
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	rec := httptest.NewRecorder()
-	f.h.ServeHTTP(rec, req)
-	return rec, cr.read.Load()
+	return f.send(req, contentType, header), cr.read.Load()
 }
 
 func TestRefusedBeforeTheBodyIsRead(t *testing.T) {

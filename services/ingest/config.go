@@ -1,7 +1,3 @@
-// Package ingest is the front door: it authenticates webhooks from Dynamics
-// 365 and from profile sources, normalizes them into event contracts and
-// publishes them to JetStream, answering 2xx only once JetStream has them.
-// It never evaluates anything.
 package ingest
 
 import (
@@ -11,6 +7,7 @@ import (
 	"time"
 
 	"github.com/notatcompany/notatcompany/services/shared/conf"
+	"github.com/notatcompany/notatcompany/services/shared/crmschema"
 )
 
 // Config of the ingest service.
@@ -117,7 +114,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	p.String(&tables, "tables", "NAC_TABLES", "contact,account,opportunity,systemuser", "Dataverse tables whose changes are published")
 	p.String(&c.WriteTag, "write-tag", "NAC_WRITE_TAG", "notatcompany", "tag the writer sets on its Dataverse writes")
 	p.String(&c.AppUserID, "app-user-id", "NAC_APP_USER_ID", "", "Dataverse application user id of the writer (its changes are ignored)")
-	p.String(&c.FlagColumn, "flag-column", "NAC_FLAG_COLUMN", "nac_orgchangestatus", "logical name of the contact's Not at Company column")
+	p.String(&c.FlagColumn, "flag-column", "NAC_FLAG_COLUMN", crmschema.DefaultFlagColumn, "logical name of the contact's Not at Company column")
 	if err := p.Parse(args); err != nil {
 		return c, err
 	}

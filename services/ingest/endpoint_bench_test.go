@@ -152,7 +152,7 @@ func BenchmarkEndpoint(b *testing.B) {
 
 	cfg := Config{DataverseKeys: []string{"bench-key-0123456789"}, ProfileSecrets: []string{"bench-secret-0123456789"},
 		PublishTimeout: 5 * time.Second, DataverseMaxBodyBytes: 4 << 20, ProfileMaxBodyBytes: 1 << 20, MaxInflightBytes: 32 << 20, Tables: []string{"contact", "account"}, WriteTag: "notatcompany"}
-	svc := New(cfg, bus.NewPublisher(js, cfg.PublishTimeout), slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	svc := New(cfg, bus.NewPublisher(js, cfg.PublishTimeout), nil, nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	real := httptest.NewServer(svc.Routes())
 	defer real.Close()
 	ch, err := remotecontext.Parse(template, remotecontext.Options{ReceivedAt: time.Now()})

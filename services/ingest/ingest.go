@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -17,22 +16,15 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
 	"google.golang.org/protobuf/proto"
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
-	"github.com/notatcompany/notatcompany/services/ingest/profilefeed"
 	"github.com/notatcompany/notatcompany/services/ingest/remotecontext"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/problem"
 )
-
-// Publisher stores a message in JetStream; nil means stored.
-type Publisher interface {
-	Publish(ctx context.Context, subject, msgID string, data []byte, header nats.Header) error
-}
 
 // Service handles the public webhook endpoints.
 type Service struct {
@@ -43,25 +35,23 @@ type Service struct {
 	inflight   *semaphore.Weighted // request body bytes held at once
 	challenges *clientLimiter
 	logKey     []byte // keys the hashes that stand for subjects in logs
-	pub        Publisher
+	pub        bus.RawPublisher
 	log        *slog.Logger
 	metrics    *metrics
 	now        func() time.Time
 }
 
-// New returns the ingest service publishing through pub.
-func New(cfg Config, pub Publisher, log *slog.Logger, reg prometheus.Registerer, opts ...Option) *Service {
+// New returns the ingest service publishing through pub; it serves the
+// admin API reading through admin, or none when admin is nil.
+func New(cfg Config, pub bus.RawPublisher, admin AdminReader, syncStatus SyncStatusReader, log *slog.Logger, reg prometheus.Registerer) *Service {
 	s := &Service{
-		cfg: cfg, pub: pub, log: log, metrics: newMetrics(reg), now: time.Now,
+		cfg: cfg, pub: pub, admin: admin, syncStatus: syncStatus, log: log, metrics: newMetrics(reg), now: time.Now,
 		inflight:   semaphore.NewWeighted(int64(cfg.MaxInflightBytes)),
 		challenges: newClientLimiter(challengeRate, challengeBurst, challengeClients),
 		logKey:     make([]byte, 32),
 	}
 	_, _ = rand.Read(s.logKey) // never fails (crypto/rand)
 	s.creds.Store(newCredentials(&cfg))
-	for _, o := range opts {
-		o(s)
-	}
 	return s
 }
 
@@ -239,16 +229,12 @@ func fieldProblems(err error) []problem.FieldProblem {
 			}
 			return
 		}
-		var dv *remotecontext.FieldError
-		var pf *profilefeed.FieldError
-		switch {
-		case errors.As(err, &dv):
-			out = append(out, problem.FieldProblem{Field: dv.Field, Reason: dv.Reason})
-		case errors.As(err, &pf):
-			out = append(out, problem.FieldProblem{Field: pf.Field, Reason: pf.Reason})
-		default:
-			out = append(out, problem.FieldProblem{Field: "/", Reason: err.Error()})
+		var fe *problem.FieldError
+		if errors.As(err, &fe) {
+			out = append(out, problem.FieldProblem{Field: fe.Field, Reason: fe.Reason})
+			return
 		}
+		out = append(out, problem.FieldProblem{Field: "/", Reason: err.Error()})
 	}
 	walk(err)
 	return out

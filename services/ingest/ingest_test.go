@@ -104,14 +104,18 @@ func newFixtureWith(t *testing.T, cfg Config) *fixture {
 	t.Helper()
 	pub := &fakePublisher{}
 	reg := prometheus.NewPedanticRegistry()
-	svc := New(cfg, pub, slog.New(slog.DiscardHandler), reg)
+	svc := New(cfg, pub, nil, nil, slog.New(slog.DiscardHandler), reg)
 	svc.now = func() time.Time { return fixedNow }
 	return &fixture{svc: svc, pub: pub, reg: reg, h: svc.Routes()}
 }
 
 func (f *fixture) do(t *testing.T, method, target, contentType string, body []byte, header map[string]string) *httptest.ResponseRecorder {
 	t.Helper()
-	req := httptest.NewRequest(method, target, bytes.NewReader(body))
+	return f.send(httptest.NewRequest(method, target, bytes.NewReader(body)), contentType, header)
+}
+
+// send serves req with the content type and headers set.
+func (f *fixture) send(req *http.Request, contentType string, header map[string]string) *httptest.ResponseRecorder {
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}

@@ -62,7 +62,7 @@ func TestMemoryBoundedUnderHostileConcurrency(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := &fakePublisher{}
-	svc := New(cfg, pub, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	svc := New(cfg, pub, nil, nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	srv := httptest.NewServer(svc.Routes())
 	defer srv.Close()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}, Timeout: 60 * time.Second}

@@ -18,7 +18,7 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
 
-	"github.com/notatcompany/notatcompany/services/ingest/remotecontext"
+	"github.com/notatcompany/notatcompany/services/shared/dataverse"
 )
 
 const specPath = "../../api/openapi.yaml"
@@ -32,7 +32,7 @@ const specServer = "http://127.0.0.1:8080"
 // ones), a uri is absolute.
 var specFormats = []openapi3.SchemaValidationOption{
 	openapi3.WithStringFormatValidator("uuid", openapi3.NewCallbackValidator(func(s string) error {
-		if !remotecontext.IsGUID(s) {
+		if !dataverse.IsGUID(s) {
 			return errors.New("not a GUID")
 		}
 		return nil

@@ -121,7 +121,7 @@ func (s *Service) profileWebhook(w http.ResponseWriter, r *http.Request) {
 		res := EventResult{Index: i}
 		ev, err := profilefeed.Decode(raw, received)
 		if err == nil && source != "" && sourceOf(ev) != source {
-			err = &profilefeed.FieldError{Field: "/source", Reason: "must be " + strconv.Quote(source) + ", the source whose secret signed the request"}
+			err = &problem.FieldError{Field: "/source", Reason: "must be " + strconv.Quote(source) + ", the source whose secret signed the request"}
 		}
 		if err != nil {
 			res.Status, res.Errors = "refused", fieldProblems(err)

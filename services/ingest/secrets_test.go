@@ -52,7 +52,7 @@ func TestSecretsRotateWithoutRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &testkit.SyncBuffer{}
-	svc := New(cfg, &fakePublisher{}, slog.New(slog.NewTextHandler(logs, nil)), prometheus.NewRegistry(), WithAdmin(fakeAdmin{}))
+	svc := New(cfg, &fakePublisher{}, fakeAdmin{}, nil, slog.New(slog.NewTextHandler(logs, nil)), prometheus.NewRegistry())
 	svc.now = func() time.Time { return fixedNow }
 	f := &fixture{svc: svc, h: svc.Routes()}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -150,7 +150,7 @@ func TestLogsIdentifyNoMember(t *testing.T) {
 	logs := &testkit.SyncBuffer{}
 	pub := &fakePublisher{}
 	pub.setErr(errors.New("nats: timeout"))
-	svc := New(testConfig(), &subjectInError{pub}, slog.New(slog.NewTextHandler(logs, nil)), prometheus.NewRegistry())
+	svc := New(testConfig(), &subjectInError{pub}, nil, nil, slog.New(slog.NewTextHandler(logs, nil)), prometheus.NewRegistry())
 	svc.now = func() time.Time { return fixedNow }
 	f := &fixture{svc: svc, pub: pub, h: svc.Routes()}
 	body := profileChanged(t, "evt-log", "demo-feed")

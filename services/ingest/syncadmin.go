@@ -19,9 +19,6 @@ type SyncStatusReader interface {
 	Status(ctx context.Context, org string) (syncjobs.Status, bool, error)
 }
 
-// WithSyncStatus serves GET /admin/orgs/{org}/sync-status through r.
-func WithSyncStatus(r SyncStatusReader) Option { return func(s *Service) { s.syncStatus = r } }
-
 // SyncAccepted is the answer to a back-fill or sweep request.
 type SyncAccepted struct {
 	Outcome   string `json:"outcome"`

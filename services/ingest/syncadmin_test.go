@@ -24,8 +24,8 @@ func (fakeJobs) Status(_ context.Context, org string) (syncjobs.Status, bool, er
 }
 
 func withAdminAPI(f *fixture) {
-	WithAdmin(fakeAdmin{})(f.svc)
-	WithSyncStatus(fakeJobs{})(f.svc)
+	f.svc.admin = fakeAdmin{}
+	f.svc.syncStatus = fakeJobs{}
 	f.h = f.svc.Routes()
 }
 

@@ -22,7 +22,6 @@ import (
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
-	"github.com/notatcompany/notatcompany/services/shared/natsembed"
 	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
 
@@ -262,7 +261,7 @@ func finalDecisions(ctx context.Context, js jetstream.JetStream) (map[string]eve
 // embedded server, with the sync user enabled as newEnv does.
 func replicas(t *testing.T, cfg Config, n int) ([]*Service, jetstream.JetStream) {
 	t.Helper()
-	ns := natsembed.ForTest(t)
+	ns := testkit.NATSServer(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	var svcs []*Service

@@ -1,14 +1,11 @@
-// Package validator applies CRM and profile events to the materialized state,
-// works out which contacts each event can affect, evaluates exactly those and
-// publishes a decision when it differs from the last one.
 package validator
 
 import (
 	"io"
-	"regexp"
 	"time"
 
 	"github.com/notatcompany/notatcompany/services/shared/conf"
+	"github.com/notatcompany/notatcompany/services/shared/crmschema"
 	"github.com/notatcompany/notatcompany/services/validator/state"
 )
 
@@ -36,12 +33,10 @@ type Config struct {
 }
 
 // DefaultFlagColumn is the column provisioning creates.
-const DefaultFlagColumn = "nac_orgchangestatus"
+const DefaultFlagColumn = crmschema.DefaultFlagColumn
 
 // DefaultThreshold is the default least confidence that may flag.
 const DefaultThreshold = 0.8
-
-var columnRE = regexp.MustCompile(`^[a-z][a-z0-9_]{1,99}$`)
 
 // ParseConfig reads the configuration from args and the environment.
 func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Config, error) {
@@ -72,12 +67,12 @@ func (c *Config) define(p *conf.Parser) {
 
 // Validate records the problems of c in p.
 func (c *Config) Validate(p *conf.Parser) {
-	p.Check(columnRE.MatchString(c.FlagColumn), "NAC_FLAG_COLUMN=%q: want a Dataverse logical name", c.FlagColumn)
+	p.Check(crmschema.IsColumnName(c.FlagColumn), "NAC_FLAG_COLUMN=%q: want a Dataverse logical name", c.FlagColumn)
 	p.Check(c.Threshold >= 0 && c.Threshold <= 1, "NAC_CONFIDENCE_THRESHOLD=%v: want 0-1", c.Threshold)
 	p.Check(c.Workers >= 1 && c.Workers <= 256, "NAC_WORKERS=%d: want 1-256", c.Workers)
 	p.Check(c.HandleTimeout > 0 && c.HandleTimeout < 30*time.Second, "NAC_HANDLE_TIMEOUT=%s: want 0-30s", c.HandleTimeout)
 	for env, col := range map[string]string{"NAC_PROFILE_URL_COLUMN": c.ProfileURLColumn, "NAC_MEMBER_ID_COLUMN": c.MemberIDColumn, "NAC_COMPANY_ID_COLUMN": c.CompanyIDColumn} {
-		p.Check(col == "" || columnRE.MatchString(col), "%s=%q: want a Dataverse logical name", env, col)
+		p.Check(col == "" || crmschema.IsColumnName(col), "%s=%q: want a Dataverse logical name", env, col)
 	}
 	p.Check(c.MaxProfileAge >= 0, "NAC_MAX_PROFILE_AGE: must not be negative")
 	p.Check(c.InlineFanout >= 1, "NAC_INLINE_FANOUT: at least 1")

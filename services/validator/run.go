@@ -15,8 +15,14 @@ import (
 
 // Workers wires the validator to its durable consumers and returns the
 // loops to run; each stops pulling when its context ends and finishes what
-// it holds. js must be on a topology that bus.Declare has set up.
+// it holds. js must be on the default topology, set up by bus.Declare.
 func Workers(ctx context.Context, cfg Config, js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer) ([]func(context.Context) error, error) {
+	return workers(ctx, cfg, bus.DefaultOptions(), js, log, reg)
+}
+
+// workers is Workers on topo, the topology bus.Declare set up: its retry
+// policies settle the messages.
+func workers(ctx context.Context, cfg Config, topo bus.Options, js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer) ([]func(context.Context) error, error) {
 	svc, err := Open(ctx, cfg, js, log, reg)
 	if err != nil {
 		return nil, err
@@ -39,7 +45,7 @@ func Workers(ctx context.Context, cfg Config, js jetstream.JetStream, log *slog.
 		}
 		r := &bus.Runner{
 			Name: c.name, Consumer: cons, Handler: c.handler, Publisher: pub,
-			Workers: cfg.Workers, Retry: bus.DefaultOptions().RetryFor(c.name), HandleTimeout: cfg.HandleTimeout,
+			Workers: cfg.Workers, Retry: topo.RetryFor(c.name), HandleTimeout: cfg.HandleTimeout,
 			Logger: log, Metrics: consumerMetrics,
 		}
 		loops = append(loops, r.Run)

@@ -22,6 +22,7 @@ import (
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse/dataversetest"
+	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
 	"github.com/notatcompany/notatcompany/services/shared/orgs"
 	"github.com/notatcompany/notatcompany/services/shared/testkit"
 	"github.com/notatcompany/notatcompany/services/writer"
@@ -73,11 +74,12 @@ func startBench(b *testing.B, contacts, replicas int, standinOpts dataversetest.
 	// own registry, as pods do.
 	var loops []func(context.Context) error
 	for range replicas {
-		l, err := writer.Workers(runCtx, cfg, bus.DefaultOptions(), js, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		parts, err := writer.Build(runCtx, cfg, lifecycle.Env{Log: slog.New(slog.DiscardHandler), JS: js, Topology: bus.DefaultOptions(),
+			Registerer: prometheus.NewRegistry()})
 		if err != nil {
 			b.Fatal(err)
 		}
-		loops = append(loops, l...)
+		loops = append(loops, parts.Workers...)
 	}
 	var wg sync.WaitGroup
 	for _, l := range loops {

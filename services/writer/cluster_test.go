@@ -88,7 +88,7 @@ func (c *cluster) start(i int) {
 		c.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, cons, err := Build(ctx, c.cfg, c.topo, js, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	svc, cons, err := Open(ctx, c.cfg, c.topo, js, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		c.t.Fatal(err)
 	}

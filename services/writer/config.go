@@ -1,19 +1,15 @@
-// Package writer turns decisions into writes of the contact's flag column
-// through the Dataverse Web API, batched and within the service protection
-// limits, and records every outcome in the audit trail.
 package writer
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/notatcompany/notatcompany/services/crmsync"
 	"github.com/notatcompany/notatcompany/services/shared/conf"
+	"github.com/notatcompany/notatcompany/services/shared/crmschema"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse"
 )
 
@@ -75,8 +71,6 @@ type Budget struct {
 	Concurrent int           // Dataverse allows 52
 }
 
-var columnRE = regexp.MustCompile(`^[a-z][a-z0-9_]{1,99}$`)
-
 // ParseConfig reads the configuration from args and the environment.
 func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Config, error) {
 	var c Config
@@ -89,7 +83,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	p.String(&c.Default.Scope, "scope", "NAC_DATAVERSE_SCOPE", "", "OAuth2 scope; default <dataverse-url>/.default")
 	var targets string
 	p.Secret(&targets, "NAC_DATAVERSE_TARGETS")
-	p.String(&c.FlagColumn, "flag-column", "NAC_FLAG_COLUMN", "nac_orgchangestatus", "logical name of the contact's Not at Company column (or msdyn_orgchangestatus)")
+	p.String(&c.FlagColumn, "flag-column", "NAC_FLAG_COLUMN", crmschema.DefaultFlagColumn, "logical name of the contact's Not at Company column (or msdyn_orgchangestatus)")
 	p.String(&c.WriteTag, "write-tag", "NAC_WRITE_TAG", "notatcompany", "tag set on every write, so ingest drops the webhook it causes")
 	p.Int(&c.BatchSize, "batch-size", "NAC_BATCH_SIZE", 10, "writes per $batch request, 1-1000 (1: one PATCH per decision)")
 	p.Duration(&c.Linger, "batch-linger", "NAC_BATCH_LINGER", 20*time.Millisecond, "how long a batch waits to fill after its first decision")
@@ -117,14 +111,9 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 // ParseTargets reads the NAC_DATAVERSE_TARGETS document: a JSON array of
 // {organizationId, url, tokenUrl, clientId, clientSecret, scope, disabled}.
 func ParseTargets(doc string) ([]TargetConfig, error) {
-	if strings.TrimSpace(doc) == "" {
-		return nil, nil
-	}
-	var ts []TargetConfig
-	dec := json.NewDecoder(strings.NewReader(doc))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&ts); err != nil {
-		return nil, fmt.Errorf("NAC_DATAVERSE_TARGETS: not a JSON array of targets: %w", err)
+	ts, err := conf.JSONList[TargetConfig](doc, "NAC_DATAVERSE_TARGETS", "targets")
+	if err != nil {
+		return nil, err
 	}
 	seen := map[string]bool{}
 	for i := range ts {
@@ -156,7 +145,7 @@ func (c *Config) Validate(p *conf.Parser) {
 		at := fmt.Sprintf("NAC_DATAVERSE_TARGETS[%d].", i)
 		checkTarget(names{at + "url", at + "tokenUrl", at + "clientId", at + "clientSecret"}, t)
 	}
-	p.Check(columnRE.MatchString(c.FlagColumn), "NAC_FLAG_COLUMN=%q: want a Dataverse logical name", c.FlagColumn)
+	p.Check(crmschema.IsColumnName(c.FlagColumn), "NAC_FLAG_COLUMN=%q: want a Dataverse logical name", c.FlagColumn)
 	p.Check(c.BatchSize >= 1 && c.BatchSize <= dataverse.MaxBatch, "NAC_BATCH_SIZE=%d: want 1-%d", c.BatchSize, dataverse.MaxBatch)
 	p.Check(c.Linger >= 0 && c.Linger <= time.Second, "NAC_BATCH_LINGER=%s: want 0-1s", c.Linger)
 	if !c.Budget.Off {

@@ -9,6 +9,7 @@ import (
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
+	"github.com/notatcompany/notatcompany/services/shared/dataverse"
 )
 
 // decodeDecision decodes a decision and checks what the writer relies on:
@@ -27,7 +28,7 @@ func decodeDecision(m jetstream.Msg) (*eventsv1.Decision, error) {
 	if d.GetOrganizationId() == "" {
 		errs = append(errs, errors.New("organizationId: missing"))
 	}
-	if !isGUID(d.GetContactId()) {
+	if !dataverse.IsGUID(d.GetContactId()) {
 		errs = append(errs, fmt.Errorf("contactId %q: not a GUID", truncate(d.GetContactId(), 64)))
 	}
 	switch d.GetValue() {
@@ -42,27 +43,6 @@ func decodeDecision(m jetstream.Msg) (*eventsv1.Decision, error) {
 		return nil, fmt.Errorf("invalid Decision: %w", err)
 	}
 	return &d, nil
-}
-
-// isGUID reports whether s is a GUID in its canonical 8-4-4-4-12 form.
-func isGUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := range 36 {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 func truncate(s string, n int) string {

@@ -2,7 +2,6 @@ package writer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/protobuf/proto"
@@ -25,6 +23,7 @@ import (
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse/dataversetest"
+	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
 
 const (
@@ -48,108 +47,30 @@ const unknownContact = "7d8c4a0e-0000-4000-8000-0000000fffff"
 
 // --- jetstream.Msg ---
 
-// nakCall is one NakWithDelay (or Nak, delay 0).
-type nakCall struct {
-	delay time.Duration
-	at    time.Time
-}
-
-// fakeMsg is a jetstream.Msg as the consumer hands it to the handler; it
-// records how it was settled.
-type fakeMsg struct {
-	subject   string
-	data      []byte
-	delivered uint64 // 0: no metadata
-	seq       uint64
-	stored    time.Time // when the decision was stored in the stream
-
-	mu    sync.Mutex
-	acks  int
-	naks  []nakCall
-	terms []string
-}
-
-func (m *fakeMsg) Metadata() (*jetstream.MsgMetadata, error) {
-	if m.delivered == 0 {
-		return nil, errors.New("no metadata")
-	}
-	return &jetstream.MsgMetadata{
-		NumDelivered: m.delivered, Stream: bus.StreamDecisions, Consumer: bus.ConsumerWriter,
-		Sequence: jetstream.SequencePair{Stream: m.seq, Consumer: m.seq}, Timestamp: m.stored,
-	}, nil
-}
-func (m *fakeMsg) Data() []byte                    { return m.data }
-func (m *fakeMsg) Headers() nats.Header            { return nats.Header{"Nats-Msg-Id": []string{"orig"}} }
-func (m *fakeMsg) Subject() string                 { return m.subject }
-func (m *fakeMsg) Reply() string                   { return "" }
-func (m *fakeMsg) DoubleAck(context.Context) error { return m.Ack() }
-func (m *fakeMsg) InProgress() error               { return nil }
-func (m *fakeMsg) Nak() error                      { return m.NakWithDelay(0) }
-func (m *fakeMsg) Term() error                     { return m.TermWithReason("") }
-
-func (m *fakeMsg) Ack() error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.acks++
-	return nil
-}
-
-func (m *fakeMsg) NakWithDelay(d time.Duration) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.naks = append(m.naks, nakCall{delay: d, at: time.Now()})
-	return nil
-}
-
-func (m *fakeMsg) TermWithReason(reason string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.terms = append(m.terms, reason)
-	return nil
-}
-
-func (m *fakeMsg) settled() (acks int, naks []nakCall, terms []string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.acks, slices.Clone(m.naks), slices.Clone(m.terms)
-}
-
-// String names the message in failures.
-func (m *fakeMsg) String() string {
-	acks, naks, terms := m.settled()
-	return fmt.Sprintf("msg{seq %d, delivery %d: %d acks, naks %v, terms %q}", m.seq, m.delivered, acks, naks, terms)
-}
-
-// redelivered is the next delivery of m, as the server would make it.
-func (m *fakeMsg) redelivered() *fakeMsg {
-	return &fakeMsg{subject: m.subject, data: m.data, delivered: m.delivered + 1, seq: m.seq, stored: m.stored}
-}
-
 var seqs atomic.Uint64
 
-func msgOf(t testing.TB, d *eventsv1.Decision, delivered uint64) *fakeMsg {
+func msgOf(t testing.TB, d *eventsv1.Decision, delivered uint64) *testkit.Msg {
 	t.Helper()
 	data, err := proto.Marshal(d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fakeMsg{subject: bus.DecisionSubject(d.GetOrganizationId(), d.GetContactId()), data: data,
-		delivered: delivered, seq: seqs.Add(1), stored: time.Now()}
+	return decisionMsg(bus.DecisionSubject(d.GetOrganizationId(), d.GetContactId()), data, delivered)
 }
 
-func batch(ms ...*fakeMsg) []jetstream.Msg {
-	out := make([]jetstream.Msg, len(ms))
-	for i, m := range ms {
-		out[i] = m
-	}
-	return out
+// decisionMsg is data on subject as the writer's consumer delivers it
+// (delivery 0: without metadata).
+func decisionMsg(subject string, data []byte, delivered uint64) *testkit.Msg {
+	return &testkit.Msg{Subj: subject, Payload: data, Header: nats.Header{"Nats-Msg-Id": []string{"orig"}},
+		Delivered: delivered, NoMetadata: delivered == 0, Stream: bus.StreamDecisions, Consumer: bus.ConsumerWriter,
+		Seq: seqs.Add(1), Stored: time.Now()}
 }
 
 // wantAcked checks each message was acknowledged once and nothing else.
-func wantAcked(t testing.TB, ms ...*fakeMsg) {
+func wantAcked(t testing.TB, ms ...*testkit.Msg) {
 	t.Helper()
 	for _, m := range ms {
-		if acks, naks, terms := m.settled(); acks != 1 || len(naks) != 0 || len(terms) != 0 {
+		if acks, naks, terms := m.Settled(); acks != 1 || len(naks) != 0 || len(terms) != 0 {
 			t.Errorf("%v: want acked once", m)
 		}
 	}
@@ -157,25 +78,25 @@ func wantAcked(t testing.TB, ms ...*fakeMsg) {
 
 // wantNaked checks each message was redelivered once, after a delay in
 // [lo, hi], and nothing else.
-func wantNaked(t testing.TB, lo, hi time.Duration, ms ...*fakeMsg) {
+func wantNaked(t testing.TB, lo, hi time.Duration, ms ...*testkit.Msg) {
 	t.Helper()
 	for _, m := range ms {
-		acks, naks, terms := m.settled()
+		acks, naks, terms := m.Settled()
 		if acks != 0 || len(terms) != 0 || len(naks) != 1 {
 			t.Errorf("%v: want one nak", m)
 			continue
 		}
-		if d := naks[0].delay; d < lo || d > hi {
+		if d := naks[0].Delay; d < lo || d > hi {
 			t.Errorf("%v: nak delay %s, want %s-%s", m, d, lo, hi)
 		}
 	}
 }
 
 // wantTermed checks each message was terminated once and nothing else.
-func wantTermed(t testing.TB, ms ...*fakeMsg) {
+func wantTermed(t testing.TB, ms ...*testkit.Msg) {
 	t.Helper()
 	for _, m := range ms {
-		if acks, naks, terms := m.settled(); acks != 0 || len(naks) != 0 || len(terms) != 1 || terms[0] == "" {
+		if acks, naks, terms := m.Settled(); acks != 0 || len(naks) != 0 || len(terms) != 1 || terms[0] == "" {
 			t.Errorf("%v: want terminated once with a reason", m)
 		}
 	}
@@ -437,32 +358,32 @@ func newFakeEnv(t testing.TB, cfg Config, dv Dataverse) *env {
 	return e
 }
 
-func (e *env) handle(ms ...*fakeMsg) {
-	e.svc.HandleBatch(e.t.Context(), batch(ms...))
+func (e *env) handle(ms ...*testkit.Msg) {
+	e.svc.HandleBatch(e.t.Context(), testkit.Batch(ms...))
 }
 
 // redeliver plays the server for messages that were redelivered later:
 // once the last of their delays has passed, each is delivered again, until
 // every one is settled otherwise. It returns the last delivery of each.
-func (e *env) redeliver(ms []*fakeMsg, timeout time.Duration) []*fakeMsg {
+func (e *env) redeliver(ms []*testkit.Msg, timeout time.Duration) []*testkit.Msg {
 	e.t.Helper()
 	deadline := time.Now().Add(timeout)
-	final := map[uint64]*fakeMsg{}
+	final := map[uint64]*testkit.Msg{}
 	pending := ms
 	for len(pending) > 0 {
 		var due time.Time
-		var next []*fakeMsg
+		var next []*testkit.Msg
 		for _, m := range pending {
-			_, naks, _ := m.settled()
+			_, naks, _ := m.Settled()
 			if len(naks) == 0 {
-				final[m.seq] = m
+				final[m.Seq] = m
 				continue
 			}
 			last := naks[len(naks)-1]
-			if at := last.at.Add(last.delay); at.After(due) {
+			if at := last.At.Add(last.Delay); at.After(due) {
 				due = at
 			}
-			next = append(next, m.redelivered())
+			next = append(next, m.Redelivered())
 		}
 		if len(next) == 0 {
 			break
@@ -474,9 +395,9 @@ func (e *env) redeliver(ms []*fakeMsg, timeout time.Duration) []*fakeMsg {
 		e.handle(next...)
 		pending = next
 	}
-	out := make([]*fakeMsg, 0, len(ms))
+	out := make([]*testkit.Msg, 0, len(ms))
 	for _, m := range ms {
-		out = append(out, final[m.seq])
+		out = append(out, final[m.Seq])
 	}
 	return out
 }

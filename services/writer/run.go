@@ -13,27 +13,30 @@ import (
 
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse"
+	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
 	"github.com/notatcompany/notatcompany/services/shared/orgs"
 )
 
-// Workers wires the writer to its durable consumer and to the Dataverse
-// environment of each organization, and returns the loop to run. topo is
-// the topology bus.Declare set up; its retry policy of the writer settles
-// the decisions. Any number of replicas may run it at once.
-func Workers(ctx context.Context, cfg Config, topo bus.Options, js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer) ([]func(context.Context) error, error) {
-	svc, cons, err := Build(ctx, cfg, topo, js, log, reg)
+// Build is the composition root of the writer, for its own process and
+// the devstack alike: the writer wired to its durable consumer and to the
+// Dataverse environment of each organization, settling by the declared
+// topology's retry policy of the writer. Any number of replicas may run it
+// at once.
+func Build(ctx context.Context, cfg Config, env lifecycle.Env) (lifecycle.Parts, error) {
+	svc, cons, err := Open(ctx, cfg, env.Topology, env.JS, env.Log, env.Registerer)
 	if err != nil {
-		return nil, err
+		return lifecycle.Parts{}, err
 	}
-	syncs, err := svc.SyncWorkers(ctx, js, reg)
+	syncs, err := svc.SyncWorkers(ctx, env.JS, env.Registerer)
 	if err != nil {
-		return nil, err
+		return lifecycle.Parts{}, err
 	}
-	return append([]func(context.Context) error{svc.Runner(cons).Run}, syncs...), nil
+	return lifecycle.Parts{Workers: append([]func(context.Context) error{svc.Runner(cons).Run}, syncs...)}, nil
 }
 
-// Build makes the writer and binds its consumer.
-func Build(ctx context.Context, cfg Config, topo bus.Options, js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer) (*Service, jetstream.Consumer, error) {
+// Open makes the writer on JetStream, its targets built first, and binds
+// its consumer. topo is the topology bus.Declare set up.
+func Open(ctx context.Context, cfg Config, topo bus.Options, js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer) (*Service, jetstream.Consumer, error) {
 	m := NewMetrics(reg)
 	budgets, err := js.KeyValue(ctx, bus.BucketBudgets)
 	if err != nil {

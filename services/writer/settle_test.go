@@ -28,7 +28,7 @@ func TestLatestIsByStreamOrderNotClock(t *testing.T) {
 	first := decision("first", orgA, contact(1), notAt, now)
 	second := decision("second", orgA, contact(1), noFeedback, now.Add(-time.Minute)) // a clock behind
 	mFirst, mSecond := msgOf(t, first, 1), msgOf(t, second, 1)
-	e.svc.decisions = fakeDecisions{contact(1): mSecond.seq}
+	e.svc.decisions = fakeDecisions{contact(1): mSecond.Seq}
 	e.handle(mSecond, mFirst)
 	wantAcked(t, mFirst, mSecond)
 	if len(dv.batches) != 1 || len(dv.batches[0]) != 1 || dv.batches[0][0].Value != int(noFeedback) {
@@ -43,15 +43,17 @@ func TestLatestIsByStreamOrderNotClock(t *testing.T) {
 // a flag value the column lacks, or another contact's subject is set
 // aside, and nothing is sent for it.
 func TestInvalidDecisionsAreSetAside(t *testing.T) {
-	for name, mk := range map[string]func() *fakeMsg{
-		"contact not a GUID": func() *fakeMsg {
+	for name, mk := range map[string]func() *testkit.Msg{
+		"contact not a GUID": func() *testkit.Msg {
 			return msgOf(t, decision("d1", orgA, "contacts(7d8c4a0e-0000-4000-8000-000000000001)", notAt, time.Now()), 1)
 		},
-		"unknown value":  func() *fakeMsg { return msgOf(t, decision("d1", orgA, contact(1), eventsv1.Flag(7), time.Now()), 1) },
-		"no decision id": func() *fakeMsg { return msgOf(t, decision("", orgA, contact(1), notAt, time.Now()), 1) },
-		"another subject": func() *fakeMsg {
+		"unknown value": func() *testkit.Msg {
+			return msgOf(t, decision("d1", orgA, contact(1), eventsv1.Flag(7), time.Now()), 1)
+		},
+		"no decision id": func() *testkit.Msg { return msgOf(t, decision("", orgA, contact(1), notAt, time.Now()), 1) },
+		"another subject": func() *testkit.Msg {
 			m := msgOf(t, decision("d1", orgA, contact(1), notAt, time.Now()), 1)
-			m.subject = bus.DecisionSubject(orgA, contact(2))
+			m.Subj = bus.DecisionSubject(orgA, contact(2))
 			return m
 		},
 	} {
@@ -135,7 +137,7 @@ func TestClientRefusalIsSetAside(t *testing.T) {
 	e := newFakeEnv(t, testConfig(), dv)
 	d := decision("d1", orgA, contact(1), notAt, time.Now())
 	m := msgOf(t, d, 1)
-	e.svc.decisions = fakeDecisions{contact(1): m.seq}
+	e.svc.decisions = fakeDecisions{contact(1): m.Seq}
 	e.handle(m)
 	wantTermed(t, m)
 	wantOutcome(t, e.pub.outcomes(t), d, OutcomeFailed, 0)

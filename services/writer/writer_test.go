@@ -18,6 +18,7 @@ import (
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse/dataversetest"
+	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
 
 const (
@@ -76,7 +77,7 @@ func TestBatchOfDecisionsIsOneRequest(t *testing.T) {
 		decision("d2", orgA, contact(2), noFeedback, now),
 		decision("d3", orgA, contact(3), notAt, now),
 	}
-	ms := []*fakeMsg{msgOf(t, ds[0], 1), msgOf(t, ds[1], 2), msgOf(t, ds[2], 3)}
+	ms := []*testkit.Msg{msgOf(t, ds[0], 1), msgOf(t, ds[1], 2), msgOf(t, ds[2], 3)}
 	e.handle(ms...)
 
 	reqs := si.apiRequests()
@@ -123,7 +124,7 @@ func TestBatchSize(t *testing.T) {
 			cfg.BatchSize = tc.size
 			cfg.Default = si.target("")
 			e := newEnv(t, cfg)
-			var ms []*fakeMsg
+			var ms []*testkit.Msg
 			var ds []*eventsv1.Decision
 			for i := 1; i <= 3; i++ {
 				d := decision("d"+strconv.Itoa(i), orgA, contact(i), notAt, time.Now())
@@ -173,7 +174,7 @@ func TestPartsOfABatchSettleOnTheirOwn(t *testing.T) {
 	d1 := decision("d1", orgA, contact(1), notAt, time.Now())
 	dx := decision("dx", orgA, unknownContact, notAt, time.Now())
 	d3 := decision("d3", orgA, contact(3), notAt, time.Now())
-	ms := []*fakeMsg{msgOf(t, d1, 1), msgOf(t, dx, 1), msgOf(t, d3, 1)}
+	ms := []*testkit.Msg{msgOf(t, d1, 1), msgOf(t, dx, 1), msgOf(t, d3, 1)}
 	e.handle(ms...)
 
 	if reqs := si.apiRequests(); len(reqs) != 1 {
@@ -263,7 +264,7 @@ func TestNothingSentWhenNothingToWrite(t *testing.T) {
 	skip := decision("skip", orgA, contact(1), ignore, time.Now())
 	off := decision("off", orgB, contact(2), notAt, time.Now())
 	dry := decision("dry", orgC, contact(3), notAt, time.Now())
-	ms := []*fakeMsg{msgOf(t, skip, 1), msgOf(t, off, 1), msgOf(t, dry, 1)}
+	ms := []*testkit.Msg{msgOf(t, skip, 1), msgOf(t, off, 1), msgOf(t, dry, 1)}
 	e.handle(ms...)
 
 	for name, s := range map[string]*standin{"default": si, "disabled": siB} {
@@ -301,7 +302,7 @@ func TestRetryAfter(t *testing.T) {
 
 	d1 := decision("d1", orgA, contact(1), notAt, time.Now())
 	d2 := decision("d2", orgA, contact(2), notAt, time.Now())
-	first := []*fakeMsg{msgOf(t, d1, 1), msgOf(t, d2, 1)}
+	first := []*testkit.Msg{msgOf(t, d1, 1), msgOf(t, d2, 1)}
 	e.handle(first...)
 
 	reqs := siA.apiRequests()
@@ -321,7 +322,7 @@ func TestRetryAfter(t *testing.T) {
 
 	// Right after, the same organization is not even asked.
 	d3 := decision("d3", orgA, contact(3), notAt, time.Now())
-	second := []*fakeMsg{msgOf(t, d3, 1)}
+	second := []*testkit.Msg{msgOf(t, d3, 1)}
 	e.handle(second...)
 	if n := len(siA.apiRequests()); n != 1 {
 		t.Errorf("%d API requests while throttled, want none after the 429", n-1)
@@ -351,8 +352,8 @@ func TestRetryAfter(t *testing.T) {
 	wantAcked(t, final...)
 	got := e.pub.outcomes(t)
 	for i, d := range []*eventsv1.Decision{d1, d2, d3} {
-		if o := got[d.GetDecisionId()].outcome; o.GetOutcome() != OutcomeWritten || o.GetAttempts() != int32(final[i].delivered) || final[i].delivered < 2 {
-			t.Errorf("%s: outcome %v after %d deliveries", d.GetDecisionId(), o, final[i].delivered)
+		if o := got[d.GetDecisionId()].outcome; o.GetOutcome() != OutcomeWritten || o.GetAttempts() != int32(final[i].Delivered) || final[i].Delivered < 2 {
+			t.Errorf("%s: outcome %v after %d deliveries", d.GetDecisionId(), o, final[i].Delivered)
 		}
 	}
 	writes := siA.Received()
@@ -386,7 +387,7 @@ func TestServerErrorsAreRetriedWithBackoff(t *testing.T) {
 	m1 := msgOf(t, d, 1)
 	e.handle(m1)
 	wantNaked(t, 800*time.Millisecond, 1200*time.Millisecond, m1) // BackoffFor(1) = 1s, ±20%
-	m2 := m1.redelivered()
+	m2 := m1.Redelivered()
 	e.handle(m2)
 	wantNaked(t, 1600*time.Millisecond, 2400*time.Millisecond, m2) // BackoffFor(2) = 2s, ±20%
 	if n := len(e.pub.auditRecords()); n != 0 {
@@ -399,7 +400,7 @@ func TestServerErrorsAreRetriedWithBackoff(t *testing.T) {
 		t.Errorf("a 503 blocked the organization for %s", b)
 	}
 
-	m3 := m2.redelivered()
+	m3 := m2.Redelivered()
 	e.handle(m3)
 	wantAcked(t, m3)
 	wantWritten(t, e.pub.outcomes(t), d, 3)
@@ -417,7 +418,7 @@ func TestServerErrorsAreRetriedWithBackoff(t *testing.T) {
 
 // wantDeadLettered checks m was set aside with reason, recorded as failed
 // with status, and terminated.
-func wantDeadLettered(t *testing.T, e *env, m *fakeMsg, d *eventsv1.Decision, status int32, reason ...string) {
+func wantDeadLettered(t *testing.T, e *env, m *testkit.Msg, d *eventsv1.Decision, status int32, reason ...string) {
 	t.Helper()
 	o := wantOutcome(t, e.pub.outcomes(t), d, OutcomeFailed, status)
 	for _, r := range reason {
@@ -429,13 +430,13 @@ func wantDeadLettered(t *testing.T, e *env, m *fakeMsg, d *eventsv1.Decision, st
 	if len(dl) != 1 {
 		t.Fatalf("%d dead letters, want 1", len(dl))
 	}
-	if dl[0].subject != "nac.deadletter.writer" || dl[0].msgID != fmt.Sprintf("%s-%d", bus.StreamDecisions, m.seq) ||
-		string(dl[0].data) != string(m.data) {
+	if dl[0].subject != "nac.deadletter.writer" || dl[0].msgID != fmt.Sprintf("%s-%d", bus.StreamDecisions, m.Seq) ||
+		string(dl[0].data) != string(m.Payload) {
 		t.Errorf("dead letter = %s %s %q", dl[0].subject, dl[0].msgID, dl[0].data)
 	}
 	h := dl[0].header
-	if h.Get(bus.HeaderDeadReason) != o.GetError() || h.Get(bus.HeaderDeadSubject) != m.subject ||
-		h.Get(bus.HeaderDeadDeliveries) != strconv.FormatUint(m.delivered, 10) || h.Get("Nats-Msg-Id") != "" {
+	if h.Get(bus.HeaderDeadReason) != o.GetError() || h.Get(bus.HeaderDeadSubject) != m.Subj ||
+		h.Get(bus.HeaderDeadDeliveries) != strconv.FormatUint(m.Delivered, 10) || h.Get("Nats-Msg-Id") != "" {
 		t.Errorf("dead letter headers = %v", h)
 	}
 	wantTermed(t, m)
@@ -488,15 +489,15 @@ func TestGivesUpOnlyPastTheHorizon(t *testing.T) {
 			d := decision("d1", orgA, contact(1), notAt, time.Now())
 			// Hours into an outage, with many deliveries: still retried.
 			m := msgOf(t, d, 200)
-			m.stored = time.Now().Add(-policy.Horizon + time.Minute)
+			m.Stored = time.Now().Add(-policy.Horizon + time.Minute)
 			e.handle(m)
 			wantNaked(t, 4*time.Minute, 6*time.Minute, m) // the last backoff, 5m, ±20%
 			if len(e.pub.deadLetters())+len(e.pub.auditRecords()) != 0 {
 				t.Errorf("set aside inside the horizon")
 			}
 			// Past the horizon: set aside with the last error.
-			last := m.redelivered()
-			last.stored = time.Now().Add(-policy.Horizon - time.Second)
+			last := m.Redelivered()
+			last.Stored = time.Now().Add(-policy.Horizon - time.Second)
 			e.handle(last)
 			wantDeadLettered(t, e, last, d, tc.status, "gave up after 201 deliveries", tc.err.Error())
 		})
@@ -558,7 +559,7 @@ func TestAuditFailureRedelivers(t *testing.T) {
 		cfg.Default = si.target("")
 		e := newEnv(t, cfg)
 		e.pub.auditErr = bus.ErrNotStored
-		ms := []*fakeMsg{
+		ms := []*testkit.Msg{
 			msgOf(t, decision("d1", orgA, contact(1), notAt, time.Now()), 1),
 			msgOf(t, decision("d2", orgA, contact(2), ignore, time.Now()), 1),
 		}
@@ -587,7 +588,7 @@ func TestGarbageIsDeadLettered(t *testing.T) {
 	cfg := testConfig()
 	cfg.Default = si.target("")
 	e := newEnv(t, cfg)
-	garbage := &fakeMsg{subject: bus.DecisionSubject(orgA, contact(1)), data: []byte("\xffthis is not protobuf"), delivered: 1, seq: seqs.Add(1)}
+	garbage := decisionMsg(bus.DecisionSubject(orgA, contact(1)), []byte("\xffthis is not protobuf"), 1)
 	d := decision("d1", orgA, contact(2), notAt, time.Now())
 	good := msgOf(t, d, 1)
 	si.Seed("contacts", contact(2), map[string]any{flagCol: unset})
@@ -596,7 +597,7 @@ func TestGarbageIsDeadLettered(t *testing.T) {
 	wantTermed(t, garbage)
 	dl := e.pub.deadLetters()
 	if len(dl) != 1 || dl[0].subject != bus.DeadLetterSubject(bus.ConsumerWriter) ||
-		!strings.Contains(dl[0].header.Get(bus.HeaderDeadReason), "decode Decision") || string(dl[0].data) != string(garbage.data) {
+		!strings.Contains(dl[0].header.Get(bus.HeaderDeadReason), "decode Decision") || string(dl[0].data) != string(garbage.Payload) {
 		t.Errorf("dead letters = %+v", dl)
 	}
 	// The rest of the batch goes on.
@@ -612,7 +613,7 @@ func TestGarbageIsDeadLettered(t *testing.T) {
 
 	// When the dead letter cannot be stored, the message comes back.
 	e.pub.deadErr = bus.ErrNotStored
-	again := garbage.redelivered()
+	again := garbage.Redelivered()
 	e.handle(again)
 	wantNaked(t, 1600*time.Millisecond, 2400*time.Millisecond, again) // the second backoff, 2s, ±20%
 }
@@ -627,7 +628,7 @@ func TestHandleTimeout(t *testing.T) {
 	m := msgOf(t, decision("d1", orgA, contact(1), notAt, time.Now()), 1)
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
-	e.svc.HandleBatch(ctx, batch(m))
+	e.svc.HandleBatch(ctx, testkit.Batch(m))
 	wantNaked(t, 800*time.Millisecond, 1200*time.Millisecond, m)
 	if n := len(e.pub.auditRecords()); n != 0 {
 		t.Errorf("%d audit records", n)
@@ -680,7 +681,7 @@ func TestWrongEnvironmentURL(t *testing.T) {
 	cfg.Default.URL += "/main.aspx" // a path the Web API is not under
 	e := newEnv(t, cfg)
 	ds := []*eventsv1.Decision{decision("d1", orgA, contact(1), notAt, time.Now()), decision("d2", orgA, contact(2), notAt, time.Now())}
-	ms := []*fakeMsg{msgOf(t, ds[0], 1), msgOf(t, ds[1], 1)}
+	ms := []*testkit.Msg{msgOf(t, ds[0], 1), msgOf(t, ds[1], 1)}
 	e.handle(ms...)
 
 	wantTermed(t, ms...)
@@ -721,7 +722,7 @@ func TestDataValidationSwitch(t *testing.T) {
 
 	on := decision("on", orgA, contact(1), notAt, time.Now())
 	off := decision("off", orgB, contact(2), notAt, time.Now())
-	ms := []*fakeMsg{msgOf(t, on, 1), msgOf(t, off, 1)}
+	ms := []*testkit.Msg{msgOf(t, on, 1), msgOf(t, off, 1)}
 	e.handle(ms...)
 	wantAcked(t, ms...)
 	got := e.pub.outcomes(t)
@@ -759,7 +760,7 @@ func TestNewerDecisionInTheStreamSupersedes(t *testing.T) {
 	older, current := msgOf(t, olderD, 1), msgOf(t, currentD, 1)
 	// Contact 1 got a newer decision after this one was delivered (another
 	// worker holds it); contact 2's is still the latest.
-	e.svc.decisions = fakeDecisions{contact(1): older.seq + 100, contact(2): current.seq}
+	e.svc.decisions = fakeDecisions{contact(1): older.Seq + 100, contact(2): current.Seq}
 	e.handle(older, current)
 	wantAcked(t, older, current)
 	if len(dv.batches) != 1 || len(dv.batches[0]) != 1 || dv.batches[0][0].ContactID != contact(2) {
@@ -776,7 +777,7 @@ func TestThrottlingNeverUsesUpDeliveries(t *testing.T) {
 	// Past the horizon and after a thousand deliveries, a throttled
 	// decision is held back again, not given up: nothing failed.
 	last := msgOf(t, decision("d1", orgA, contact(1), notAt, time.Now()), 1000)
-	last.stored = time.Now().Add(-30 * time.Hour)
+	last.Stored = time.Now().Add(-30 * time.Hour)
 	e.handle(last)
 	wantNaked(t, 900*time.Millisecond, 1200*time.Millisecond, last)
 	if n := len(e.pub.deadLetters()); n != 0 {

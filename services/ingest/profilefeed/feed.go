@@ -15,6 +15,7 @@ import (
 	"time"
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
+	"github.com/notatcompany/notatcompany/services/shared/problem"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -27,14 +28,6 @@ const (
 
 // MaxBatch is the most events one request may carry.
 const MaxBatch = 100
-
-// FieldError names an invalid field of an event (a JSON pointer) and why.
-type FieldError struct {
-	Field  string
-	Reason string
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
 
 // Envelope is one event as a source posts it.
 type Envelope struct {
@@ -102,18 +95,18 @@ func SplitBatch(body []byte) ([]json.RawMessage, bool, error) {
 	if len(trimmed) > 0 && trimmed[0] == '[' {
 		var items []json.RawMessage
 		if err := json.Unmarshal(trimmed, &items); err != nil {
-			return nil, true, &FieldError{Field: "/", Reason: "not a JSON array of events: " + err.Error()}
+			return nil, true, &problem.FieldError{Field: "/", Reason: "not a JSON array of events: " + err.Error()}
 		}
 		if len(items) == 0 {
-			return nil, true, &FieldError{Field: "/", Reason: "empty batch"}
+			return nil, true, &problem.FieldError{Field: "/", Reason: "empty batch"}
 		}
 		if len(items) > MaxBatch {
-			return nil, true, &FieldError{Field: "/", Reason: fmt.Sprintf("batch of %d events; at most %d", len(items), MaxBatch)}
+			return nil, true, &problem.FieldError{Field: "/", Reason: fmt.Sprintf("batch of %d events; at most %d", len(items), MaxBatch)}
 		}
 		return items, true, nil
 	}
 	if !json.Valid(trimmed) {
-		return nil, false, &FieldError{Field: "/", Reason: "not valid JSON"}
+		return nil, false, &problem.FieldError{Field: "/", Reason: "not valid JSON"}
 	}
 	return []json.RawMessage{trimmed}, false, nil
 }
@@ -133,7 +126,7 @@ func Decode(raw json.RawMessage, receivedAt time.Time) (*Event, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&env); err != nil {
-		return nil, &FieldError{Field: "/", Reason: "not an event object: " + err.Error()}
+		return nil, &problem.FieldError{Field: "/", Reason: "not an event object: " + err.Error()}
 	}
 	var v validator
 	v.check(idRE.MatchString(env.ID), "/id", "required, 1-200 printable ASCII characters")
@@ -188,7 +181,9 @@ func Decode(raw json.RawMessage, receivedAt time.Time) (*Event, error) {
 
 type validator struct{ errs []error }
 
-func (v *validator) add(field, reason string) { v.errs = append(v.errs, &FieldError{field, reason}) }
+func (v *validator) add(field, reason string) {
+	v.errs = append(v.errs, &problem.FieldError{Field: field, Reason: reason})
+}
 func (v *validator) check(ok bool, field, reason string) {
 	if !ok {
 		v.add(field, reason)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
+	"github.com/notatcompany/notatcompany/services/shared/problem"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -280,12 +281,12 @@ func TestDecodeAcceptsEdgeValues(t *testing.T) {
 	}
 }
 
-// fieldNames lists the field of every *FieldError in err's tree, sorted.
+// fieldNames lists the field of every *problem.FieldError in err's tree, sorted.
 func fieldNames(err error) []string {
 	var names []string
 	var walk func(error)
 	walk = func(err error) {
-		var fe *FieldError
+		var fe *problem.FieldError
 		if joined, ok := err.(interface{ Unwrap() []error }); ok {
 			for _, e := range joined.Unwrap() {
 				walk(e)
@@ -412,9 +413,9 @@ func TestDecodeSchemaViolations(t *testing.T) {
 			if ev != nil {
 				t.Errorf("an event came with the error: %+v", ev)
 			}
-			var fe *FieldError
+			var fe *problem.FieldError
 			if !errors.As(err, &fe) {
-				t.Fatalf("error %v holds no *FieldError", err)
+				t.Fatalf("error %v holds no *problem.FieldError", err)
 			}
 			if got := fieldNames(err); !slices.Equal(got, tc.fields) {
 				t.Errorf("fields %v, want %v (err: %v)", got, tc.fields, err)
@@ -496,9 +497,9 @@ func TestSplitBatch(t *testing.T) {
 			if isBatch != tc.isBatch {
 				t.Errorf("isBatch = %v, want %v", isBatch, tc.isBatch)
 			}
-			var fe *FieldError
+			var fe *problem.FieldError
 			if !errors.As(err, &fe) {
-				t.Fatalf("error %v: want a *FieldError", err)
+				t.Fatalf("error %v: want a *problem.FieldError", err)
 			}
 			if fe.Field != "/" || !strings.HasPrefix(fe.Reason, tc.reason) {
 				t.Errorf("FieldError %q, want field / with reason %q...", fe.Error(), tc.reason)
@@ -559,7 +560,7 @@ func FuzzDecode(f *testing.F) {
 		}
 		raws, _, err := SplitBatch(body)
 		if err != nil {
-			var fe *FieldError
+			var fe *problem.FieldError
 			if !errors.As(err, &fe) || raws != nil {
 				t.Fatalf("SplitBatch error %v with %d items", err, len(raws))
 			}
@@ -571,7 +572,7 @@ func FuzzDecode(f *testing.F) {
 		for _, r := range raws {
 			ev, err := Decode(r, received)
 			if err != nil {
-				var fe *FieldError
+				var fe *problem.FieldError
 				if ev != nil || !errors.As(err, &fe) {
 					t.Fatalf("Decode error %v (%T) with event %v", err, err, ev)
 				}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/notatcompany/notatcompany/services/shared/problem"
 )
 
 // received is when the changes of these tests arrive: after the
@@ -72,7 +74,7 @@ func TestParseRefusesWhatWouldCorruptTheState(t *testing.T) {
 			if err == nil {
 				t.Fatalf("accepted: %s", show(ch))
 			}
-			var fe *FieldError
+			var fe *problem.FieldError
 			if !errors.As(err, &fe) {
 				t.Fatalf("error %v names no field", err)
 			}

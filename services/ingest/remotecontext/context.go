@@ -13,16 +13,10 @@ import (
 	"time"
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
+	"github.com/notatcompany/notatcompany/services/shared/dataverse"
+	"github.com/notatcompany/notatcompany/services/shared/problem"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
-
-// FieldError names the part of a context that is missing or malformed.
-type FieldError struct {
-	Field  string // JSON pointer, e.g. "/OrganizationId"
-	Reason string
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
 
 type keyValue struct {
 	Key   string          `json:"key"`
@@ -109,12 +103,12 @@ func convertEntity(o *rawObject, latest time.Time) (*entity, error) {
 
 // entityError names the attribute of the entity at field that err is
 // about, when it is about one.
-func entityError(field string, err error) *FieldError {
+func entityError(field string, err error) *problem.FieldError {
 	var ae *attrError
 	if errors.As(err, &ae) {
-		return &FieldError{Field: fmt.Sprintf("%s/Attributes/%d", field, ae.index), Reason: ae.key + ": " + ae.err.Error()}
+		return &problem.FieldError{Field: fmt.Sprintf("%s/Attributes/%d", field, ae.index), Reason: ae.key + ": " + ae.err.Error()}
 	}
-	return &FieldError{Field: field, Reason: err.Error()}
+	return &problem.FieldError{Field: field, Reason: err.Error()}
 }
 
 // Options steer normalization.
@@ -149,11 +143,11 @@ func KnownMessage(message string) bool {
 }
 
 // Parse parses a RemoteExecutionContext body into a normalized change. A
-// *FieldError (wrapped) names what is missing or malformed.
+// *problem.FieldError (wrapped) names what is missing or malformed.
 func Parse(body []byte, opts Options) (*eventsv1.CrmChange, error) {
 	var rc rawContext
 	if err := json.Unmarshal(body, &rc); err != nil {
-		return nil, &FieldError{Field: "/", Reason: "not a RemoteExecutionContext JSON object: " + err.Error()}
+		return nil, &problem.FieldError{Field: "/", Reason: "not a RemoteExecutionContext JSON object: " + err.Error()}
 	}
 	if err := requireFields(&rc); err != nil {
 		return nil, err
@@ -187,9 +181,9 @@ func Parse(body []byte, opts Options) (*eventsv1.CrmChange, error) {
 	t, ok, err := parseDate(strings.ReplaceAll(rc.OperationCreatedOn, `\/`, "/"))
 	switch {
 	case err != nil:
-		return nil, &FieldError{Field: "/OperationCreatedOn", Reason: err.Error()}
+		return nil, &problem.FieldError{Field: "/OperationCreatedOn", Reason: err.Error()}
 	case ok && !latest.IsZero() && t.After(latest):
-		return nil, &FieldError{Field: "/OperationCreatedOn", Reason: t.Format(time.RFC3339) + " is after the change arrived"}
+		return nil, &problem.FieldError{Field: "/OperationCreatedOn", Reason: t.Format(time.RFC3339) + " is after the change arrived"}
 	case ok:
 		ch.OccurredAt = timestamppb.New(t)
 	}
@@ -201,11 +195,11 @@ func Parse(body []byte, opts Options) (*eventsv1.CrmChange, error) {
 	} else if err := applyInputs(ch, &rc, latest); err != nil {
 		return nil, err
 	}
-	if ch.RowId == "" || !IsGUID(ch.RowId) {
-		return nil, &FieldError{Field: "/PrimaryEntityId", Reason: "no row id (a GUID) in PrimaryEntityId or the Target"}
+	if ch.RowId == "" || !dataverse.IsGUID(ch.RowId) {
+		return nil, &problem.FieldError{Field: "/PrimaryEntityId", Reason: "no row id (a GUID) in PrimaryEntityId or the Target"}
 	}
 	if !IsLogicalName(ch.Table) {
-		return nil, &FieldError{Field: "/PrimaryEntityName", Reason: fmt.Sprintf("%q is not a table's logical name", truncate(ch.Table))}
+		return nil, &problem.FieldError{Field: "/PrimaryEntityName", Reason: fmt.Sprintf("%q is not a table's logical name", truncate(ch.Table))}
 	}
 	if v := ch.Columns["modifiedon"]; v != nil && v.GetDateTime() != nil {
 		ch.RowModifiedAt = v.GetDateTime()
@@ -224,7 +218,7 @@ func requireFields(rc *rawContext) error {
 	var errs []error
 	need := func(field, value string) {
 		if strings.TrimSpace(value) == "" {
-			errs = append(errs, &FieldError{Field: "/" + field, Reason: "required"})
+			errs = append(errs, &problem.FieldError{Field: "/" + field, Reason: "required"})
 		}
 	}
 	need("MessageName", rc.MessageName)
@@ -232,20 +226,20 @@ func requireFields(rc *rawContext) error {
 	need("OperationId", rc.OperationID)
 	switch {
 	case rc.OrganizationID == "":
-		errs = append(errs, &FieldError{Field: "/OrganizationId", Reason: "required"})
-	case !IsGUID(rc.OrganizationID):
-		errs = append(errs, &FieldError{Field: "/OrganizationId", Reason: "not a GUID"})
+		errs = append(errs, &problem.FieldError{Field: "/OrganizationId", Reason: "required"})
+	case !dataverse.IsGUID(rc.OrganizationID):
+		errs = append(errs, &problem.FieldError{Field: "/OrganizationId", Reason: "not a GUID"})
 	}
-	if rc.OperationID != "" && !IsGUID(rc.OperationID) {
-		errs = append(errs, &FieldError{Field: "/OperationId", Reason: "not a GUID"})
+	if rc.OperationID != "" && !dataverse.IsGUID(rc.OperationID) {
+		errs = append(errs, &problem.FieldError{Field: "/OperationId", Reason: "not a GUID"})
 	}
 	for _, f := range []struct{ field, id string }{{"/UserId", rc.UserID}, {"/InitiatingUserId", rc.InitiatingUserID}, {"/CorrelationId", rc.CorrelationID}} {
-		if f.id != "" && !IsGUID(f.id) {
-			errs = append(errs, &FieldError{Field: f.field, Reason: "not a GUID"})
+		if f.id != "" && !dataverse.IsGUID(f.id) {
+			errs = append(errs, &problem.FieldError{Field: f.field, Reason: "not a GUID"})
 		}
 	}
-	if rc.RequestID != nil && *rc.RequestID != "" && !IsGUID(*rc.RequestID) {
-		errs = append(errs, &FieldError{Field: "/RequestId", Reason: "not a GUID"})
+	if rc.RequestID != nil && *rc.RequestID != "" && !dataverse.IsGUID(*rc.RequestID) {
+		errs = append(errs, &problem.FieldError{Field: "/RequestId", Reason: "not a GUID"})
 	}
 	return errors.Join(errs...)
 }
@@ -276,7 +270,7 @@ func applyInputs(ch *eventsv1.CrmChange, rc *rawContext, latest time.Time) error
 		for i, kv := range list {
 			var img *rawObject
 			if err := json.Unmarshal(kv.Value, &img); err != nil {
-				return &FieldError{Field: fmt.Sprintf("/%s/%d/value", field, i), Reason: "not an entity: " + err.Error()}
+				return &problem.FieldError{Field: fmt.Sprintf("/%s/%d/value", field, i), Reason: "not an entity: " + err.Error()}
 			}
 			if img == nil {
 				continue // a null image
@@ -305,12 +299,12 @@ func applyInputs(ch *eventsv1.CrmChange, rc *rawContext, latest time.Time) error
 		case "Target", "EntityMoniker":
 			var o rawObject
 			if err := json.Unmarshal(kv.Value, &o); err != nil || o.Type == "" && o.LogicalName == nil && o.Attributes == nil {
-				return &FieldError{Field: field, Reason: "Target is not an Entity or EntityReference"}
+				return &problem.FieldError{Field: field, Reason: "Target is not an Entity or EntityReference"}
 			}
 			if o.typeName() == "EntityReference" || (o.typeName() == "" && o.Attributes == nil) {
 				ref, err := convertReference(&o)
 				if err != nil {
-					return &FieldError{Field: field, Reason: err.Error()}
+					return &problem.FieldError{Field: field, Reason: err.Error()}
 				}
 				if ref.Id != "" {
 					ch.RowId = ref.Id
@@ -341,16 +335,16 @@ func applyInputs(ch *eventsv1.CrmChange, rc *rawContext, latest time.Time) error
 		case "RelatedEntities":
 			var items []json.RawMessage
 			if err := json.Unmarshal(kv.Value, &items); err != nil && string(bytes.TrimSpace(kv.Value)) != "null" {
-				return &FieldError{Field: field, Reason: "not an array of EntityReference"}
+				return &problem.FieldError{Field: field, Reason: "not an array of EntityReference"}
 			}
 			for j, item := range items {
 				var o rawObject
 				if err := json.Unmarshal(item, &o); err != nil {
-					return &FieldError{Field: fmt.Sprintf("%s/%d", field, j), Reason: "not an EntityReference"}
+					return &problem.FieldError{Field: fmt.Sprintf("%s/%d", field, j), Reason: "not an EntityReference"}
 				}
 				ref, err := convertReference(&o)
 				if err != nil {
-					return &FieldError{Field: fmt.Sprintf("%s/%d", field, j), Reason: err.Error()}
+					return &problem.FieldError{Field: fmt.Sprintf("%s/%d", field, j), Reason: err.Error()}
 				}
 				ch.Related = append(ch.Related, ref)
 			}
@@ -358,7 +352,7 @@ func applyInputs(ch *eventsv1.CrmChange, rc *rawContext, latest time.Time) error
 			// SetState and Assign carry the new values as parameters.
 			val, err := convertRaw(kv.Value)
 			if err != nil {
-				return &FieldError{Field: field, Reason: err.Error()}
+				return &problem.FieldError{Field: field, Reason: err.Error()}
 			}
 			col := map[string]string{"State": "statecode", "Status": "statuscode", "Assignee": "ownerid"}[kv.Key]
 			ch.Columns[col] = val

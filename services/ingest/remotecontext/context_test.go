@@ -12,6 +12,7 @@ import (
 	"time"
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
+	"github.com/notatcompany/notatcompany/services/shared/problem"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -85,15 +86,15 @@ func readFixture(t testing.TB, name string) []byte {
 	return b
 }
 
-// fieldErrors collects every *FieldError in err's tree (joined or wrapped).
-func fieldErrors(err error) []*FieldError {
-	var out []*FieldError
+// fieldErrors collects every *problem.FieldError in err's tree (joined or wrapped).
+func fieldErrors(err error) []*problem.FieldError {
+	var out []*problem.FieldError
 	var walk func(error)
 	walk = func(err error) {
 		if err == nil {
 			return
 		}
-		if fe, ok := err.(*FieldError); ok {
+		if fe, ok := err.(*problem.FieldError); ok {
 			out = append(out, fe)
 			return
 		}
@@ -631,9 +632,9 @@ func TestParseFieldErrors(t *testing.T) {
 			if ch != nil {
 				t.Errorf("a change came with the error: %s", show(ch))
 			}
-			var fe *FieldError
+			var fe *problem.FieldError
 			if !errors.As(err, &fe) {
-				t.Fatalf("error %v (%T) holds no *FieldError", err, err)
+				t.Fatalf("error %v (%T) holds no *problem.FieldError", err, err)
 			}
 			got := fieldNames(err)
 			slices.Sort(got)
@@ -656,9 +657,9 @@ func TestParseNotJSON(t *testing.T) {
 		if ch != nil {
 			t.Errorf("%q: got a change", body)
 		}
-		var fe *FieldError
+		var fe *problem.FieldError
 		if !errors.As(err, &fe) {
-			t.Errorf("%q: error %v holds no *FieldError", body, err)
+			t.Errorf("%q: error %v holds no *problem.FieldError", body, err)
 			continue
 		}
 		if fe.Field != "/" {
@@ -797,21 +798,6 @@ func TestParseDateBeyondTimestampRange(t *testing.T) {
 	for _, in := range []string{"/Date(253402300799999)/", "/Date(-62135596800000)/"} {
 		if _, ok, err := parseDate(in); !ok || err != nil {
 			t.Errorf("parseDate(%q) = ok %v, err %v; want the edge of the range taken", in, ok, err)
-		}
-	}
-}
-
-func TestIsGUID(t *testing.T) {
-	for s, want := range map[string]bool{
-		"6d81597f-0f9f-e711-8122-000d3aa2331c":   true,
-		"6D81597F-0F9F-E711-8122-000D3AA2331C":   true,
-		"6d81597f0f9fe7118122000d3aa2331c":       false,
-		"{6d81597f-0f9f-e711-8122-000d3aa2331c}": false,
-		"6d81597f-0f9f-e711-8122-000d3aa2331":    false,
-		"":                                       false,
-	} {
-		if got := IsGUID(s); got != want {
-			t.Errorf("IsGUID(%q) = %v, want %v", s, got, want)
 		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
+	"github.com/notatcompany/notatcompany/services/shared/dataverse"
+	"github.com/notatcompany/notatcompany/services/shared/problem"
 )
 
 func FuzzParse(f *testing.F) {
@@ -36,7 +38,7 @@ func FuzzParse(f *testing.F) {
 			if ch != nil {
 				t.Fatalf("a change came with the error %v", err)
 			}
-			var fe *FieldError
+			var fe *problem.FieldError
 			if !errors.As(err, &fe) {
 				t.Fatalf("error %v (%T) names no field", err, err)
 			}
@@ -62,14 +64,14 @@ func FuzzParse(f *testing.F) {
 			checkValue(t, name, v, latest)
 		}
 		for _, ref := range ch.Related {
-			if !IsGUID(ref.Id) || !IsLogicalName(ref.Table) {
+			if !dataverse.IsGUID(ref.Id) || !IsLogicalName(ref.Table) {
 				t.Fatalf("related reference %v: not a table and GUID", ref)
 			}
 		}
-		if !IsGUID(ch.RowId) || ch.RowId != strings.ToLower(ch.RowId) {
+		if !dataverse.IsGUID(ch.RowId) || ch.RowId != strings.ToLower(ch.RowId) {
 			t.Fatalf("RowId %q is not a lower-case GUID", ch.RowId)
 		}
-		if !IsGUID(ch.OrganizationId) || !IsGUID(ch.OperationId) {
+		if !dataverse.IsGUID(ch.OrganizationId) || !dataverse.IsGUID(ch.OperationId) {
 			t.Fatalf("OrganizationId %q / OperationId %q not GUIDs", ch.OrganizationId, ch.OperationId)
 		}
 		if ch.EventId == "" || ch.EventId != EventID(ch) {
@@ -90,7 +92,7 @@ func FuzzParse(f *testing.F) {
 // after the change arrived.
 func checkValue(t *testing.T, name string, v *eventsv1.Value, latest time.Time) {
 	t.Helper()
-	if ref := v.GetReference(); ref != nil && (!IsGUID(ref.Id) || !IsLogicalName(ref.Table)) {
+	if ref := v.GetReference(); ref != nil && (!dataverse.IsGUID(ref.Id) || !IsLogicalName(ref.Table)) {
 		t.Fatalf("column %s: reference %v is not a table and GUID", name, ref)
 	}
 	if dt := v.GetDateTime(); dt != nil {

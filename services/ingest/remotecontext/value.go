@@ -12,34 +12,13 @@ import (
 	"unicode/utf8"
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
+	"github.com/notatcompany/notatcompany/services/shared/dataverse"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // dateRE matches the WCF JSON date form "/Date(ms)/" and "/Date(ms+hhmm)/".
 // The milliseconds are UTC; the offset only says where the writer was.
 var dateRE = regexp.MustCompile(`^/Date\((-?\d+)([+-]\d{4})?\)/$`)
-
-// IsGUID reports whether s is a GUID in its canonical 8-4-4-4-12 form.
-// Every string value goes through it, so it is written out, not a regexp.
-func IsGUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < 36; i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
-}
 
 // The range of a protobuf Timestamp (years 1-9999), in Unix milliseconds.
 const (
@@ -159,7 +138,7 @@ func convertString(x string) (*eventsv1.Value, error) {
 	} else if ok {
 		return &eventsv1.Value{Kind: &eventsv1.Value_DateTime{DateTime: timestamppb.New(t)}}, nil
 	}
-	if IsGUID(x) {
+	if dataverse.IsGUID(x) {
 		return &eventsv1.Value{Kind: &eventsv1.Value_Guid{Guid: strings.ToLower(x)}}, nil
 	}
 	return &eventsv1.Value{Kind: &eventsv1.Value_String_{String_: x}}, nil
@@ -240,7 +219,7 @@ func convertReference(o *rawObject) (*eventsv1.EntityReference, error) {
 	if !IsLogicalName(*o.LogicalName) {
 		return nil, fmt.Errorf("EntityReference LogicalName %q is not a table's logical name", *o.LogicalName)
 	}
-	if !IsGUID(o.ID) {
+	if !dataverse.IsGUID(o.ID) {
 		// A lookup names a row by GUID; anything else would become a key
 		// in a subject or a URL later.
 		return nil, fmt.Errorf("EntityReference Id %q is not a GUID", truncate(o.ID))

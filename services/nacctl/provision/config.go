@@ -62,7 +62,7 @@ type Endpoint struct {
 // Defaults are the documented defaults.
 func Defaults() Config {
 	return Config{Publisher: "notatcompany", Prefix: "nac", OptionValuePrefix: 72150, Solution: "notatcompany",
-		FlagColumn: "nac_orgchangestatus", EvidenceColumns: true, EndpointName: "notatcompany",
+		FlagColumn: crmschema.DefaultFlagColumn, EvidenceColumns: true, EndpointName: "notatcompany",
 		Endpoint: Endpoint{Auth: AuthWebhookKey}}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/notatcompany/notatcompany/services/shared/bus"
+	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
 
 const testConsumer = "t-consumer"
@@ -114,7 +115,7 @@ func (f *fixture) info(t *testing.T) *jetstream.ConsumerInfo {
 // settled waits until the consumer has nothing pending or unacknowledged.
 func (f *fixture) settled(t *testing.T) {
 	t.Helper()
-	eventually(t, 10*time.Second, "the consumer to settle", func() bool {
+	testkit.Eventually(t, "the consumer to settle", 10*time.Second, func() bool {
 		info := f.info(t)
 		return info.NumAckPending == 0 && info.NumPending == 0 && info.Delivered.Stream > 0
 	})
@@ -150,6 +151,20 @@ func counter(t *testing.T, reg *prometheus.Registry, name string, labels map[str
 
 func handled(t *testing.T, reg *prometheus.Registry, outcome string) float64 {
 	return counter(t, reg, "nac_messages_handled_total", map[string]string{"consumer": testConsumer, "outcome": outcome})
+}
+
+// oneDeadLetter waits for a dead letter and the message settled, then
+// fails unless, after room for a wrong redelivery, it is the only one.
+func (f *fixture) oneDeadLetter(t *testing.T) *jetstream.RawStreamMsg {
+	t.Helper()
+	testkit.Eventually(t, "a dead letter", 10*time.Second, func() bool { return len(f.deadLetters(t)) > 0 })
+	f.settled(t)
+	time.Sleep(300 * time.Millisecond) // room for a wrong redelivery
+	dead := f.deadLetters(t)
+	if len(dead) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dead))
+	}
+	return dead[0]
 }
 
 // deadLetters returns the messages of NAC_DEADLETTER.
@@ -196,7 +211,7 @@ func TestRunnerAcks(t *testing.T) {
 	if info := f.info(t); info.AckFloor.Stream != 1 || info.NumRedelivered != 0 {
 		t.Errorf("ack floor %d, redelivered %d; want 1, 0", info.AckFloor.Stream, info.NumRedelivered)
 	}
-	eventually(t, 5*time.Second, "the acked counter", func() bool { return handled(t, f.reg, "acked") == 1 })
+	testkit.Eventually(t, "the acked counter", 5*time.Second, func() bool { return handled(t, f.reg, "acked") == 1 })
 	if n := handled(t, f.reg, "retried") + handled(t, f.reg, "dead_lettered"); n != 0 {
 		t.Errorf("retried + dead_lettered = %v, want 0", n)
 	}
@@ -217,18 +232,7 @@ func TestRunnerPermanentDeadLetters(t *testing.T) {
 	h.Set("X-Original", "kept")
 	f.publish(t, "t.bad", "original data", h)
 
-	var dead []*jetstream.RawStreamMsg
-	eventually(t, 10*time.Second, "a dead letter", func() bool {
-		dead = f.deadLetters(t)
-		return len(dead) > 0
-	})
-	f.settled(t)
-	time.Sleep(300 * time.Millisecond) // room for a wrong redelivery
-	dead = f.deadLetters(t)
-	if len(dead) != 1 {
-		t.Fatalf("%d dead letters, want 1", len(dead))
-	}
-	d := dead[0]
+	d := f.oneDeadLetter(t)
 	if want := "nac.deadletter." + testConsumer; d.Subject != want {
 		t.Errorf("dead letter subject = %q, want %q", d.Subject, want)
 	}
@@ -253,7 +257,7 @@ func TestRunnerPermanentDeadLetters(t *testing.T) {
 	if info := f.info(t); info.NumRedelivered != 0 || info.NumAckPending != 0 {
 		t.Errorf("redelivered %d, ack pending %d; want 0, 0", info.NumRedelivered, info.NumAckPending)
 	}
-	eventually(t, 5*time.Second, "the dead_lettered counter", func() bool { return handled(t, f.reg, "dead_lettered") == 1 })
+	testkit.Eventually(t, "the dead_lettered counter", 5*time.Second, func() bool { return handled(t, f.reg, "dead_lettered") == 1 })
 	if n := handled(t, f.reg, "acked") + handled(t, f.reg, "retried"); n != 0 {
 		t.Errorf("acked + retried = %v, want 0", n)
 	}
@@ -279,7 +283,7 @@ func TestRunnerTransientThenSuccess(t *testing.T) {
 	}, 5))
 	begin := time.Now()
 	f.publish(t, "t.flaky", "x", nil)
-	eventually(t, 10*time.Second, "the second delivery", func() bool { return calls.Load() >= 2 })
+	testkit.Eventually(t, "the second delivery", 10*time.Second, func() bool { return calls.Load() >= 2 })
 	elapsed := time.Since(begin)
 	f.settled(t)
 
@@ -295,7 +299,7 @@ func TestRunnerTransientThenSuccess(t *testing.T) {
 	if backoff := fastRetry(5).Delay(1); elapsed < backoff*8/10 {
 		t.Errorf("redelivered after %v, want the %v backoff less at most a fifth", elapsed, backoff)
 	}
-	eventually(t, 5*time.Second, "the counters", func() bool {
+	testkit.Eventually(t, "the counters", 5*time.Second, func() bool {
 		return handled(t, f.reg, "retried") == 1 && handled(t, f.reg, "acked") == 1
 	})
 	if n := len(f.deadLetters(t)); n != 0 {
@@ -312,27 +316,17 @@ func TestRunnerTransientExhaustsMaxDeliver(t *testing.T) {
 	}, 2))
 	f.publish(t, "t.down", "y", nil)
 
-	var dead []*jetstream.RawStreamMsg
-	eventually(t, 10*time.Second, "a dead letter", func() bool {
-		dead = f.deadLetters(t)
-		return len(dead) > 0
-	})
-	f.settled(t)
-	time.Sleep(300 * time.Millisecond)
-	dead = f.deadLetters(t)
-	if len(dead) != 1 {
-		t.Fatalf("%d dead letters, want 1", len(dead))
-	}
-	if got := dead[0].Header.Get(bus.HeaderDeadDeliveries); got != "2" {
+	d := f.oneDeadLetter(t)
+	if got := d.Header.Get(bus.HeaderDeadDeliveries); got != "2" {
 		t.Errorf("%s = %q, want 2", bus.HeaderDeadDeliveries, got)
 	}
-	if got := dead[0].Header.Get(bus.HeaderDeadReason); !strings.HasPrefix(got, "gave up after 2 deliveries") || !strings.HasSuffix(got, ": still down") {
+	if got := d.Header.Get(bus.HeaderDeadReason); !strings.HasPrefix(got, "gave up after 2 deliveries") || !strings.HasSuffix(got, ": still down") {
 		t.Errorf("%s = %q, want the deliveries and the last error", bus.HeaderDeadReason, got)
 	}
 	if n := calls.Load(); n != 2 {
 		t.Errorf("handler called %d times, want 2", n)
 	}
-	eventually(t, 5*time.Second, "the counters", func() bool {
+	testkit.Eventually(t, "the counters", 5*time.Second, func() bool {
 		return handled(t, f.reg, "retried") == 1 && handled(t, f.reg, "dead_lettered") == 1
 	})
 }
@@ -442,7 +436,7 @@ func TestNewMetricsLint(t *testing.T) {
 	}, 2))
 	f.publish(t, "t.ok", "a", nil)
 	f.publish(t, "t.fail", "b", nil)
-	eventually(t, 10*time.Second, "both messages handled", func() bool {
+	testkit.Eventually(t, "both messages handled", 10*time.Second, func() bool {
 		return handled(t, reg, "acked") == 1 && handled(t, reg, "dead_lettered") == 1
 	})
 	names := []string{"nac_messages_handled_total", "nac_message_handle_duration_seconds"}
@@ -477,7 +471,7 @@ func TestRunnerHandlesBufferedOnCancel(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
-	eventually(t, 10*time.Second, "four messages delivered to the runner", func() bool {
+	testkit.Eventually(t, "four messages delivered to the runner", 10*time.Second, func() bool {
 		return f.info(t).NumAckPending == 4 && calls.Load() == 2
 	})
 	cancel()
@@ -494,7 +488,7 @@ func TestRunnerHandlesBufferedOnCancel(t *testing.T) {
 	if n := calls.Load(); n < 4 {
 		t.Errorf("handled %d messages, want the 4 received before the cancel", n)
 	}
-	eventually(t, 5*time.Second, "no message left unacknowledged", func() bool {
+	testkit.Eventually(t, "no message left unacknowledged", 5*time.Second, func() bool {
 		return f.info(t).NumAckPending == 0
 	})
 }
@@ -514,7 +508,7 @@ func TestRunnerDeadLettersAfterHandlerTimeout(t *testing.T) {
 	f.publish(t, "t.slow", "w", nil)
 
 	var dead []*jetstream.RawStreamMsg
-	eventually(t, 10*time.Second, "a dead letter", func() bool {
+	testkit.Eventually(t, "a dead letter", 10*time.Second, func() bool {
 		dead = f.deadLetters(t)
 		return len(dead) > 0
 	})
@@ -524,5 +518,5 @@ func TestRunnerDeadLettersAfterHandlerTimeout(t *testing.T) {
 	if n := calls.Load(); n != 2 {
 		t.Errorf("handler called %d times, want 2", n)
 	}
-	eventually(t, 5*time.Second, "the dead_lettered counter", func() bool { return handled(t, f.reg, "dead_lettered") == 1 })
+	testkit.Eventually(t, "the dead_lettered counter", 5*time.Second, func() bool { return handled(t, f.reg, "dead_lettered") == 1 })
 }

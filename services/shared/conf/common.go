@@ -1,6 +1,9 @@
 package conf
 
-import "time"
+import (
+	"log/slog"
+	"time"
+)
 
 // Common is the configuration every service shares.
 type Common struct {
@@ -31,6 +34,14 @@ func (c *Common) Validate(p *Parser) {
 	c.NATSAuth.Validate(p, c.NATSURL)
 	p.Check(c.OpsAddr != "", "NAC_OPS_ADDR: required")
 	p.Check(c.LogFormat == "json" || c.LogFormat == "text", "NAC_LOG_FORMAT=%q: want json or text", c.LogFormat)
+	p.Check(ValidLogLevel(c.LogLevel), "NAC_LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel)
 	p.Check(c.StreamReplicas >= 1 && c.StreamReplicas <= 5, "NAC_STREAM_REPLICAS=%d: want 1-5", c.StreamReplicas)
 	p.Check(c.ShutdownTimeout > 0, "NAC_SHUTDOWN_TIMEOUT: must be positive")
+}
+
+// ValidLogLevel reports whether level is one slog knows ("debug", "info",
+// "warn", "error", optionally with an offset such as "info+2").
+func ValidLogLevel(level string) bool {
+	var l slog.Level
+	return l.UnmarshalText([]byte(level)) == nil
 }

@@ -5,6 +5,7 @@
 package conf
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -176,4 +177,20 @@ func List(s string) []string {
 		}
 	}
 	return out
+}
+
+// JSONList decodes doc, the setting env holding a JSON array of shape (as
+// the error names it), strictly: a field the type does not have is a
+// mistake, not something to ignore. An empty document is an empty list.
+func JSONList[T any](doc, env, shape string) ([]T, error) {
+	if strings.TrimSpace(doc) == "" {
+		return nil, nil
+	}
+	var list []T
+	dec := json.NewDecoder(strings.NewReader(doc))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&list); err != nil {
+		return nil, fmt.Errorf("%s: not a JSON array of %s: %w", env, shape, err)
+	}
+	return list, nil
 }

@@ -302,6 +302,7 @@ func TestCommonValidate(t *testing.T) {
 	var c conf.Common
 	p := conf.NewParser("svc", env(map[string]string{
 		"NAC_LOG_FORMAT":       "xml",
+		"NAC_LOG_LEVEL":        "verbose",
 		"NAC_STREAM_REPLICAS":  "7",
 		"NAC_SHUTDOWN_TIMEOUT": "-1s",
 	}), io.Discard)
@@ -319,6 +320,7 @@ func TestCommonValidate(t *testing.T) {
 		"NAC_NATS_URL: required",
 		"NAC_OPS_ADDR: required",
 		`NAC_LOG_FORMAT="xml": want json or text`,
+		`NAC_LOG_LEVEL="verbose": want debug, info, warn or error`,
 		"NAC_STREAM_REPLICAS=7: want 1-5",
 		"NAC_SHUTDOWN_TIMEOUT: must be positive",
 	} {
@@ -342,5 +344,40 @@ func TestCommonValidateReplicasZero(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "NAC_LOG_FORMAT") {
 		t.Errorf("error %q refuses the valid log format text", err)
+	}
+}
+
+func TestJSONList(t *testing.T) {
+	type item struct {
+		Name string `json:"name"`
+	}
+	for _, tc := range []struct {
+		doc     string
+		want    []item
+		wantErr string
+	}{
+		{doc: "", want: nil},
+		{doc: "  \n", want: nil},
+		{doc: `[{"name":"a"},{"name":"b"}]`, want: []item{{"a"}, {"b"}}},
+		{doc: `[{"name":"a","nmae":"typo"}]`, wantErr: `NAC_ITEMS: not a JSON array of {name}: json: unknown field "nmae"`},
+		{doc: `{"name":"a"}`, wantErr: "NAC_ITEMS: not a JSON array of {name}"},
+		{doc: `[{"name":`, wantErr: "NAC_ITEMS: not a JSON array of {name}"},
+	} {
+		got, err := conf.JSONList[item](tc.doc, "NAC_ITEMS", "{name}")
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%q: err %v, want %q", tc.doc, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || len(got) != len(tc.want) {
+			t.Errorf("%q: %v %v, want %v", tc.doc, got, err, tc.want)
+			continue
+		}
+		for i := range got {
+			if got[i] != tc.want[i] {
+				t.Errorf("%q: %v, want %v", tc.doc, got, tc.want)
+			}
+		}
 	}
 }

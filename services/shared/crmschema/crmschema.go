@@ -5,7 +5,19 @@
 // uses, and the other way round.
 package crmschema
 
-import "slices"
+import (
+	"regexp"
+	"slices"
+)
+
+// DefaultFlagColumn is the contact's Not at Company column provisioning
+// creates; LinkedIn's msdyn_orgchangestatus is the other choice.
+const DefaultFlagColumn = "nac_orgchangestatus"
+
+var columnRE = regexp.MustCompile(`^[a-z][a-z0-9_]{1,99}$`)
+
+// IsColumnName reports whether s can be a configured column's logical name.
+func IsColumnName(s string) bool { return columnRE.MatchString(s) }
 
 // Tables the validator keeps rows of, in the order provisioning registers them.
 func Tables() []string { return []string{"contact", "account", "opportunity", "systemuser"} }

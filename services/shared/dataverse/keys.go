@@ -13,17 +13,36 @@ import (
 // taken from a message must never reshape a URL or a $batch part.
 var ErrInvalidRequest = errors.New("dataverse: invalid request, not sent")
 
-var (
-	// guidRE is the only key form the client puts in a path: contacts(<id>).
-	guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-	// identifierRE matches Dataverse logical and entity set names, which
-	// are lower case ("contacts", "nac_orgchangestatus",
-	// "_parentcustomerid_value").
-	identifierRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,127}$`)
-)
+// identifierRE matches Dataverse logical and entity set names, which are
+// lower case ("contacts", "nac_orgchangestatus", "_parentcustomerid_value").
+var identifierRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,127}$`)
+
+// IsGUID reports whether s is a GUID in its canonical 8-4-4-4-12 form, the
+// only key form the client puts in a path: contacts(<id>). Ingest checks
+// every string value of a webhook with it, so it is written out, not a
+// regexp.
+func IsGUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := range 36 {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}
 
 func checkGUID(what, s string) error {
-	if !guidRE.MatchString(s) {
+	if !IsGUID(s) {
 		return fmt.Errorf("%w: %s %s is not a GUID", ErrInvalidRequest, what, quote(s))
 	}
 	return nil

@@ -179,3 +179,18 @@ func FuzzFlagWrite(f *testing.F) {
 		}
 	})
 }
+
+func TestIsGUID(t *testing.T) {
+	for s, want := range map[string]bool{
+		"6d81597f-0f9f-e711-8122-000d3aa2331c":   true,
+		"6D81597F-0F9F-E711-8122-000D3AA2331C":   true,
+		"6d81597f0f9fe7118122000d3aa2331c":       false,
+		"{6d81597f-0f9f-e711-8122-000d3aa2331c}": false,
+		"6d81597f-0f9f-e711-8122-000d3aa2331":    false,
+		"":                                       false,
+	} {
+		if got := dataverse.IsGUID(s); got != want {
+			t.Errorf("IsGUID(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

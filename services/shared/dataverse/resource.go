@@ -19,9 +19,6 @@ var (
 	metadataCast  = regexp.MustCompile(`^[A-Z][A-Za-z]{0,99}AttributeMetadata$`)
 )
 
-// IsGUID reports whether s is a GUID in 8-4-4-4-12 form.
-func IsGUID(s string) bool { return guidRE.MatchString(s) }
-
 // IsLogicalName reports whether s can be a table, entity set or column
 // logical name.
 func IsLogicalName(s string) bool { return logicalNameRE.MatchString(s) }

@@ -35,6 +35,9 @@ func Listen(addr string, h http.Handler) (*Server, error) {
 	}, nil
 }
 
+// Wrap puts wrap around the server's handler; call it before Serve.
+func (s *Server) Wrap(wrap func(http.Handler) http.Handler) { s.srv.Handler = wrap(s.srv.Handler) }
+
 // Addr is the bound address.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
@@ -48,3 +51,12 @@ func (s *Server) Serve() error {
 
 // Shutdown stops accepting and waits for in-flight requests until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+
+// Close releases a server that never served: its listener is closed.
+func (s *Server) Close() error {
+	_ = s.srv.Close()
+	if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
+}

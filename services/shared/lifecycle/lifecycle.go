@@ -27,6 +27,9 @@ type Spec struct {
 	Ops *httpserver.Server
 	// Public servers stop taking requests right after readiness fails.
 	Public []*httpserver.Server
+	// Backing servers serve what the workers depend on (the devstack's
+	// Dataverse stand-in); they stop once the NATS connections drained.
+	Backing []*httpserver.Server
 	// Workers run until their context ends and then finish in-flight work.
 	Workers []func(ctx context.Context) error
 	// Conns are drained once the workers are done.
@@ -38,8 +41,8 @@ type Spec struct {
 // Run starts every part and blocks until ctx ends or a part fails, then
 // shuts down in order. It returns the first failure, or nil on a clean stop.
 func Run(ctx context.Context, s Spec) error {
-	failed := make(chan error, 1+len(s.Public)+len(s.Workers))
-	servers := append([]*httpserver.Server{s.Ops}, s.Public...)
+	failed := make(chan error, 1+len(s.Public)+len(s.Backing)+len(s.Workers))
+	servers := append(append([]*httpserver.Server{s.Ops}, s.Backing...), s.Public...)
 	for _, srv := range servers {
 		if srv == nil {
 			continue
@@ -91,6 +94,11 @@ func Run(ctx context.Context, s Spec) error {
 	}
 	for _, nc := range s.Conns {
 		drainConn(deadline, nc, s.Log)
+	}
+	for _, srv := range s.Backing {
+		if err := srv.Shutdown(deadline); err != nil {
+			errs = append(errs, fmt.Errorf("shutdown %s: %w", srv.Addr(), err))
+		}
 	}
 	if s.Ops != nil {
 		if err := s.Ops.Shutdown(deadline); err != nil {

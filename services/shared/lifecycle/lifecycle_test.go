@@ -15,8 +15,8 @@ import (
 
 	"github.com/notatcompany/notatcompany/services/shared/httpserver"
 	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
-	"github.com/notatcompany/notatcompany/services/shared/natsembed"
 	"github.com/notatcompany/notatcompany/services/shared/ops"
+	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
 
 // events records what happened, in order.
@@ -57,29 +57,13 @@ func listen(t *testing.T, h http.Handler) *httpserver.Server {
 	return srv
 }
 
-func waitUp(t *testing.T, url string) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never answered: %v", url, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestRunStopsInOrder(t *testing.T) {
 	ready := &ops.Readiness{}
 	ev := &events{}
 	public := listen(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("hi")) }))
 	opsSrv := listen(t, ops.Handler(ready, prometheus.NewRegistry()))
 
-	ns := natsembed.ForTest(t)
+	ns := testkit.NATSServer(t)
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
 		t.Fatal(err)
@@ -119,8 +103,8 @@ func TestRunStopsInOrder(t *testing.T) {
 		})
 	}()
 	<-workerStarted
-	waitUp(t, "http://"+public.Addr()+"/")
-	waitUp(t, "http://"+opsSrv.Addr()+"/healthz")
+	testkit.WaitHTTP(t, "http://"+public.Addr()+"/", http.StatusOK, 5*time.Second)
+	testkit.WaitHTTP(t, "http://"+opsSrv.Addr()+"/healthz", http.StatusOK, 5*time.Second)
 	if err := ready.Check(); err != nil {
 		t.Fatalf("ready before shutdown: %v", err)
 	}

@@ -1,9 +1,7 @@
 package lifecycle_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,15 +16,14 @@ import (
 
 	"github.com/notatcompany/notatcompany/services/shared/conf"
 	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
-	"github.com/notatcompany/notatcompany/services/shared/natsembed"
 	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
 
-// Serve connects with the service's configured NATS credentials: without
+// StartService connects with the service's configured NATS credentials: without
 // them the server refuses it before anything is built; with them the
 // topology is declared and the service is built.
-func TestServeAuthenticatesToNATS(t *testing.T) {
-	ns := natsembed.ForTestWith(t, func(o *server.Options) {
+func TestStartServiceAuthenticatesToNATS(t *testing.T) {
+	ns := testkit.NATSServerWith(t, func(o *server.Options) {
 		o.Users = []*server.User{{Username: "nac-ingest", Password: "pw-0123456789abcdef"}}
 	})
 	common := conf.Common{NATSURL: ns.ClientURL(), OpsAddr: "127.0.0.1:0", LogFormat: "text", LogLevel: "error",
@@ -36,7 +33,7 @@ func TestServeAuthenticatesToNATS(t *testing.T) {
 		var reached bool
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		err := lifecycle.Serve(ctx, "ingest", c, io.Discard, func(context.Context, lifecycle.Env) (lifecycle.Parts, error) {
+		_, err := lifecycle.StartService(ctx, "ingest", c, io.Discard, func(context.Context, lifecycle.Env) (lifecycle.Parts, error) {
 			reached = true
 			return lifecycle.Parts{}, built
 		})
@@ -55,30 +52,20 @@ func TestServeAuthenticatesToNATS(t *testing.T) {
 // The ops server of every service exports the build it runs, labelled with
 // the service.
 func TestServeExportsBuildInfo(t *testing.T) {
-	ns := natsembed.ForTest(t)
+	ns := testkit.NATSServer(t)
 	common := conf.Common{NATSURL: ns.ClientURL(), OpsAddr: "127.0.0.1:0", LogFormat: "json", LogLevel: "info",
 		StreamReplicas: 1, ShutdownTimeout: 5 * time.Second}
-	logs := &testkit.SyncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- lifecycle.Serve(ctx, "writer", common, logs, func(context.Context, lifecycle.Env) (lifecycle.Parts, error) {
-			return lifecycle.Parts{}, nil
-		})
-	}()
-	var addr string
-	testkit.Eventually(t, "the ops address logged", 10*time.Second, func() bool {
-		sc := bufio.NewScanner(strings.NewReader(logs.String()))
-		for sc.Scan() {
-			var line struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
-				addr = line.Addr
-			}
-		}
-		return addr != ""
+	proc, err := lifecycle.StartService(ctx, "writer", common, io.Discard, func(context.Context, lifecycle.Env) (lifecycle.Parts, error) {
+		return lifecycle.Parts{}, nil
 	})
-	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- proc.Run(ctx) }()
+	resp, err := http.Get("http://" + proc.OpsAddr() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,9 +82,9 @@ func TestServeExportsBuildInfo(t *testing.T) {
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Errorf("Serve = %v after cancel, want nil", err)
+			t.Errorf("Run = %v after cancel, want nil", err)
 		}
 	case <-time.After(15 * time.Second):
-		t.Fatal("Serve did not return within 15s of cancel")
+		t.Fatal("Run did not return within 15s of cancel")
 	}
 }

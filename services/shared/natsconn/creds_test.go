@@ -96,7 +96,7 @@ func (o *operator) creds() ([]byte, string) {
 
 func TestCredsFile(t *testing.T) {
 	op := newOperator(t)
-	ns := natsembed.ForTestWith(t, op.configure)
+	ns := testkit.NATSServerWith(t, op.configure)
 	good, _ := op.creds()
 	nc, err := dial(t, ns, conf.NATSAuth{CredsFile: writeFile(t, "nac.creds", good)})
 	if err != nil {

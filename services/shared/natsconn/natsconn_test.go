@@ -18,7 +18,7 @@ import (
 
 	"github.com/notatcompany/notatcompany/services/shared/conf"
 	"github.com/notatcompany/notatcompany/services/shared/natsconn"
-	"github.com/notatcompany/notatcompany/services/shared/natsembed"
+	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -74,7 +74,7 @@ func writeFile(t *testing.T, name string, data []byte) string {
 }
 
 func TestUserAndPassword(t *testing.T) {
-	ns := natsembed.ForTestWith(t, func(o *server.Options) {
+	ns := testkit.NATSServerWith(t, func(o *server.Options) {
 		o.Users = []*server.User{{Username: "nac-writer", Password: "s3cret-s3cret-s3cret"}}
 	})
 	nc, err := dial(t, ns, conf.NATSAuth{User: "nac-writer", Password: "s3cret-s3cret-s3cret"})
@@ -89,7 +89,7 @@ func TestUserAndPassword(t *testing.T) {
 }
 
 func TestUserinfoInTheURLStillWorks(t *testing.T) {
-	ns := natsembed.ForTestWith(t, func(o *server.Options) {
+	ns := testkit.NATSServerWith(t, func(o *server.Options) {
 		o.Users = []*server.User{{Username: "nac-ingest", Password: "pw-in-the-url"}}
 	})
 	url := strings.Replace(ns.ClientURL(), "nats://", "nats://nac-ingest:pw-in-the-url@", 1)
@@ -104,7 +104,7 @@ func TestUserinfoInTheURLStillWorks(t *testing.T) {
 }
 
 func TestToken(t *testing.T) {
-	ns := natsembed.ForTestWith(t, func(o *server.Options) { o.Authorization = "tok-0123456789abcdef" })
+	ns := testkit.NATSServerWith(t, func(o *server.Options) { o.Authorization = "tok-0123456789abcdef" })
 	nc, err := dial(t, ns, conf.NATSAuth{Token: "tok-0123456789abcdef"})
 	if err != nil {
 		t.Fatalf("right token: %v", err)
@@ -130,7 +130,7 @@ func userSeed(t *testing.T) (seed []byte, pub string) {
 func TestNKeySeedFile(t *testing.T) {
 	seed, pub := userSeed(t)
 	other, _ := userSeed(t)
-	ns := natsembed.ForTestWith(t, func(o *server.Options) { o.Nkeys = []*server.NkeyUser{{Nkey: pub}} })
+	ns := testkit.NATSServerWith(t, func(o *server.Options) { o.Nkeys = []*server.NkeyUser{{Nkey: pub}} })
 	nc, err := dial(t, ns, conf.NATSAuth{NKeySeedFile: writeFile(t, "user.nk", seed)})
 	if err != nil {
 		t.Fatalf("right seed: %v", err)
@@ -143,7 +143,7 @@ func TestNKeySeedFile(t *testing.T) {
 }
 
 func TestABadSeedFileFailsBeforeDialing(t *testing.T) {
-	ns := natsembed.ForTest(t)
+	ns := testkit.NATSServer(t)
 	nc, err := dial(t, ns, conf.NATSAuth{NKeySeedFile: writeFile(t, "bad.nk", []byte("not a seed"))})
 	mustRefuse(t, "bad seed", nc, err, nil)
 	if !strings.Contains(err.Error(), "NAC_NATS_NKEY_SEED_FILE") {

@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/notatcompany/notatcompany/services/shared/conf"
-	"github.com/notatcompany/notatcompany/services/shared/natsembed"
+	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
 
 // pki is a throwaway certificate authority.
@@ -84,7 +84,7 @@ func mutualTLS(t *testing.T, ca *pki) func(*server.Options) {
 
 func TestMutualTLS(t *testing.T) {
 	ca := newPKI(t, "nac test ca")
-	ns := natsembed.ForTestWith(t, mutualTLS(t, ca))
+	ns := testkit.NATSServerWith(t, mutualTLS(t, ca))
 	caFile := writeFile(t, "ca.pem", ca.pem)
 	certPEM, keyPEM := ca.issue("nac-writer", x509.ExtKeyUsageClientAuth)
 	client := conf.NATSAuth{TLSCAFile: caFile, TLSCertFile: writeFile(t, "client.pem", certPEM), TLSKeyFile: writeFile(t, "client.key", keyPEM)}

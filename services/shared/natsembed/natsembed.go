@@ -1,10 +1,10 @@
 // Package natsembed runs a real nats-server with JetStream inside the
-// process: the devstack's broker and the one every test talks to.
+// process: the devstack's broker and the one every test talks to
+// (testkit.NATSServer).
 package natsembed
 
 import (
 	"fmt"
-	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -48,26 +48,4 @@ func Start(o Options) (*server.Server, error) {
 		return nil, fmt.Errorf("embedded nats-server: not ready after 10s")
 	}
 	return ns, nil
-}
-
-// ForTest starts a server on a random loopback port with its store in a
-// temporary directory, stopped when the test ends.
-func ForTest(tb testing.TB) *server.Server {
-	tb.Helper()
-	return ForTestWith(tb, nil)
-}
-
-// ForTestWith is ForTest with the server's options adjusted by configure
-// (authentication, TLS) before it starts.
-func ForTestWith(tb testing.TB, configure func(*server.Options)) *server.Server {
-	tb.Helper()
-	ns, err := Start(Options{Port: -1, StoreDir: tb.TempDir(), Configure: configure})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
-	return ns
 }

@@ -27,6 +27,16 @@ type FieldProblem struct {
 	Reason string `json:"reason"`
 }
 
+// FieldError is the error a parser of outside input returns for one
+// invalid field (a JSON pointer) and the reason; a problem lists it as a
+// FieldProblem.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
 // typeBase prefixes the problem type URIs; they name the problem kinds that
 // api/openapi.yaml documents.
 const typeBase = "https://notatcompany.dev/problems/"

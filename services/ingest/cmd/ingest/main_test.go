@@ -7,13 +7,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,20 +29,6 @@ const (
 	webhookKey    = "component-webhook-key-0123"
 	profileSecret = "component-profile-secret-4567"
 )
-
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
 
 func hmacHex(secret string, data []byte) string {
 	mac := hmac.New(sha256.New, []byte(secret))
@@ -160,34 +144,6 @@ func profileEvent(t *testing.T, id string) []byte {
 	return b
 }
 
-// waitReady polls the ops address until /readyz answers status, failing if
-// run returns first or 15 s pass.
-func waitReady(t *testing.T, opsAddr string, status int, done <-chan error) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	client := &http.Client{Timeout: time.Second}
-	for {
-		select {
-		case err := <-done:
-			t.Fatalf("run returned early: %v", err)
-		default:
-		}
-		res, err := client.Get("http://" + opsAddr + "/readyz")
-		last := fmt.Sprint(err)
-		if err == nil {
-			_ = res.Body.Close()
-			if res.StatusCode == status {
-				return
-			}
-			last = res.Status
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz not %d after 15s (last: %s)", status, last)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // jetStream connects a client of the test's own to url.
 func jetStream(t *testing.T, url string) jetstream.JetStream {
 	t.Helper()
@@ -219,61 +175,16 @@ func streamMsgs(t *testing.T, js jetstream.JetStream, stream string) uint64 {
 	return info.State.Msgs
 }
 
-// startRun runs the service with env and args until the test ends, and
-// waits until it is ready.
-func startRun(t *testing.T, env map[string]string, args []string) (done <-chan error, stop func() error) {
-	t.Helper()
-	logs := &testkit.SyncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- run(ctx, args, func(k string) string { return env[k] }, logs) }()
-	stopped := false
-	stop = func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-errc:
-			return err
-		case <-time.After(15 * time.Second):
-			return errors.New("run did not return within 15s of cancel")
-		}
-	}
-	t.Cleanup(func() {
-		if err := stop(); err != nil {
-			t.Errorf("stopping run: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("service log:\n%s", logs)
-		}
-	})
-	return errc, stop
-}
-
 func TestRunComponent(t *testing.T) {
-	ns := natsembed.ForTest(t)
-	httpAddr, opsAddr := freeAddr(t), freeAddr(t)
+	ns := testkit.NATSServer(t)
 	env := map[string]string{
 		"NAC_NATS_URL":              ns.ClientURL(),
 		"NAC_DATAVERSE_WEBHOOK_KEY": webhookKey,
 		"NAC_PROFILE_SECRET":        profileSecret,
 		"NAC_LOG_LEVEL":             "warn",
 	}
-	args := []string{"-http-addr", httpAddr, "-ops-addr", opsAddr, "-dataverse-max-body-bytes", "65536"}
-	logs := &testkit.SyncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, func(k string) string { return env[k] }, logs) }()
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("service log:\n%s", logs)
-		}
-	})
-
-	waitReady(t, opsAddr, http.StatusOK, done)
+	args := []string{"-http-addr", "127.0.0.1:0", "-ops-addr", "127.0.0.1:0", "-dataverse-max-body-bytes", "65536"}
+	svc := testkit.RunService(t, command().Start, args, env)
 
 	js := jetStream(t, ns.ClientURL())
 	msgs := func(t *testing.T, stream string) uint64 { return streamMsgs(t, js, stream) }
@@ -284,7 +195,7 @@ func TestRunComponent(t *testing.T) {
 		}
 	}
 
-	base := "http://" + httpAddr
+	base := svc.PublicURL()
 	dataverse := base + "/webhooks/dataverse"
 	profile := base + "/webhooks/profile"
 	contact := readFile(t, "../../remotecontext/testdata/msdocs-update-contact.json")
@@ -461,7 +372,7 @@ func TestRunComponent(t *testing.T) {
 	})
 
 	t.Run("metrics", func(t *testing.T) {
-		r := send(t, http.MethodGet, "http://"+opsAddr+"/metrics", "", nil, nil)
+		r := send(t, http.MethodGet, svc.OpsURL()+"/metrics", "", nil, nil)
 		if r.status != http.StatusOK {
 			t.Fatalf("status %d", r.status)
 		}
@@ -490,16 +401,10 @@ func TestRunComponent(t *testing.T) {
 	})
 
 	// Graceful shutdown.
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("run returned %v after cancel, want nil", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not return within 10s of cancel")
+	if err := svc.Stop(); err != nil {
+		t.Errorf("run returned %v after cancel, want nil", err)
 	}
-	if _, err := net.DialTimeout("tcp", httpAddr, time.Second); err == nil {
+	if _, err := net.DialTimeout("tcp", svc.Process.PublicAddrs()[0], time.Second); err == nil {
 		t.Error("the public address still accepts connections after run returned")
 	}
 }
@@ -510,7 +415,7 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 		"NAC_DATAVERSE_WEBHOOK_KEY": "short",
 		"NAC_PROFILE_SECRET":        profileSecret,
 	}
-	err := run(context.Background(), []string{"-dataverse-max-body-bytes", "1024"}, func(k string) string { return env[k] }, io.Discard)
+	err := command().Run(context.Background(), []string{"-dataverse-max-body-bytes", "1024"}, func(k string) string { return env[k] }, io.Discard)
 	if err == nil {
 		t.Fatal("run accepted a short key and a tiny body limit")
 	}
@@ -526,18 +431,10 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 // same address and store, the client reconnects, the retried webhook is
 // stored once, and what was stored before the outage is still there.
 func TestJetStreamDownThenBack(t *testing.T) {
-	host, portText, err := net.SplitHostPort(freeAddr(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	port, err := strconv.Atoi(portText)
-	if err != nil {
-		t.Fatal(err)
-	}
 	storeDir := t.TempDir()
-	startBroker := func() *server.Server {
+	startBroker := func(port int) *server.Server {
 		t.Helper()
-		ns, err := natsembed.Start(natsembed.Options{Host: host, Port: port, StoreDir: storeDir})
+		ns, err := natsembed.Start(natsembed.Options{Port: port, StoreDir: storeDir})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -547,21 +444,19 @@ func TestJetStreamDownThenBack(t *testing.T) {
 		})
 		return ns
 	}
-	ns := startBroker()
-	natsURL := ns.ClientURL()
+	ns := startBroker(-1)
+	natsURL, port := ns.ClientURL(), ns.Addr().(*net.TCPAddr).Port
 
 	const publishTimeout = time.Second
-	httpAddr, opsAddr := freeAddr(t), freeAddr(t)
 	env := map[string]string{
 		"NAC_NATS_URL":              natsURL,
 		"NAC_DATAVERSE_WEBHOOK_KEY": webhookKey,
 		"NAC_PROFILE_SECRET":        profileSecret,
 		"NAC_LOG_LEVEL":             "error",
 	}
-	done, stop := startRun(t, env, []string{"-http-addr", httpAddr, "-ops-addr", opsAddr, "-publish-timeout", publishTimeout.String()})
-	waitReady(t, opsAddr, http.StatusOK, done)
+	svc := testkit.RunService(t, command().Start, []string{"-http-addr", "127.0.0.1:0", "-ops-addr", "127.0.0.1:0", "-publish-timeout", publishTimeout.String()}, env)
 
-	url := "http://" + httpAddr + "/webhooks/dataverse?code=" + webhookKey
+	url := svc.PublicURL() + "/webhooks/dataverse?code=" + webhookKey
 	contact := readFile(t, "../../remotecontext/testdata/msdocs-update-contact.json")
 	const secondOp = "0ccccccc-0000-4000-8000-000000000002"
 	second := edit(t, contact, func(doc map[string]any) { doc["OperationId"] = secondOp })
@@ -589,11 +484,11 @@ func TestJetStreamDownThenBack(t *testing.T) {
 	if elapsed > publishTimeout+2*time.Second {
 		t.Errorf("503 after %s; want it within the %s publish timeout", elapsed, publishTimeout)
 	}
-	waitReady(t, opsAddr, http.StatusServiceUnavailable, done)
+	svc.WaitReady(t, http.StatusServiceUnavailable)
 
 	// A broker is back, on the same address and store.
-	startBroker()
-	waitReady(t, opsAddr, http.StatusOK, done)
+	startBroker(port)
+	svc.WaitReady(t, http.StatusOK)
 	secondID := wantOutcome(t, send(t, http.MethodPost, url, "application/json", second, nil), "accepted")
 	if secondID == firstID || !strings.Contains(secondID, secondOp) {
 		t.Errorf("second eventId %q (first %q)", secondID, firstID)
@@ -619,7 +514,7 @@ func TestJetStreamDownThenBack(t *testing.T) {
 			t.Errorf("message %d is %q, want %q", seq, got, want)
 		}
 	}
-	if err := stop(); err != nil {
+	if err := svc.Stop(); err != nil {
 		t.Errorf("run: %v", err)
 	}
 }

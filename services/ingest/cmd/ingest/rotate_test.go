@@ -7,7 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/notatcompany/notatcompany/services/shared/natsembed"
+	"github.com/notatcompany/notatcompany/services/ingest"
+	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
 
 // TestRunRotatesSecretFiles: the running service picks up a rewritten
@@ -15,8 +16,7 @@ import (
 // the old one, without a restart.
 func TestRunRotatesSecretFiles(t *testing.T) {
 	const newSecret = "component-profile-secret-new-89"
-	ns := natsembed.ForTest(t)
-	httpAddr, opsAddr := freeAddr(t), freeAddr(t)
+	ns := testkit.NATSServer(t)
 	file := filepath.Join(t.TempDir(), "profile-secret")
 	write := func(value string) {
 		tmp := file + ".tmp"
@@ -34,10 +34,9 @@ func TestRunRotatesSecretFiles(t *testing.T) {
 		"NAC_PROFILE_SECRET_FILE":   file,
 		"NAC_LOG_LEVEL":             "warn",
 	}
-	done, _ := startRun(t, env, []string{"-http-addr", httpAddr, "-ops-addr", opsAddr})
-	waitReady(t, opsAddr, http.StatusOK, done)
+	svc := testkit.RunService(t, command().Start, []string{"-http-addr", "127.0.0.1:0", "-ops-addr", "127.0.0.1:0"}, env)
 
-	profile := "http://" + httpAddr + "/webhooks/profile"
+	profile := svc.PublicURL() + "/webhooks/profile"
 	post := func(id, secret string) int {
 		body := profileEvent(t, id)
 		return send(t, http.MethodPost, profile, "application/json", body, map[string]string{"X-LI-Signature": hmacHex(secret, body)}).status
@@ -46,10 +45,10 @@ func TestRunRotatesSecretFiles(t *testing.T) {
 		t.Fatalf("the new secret before the rotation: %d", got)
 	}
 	write(newSecret + "," + profileSecret)
-	deadline := time.Now().Add(3 * secretPollInterval)
+	deadline := time.Now().Add(3 * ingest.SecretPollInterval)
 	for post("rot-new", newSecret) != http.StatusAccepted {
 		if time.Now().After(deadline) {
-			t.Fatalf("the new secret was not taken within %v", 3*secretPollInterval)
+			t.Fatalf("the new secret was not taken within %v", 3*ingest.SecretPollInterval)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"regexp"
 	"slices"
 	"strings"
 
+	"github.com/notatcompany/notatcompany/services/shared/dataverse"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse/fetchxml"
 )
-
-var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 // fetch answers GET <set>?fetchXml=… and GET <set>?savedQuery=<id>: the
 // query is executed as the calling user, so eq-userid is who asks.
@@ -28,7 +26,7 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request, set string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if id := q.Get("savedQuery"); id != "" {
-		if !guidRE.MatchString(id) {
+		if !dataverse.IsGUID(id) {
 			odataError(w, http.StatusBadRequest, "0x80040203", fmt.Sprintf("savedQuery %q is not a GUID.", id))
 			return
 		}

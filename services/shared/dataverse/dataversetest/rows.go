@@ -74,6 +74,23 @@ func (s *Server) normalizeWrite(set string, cols map[string]any) (map[string]any
 	return out, nil
 }
 
+// readWrite reads the body of a write to set (as sent, and as stored),
+// and who makes it, answering the error itself when one is wrong.
+func (s *Server) readWrite(w http.ResponseWriter, r *http.Request, set string) (body, cols map[string]any, caller string, ok bool) {
+	if body, ok = decodeBody(w, r); !ok {
+		return nil, nil, "", false
+	}
+	if caller, ok = s.caller(w, r); !ok {
+		return nil, nil, "", false
+	}
+	cols, err := s.normalizeWrite(set, body)
+	if err != nil {
+		odataError(w, http.StatusBadRequest, "0x80048d19", err.Error())
+		return nil, nil, "", false
+	}
+	return body, cols, caller, true
+}
+
 // changedColumns are the logical names of the columns a write sets.
 func changedColumns(cols map[string]any) []string {
 	var out []string
@@ -107,17 +124,8 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, set string) {
 		notFound(w, set)
 		return
 	}
-	body, ok := decodeBody(w, r)
+	body, cols, caller, ok := s.readWrite(w, r, set)
 	if !ok {
-		return
-	}
-	caller, ok := s.caller(w, r)
-	if !ok {
-		return
-	}
-	cols, err := s.normalizeWrite(set, body)
-	if err != nil {
-		odataError(w, http.StatusBadRequest, "0x80048d19", err.Error())
 		return
 	}
 	idCol := idColumn(set)
@@ -249,17 +257,8 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, set, id string) 
 // patchCustomization answers PATCH of a customization row: validated as a
 // whole, as Dataverse validates the record it would store.
 func (s *Server) patchCustomization(w http.ResponseWriter, r *http.Request, set, id string) {
-	body, ok := decodeBody(w, r)
+	_, cols, caller, ok := s.readWrite(w, r, set)
 	if !ok {
-		return
-	}
-	caller, ok := s.caller(w, r)
-	if !ok {
-		return
-	}
-	cols, err := s.normalizeWrite(set, body)
-	if err != nil {
-		odataError(w, http.StatusBadRequest, "0x80048d19", err.Error())
 		return
 	}
 	s.mu.Lock()

@@ -6,9 +6,6 @@
 package dataversetest
 
 import (
-	"crypto/rand"
-	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,7 +13,6 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -47,18 +43,6 @@ type Options struct {
 	// an error answers 503 and leaves the row as it was. A Journal makes
 	// the changes durable here.
 	OnChange func(entitySet, id string, row map[string]any) error
-}
-
-// Limits are service protection limits. Each operation of a $batch counts.
-type Limits struct {
-	Requests   int           // operations per Window (Dataverse: 6000)
-	Window     time.Duration // sliding window (Dataverse: 5 minutes)
-	Concurrent int           // operations in progress at once (Dataverse: 52)
-}
-
-// DataverseLimits are the documented limits per user.
-func DataverseLimits() *Limits {
-	return &Limits{Requests: 6000, Window: 5 * time.Minute, Concurrent: 52}
 }
 
 // Received is one operation the stand-in answered.
@@ -130,20 +114,6 @@ func (s *Server) Row(entitySet, id string) (map[string]any, bool) {
 	return maps.Clone(row), ok
 }
 
-// Throttled counts the 429 answers given so far (faults and limits).
-func (s *Server) Throttled() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.throttled
-}
-
-// TokensIssued counts the access tokens issued so far.
-func (s *Server) TokensIssued() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.tokenReq
-}
-
 // Received returns every PATCH operation answered so far, in order.
 func (s *Server) Received() []Received {
 	s.mu.Lock()
@@ -151,147 +121,11 @@ func (s *Server) Received() []Received {
 	return slices.Clone(s.received)
 }
 
-// ExpireTokens makes every token issued so far invalid, as if it expired.
-func (s *Server) ExpireTokens() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	clear(s.tokens)
-}
-
 // Patches counts the PATCH operations applied so far.
 func (s *Server) Patches() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.patches
-}
-
-// Snapshot is the stand-in's data, to persist across devstack restarts.
-type Snapshot struct {
-	Rows map[string]map[string]map[string]any `json:"rows"`
-}
-
-// Snapshot returns a copy of every row.
-func (s *Server) Snapshot() Snapshot {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	snap := Snapshot{Rows: map[string]map[string]map[string]any{}}
-	for set, rows := range s.rows {
-		snap.Rows[set] = map[string]map[string]any{}
-		for id, cols := range rows {
-			snap.Rows[set][id] = maps.Clone(cols)
-		}
-	}
-	return snap
-}
-
-// Restore loads rows from a snapshot.
-func (s *Server) Restore(snap Snapshot) {
-	for set, rows := range snap.Rows {
-		for id, cols := range rows {
-			s.Seed(set, id, cols)
-		}
-	}
-}
-
-// persistLocked hands the row as it will be after cols (nil cols: after a
-// delete) to OnChange. When that fails it answers 503 and returns false.
-// Customization rows are left out: provisioning declares them again at
-// every start.
-func (s *Server) persistLocked(w http.ResponseWriter, set, id string, cols map[string]any) bool {
-	if s.opts.OnChange == nil || customizationSets[set] {
-		return true
-	}
-	var after map[string]any
-	if cols != nil {
-		after = maps.Clone(s.rows[set][id])
-		if after == nil {
-			after = map[string]any{idColumn(set): id}
-		}
-		maps.Copy(after, cols)
-	}
-	if err := s.opts.OnChange(set, id, after); err != nil {
-		odataError(w, http.StatusServiceUnavailable, "0x80044151", "The change could not be stored: "+err.Error())
-		return false
-	}
-	return true
-}
-
-func (s *Server) upsert(set, id string, cols map[string]any) {
-	if s.rows[set] == nil {
-		s.rows[set] = map[string]map[string]any{}
-	}
-	row := s.rows[set][id]
-	if row == nil {
-		row = map[string]any{idColumn(set): id}
-		s.rows[set][id] = row
-	}
-	maps.Copy(row, cols)
-	s.version++
-	s.versions[set+"/"+id] = s.version
-	delete(s.ct.tombstones[set], id) // created again
-}
-
-// idColumn is the primary key column of an entity set:
-// contacts → contactid, opportunities → opportunityid.
-func idColumn(set string) string {
-	switch {
-	case strings.HasSuffix(set, "ies"):
-		return strings.TrimSuffix(set, "ies") + "yid"
-	case strings.HasSuffix(set, "s"):
-		return strings.TrimSuffix(set, "s") + "id"
-	}
-	return set + "id"
-}
-
-func (s *Server) token(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_request", err.Error())
-		return
-	}
-	id, secret, ok := r.BasicAuth()
-	if !ok {
-		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
-	}
-	if r.PostForm.Get("grant_type") != "client_credentials" {
-		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "want client_credentials")
-		return
-	}
-	if subtle.ConstantTimeCompare([]byte(id), []byte(s.opts.ClientID)) != 1 ||
-		subtle.ConstantTimeCompare([]byte(secret), []byte(s.opts.ClientSecret)) != 1 {
-		oauthError(w, http.StatusUnauthorized, "invalid_client", "AADSTS7000215: Invalid client secret provided.")
-		return
-	}
-	b := make([]byte, 24)
-	_, _ = rand.Read(b)
-	tok := hex.EncodeToString(b)
-	s.mu.Lock()
-	s.tokens[tok] = time.Now().Add(s.opts.TokenLifetime)
-	s.tokenReq++
-	s.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{
-		"token_type": "Bearer", "expires_in": int(s.opts.TokenLifetime.Seconds()), "access_token": tok,
-	})
-}
-
-func oauthError(w http.ResponseWriter, status int, code, desc string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": desc})
-}
-
-func (s *Server) authorized(r *http.Request) bool {
-	if s.opts.ClientID == "" {
-		return true
-	}
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		return false
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	exp, found := s.tokens[tok]
-	return found && time.Now().Before(exp)
 }
 
 // odataError writes Dataverse's error shape.
@@ -345,52 +179,6 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.release(1)
 	s.serveOne(w, r, rest)
-}
-
-// admit enforces the limits for n operations; false means answered 429.
-func (s *Server) admit(w http.ResponseWriter, n int) bool {
-	lim := s.opts.Limits
-	if lim == nil {
-		return true
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := time.Now()
-	cut := 0
-	for cut < len(s.window) && now.Sub(s.window[cut]) >= lim.Window {
-		cut++
-	}
-	s.window = s.window[cut:]
-	var retry time.Duration
-	switch {
-	case len(s.window)+n > lim.Requests:
-		// Wait until enough operations have left the window.
-		oldest := s.window[min(len(s.window)-1, len(s.window)+n-lim.Requests-1)]
-		retry = lim.Window - now.Sub(oldest)
-		w.Header().Set("x-ms-ratelimit-time-remaining-xrm-requests", "0")
-	case s.inflight+n > lim.Concurrent:
-		retry = time.Second
-	default:
-		for range n {
-			s.window = append(s.window, now)
-		}
-		s.inflight += n
-		w.Header().Set("x-ms-ratelimit-burst-remaining-xrm-requests", strconv.Itoa(lim.Requests-len(s.window)))
-		return true
-	}
-	s.throttled++
-	w.Header().Set("Retry-After", strconv.Itoa(max(1, int((retry+time.Second-1)/time.Second))))
-	odataError(w, http.StatusTooManyRequests, "0x80072321", "Number of requests exceeded the limit of service protection limits.")
-	return false
-}
-
-func (s *Server) release(n int) {
-	if s.opts.Limits == nil {
-		return
-	}
-	s.mu.Lock()
-	s.inflight -= n
-	s.mu.Unlock()
 }
 
 // serveOne answers a single GET or PATCH on "<set>(<id>)"; it is used for

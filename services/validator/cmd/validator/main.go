@@ -3,23 +3,16 @@
 package main
 
 import (
-	"context"
-	"io"
-
+	"github.com/notatcompany/notatcompany/services/shared/conf"
 	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
 	"github.com/notatcompany/notatcompany/services/validator"
 )
 
-func main() { lifecycle.Main("validator", run) }
+func main() { lifecycle.Main("validator", command().Run) }
 
-// run is the composition root of the validator.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	cfg, err := validator.ParseConfig(args, getenv, stdout)
-	if err != nil {
-		return err
-	}
-	return lifecycle.Serve(ctx, "validator", cfg.Common, stdout, func(ctx context.Context, env lifecycle.Env) (lifecycle.Parts, error) {
-		workers, err := validator.Workers(ctx, cfg, env.JS, env.Log, env.Registerer)
-		return lifecycle.Parts{Workers: workers}, err
-	})
+// command is the validator as its main runs it: validator.ParseConfig, then
+// validator.Build in a process of its own.
+func command() lifecycle.Command[validator.Config] {
+	return lifecycle.Command[validator.Config]{Name: "validator", Parse: validator.ParseConfig, Build: validator.Build,
+		Common: func(c validator.Config) conf.Common { return c.Common }}
 }

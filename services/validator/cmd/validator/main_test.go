@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"io"
@@ -31,18 +29,6 @@ const (
 	accountID = "a1b2c3d4-0000-4000-8000-000000000001"
 	email     = "ada@contoso.com"
 )
-
-// opsAddr returns the address the ops server logged it listens on.
-func opsAddr(logs *testkit.SyncBuffer) string {
-	sc := bufio.NewScanner(strings.NewReader(logs.String()))
-	for sc.Scan() {
-		var line struct{ Msg, Addr string }
-		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
-			return line.Addr
-		}
-	}
-	return ""
-}
 
 func publish(t *testing.T, ctx context.Context, js jetstream.JetStream, subject, msgID string, m proto.Message) {
 	t.Helper()
@@ -71,16 +57,7 @@ func TestRun(t *testing.T) {
 		"NAC_LOG_LEVEL":        "debug",
 		"NAC_SHUTDOWN_TIMEOUT": "5s",
 	}
-	logs := &testkit.SyncBuffer{}
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	done := make(chan error, 1)
-	go func() { done <- run(runCtx, nil, func(k string) string { return env[k] }, logs) }()
-	defer func() {
-		if t.Failed() {
-			t.Logf("service logs:\n%s", logs)
-		}
-	}()
+	service := testkit.RunService(t, command().Start, nil, env)
 
 	modified := timestamppb.New(time.Date(2025, 5, 1, 8, 0, 0, 0, time.UTC))
 	publish(t, ctx, js, bus.CRMSubject(org, "contact", contactID), "crm-contact-1", &eventsv1.CrmChange{
@@ -158,16 +135,12 @@ func TestRun(t *testing.T) {
 	}
 
 	// The ops server answers, with the validator's metrics.
-	addr := opsAddr(logs)
-	if addr == "" {
-		t.Fatal("no ops address logged")
-	}
 	for path, want := range map[string]string{
 		"/readyz":  "ready",
 		"/healthz": "ok",
 		"/metrics": `nac_validator_decisions_total{nac_service="validator",reason="left_company",value="1"} 1`,
 	} {
-		resp, err := http.Get("http://" + addr + path)
+		resp, err := http.Get(service.OpsURL() + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,24 +151,18 @@ func TestRun(t *testing.T) {
 		}
 	}
 
-	stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("run returned %v after cancel, want nil", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not return within 10s of cancel")
+	if err := service.Stop(); err != nil {
+		t.Errorf("run returned %v after cancel, want nil", err)
 	}
 }
 
 func TestRunBadConfiguration(t *testing.T) {
 	env := map[string]string{"NAC_CONFIDENCE_THRESHOLD": "2", "NAC_NATS_URL": "nats://127.0.0.1:1"}
-	err := run(t.Context(), nil, func(k string) string { return env[k] }, io.Discard)
+	err := command().Run(t.Context(), nil, func(k string) string { return env[k] }, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "NAC_CONFIDENCE_THRESHOLD") {
 		t.Errorf("run = %v, want a configuration error", err)
 	}
-	if err := run(t.Context(), []string{"-h"}, func(string) string { return "" }, io.Discard); !errors.Is(err, flag.ErrHelp) {
+	if err := command().Run(t.Context(), []string{"-h"}, func(string) string { return "" }, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("run -h = %v, want flag.ErrHelp", err)
 	}
 }

@@ -2,23 +2,16 @@
 package main
 
 import (
-	"context"
-	"io"
-
+	"github.com/notatcompany/notatcompany/services/shared/conf"
 	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
 	"github.com/notatcompany/notatcompany/services/writer"
 )
 
-func main() { lifecycle.Main("writer", run) }
+func main() { lifecycle.Main("writer", command().Run) }
 
-// run is the composition root of the writer.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	cfg, err := writer.ParseConfig(args, getenv, stdout)
-	if err != nil {
-		return err
-	}
-	return lifecycle.Serve(ctx, "writer", cfg.Common, stdout, func(ctx context.Context, env lifecycle.Env) (lifecycle.Parts, error) {
-		workers, err := writer.Workers(ctx, cfg, env.Topology, env.JS, env.Log, env.Registerer)
-		return lifecycle.Parts{Workers: workers}, err
-	})
+// command is the writer as its main runs it: writer.ParseConfig, then
+// writer.Build in a process of its own.
+func command() lifecycle.Command[writer.Config] {
+	return lifecycle.Command[writer.Config]{Name: "writer", Parse: writer.ParseConfig, Build: writer.Build,
+		Common: func(c writer.Config) conf.Common { return c.Common }}
 }

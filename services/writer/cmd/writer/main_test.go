@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -46,6 +47,25 @@ func switchOn(ctx context.Context, t *testing.T, js jetstream.JetStream, org str
 	}
 }
 
+// writerEnv is the writer's environment on natsURL writing to the stand-in
+// at standinURL, with more settings or other values.
+func writerEnv(natsURL, standinURL string, more map[string]string) map[string]string {
+	env := map[string]string{
+		"NAC_NATS_URL":                natsURL,
+		"NAC_OPS_ADDR":                "127.0.0.1:0",
+		"NAC_LOG_FORMAT":              "json",
+		"NAC_SHUTDOWN_TIMEOUT":        "5s",
+		"NAC_DATAVERSE_URL":           standinURL,
+		"NAC_DATAVERSE_TOKEN_URL":     standinURL + dataversetest.TokenPath,
+		"NAC_DATAVERSE_CLIENT_ID":     "nac-writer",
+		"NAC_DATAVERSE_CLIENT_SECRET": "s3cret",
+		"NAC_DATAVERSE_TIMEOUT":       "5s",
+		"NAC_HANDLE_TIMEOUT":          "10s",
+	}
+	maps.Copy(env, more)
+	return env
+}
+
 func TestRun(t *testing.T) {
 	js, natsURL := testkit.JetStream(t)
 	ctx, cancelTest := context.WithTimeout(t.Context(), 40*time.Second)
@@ -57,28 +77,7 @@ func TestRun(t *testing.T) {
 	srv := httptest.NewServer(standin.Handler())
 	defer srv.Close()
 
-	env := map[string]string{
-		"NAC_NATS_URL":                natsURL,
-		"NAC_OPS_ADDR":                "127.0.0.1:0",
-		"NAC_LOG_FORMAT":              "json",
-		"NAC_SHUTDOWN_TIMEOUT":        "5s",
-		"NAC_DATAVERSE_URL":           srv.URL,
-		"NAC_DATAVERSE_TOKEN_URL":     srv.URL + dataversetest.TokenPath,
-		"NAC_DATAVERSE_CLIENT_ID":     "nac-writer",
-		"NAC_DATAVERSE_CLIENT_SECRET": "s3cret",
-		"NAC_DATAVERSE_TIMEOUT":       "5s",
-		"NAC_HANDLE_TIMEOUT":          "10s",
-	}
-	logs := &testkit.SyncBuffer{}
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	done := make(chan error, 1)
-	go func() { done <- run(runCtx, nil, func(k string) string { return env[k] }, logs) }()
-	defer func() {
-		if t.Failed() {
-			t.Logf("service logs:\n%s", logs)
-		}
-	}()
+	svc := testkit.RunService(t, command().Start, nil, writerEnv(natsURL, srv.URL, nil))
 
 	d := &eventsv1.Decision{
 		DecisionId: "dec-1", OrganizationId: org, ContactId: contactID,
@@ -118,24 +117,18 @@ func TestRun(t *testing.T) {
 		return err == nil && info.NumAckPending == 0 && info.NumPending == 0 && info.AckFloor.Stream >= 1
 	})
 
-	stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("run returned %v after cancel, want nil", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not return within 10s of cancel")
+	if err := svc.Stop(); err != nil {
+		t.Errorf("run returned %v after cancel, want nil", err)
 	}
 }
 
 func TestRunBadConfiguration(t *testing.T) {
 	env := map[string]string{"NAC_DATAVERSE_URL": "https://org.crm.dynamics.com"}
-	err := run(t.Context(), nil, func(k string) string { return env[k] }, io.Discard)
+	err := command().Run(t.Context(), nil, func(k string) string { return env[k] }, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "NAC_DATAVERSE_CLIENT_ID") {
 		t.Errorf("run = %v, want a configuration error", err)
 	}
-	if err := run(t.Context(), []string{"-h"}, func(string) string { return "" }, io.Discard); !errors.Is(err, flag.ErrHelp) {
+	if err := command().Run(t.Context(), []string{"-h"}, func(string) string { return "" }, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("run -h = %v, want flag.ErrHelp", err)
 	}
 }
@@ -162,41 +155,8 @@ func TestRunRestartMidBatch(t *testing.T) {
 	srv := httptest.NewServer(standin.Handler())
 	defer srv.Close()
 
-	env := map[string]string{
-		"NAC_NATS_URL":                natsURL,
-		"NAC_OPS_ADDR":                "127.0.0.1:0",
-		"NAC_LOG_FORMAT":              "json",
-		"NAC_SHUTDOWN_TIMEOUT":        "10s",
-		"NAC_DATAVERSE_URL":           srv.URL,
-		"NAC_DATAVERSE_TOKEN_URL":     srv.URL + dataversetest.TokenPath,
-		"NAC_DATAVERSE_CLIENT_ID":     "nac-writer",
-		"NAC_DATAVERSE_CLIENT_SECRET": "s3cret",
-		"NAC_DATAVERSE_TIMEOUT":       "5s",
-		"NAC_HANDLE_TIMEOUT":          "10s",
-		"NAC_BATCH_SIZE":              "10",
-		"NAC_WORKERS":                 "4",
-	}
-	logs := &testkit.SyncBuffer{}
-	defer func() {
-		if t.Failed() {
-			t.Logf("service logs:\n%s", logs)
-		}
-	}()
-	start := func() (stop func() error) {
-		runCtx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- run(runCtx, nil, func(k string) string { return env[k] }, logs) }()
-		return func() error {
-			cancel()
-			select {
-			case err := <-done:
-				return err
-			case <-time.After(20 * time.Second):
-				t.Fatal("run did not return within 20s of cancel")
-				return nil
-			}
-		}
-	}
+	env := writerEnv(natsURL, srv.URL, map[string]string{"NAC_SHUTDOWN_TIMEOUT": "10s", "NAC_BATCH_SIZE": "10", "NAC_WORKERS": "4"})
+	start := func() (stop func() error) { return testkit.RunService(t, command().Start, nil, env).Stop }
 
 	// Each contact's decisions alternate (1,0,1 or 0,1,0), so that an older
 	// decision written last shows.
