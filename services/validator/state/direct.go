@@ -185,9 +185,3 @@ func (d *directGets) pages(ctx context.Context, stream, filter string) ([]lastMs
 		seq = msgs[len(msgs)-1].Seq + 1
 	}
 }
-
-func (d *directGets) close() {
-	if d.sub != nil {
-		_ = d.sub.Unsubscribe()
-	}
-}
