@@ -540,6 +540,7 @@ func (s *Service) decision(ref state.ContactRef, res decide.Result, last *LastDe
 	if !e.ProfileObservedAt.IsZero() {
 		d.Evidence.ProfileObservedAt = timestamppb.New(e.ProfileObservedAt)
 	}
+	d.Evidence.Features, d.Evidence.MatchWeight, d.Evidence.Candidates = matchEvidence(e)
 	return d
 }
 
