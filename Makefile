@@ -84,9 +84,13 @@ test-rules:
 		echo "test-rules: skipped, promtool is not installed (apt-get install prometheus)"; \
 	fi
 
-## quality: precision, recall and reversal rate of the labelled decision scenarios
+# What the labelled scenarios print: the figures overall and per kind,
+# every known issue by name, and anything the labels disagree with.
+QUALITY_LINES := 'scenarios:|all kinds|kind |KNOWN ISSUE|known issue|MISCLASSIFIED|REASON|REVERSAL|IGNORE|precision |recall |^(ok|FAIL|--- FAIL)'
+
+## quality: precision, recall, reversal and Ignore figures of the labelled decision scenarios, per kind, and every known issue
 quality:
-	@cd services/validator && go test -count=1 -v -run '^TestScenarios$$' ./decide/ | grep -E 'scenarios:|precision=|reversal:'
+	@cd services/validator && go test -count=1 -v -run '^TestScenarios$$' ./decide/ | grep -E $(QUALITY_LINES)
 
 
 ## test-alone: each module builds and vets on its own (GOWORK=off), as a container build would

@@ -50,7 +50,54 @@ func example(t *testing.T, name string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b
+	return redated(t, b, time.Now())
+}
+
+// examplesWritten is when the examples' profile events say they were
+// observed (the left one the day before, the back one that day).
+var examplesWritten = time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
+
+// redated moves an example's observedAt as far as now is from
+// examplesWritten, as the README's commands do, so that the examples stay
+// inside the profile age limit whenever they run; bodies without it are
+// returned as they are.
+func redated(t *testing.T, body []byte, now time.Time) []byte {
+	t.Helper()
+	var ev map[string]any
+	if json.Unmarshal(body, &ev) != nil {
+		return body
+	}
+	s, ok := ev["observedAt"].(string)
+	if !ok {
+		return body
+	}
+	at, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		t.Fatalf("observedAt %q: %v", s, err)
+	}
+	ev["observedAt"] = at.Add(now.Sub(examplesWritten)).UTC().Format(time.RFC3339)
+	out, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// The examples flag years from now as well: redated to 2030, the left
+// profile is still one day old.
+func TestExamplesRedate(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "scripts", "examples", "profile-left.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := time.Date(2030, 6, 1, 0, 0, 0, 0, time.UTC)
+	var ev struct{ ObservedAt time.Time }
+	if err := json.Unmarshal(redated(t, b, later), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if age := later.Sub(ev.ObservedAt); age <= 0 || age > 48*time.Hour {
+		t.Errorf("redated observedAt %s is %s before %s, want within two days", ev.ObservedAt, age, later)
+	}
 }
 
 func post(t *testing.T, url string, body []byte, header map[string]string) (int, []byte) {

@@ -89,6 +89,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	p.Bool(&c.Provision.EvidenceColumns, "evidence-columns", "NAC_PROVISION_EVIDENCE_COLUMNS", d.EvidenceColumns, "create the reason, suggested company, detected-on and confidence columns")
 	p.String(&c.Provision.ProfileURLColumn, "profile-url-column", "NAC_PROFILE_URL_COLUMN", "", "contact column with a LinkedIn profile URL, if any (the validator reads it)")
 	p.String(&c.Provision.MemberIDColumn, "member-id-column", "NAC_MEMBER_ID_COLUMN", "", "contact column with a member id, if any (the validator reads it)")
+	p.String(&c.Provision.LinkedInStatusColumn, "linkedin-status-column", "NAC_LINKEDIN_STATUS_COLUMN", "", "LinkedIn's msdyn_orgchangestatus, if the validator reads it beside the flag column")
 	p.String(&c.Provision.CompanyIDColumn, "company-id-column", "NAC_COMPANY_ID_COLUMN", "", "account column with a company id, if any (the validator reads it)")
 	p.String(&c.Provision.Publisher, "publisher", "NAC_PROVISION_PUBLISHER", d.Publisher, "unique name of the publisher")
 	p.String(&c.Provision.Prefix, "prefix", "NAC_PROVISION_PREFIX", d.Prefix, "customization prefix of the publisher")

@@ -24,6 +24,9 @@ type Config struct {
 	ProfileURLColumn string
 	MemberIDColumn   string
 	CompanyIDColumn  string
+	// LinkedInStatusColumn is LinkedIn's own msdyn_orgchangestatus, read as
+	// corroboration when it is not the flag column itself.
+	LinkedInStatusColumn string
 	// MaxProfileAge: a profile observed longer ago says too little.
 	MaxProfileAge time.Duration
 	// InlineFanout is the most contacts an event evaluates itself; a larger
@@ -60,6 +63,7 @@ func (c *Config) define(p *conf.Parser) {
 	p.String(&c.ProfileURLColumn, "profile-url-column", "NAC_PROFILE_URL_COLUMN", "", "contact column holding a LinkedIn profile URL, if the organization has one")
 	p.String(&c.MemberIDColumn, "member-id-column", "NAC_MEMBER_ID_COLUMN", "", "contact column holding the member id, if the organization has one")
 	p.String(&c.CompanyIDColumn, "company-id-column", "NAC_COMPANY_ID_COLUMN", "", "account column holding the company id, if the organization has one")
+	p.String(&c.LinkedInStatusColumn, "linkedin-status-column", "NAC_LINKEDIN_STATUS_COLUMN", "", "LinkedIn's msdyn_orgchangestatus on contact, if the organization has it beside the flag column: corroborates a leave, and its Ignore (2) is respected")
 	p.Duration(&c.MaxProfileAge, "max-profile-age", "NAC_MAX_PROFILE_AGE", 548*24*time.Hour, "a profile observed longer ago is too stale to flag on")
 	p.Int(&c.InlineFanout, "inline-fanout", "NAC_INLINE_FANOUT", 200, "most contacts one event evaluates itself; more go to the work queue")
 	p.Int(&c.ChunkSize, "chunk-size", "NAC_CHUNK_SIZE", 500, "contacts per work queue chunk")
@@ -74,6 +78,8 @@ func (c *Config) Validate(p *conf.Parser) {
 	for env, col := range map[string]string{"NAC_PROFILE_URL_COLUMN": c.ProfileURLColumn, "NAC_MEMBER_ID_COLUMN": c.MemberIDColumn, "NAC_COMPANY_ID_COLUMN": c.CompanyIDColumn} {
 		p.Check(col == "" || crmschema.IsColumnName(col), "%s=%q: want a Dataverse logical name", env, col)
 	}
+	p.Check(c.LinkedInStatusColumn == "" || crmschema.IsColumnName(c.LinkedInStatusColumn), "NAC_LINKEDIN_STATUS_COLUMN=%q: want a Dataverse logical name", c.LinkedInStatusColumn)
+	p.Check(c.LinkedInStatusColumn == "" || c.LinkedInStatusColumn != c.FlagColumn, "NAC_LINKEDIN_STATUS_COLUMN: the flag column itself holds our own writes, not an independent source")
 	p.Check(c.MaxProfileAge >= 0, "NAC_MAX_PROFILE_AGE: must not be negative")
 	p.Check(c.InlineFanout >= 1, "NAC_INLINE_FANOUT: at least 1")
 	p.Check(c.ChunkSize >= 1 && c.ChunkSize <= 5000, "NAC_CHUNK_SIZE=%d: want 1-5000", c.ChunkSize)
@@ -81,5 +87,6 @@ func (c *Config) Validate(p *conf.Parser) {
 
 // Columns are the organization-specific columns the state keeps.
 func (c Config) Columns() state.Columns {
-	return state.Columns{Flag: c.FlagColumn, ProfileURL: c.ProfileURLColumn, MemberID: c.MemberIDColumn, CompanyID: c.CompanyIDColumn}
+	return state.Columns{Flag: c.FlagColumn, ProfileURL: c.ProfileURLColumn, MemberID: c.MemberIDColumn, CompanyID: c.CompanyIDColumn,
+		LinkedInStatus: c.LinkedInStatusColumn}
 }

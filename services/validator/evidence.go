@@ -30,6 +30,7 @@ func (s *Service) seal(ctx context.Context, org, contact string, e *eventsv1.Evi
 	data, err := proto.Marshal(&eventsv1.MemberEvidence{
 		MemberId: e.GetMemberId(), EndedPosition: e.GetEndedPosition(), CurrentPosition: e.GetCurrentPosition(),
 		Contradicts: e.GetContradicts(), ProfileObservedAt: e.GetProfileObservedAt(),
+		Features: e.GetFeatures(), MatchWeight: e.GetMatchWeight(), Candidates: e.GetCandidates(),
 	})
 	if err != nil {
 		return fmt.Errorf("encode member evidence: %w", err)
@@ -39,6 +40,7 @@ func (s *Service) seal(ctx context.Context, org, contact string, e *eventsv1.Evi
 		return fmt.Errorf("seal evidence: %w", err)
 	}
 	e.MemberId, e.EndedPosition, e.CurrentPosition, e.Contradicts, e.ProfileObservedAt = "", nil, nil, nil, nil
+	e.Features, e.MatchWeight, e.Candidates = nil, 0, nil
 	e.Sealed = sealed
 	return nil
 }
@@ -61,5 +63,6 @@ func (s *Service) OpenEvidence(ctx context.Context, d *eventsv1.Decision) (*even
 	}
 	e.MemberId, e.EndedPosition, e.CurrentPosition = m.GetMemberId(), m.GetEndedPosition(), m.GetCurrentPosition()
 	e.Contradicts, e.ProfileObservedAt, e.Sealed = m.GetContradicts(), m.GetProfileObservedAt(), nil
+	e.Features, e.MatchWeight, e.Candidates = m.GetFeatures(), m.GetMatchWeight(), m.GetCandidates()
 	return e, nil
 }

@@ -451,6 +451,7 @@ func (s *Service) input(ctx context.Context, r *reads, org string, row *state.Ro
 	if last != nil && last.Value == decide.Ignore {
 		in.IgnoredDigest = last.Underlying
 	}
+	in.IgnoredAt = ignoredAt(in.Contact, row.Cols[s.cfg.FlagColumn])
 	// An Ignore the last decision saw and still decided otherwise on is one
 	// a re-flag overrode: the column holds our flag now, though our write
 	// never comes back (ingest drops it as our own echo). Only a user's
@@ -563,6 +564,7 @@ func (s *Service) decision(ref state.ContactRef, res decide.Result, last *LastDe
 	if !e.ProfileObservedAt.IsZero() {
 		d.Evidence.ProfileObservedAt = timestamppb.New(e.ProfileObservedAt)
 	}
+	d.Evidence.Features, d.Evidence.MatchWeight, d.Evidence.Candidates = matchEvidence(e)
 	return d
 }
 

@@ -56,7 +56,9 @@ type Position struct {
 	Title       string     `json:"title"`
 	Start       *YearMonth `json:"start"`
 	End         *YearMonth `json:"end"`
-	Current     bool       `json:"current"`
+	// Current is nil when the source sends no current field: then a
+	// position without an end is current (as profile APIs mark them).
+	Current *bool `json:"current"`
 }
 
 // YearMonth is a month-precision date.
@@ -219,7 +221,8 @@ func (v *validator) profile(p *Profile) *eventsv1.ProfileChange {
 		v.check(pos.CompanyID != "" || strings.TrimSpace(pos.CompanyName) != "", field+"/companyName", "companyId or companyName required")
 		start := v.yearMonth(pos.Start, field+"/start")
 		end := v.yearMonth(pos.End, field+"/end")
-		if pos.Current && end != nil {
+		current, past := pos.Current != nil && *pos.Current, pos.Current != nil && !*pos.Current
+		if current && end != nil {
 			v.add(field+"/end", "a current position has no end")
 		}
 		if start != nil && end != nil && before(end, start) {
@@ -227,7 +230,7 @@ func (v *validator) profile(p *Profile) *eventsv1.ProfileChange {
 		}
 		out.Positions = append(out.Positions, &eventsv1.Position{
 			CompanyId: pos.CompanyID, CompanyName: pos.CompanyName, Title: pos.Title,
-			Start: start, End: end, Current: pos.Current,
+			Start: start, End: end, Current: current, Past: past,
 		})
 	}
 	return out

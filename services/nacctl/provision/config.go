@@ -43,6 +43,9 @@ type Config struct {
 	// Columns are the organization's extra columns the validator reads:
 	// they join the steps' filtering attributes and images.
 	ProfileURLColumn, MemberIDColumn, CompanyIDColumn string
+	// LinkedInStatusColumn is msdyn_orgchangestatus when the validator reads
+	// it beside the flag column.
+	LinkedInStatusColumn string
 	// Endpoint is where Dynamics posts the webhooks: the ingest.
 	EndpointName string
 	Endpoint     Endpoint
@@ -69,7 +72,8 @@ func Defaults() Config {
 // Columns are the columns the validator reads, as the validator is
 // configured.
 func (c Config) Columns() crmschema.Columns {
-	return crmschema.Columns{Flag: c.FlagColumn, ProfileURL: c.ProfileURLColumn, MemberID: c.MemberIDColumn, CompanyID: c.CompanyIDColumn}
+	return crmschema.Columns{Flag: c.FlagColumn, ProfileURL: c.ProfileURLColumn, MemberID: c.MemberIDColumn, CompanyID: c.CompanyIDColumn,
+		LinkedInStatus: c.LinkedInStatusColumn}
 }
 
 // Validate returns every problem of c at once. needEndpoint is false for
@@ -95,7 +99,7 @@ func (c Config) Validate(needEndpoint bool) error {
 	default:
 		check(strings.HasPrefix(c.FlagColumn, c.Prefix+"_"), "NAC_FLAG_COLUMN=%q: a column provisioning creates starts with the prefix %s_", c.FlagColumn, c.Prefix)
 	}
-	for _, col := range []string{c.ProfileURLColumn, c.MemberIDColumn, c.CompanyIDColumn} {
+	for _, col := range []string{c.ProfileURLColumn, c.MemberIDColumn, c.CompanyIDColumn, c.LinkedInStatusColumn} {
 		check(col == "" || dataverse.IsLogicalName(col), "column %q: want a logical name", col)
 	}
 	check(c.EndpointName != "" && len(c.EndpointName) <= 100, "endpoint name %q: want 1-100 characters", c.EndpointName)

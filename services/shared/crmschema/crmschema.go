@@ -28,7 +28,7 @@ func Kept(table string) []string {
 	switch table {
 	case "contact":
 		return []string{"firstname", "lastname", "fullname", "emailaddress1", "emailaddress2", "emailaddress3",
-			"parentcustomerid", "ownerid", "statecode", "jobtitle", "address1_country"}
+			"parentcustomerid", "ownerid", "statecode", "jobtitle", "address1_country", "createdon"}
 	case "account":
 		return []string{"name", "websiteurl", "ownerid", "statecode"}
 	case "opportunity":
@@ -48,6 +48,9 @@ type Columns struct {
 	ProfileURL string // a LinkedIn profile URL column on contact, if any
 	MemberID   string // a member id column on contact, if any
 	CompanyID  string // a company id column on account, if any
+	// LinkedInStatus is LinkedIn's msdyn_orgchangestatus on contact, read
+	// as corroboration when the organization has it beside the flag column.
+	LinkedInStatus string
 }
 
 // Extra returns the configured columns kept of table.
@@ -62,7 +65,7 @@ func (c Columns) Extra(table string) []string {
 	}
 	switch table {
 	case "contact":
-		add(c.Flag, c.ProfileURL, c.MemberID)
+		add(c.Flag, c.ProfileURL, c.MemberID, c.LinkedInStatus)
 	case "account":
 		add(c.CompanyID)
 	}

@@ -6,13 +6,13 @@ import (
 )
 
 func TestRead(t *testing.T) {
-	cols := Columns{Flag: "nac_orgchangestatus", ProfileURL: "nac_linkedinurl", CompanyID: "nac_companyid"}
+	cols := Columns{Flag: "nac_orgchangestatus", ProfileURL: "nac_linkedinurl", CompanyID: "nac_companyid", LinkedInStatus: "msdyn_orgchangestatus"}
 	tests := []struct {
 		table string
 		want  []string
 	}{
-		{"contact", []string{"address1_country", "emailaddress1", "emailaddress2", "emailaddress3", "firstname", "fullname",
-			"jobtitle", "lastname", "nac_linkedinurl", "nac_orgchangestatus", "ownerid", "parentcustomerid", "statecode"}},
+		{"contact", []string{"address1_country", "createdon", "emailaddress1", "emailaddress2", "emailaddress3", "firstname", "fullname",
+			"jobtitle", "lastname", "msdyn_orgchangestatus", "nac_linkedinurl", "nac_orgchangestatus", "ownerid", "parentcustomerid", "statecode"}},
 		{"account", []string{"nac_companyid", "name", "ownerid", "statecode", "websiteurl"}},
 		{"opportunity", []string{"customerid", "ownerid", "parentaccountid", "parentcontactid", "statecode"}},
 		{"systemuser", []string{"isdisabled"}},

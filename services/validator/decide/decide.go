@@ -7,9 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"maps"
-	"slices"
-	"strings"
 	"time"
 )
 
@@ -34,6 +31,9 @@ const (
 	ReasonUserOverride = "user_override"
 	ReasonContactGone  = "contact_inactive"
 	ReasonOutOfScope   = "out_of_scope"
+	// ReasonLinkedInIgnore: LinkedIn's own column on the contact says
+	// Ignore (2), a person's word that is respected as our column's is.
+	ReasonLinkedInIgnore = "linkedin_ignore"
 )
 
 // Contact is what the decision needs of a CRM contact.
@@ -52,6 +52,15 @@ type Contact struct {
 	// Flag is the column's value as users last set it in Dynamics.
 	Flag   int
 	Active bool
+	// CreatedOn is when the contact was created in the CRM (zero: unknown).
+	CreatedOn time.Time
+	// EmailDomains are the registrable domains of the contact's email
+	// addresses ("contoso.com"), for the email domain comparison.
+	EmailDomains []string
+	// LinkedInStatus is LinkedIn's msdyn_orgchangestatus on the contact
+	// when the organization has it beside our column: 1 corroborates a
+	// leave, 2 is a person's Ignore; 0 says nothing.
+	LinkedInStatus int
 }
 
 // Account is what the decision needs of a CRM account.
@@ -82,7 +91,15 @@ type Position struct {
 	Start       *YearMonth `json:"s,omitempty"`
 	End         *YearMonth `json:"e,omitempty"`
 	Current     bool       `json:"c,omitempty"`
+	// Past: the source said the position is not current (current: false).
+	// Without it a position with no end is current: profile APIs mark
+	// current positions by the absence of an end date.
+	Past bool `json:"p,omitempty"`
 }
+
+// IsCurrent reports whether the member holds p now: marked current, or
+// without an end date and not marked past.
+func (p Position) IsCurrent() bool { return p.Current || p.End == nil && !p.Past }
 
 // Member is a person as profile sources describe them.
 type Member struct {
@@ -127,13 +144,26 @@ type Input struct {
 	// Ignore; IgnoredDigest is the evidence the user overrode.
 	ReflagAfterIgnore bool
 	IgnoredDigest     string
+	// IgnoredAt is when the contact's column was set to Ignore, for an
+	// Ignore no decision of ours has seen (IgnoredDigest empty).
+	IgnoredAt time.Time
+	// Names are the counts of the contact's full name the evaluate path
+	// learned (nil: unknown, a name is taken as common).
+	Names *NameStats
 }
 
 // Evidence is why a decision was made.
 type Evidence struct {
-	MemberID          string
-	MemberMatch       string // explicit, email, name+company[+title][+country]
-	MemberConfidence  float64
+	MemberID         string
+	MemberMatch      string // explicit, email, name+company[+title|+role|+function][+country]...
+	MemberConfidence float64
+	// Features are the weights a name match added up (and corroboration
+	// for any match), MatchWeight their sum in bits.
+	Features    []Feature
+	MatchWeight float64
+	// Candidates are the other members considered at the same strength,
+	// with the outcome each leads to.
+	Candidates        []Candidate
 	CompanyID         string
 	CompanyName       string
 	CompanyMatch      string // explicit, domain, name, family
@@ -143,6 +173,14 @@ type Evidence struct {
 	Contradicts       map[string]string
 	ProfileSource     string
 	ProfileObservedAt time.Time
+}
+
+// Candidate is another member a decision weighed.
+type Candidate struct {
+	MemberID string
+	Match    string
+	Weight   float64 // bits, for a name match
+	Value    int     // the flag it leads to
 }
 
 // Result is a decision about one contact.
@@ -181,6 +219,11 @@ func Evaluate(in Input) Result {
 	if in.ReflagAfterIgnore && r.Value == NotAtCompany && in.IgnoredDigest != "" && r.Digest() != in.IgnoredDigest {
 		return r
 	}
+	// An Ignore no decision of ours saw covers every job change the user
+	// could have known of: only one dated after the month it was set in.
+	if in.ReflagAfterIgnore && r.Value == NotAtCompany && in.IgnoredDigest == "" && changedAfter(r.Evidence, in.IgnoredAt) {
+		return r
+	}
 	return Result{Value: Ignore, Reason: ReasonUserOverride, Evidence: r.Evidence, Underlying: r.Digest()}
 }
 
@@ -193,284 +236,37 @@ func evaluate(in Input) Result {
 		return Result{Value: NoFeedback, Reason: ReasonOutOfScope}
 	case in.Account == nil:
 		return Result{Value: NoFeedback, Reason: ReasonNoAccount}
+	case c.LinkedInStatus == Ignore:
+		return Result{Value: NoFeedback, Reason: ReasonLinkedInIgnore}
 	}
 	employer := newEmployer(*in.Account, in.Companies)
-	m, how, mconf, ambiguous := matchMember(c, employer, in.Members)
-	if ambiguous {
-		return Result{Value: NoFeedback, Reason: ReasonAmbiguous}
-	}
-	if m == nil {
+	cands := findCandidates(in, employer)
+	if len(cands) == 0 {
 		return Result{Value: NoFeedback, Reason: ReasonUnmatched}
 	}
-	ev := Evidence{
-		MemberID: m.ID, MemberMatch: how, MemberConfidence: mconf,
-		ProfileSource: m.Source, ProfileObservedAt: m.ObservedAt,
-		CompanyName: in.Account.Name,
+	for i := range cands {
+		cands[i].judge(in, employer)
 	}
-	result := func(value int, reason string) Result {
-		return Result{Value: value, Reason: reason, Confidence: round3(ev.MemberConfidence * ev.CompanyConfidence), Evidence: ev}
-	}
-	if in.MaxProfileAge > 0 && !in.Now.IsZero() && in.Now.Sub(m.ObservedAt) > in.MaxProfileAge {
-		return result(NoFeedback, ReasonStale)
-	}
-
-	var atCompany, elsewhere []Position
-	for _, p := range m.Positions {
-		if how, conf, id := employer.match(p); how != "" {
-			atCompany = append(atCompany, p)
-			if conf > ev.CompanyConfidence {
-				ev.CompanyMatch, ev.CompanyConfidence, ev.CompanyID = how, conf, id
-			}
-		} else {
-			elsewhere = append(elsewhere, p)
-		}
-	}
-	// A company page is one company whatever a position calls it: after a
-	// rename a profile may end "Contoso" and start "Nimbus" on the same page.
-	pages := map[string]bool{}
-	for _, p := range atCompany {
-		pages[p.CompanyID] = p.CompanyID != ""
-	}
-	elsewhere = slices.DeleteFunc(elsewhere, func(p Position) bool {
-		if pages[p.CompanyID] {
-			atCompany = append(atCompany, p)
-		}
-		return pages[p.CompanyID]
-	})
-	if len(atCompany) == 0 {
-		return result(NoFeedback, ReasonNoPosition)
-	}
-	for _, p := range atCompany {
-		if p.Current {
-			return result(NoFeedback, ReasonStillThere)
-		}
-	}
-	ended := latest(atCompany, func(p Position) *YearMonth { return cmpOr(p.End, p.Start) })
-	var current *Position
-	if cur := filter(elsewhere, func(p Position) bool { return p.Current }); len(cur) > 0 {
-		current = latest(cur, func(p Position) *YearMonth { return p.Start })
-	}
-	ev.Ended, ev.Current = ended, current
-	if ended.End == nil && current == nil {
-		return result(NoFeedback, ReasonTooLittle)
-	}
-	ev.Contradicts = map[string]string{"parentcustomerid": in.Account.Name}
-	if current != nil {
-		ev.Contradicts["suggested_company"] = current.CompanyName
-	}
-	r := result(NotAtCompany, ReasonLeft)
-	if r.Confidence < in.Threshold {
-		r.Value, r.Reason = NoFeedback, ReasonBelowThresh
-	}
-	return r
+	return decideAmong(in, cands)
 }
 
-// employer is the account's company and its family: parent, subsidiaries,
-// and the companies it absorbed or was absorbed by.
-type employer struct {
-	nameKey string
-	// ids of the companies that are the account's, with how each matched.
-	ids map[string]companyMatch
+// changedAfter reports whether the job change in ev is dated after the
+// month of at: the end of the ended position, else the start of the new one.
+func changedAfter(ev Evidence, at time.Time) bool {
+	if at.IsZero() {
+		return false
+	}
+	var when *YearMonth
+	switch {
+	case ev.Ended != nil && ev.Ended.End != nil:
+		when = ev.Ended.End
+	case ev.Current != nil && ev.Current.Start != nil:
+		when = ev.Current.Start
+	default:
+		return false
+	}
+	if when.Month == 0 {
+		return when.Year > at.Year()
+	}
+	return (YearMonth{Year: at.Year(), Month: int(at.Month())}).before(*when)
 }
-
-type companyMatch struct {
-	how  string
-	conf float64
-}
-
-func newEmployer(a Account, companies map[string]Company) employer {
-	e := employer{nameKey: CompanyKey(a.Name), ids: map[string]companyMatch{}}
-	domain := Domain(a.Website)
-	for id, co := range companies {
-		switch {
-		case a.CompanyID != "" && id == a.CompanyID:
-			e.ids[id] = companyMatch{"explicit", 1}
-		case domain != "" && slices.ContainsFunc(co.Domains, func(d string) bool { return strings.TrimPrefix(d, "www.") == domain }):
-			e.ids[id] = companyMatch{"domain", 0.98}
-		case e.nameKey != "" && CompanyKey(co.Name) == e.nameKey:
-			e.ids[id] = companyMatch{"name", 0.9}
-		}
-	}
-	if a.CompanyID != "" {
-		e.ids[a.CompanyID] = companyMatch{"explicit", 1}
-	}
-	// Family: the parents up the chain and the subsidiaries down it (a group
-	// and its subsidiaries' subsidiaries), and one step of acquisition either
-	// way: the successor, or the company absorbed. Not sideways: a sister
-	// company under the same parent is another employer.
-	direct := maps.Clone(e.ids)
-	family := func(id string, m companyMatch) {
-		if _, ok := e.ids[id]; !ok && id != "" {
-			e.ids[id] = companyMatch{"family", min(m.conf, 0.9)}
-		}
-	}
-	for id, m := range direct {
-		family(companies[id].Successor, m)
-		for up, n := companies[id].Parent, 0; up != "" && n < maxFamilyDepth; up, n = companies[up].Parent, n+1 {
-			family(up, m)
-		}
-		down := map[string]bool{id: true}
-		for n := 0; n < maxFamilyDepth; n++ {
-			for otherID, co := range companies {
-				if down[co.Parent] || n == 0 && co.Successor == id {
-					family(otherID, m)
-					down[otherID] = true
-				}
-			}
-		}
-	}
-	return e
-}
-
-// maxFamilyDepth bounds the walk up and down a company tree (and cycles).
-const maxFamilyDepth = 4
-
-// match tells whether position p is at the employer, how, how sure, and
-// which company id it matched.
-func (e employer) match(p Position) (string, float64, string) {
-	if m, ok := e.ids[p.CompanyID]; ok && p.CompanyID != "" {
-		return m.how, m.conf, p.CompanyID
-	}
-	if key := CompanyKey(p.CompanyName); key != "" && key == e.nameKey {
-		return "name", 0.9, p.CompanyID
-	}
-	return "", 0, ""
-}
-
-// atEmployer reports whether any position of m is at the employer.
-func (e employer) hasPosition(m Member, title string) (at, sameTitle bool) {
-	tk := fold(title)
-	for _, p := range m.Positions {
-		if how, _, _ := e.match(p); how != "" {
-			at = true
-			if tk != "" && fold(p.Title) == tk {
-				sameTitle = true
-			}
-		}
-	}
-	return at, sameTitle
-}
-
-// Member match confidences.
-const (
-	confExplicit = 1.0
-	confEmail    = 0.95
-	confName     = 0.75 // same name and a position at the account's company
-	confTitle    = 0.10 // ... and the same title there
-	confCountry  = 0.04 // ... and the same country (never enough without the title)
-)
-
-// matchMember picks the member the contact describes: an explicit id or
-// profile URL, else an email both have, else the same name with a position
-// at the account's company (more sure with the same title and country).
-// Two different members equally likely is ambiguous: no match; so is a
-// best match by name when another member of that name was at the company
-// too, since a title or a country cannot tell namesakes apart.
-func matchMember(c Contact, e employer, members []Member) (best *Member, how string, conf float64, ambiguous bool) {
-	nameKey := NameKey(c.FirstName, c.LastName)
-	urlKey := ProfileURLKey(c.ProfileURL)
-	named := map[string]bool{} // members matched by name at the company
-	for i := range members {
-		m := &members[i]
-		var mhow string
-		var mconf float64
-		switch {
-		case c.MemberID != "" && c.MemberID == m.ID, urlKey != "" && urlKey == ProfileURLKey(m.ProfileURL):
-			mhow, mconf = "explicit", confExplicit
-		case intersects(c.EmailHashes, m.EmailHashes):
-			mhow, mconf = "email", confEmail
-		case nameKey != "" && strings.Contains(nameKey, " ") && nameKey == NameKey(m.FirstName, m.LastName):
-			if slug, other := profileSlug(urlKey), profileSlug(ProfileURLKey(m.ProfileURL)); slug != "" && other != "" && slug != other {
-				continue // the contact names another profile: a namesake
-			}
-			at, sameTitle := e.hasPosition(*m, c.Title)
-			if !at {
-				continue // a name alone is never enough
-			}
-			named[m.ID] = true
-			mhow, mconf = "name+company", confName
-			if sameTitle {
-				mhow, mconf = mhow+"+title", mconf+confTitle
-			}
-			if c.Country != "" && strings.EqualFold(c.Country, m.Country) {
-				mhow, mconf = mhow+"+country", mconf+confCountry
-			}
-		default:
-			continue
-		}
-		switch {
-		case best == nil || mconf > conf:
-			best, how, conf, ambiguous = m, mhow, round3(mconf), false
-		case mconf == conf && m.ID != best.ID:
-			ambiguous = true
-		}
-	}
-	if ambiguous || strings.HasPrefix(how, "name+company") && len(named) > 1 {
-		return nil, "", 0, true
-	}
-	return best, how, conf, false
-}
-
-// ProfileURLKey is the comparable form of a profile URL:
-// "https://www.linkedin.com/in/Avery-Quinn/?x=1" → "linkedin.com/in/avery-quinn".
-func ProfileURLKey(u string) string {
-	u = strings.ToLower(strings.TrimSpace(u))
-	u = strings.TrimPrefix(strings.TrimPrefix(u, "https://"), "http://")
-	u = strings.TrimPrefix(u, "www.")
-	if i := strings.IndexAny(u, "?#"); i >= 0 {
-		u = u[:i]
-	}
-	return strings.TrimRight(u, "/")
-}
-
-// profileSlug is the "/in/name" of a profile URL key, whatever the host
-// ("uk.linkedin.com/in/x" names the same profile as "linkedin.com/in/x"),
-// or "" when the key has none (an empty or junk value).
-func profileSlug(key string) string {
-	_, rest, ok := strings.Cut(key, "/in/")
-	slug, _, _ := strings.Cut(rest, "/")
-	if !ok || slug == "" {
-		return ""
-	}
-	return "/in/" + slug
-}
-
-func intersects(a, b []string) bool {
-	for _, x := range a {
-		if slices.Contains(b, x) {
-			return true
-		}
-	}
-	return false
-}
-
-func cmpOr(a, b *YearMonth) *YearMonth {
-	if a != nil {
-		return a
-	}
-	return b
-}
-
-func filter(ps []Position, keep func(Position) bool) []Position {
-	var out []Position
-	for _, p := range ps {
-		if keep(p) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// latest returns the position whose date (by) is latest; undated sort first.
-func latest(ps []Position, by func(Position) *YearMonth) *Position {
-	best := ps[0]
-	for _, p := range ps[1:] {
-		b, c := by(best), by(p)
-		if b == nil || (c != nil && b.before(*c)) {
-			best = p
-		}
-	}
-	return &best
-}
-
-func round3(f float64) float64 { return float64(int(f*1000+0.5)) / 1000 }

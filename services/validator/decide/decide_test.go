@@ -26,7 +26,7 @@ var (
 	contosoOld     = Position{CompanyName: "Contoso", Title: "Intern", Start: ym(2012, 1), End: ym(2014, 6)}
 	contosoEnded   = Position{CompanyName: "Contoso Limited", Title: "Engineer", Start: ym(2018, 3), End: ym(2024, 9)}
 	contosoNow     = Position{CompanyName: "CONTOSO", Title: "Engineer", Start: ym(2018, 3), Current: true}
-	contosoNoEnd   = Position{CompanyName: "Contoso", Title: "Engineer", Start: ym(2018, 3)}
+	contosoNoEnd   = Position{CompanyName: "Contoso", Title: "Engineer", Start: ym(2018, 3), Past: true}
 	fabrikamNow    = Position{CompanyName: "Fabrikam", Title: "Lead", Start: ym(2024, 10), Current: true}
 	fabrikamBefore = Position{CompanyName: "Fabrikam", Title: "Junior", Start: ym(2015, 1), End: ym(2017, 12)}
 	tailspinSide   = Position{CompanyName: "Tailspin", Title: "Advisor", Start: ym(2020, 1), Current: true}
@@ -78,13 +78,31 @@ func TestEvaluate(t *testing.T) {
 			value: NoFeedback, reason: ReasonUnmatched,
 		},
 		{
-			name: "ambiguous: two members",
+			name: "ambiguous: two members of one email who disagree",
+			in: func() Input {
+				other := member(contosoNow)
+				other.ID = "m2"
+				return input(member(contosoEnded, fabrikamNow), other)
+			},
+			value: NoFeedback, reason: ReasonAmbiguous,
+		},
+		{
+			name: "two members of one email who agree decide",
+			in: func() Input {
+				other := member(contosoEnded, tailspinSide)
+				other.ID = "m2"
+				return input(member(contosoEnded, fabrikamNow), other)
+			},
+			value: NotAtCompany, reason: ReasonLeft, confidence: 0.855,
+		},
+		{
+			name: "a second member of the email who says nothing of the company contradicts nothing",
 			in: func() Input {
 				other := member(fabrikamNow)
 				other.ID = "m2"
 				return input(member(contosoEnded, fabrikamNow), other)
 			},
-			value: NoFeedback, reason: ReasonAmbiguous,
+			value: NotAtCompany, reason: ReasonLeft, confidence: 0.855,
 		},
 		{
 			name:  "no position at the company",
@@ -411,20 +429,20 @@ func TestEvaluateMemberMatch(t *testing.T) {
 			name:    "name and a position at the company: below the threshold",
 			contact: func(c *Contact) { c.EmailHashes, c.Title, c.Country = nil, "Director", "UK" },
 			members: []Member{namesake("m1", contosoEnded, fabrikamNow)},
-			value:   NoFeedback, reason: ReasonBelowThresh, how: "name+company", memberConf: 0.75, confidence: 0.675, memberID: "m1",
+			value:   NoFeedback, reason: ReasonBelowThresh, how: "name+company", memberConf: 0.248, confidence: 0.223, memberID: "m1",
 		},
 		{
 			name:    "name and title, company by name: below the threshold",
 			contact: func(c *Contact) { c.EmailHashes, c.Title = nil, "engineer" },
 			members: []Member{namesake("m1", contosoEnded, fabrikamNow)},
-			value:   NoFeedback, reason: ReasonBelowThresh, how: "name+company+title", memberConf: 0.85, confidence: 0.765, memberID: "m1",
+			value:   NoFeedback, reason: ReasonBelowThresh, how: "name+company+title", memberConf: 0.863, confidence: 0.777, memberID: "m1",
 		},
 		{
 			name:      "name and title, company by domain: flags",
 			contact:   func(c *Contact) { c.EmailHashes, c.Title = nil, "Engineer" },
 			members:   []Member{namesake("m1", onPage(contosoEnded), fabrikamNow)},
 			companies: contosoPage,
-			value:     NotAtCompany, reason: ReasonLeft, how: "name+company+title", memberConf: 0.85, confidence: 0.833, memberID: "m1",
+			value:     NotAtCompany, reason: ReasonLeft, how: "name+company+title", memberConf: 0.863, confidence: 0.846, memberID: "m1",
 		},
 		{
 			name:    "name and country",
@@ -435,19 +453,19 @@ func TestEvaluateMemberMatch(t *testing.T) {
 				return m
 			}()},
 			companies: contosoPage,
-			value:     NoFeedback, reason: ReasonBelowThresh, how: "name+company+country", memberConf: 0.79, confidence: 0.774, memberID: "m1",
+			value:     NoFeedback, reason: ReasonBelowThresh, how: "name+company+country", memberConf: 0.765, confidence: 0.75, memberID: "m1",
 		},
 		{
 			name:    "name, title and country, company by name: flags",
 			contact: func(c *Contact) { c.EmailHashes, c.Title, c.Country = nil, "Engineer", "UK" },
 			members: []Member{func() Member { m := namesake("m1", contosoEnded, fabrikamNow); m.Country = "uk"; return m }()},
-			value:   NotAtCompany, reason: ReasonLeft, how: "name+company+title+country", memberConf: 0.89, confidence: 0.801, memberID: "m1",
+			value:   NotAtCompany, reason: ReasonLeft, how: "name+company+title+country", memberConf: 0.942, confidence: 0.848, memberID: "m1",
 		},
 		{
 			name:    "the same title on a position elsewhere is no boost",
 			contact: func(c *Contact) { c.EmailHashes, c.Title = nil, "Lead" },
 			members: []Member{namesake("m1", contosoEnded, fabrikamNow)},
-			value:   NoFeedback, reason: ReasonBelowThresh, how: "name+company", memberConf: 0.75, confidence: 0.675, memberID: "m1",
+			value:   NoFeedback, reason: ReasonBelowThresh, how: "name+company", memberConf: 0.248, confidence: 0.223, memberID: "m1",
 		},
 		{
 			name:    "a name alone never matches",
@@ -494,7 +512,7 @@ func TestEvaluateMemberMatch(t *testing.T) {
 				func() Member { m := namesake("m1", contosoEnded, fabrikamNow); m.Country = "UK"; return m }(),
 				namesake("m2", fabrikamNow),
 			},
-			value: NotAtCompany, reason: ReasonLeft, how: "name+company+title+country", memberConf: 0.89, confidence: 0.801, memberID: "m1",
+			value: NotAtCompany, reason: ReasonLeft, how: "name+company+title+country", memberConf: 0.942, confidence: 0.848, memberID: "m1",
 		},
 		{
 			name:    "an email match is not ambiguous with a namesake at the company",
@@ -513,7 +531,7 @@ func TestEvaluateMemberMatch(t *testing.T) {
 			name:    "the same member twice is not ambiguous",
 			contact: func(c *Contact) { c.EmailHashes = nil },
 			members: []Member{namesake("m1", contosoEnded, fabrikamNow), namesake("m1", contosoEnded, fabrikamNow)},
-			value:   NoFeedback, reason: ReasonBelowThresh, how: "name+company", memberConf: 0.75, confidence: 0.675, memberID: "m1",
+			value:   NoFeedback, reason: ReasonBelowThresh, how: "name+company", memberConf: 0.559, confidence: 0.503, memberID: "m1",
 		},
 		{
 			name: "the contact's profile URL names another profile: a namesake",
@@ -537,7 +555,7 @@ func TestEvaluateMemberMatch(t *testing.T) {
 				m.Country, m.ProfileURL = "UK", "https://www.linkedin.com/in/ada-lovelace/"
 				return m
 			}()},
-			value: NotAtCompany, reason: ReasonLeft, how: "name+company+title+country", memberConf: 0.89, confidence: 0.801, memberID: "m1",
+			value: NotAtCompany, reason: ReasonLeft, how: "name+company+title+country", memberConf: 0.942, confidence: 0.848, memberID: "m1",
 		},
 		{
 			name:    "a junk profile URL on the contact contradicts nothing",
@@ -547,7 +565,7 @@ func TestEvaluateMemberMatch(t *testing.T) {
 				m.Country, m.ProfileURL = "UK", "https://www.linkedin.com/in/ada-lovelace"
 				return m
 			}()},
-			value: NotAtCompany, reason: ReasonLeft, how: "name+company+title+country", memberConf: 0.89, confidence: 0.801, memberID: "m1",
+			value: NotAtCompany, reason: ReasonLeft, how: "name+company+title+country", memberConf: 0.942, confidence: 0.848, memberID: "m1",
 		},
 	}
 	for _, tt := range tests {
@@ -672,7 +690,9 @@ func TestEvaluateCompanyFamily(t *testing.T) {
 	}
 
 	// Only a family position ended: the evidence says how it matched.
-	in := input(member(Position{CompanyID: "co-sub", CompanyName: "Contoso Labs", Start: ym(2018, 1), End: ym(2024, 1)}, fabrikamNow))
+	// ("Fabrikam" typed without its page would be the acquirer's name.)
+	litwareNow := Position{CompanyName: "Litware", Title: "Lead", Start: ym(2024, 10), Current: true}
+	in := input(member(Position{CompanyID: "co-sub", CompanyName: "Contoso Labs", Start: ym(2018, 1), End: ym(2024, 1)}, litwareNow))
 	in.Companies = companies
 	r := Evaluate(in)
 	if r.Value != NotAtCompany || r.Evidence.CompanyMatch != "family" || r.Evidence.CompanyConfidence != 0.9 || r.Evidence.CompanyID != "co-sub" || r.Confidence != 0.855 {

@@ -106,3 +106,13 @@ func joinInitials(words []string) []string {
 	}
 	return out
 }
+
+// EmailDomain returns the registrable domain of an email address
+// ("Ada@Mail.Contoso.co.uk" → "contoso.co.uk"), or "" when it has none.
+func EmailDomain(address string) string {
+	_, host, ok := strings.Cut(strings.TrimSpace(address), "@")
+	if !ok || host == "" || strings.ContainsAny(host, "/?#@") {
+		return ""
+	}
+	return Domain(host)
+}

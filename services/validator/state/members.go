@@ -61,7 +61,7 @@ func memberFrom(p *eventsv1.ProfileChange) *MemberRecord {
 	for _, pos := range p.GetPositions() {
 		m.Positions = append(m.Positions, decide.Position{
 			CompanyID: pos.GetCompanyId(), CompanyName: pos.GetCompanyName(), Title: pos.GetTitle(),
-			Start: yearMonth(pos.GetStart()), End: yearMonth(pos.GetEnd()), Current: pos.GetCurrent(),
+			Start: yearMonth(pos.GetStart()), End: yearMonth(pos.GetEnd()), Current: pos.GetCurrent(), Past: pos.GetPast(),
 		})
 	}
 	return m

@@ -62,6 +62,8 @@ func cellValue(v *eventsv1.Value) (string, bool) {
 		return strconv.FormatInt(k.Integer, 10), true
 	case *eventsv1.Value_Boolean:
 		return strconv.FormatBool(k.Boolean), true
+	case *eventsv1.Value_DateTime:
+		return k.DateTime.AsTime().UTC().Format(time.RFC3339), true
 	default:
 		return "", false
 	}
@@ -198,9 +200,16 @@ func (r *Row) Contact(cols Columns) decide.Contact {
 	if n, err := strconv.Atoi(r.get(cols.Flag)); err == nil {
 		c.Flag = n
 	}
+	if cols.LinkedInStatus != "" {
+		c.LinkedInStatus, _ = strconv.Atoi(r.get(cols.LinkedInStatus))
+	}
+	c.CreatedOn, _ = time.Parse(time.RFC3339, r.get("createdon"))
 	for _, col := range []string{"emailaddress1", "emailaddress2", "emailaddress3"} {
 		if e := r.get(col); e != "" {
 			c.EmailHashes = append(c.EmailHashes, eventsv1.HashEmail(e))
+			if d := decide.EmailDomain(e); d != "" && !slices.Contains(c.EmailDomains, d) {
+				c.EmailDomains = append(c.EmailDomains, d)
+			}
 		}
 	}
 	slices.Sort(c.EmailHashes)

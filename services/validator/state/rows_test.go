@@ -286,6 +286,29 @@ func TestContact(t *testing.T) {
 	}
 }
 
+// What the name match compares beyond the name: when the contact was
+// created, its email domains and LinkedIn's own status column.
+func TestContactMatchFields(t *testing.T) {
+	created := &eventsv1.Value{Kind: &eventsv1.Value_DateTime{DateTime: timestamppb.New(time.Date(2021, 3, 4, 5, 6, 7, 0, time.UTC))}}
+	r, _ := Apply(nil, create(1, cols{
+		"firstname": str("Ada"), "createdon": created, "msdyn_orgchangestatus": choice(1),
+		"emailaddress1": str("Ada@Mail.Contoso.co.uk"), "emailaddress2": str("ada@contoso.co.uk"), "emailaddress3": str("ada@gmail.com"),
+	}), flagCol, "msdyn_orgchangestatus")
+	c := r.Contact(Columns{Flag: flagCol, LinkedInStatus: "msdyn_orgchangestatus"})
+	if !c.CreatedOn.Equal(time.Date(2021, 3, 4, 5, 6, 7, 0, time.UTC)) {
+		t.Errorf("CreatedOn = %v", c.CreatedOn)
+	}
+	if want := []string{"contoso.co.uk", "gmail.com"}; !reflect.DeepEqual(c.EmailDomains, want) {
+		t.Errorf("EmailDomains = %v, want %v", c.EmailDomains, want)
+	}
+	if c.LinkedInStatus != 1 {
+		t.Errorf("LinkedInStatus = %d, want 1", c.LinkedInStatus)
+	}
+	if got := r.Contact(Columns{Flag: flagCol}).LinkedInStatus; got != 0 {
+		t.Errorf("LinkedInStatus without the column configured = %d, want 0", got)
+	}
+}
+
 func TestAccount(t *testing.T) {
 	r, _ := Apply(nil, &eventsv1.CrmChange{
 		Table: "account", RowId: "a1", Operation: eventsv1.Operation_OPERATION_CREATE,

@@ -963,7 +963,11 @@ type Position struct {
 	Start       *YearMonth             `protobuf:"bytes,4,opt,name=start,proto3" json:"start,omitempty"`
 	End         *YearMonth             `protobuf:"bytes,5,opt,name=end,proto3" json:"end,omitempty"`
 	// The member holds this position now.
-	Current       bool `protobuf:"varint,6,opt,name=current,proto3" json:"current,omitempty"`
+	Current bool `protobuf:"varint,6,opt,name=current,proto3" json:"current,omitempty"`
+	// The source said the position is not current (current: false), even
+	// without an end date. Without it, a position with no end is current:
+	// profile APIs mark current positions by the absence of an end date.
+	Past          bool `protobuf:"varint,7,opt,name=past,proto3" json:"past,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1036,6 +1040,13 @@ func (x *Position) GetEnd() *YearMonth {
 func (x *Position) GetCurrent() bool {
 	if x != nil {
 		return x.Current
+	}
+	return false
+}
+
+func (x *Position) GetPast() bool {
+	if x != nil {
+		return x.Past
 	}
 	return false
 }
@@ -1428,7 +1439,13 @@ type Evidence struct {
 	// that destroying the key when the member is erased makes them unreadable
 	// in every copy (decision stream, audit trail, dead letters). Opening it
 	// fills those fields back in.
-	Sealed        *SealedEvidence `protobuf:"bytes,13,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	Sealed *SealedEvidence `protobuf:"bytes,13,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	// How a name match was weighed: each feature's weight in bits, their sum,
+	// and the other members weighed with it. Member-derived, so a published
+	// decision carries them only sealed.
+	Features      []*MatchFeature   `protobuf:"bytes,14,rep,name=features,proto3" json:"features,omitempty"`
+	MatchWeight   float64           `protobuf:"fixed64,15,opt,name=match_weight,json=matchWeight,proto3" json:"match_weight,omitempty"`
+	Candidates    []*MatchCandidate `protobuf:"bytes,16,rep,name=candidates,proto3" json:"candidates,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1554,6 +1571,160 @@ func (x *Evidence) GetSealed() *SealedEvidence {
 	return nil
 }
 
+func (x *Evidence) GetFeatures() []*MatchFeature {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
+func (x *Evidence) GetMatchWeight() float64 {
+	if x != nil {
+		return x.MatchWeight
+	}
+	return 0
+}
+
+func (x *Evidence) GetCandidates() []*MatchCandidate {
+	if x != nil {
+		return x.Candidates
+	}
+	return nil
+}
+
+// MatchFeature is one comparison's contribution to a match: where it
+// landed and its weight, log2 of how much likelier that is for one person
+// than for two.
+type MatchFeature struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Level         string                 `protobuf:"bytes,2,opt,name=level,proto3" json:"level,omitempty"`
+	Weight        float64                `protobuf:"fixed64,3,opt,name=weight,proto3" json:"weight,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MatchFeature) Reset() {
+	*x = MatchFeature{}
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MatchFeature) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MatchFeature) ProtoMessage() {}
+
+func (x *MatchFeature) ProtoReflect() protoreflect.Message {
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MatchFeature.ProtoReflect.Descriptor instead.
+func (*MatchFeature) Descriptor() ([]byte, []int) {
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *MatchFeature) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MatchFeature) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *MatchFeature) GetWeight() float64 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+// MatchCandidate is another member a decision weighed, and the flag it
+// would have led to.
+type MatchCandidate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MemberId      string                 `protobuf:"bytes,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	Match         string                 `protobuf:"bytes,2,opt,name=match,proto3" json:"match,omitempty"`
+	Weight        float64                `protobuf:"fixed64,3,opt,name=weight,proto3" json:"weight,omitempty"`
+	Value         Flag                   `protobuf:"varint,4,opt,name=value,proto3,enum=notatcompany.events.v1.Flag" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MatchCandidate) Reset() {
+	*x = MatchCandidate{}
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MatchCandidate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MatchCandidate) ProtoMessage() {}
+
+func (x *MatchCandidate) ProtoReflect() protoreflect.Message {
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MatchCandidate.ProtoReflect.Descriptor instead.
+func (*MatchCandidate) Descriptor() ([]byte, []int) {
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *MatchCandidate) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *MatchCandidate) GetMatch() string {
+	if x != nil {
+		return x.Match
+	}
+	return ""
+}
+
+func (x *MatchCandidate) GetWeight() float64 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+func (x *MatchCandidate) GetValue() Flag {
+	if x != nil {
+		return x.Value
+	}
+	return Flag_FLAG_NO_FEEDBACK
+}
+
 // SealedEvidence is a MemberEvidence encrypted with AES-256-GCM under one
 // member's data key (crypto-shredding: no key, no evidence).
 type SealedEvidence struct {
@@ -1570,7 +1741,7 @@ type SealedEvidence struct {
 
 func (x *SealedEvidence) Reset() {
 	*x = SealedEvidence{}
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[13]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1582,7 +1753,7 @@ func (x *SealedEvidence) String() string {
 func (*SealedEvidence) ProtoMessage() {}
 
 func (x *SealedEvidence) ProtoReflect() protoreflect.Message {
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[13]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1595,7 +1766,7 @@ func (x *SealedEvidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedEvidence.ProtoReflect.Descriptor instead.
 func (*SealedEvidence) Descriptor() ([]byte, []int) {
-	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{13}
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SealedEvidence) GetKeyId() string {
@@ -1628,13 +1799,16 @@ type MemberEvidence struct {
 	CurrentPosition   *Position              `protobuf:"bytes,3,opt,name=current_position,json=currentPosition,proto3" json:"current_position,omitempty"`
 	Contradicts       map[string]string      `protobuf:"bytes,4,rep,name=contradicts,proto3" json:"contradicts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	ProfileObservedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=profile_observed_at,json=profileObservedAt,proto3" json:"profile_observed_at,omitempty"`
+	Features          []*MatchFeature        `protobuf:"bytes,6,rep,name=features,proto3" json:"features,omitempty"`
+	MatchWeight       float64                `protobuf:"fixed64,7,opt,name=match_weight,json=matchWeight,proto3" json:"match_weight,omitempty"`
+	Candidates        []*MatchCandidate      `protobuf:"bytes,8,rep,name=candidates,proto3" json:"candidates,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
 
 func (x *MemberEvidence) Reset() {
 	*x = MemberEvidence{}
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[14]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1646,7 +1820,7 @@ func (x *MemberEvidence) String() string {
 func (*MemberEvidence) ProtoMessage() {}
 
 func (x *MemberEvidence) ProtoReflect() protoreflect.Message {
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[14]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1659,7 +1833,7 @@ func (x *MemberEvidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberEvidence.ProtoReflect.Descriptor instead.
 func (*MemberEvidence) Descriptor() ([]byte, []int) {
-	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{14}
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MemberEvidence) GetMemberId() string {
@@ -1697,6 +1871,27 @@ func (x *MemberEvidence) GetProfileObservedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *MemberEvidence) GetFeatures() []*MatchFeature {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
+func (x *MemberEvidence) GetMatchWeight() float64 {
+	if x != nil {
+		return x.MatchWeight
+	}
+	return 0
+}
+
+func (x *MemberEvidence) GetCandidates() []*MatchCandidate {
+	if x != nil {
+		return x.Candidates
+	}
+	return nil
+}
+
 // WriteOutcome is what became of a decision at Dataverse: the writer's
 // entry in the audit trail.
 type WriteOutcome struct {
@@ -1721,7 +1916,7 @@ type WriteOutcome struct {
 
 func (x *WriteOutcome) Reset() {
 	*x = WriteOutcome{}
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[15]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1733,7 +1928,7 @@ func (x *WriteOutcome) String() string {
 func (*WriteOutcome) ProtoMessage() {}
 
 func (x *WriteOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[15]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1746,7 +1941,7 @@ func (x *WriteOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteOutcome.ProtoReflect.Descriptor instead.
 func (*WriteOutcome) Descriptor() ([]byte, []int) {
-	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{15}
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WriteOutcome) GetDecisionId() string {
@@ -1834,7 +2029,7 @@ type SyncUserChange struct {
 
 func (x *SyncUserChange) Reset() {
 	*x = SyncUserChange{}
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[16]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1846,7 +2041,7 @@ func (x *SyncUserChange) String() string {
 func (*SyncUserChange) ProtoMessage() {}
 
 func (x *SyncUserChange) ProtoReflect() protoreflect.Message {
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[16]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1859,7 +2054,7 @@ func (x *SyncUserChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncUserChange.ProtoReflect.Descriptor instead.
 func (*SyncUserChange) Descriptor() ([]byte, []int) {
-	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{16}
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SyncUserChange) GetEventId() string {
@@ -1918,7 +2113,7 @@ type OrgSettingsChange struct {
 
 func (x *OrgSettingsChange) Reset() {
 	*x = OrgSettingsChange{}
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[17]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1930,7 +2125,7 @@ func (x *OrgSettingsChange) String() string {
 func (*OrgSettingsChange) ProtoMessage() {}
 
 func (x *OrgSettingsChange) ProtoReflect() protoreflect.Message {
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[17]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1943,7 +2138,7 @@ func (x *OrgSettingsChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrgSettingsChange.ProtoReflect.Descriptor instead.
 func (*OrgSettingsChange) Descriptor() ([]byte, []int) {
-	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *OrgSettingsChange) GetEventId() string {
@@ -2012,7 +2207,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[18]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2024,7 +2219,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[18]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2037,7 +2232,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SyncRequest) GetRequestId() string {
@@ -2095,7 +2290,7 @@ type FlagOverride struct {
 
 func (x *FlagOverride) Reset() {
 	*x = FlagOverride{}
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[19]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2107,7 +2302,7 @@ func (x *FlagOverride) String() string {
 func (*FlagOverride) ProtoMessage() {}
 
 func (x *FlagOverride) ProtoReflect() protoreflect.Message {
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[19]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2120,7 +2315,7 @@ func (x *FlagOverride) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlagOverride.ProtoReflect.Descriptor instead.
 func (*FlagOverride) Descriptor() ([]byte, []int) {
-	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FlagOverride) GetEventId() string {
@@ -2216,7 +2411,7 @@ type EvaluateRequest struct {
 
 func (x *EvaluateRequest) Reset() {
 	*x = EvaluateRequest{}
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[20]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2228,7 +2423,7 @@ func (x *EvaluateRequest) String() string {
 func (*EvaluateRequest) ProtoMessage() {}
 
 func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[20]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2241,7 +2436,7 @@ func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateRequest.ProtoReflect.Descriptor instead.
 func (*EvaluateRequest) Descriptor() ([]byte, []int) {
-	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *EvaluateRequest) GetRequestId() string {
@@ -2361,7 +2556,7 @@ const file_notatcompany_events_v1_events_proto_rawDesc = "" +
 	"\vreceived_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"receivedAt\x12\x18\n" +
-	"\acountry\x18\v \x01(\tR\acountry\"\xea\x01\n" +
+	"\acountry\x18\v \x01(\tR\acountry\"\xfe\x01\n" +
 	"\bPosition\x12\x1d\n" +
 	"\n" +
 	"company_id\x18\x01 \x01(\tR\tcompanyId\x12!\n" +
@@ -2369,7 +2564,8 @@ const file_notatcompany_events_v1_events_proto_rawDesc = "" +
 	"\x05title\x18\x03 \x01(\tR\x05title\x127\n" +
 	"\x05start\x18\x04 \x01(\v2!.notatcompany.events.v1.YearMonthR\x05start\x123\n" +
 	"\x03end\x18\x05 \x01(\v2!.notatcompany.events.v1.YearMonthR\x03end\x12\x18\n" +
-	"\acurrent\x18\x06 \x01(\bR\acurrent\"5\n" +
+	"\acurrent\x18\x06 \x01(\bR\acurrent\x12\x12\n" +
+	"\x04past\x18\a \x01(\bR\x04past\"5\n" +
 	"\tYearMonth\x12\x12\n" +
 	"\x04year\x18\x01 \x01(\x05R\x04year\x12\x14\n" +
 	"\x05month\x18\x02 \x01(\x05R\x05month\"\xe7\x02\n" +
@@ -2410,7 +2606,7 @@ const file_notatcompany_events_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"decided_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\x12$\n" +
 	"\x0ecause_event_id\x18\n" +
-	" \x01(\tR\fcauseEventId\"\xeb\x05\n" +
+	" \x01(\tR\fcauseEventId\"\x98\a\n" +
 	"\bEvidence\x12\x1b\n" +
 	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12!\n" +
 	"\fmember_match\x18\x02 \x01(\tR\vmemberMatch\x12+\n" +
@@ -2426,22 +2622,41 @@ const file_notatcompany_events_v1_events_proto_rawDesc = "" +
 	" \x03(\v21.notatcompany.events.v1.Evidence.ContradictsEntryR\vcontradicts\x12%\n" +
 	"\x0eprofile_source\x18\v \x01(\tR\rprofileSource\x12J\n" +
 	"\x13profile_observed_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x11profileObservedAt\x12>\n" +
-	"\x06sealed\x18\r \x01(\v2&.notatcompany.events.v1.SealedEvidenceR\x06sealed\x1a>\n" +
+	"\x06sealed\x18\r \x01(\v2&.notatcompany.events.v1.SealedEvidenceR\x06sealed\x12@\n" +
+	"\bfeatures\x18\x0e \x03(\v2$.notatcompany.events.v1.MatchFeatureR\bfeatures\x12!\n" +
+	"\fmatch_weight\x18\x0f \x01(\x01R\vmatchWeight\x12F\n" +
+	"\n" +
+	"candidates\x18\x10 \x03(\v2&.notatcompany.events.v1.MatchCandidateR\n" +
+	"candidates\x1a>\n" +
 	"\x10ContradictsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"]\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"P\n" +
+	"\fMatchFeature\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05level\x18\x02 \x01(\tR\x05level\x12\x16\n" +
+	"\x06weight\x18\x03 \x01(\x01R\x06weight\"\x8f\x01\n" +
+	"\x0eMatchCandidate\x12\x1b\n" +
+	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12\x14\n" +
+	"\x05match\x18\x02 \x01(\tR\x05match\x12\x16\n" +
+	"\x06weight\x18\x03 \x01(\x01R\x06weight\x122\n" +
+	"\x05value\x18\x04 \x01(\x0e2\x1c.notatcompany.events.v1.FlagR\x05value\"]\n" +
 	"\x0eSealedEvidence\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x14\n" +
 	"\x05nonce\x18\x02 \x01(\fR\x05nonce\x12\x1e\n" +
 	"\n" +
 	"ciphertext\x18\x03 \x01(\fR\n" +
-	"ciphertext\"\xaa\x03\n" +
+	"ciphertext\"\xd7\x04\n" +
 	"\x0eMemberEvidence\x12\x1b\n" +
 	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12G\n" +
 	"\x0eended_position\x18\x02 \x01(\v2 .notatcompany.events.v1.PositionR\rendedPosition\x12K\n" +
 	"\x10current_position\x18\x03 \x01(\v2 .notatcompany.events.v1.PositionR\x0fcurrentPosition\x12Y\n" +
 	"\vcontradicts\x18\x04 \x03(\v27.notatcompany.events.v1.MemberEvidence.ContradictsEntryR\vcontradicts\x12J\n" +
-	"\x13profile_observed_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x11profileObservedAt\x1a>\n" +
+	"\x13profile_observed_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x11profileObservedAt\x12@\n" +
+	"\bfeatures\x18\x06 \x03(\v2$.notatcompany.events.v1.MatchFeatureR\bfeatures\x12!\n" +
+	"\fmatch_weight\x18\a \x01(\x01R\vmatchWeight\x12F\n" +
+	"\n" +
+	"candidates\x18\b \x03(\v2&.notatcompany.events.v1.MatchCandidateR\n" +
+	"candidates\x1a>\n" +
 	"\x10ContradictsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8a\x03\n" +
@@ -2533,7 +2748,7 @@ func file_notatcompany_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_notatcompany_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_notatcompany_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_notatcompany_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_notatcompany_events_v1_events_proto_goTypes = []any{
 	(Operation)(0),                // 0: notatcompany.events.v1.Operation
 	(Flag)(0),                     // 1: notatcompany.events.v1.Flag
@@ -2550,73 +2765,80 @@ var file_notatcompany_events_v1_events_proto_goTypes = []any{
 	(*MemberErased)(nil),          // 12: notatcompany.events.v1.MemberErased
 	(*Decision)(nil),              // 13: notatcompany.events.v1.Decision
 	(*Evidence)(nil),              // 14: notatcompany.events.v1.Evidence
-	(*SealedEvidence)(nil),        // 15: notatcompany.events.v1.SealedEvidence
-	(*MemberEvidence)(nil),        // 16: notatcompany.events.v1.MemberEvidence
-	(*WriteOutcome)(nil),          // 17: notatcompany.events.v1.WriteOutcome
-	(*SyncUserChange)(nil),        // 18: notatcompany.events.v1.SyncUserChange
-	(*OrgSettingsChange)(nil),     // 19: notatcompany.events.v1.OrgSettingsChange
-	(*SyncRequest)(nil),           // 20: notatcompany.events.v1.SyncRequest
-	(*FlagOverride)(nil),          // 21: notatcompany.events.v1.FlagOverride
-	(*EvaluateRequest)(nil),       // 22: notatcompany.events.v1.EvaluateRequest
-	nil,                           // 23: notatcompany.events.v1.CrmChange.ColumnsEntry
-	nil,                           // 24: notatcompany.events.v1.Entity.ColumnsEntry
-	nil,                           // 25: notatcompany.events.v1.Evidence.ContradictsEntry
-	nil,                           // 26: notatcompany.events.v1.MemberEvidence.ContradictsEntry
-	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 28: google.protobuf.Duration
+	(*MatchFeature)(nil),          // 15: notatcompany.events.v1.MatchFeature
+	(*MatchCandidate)(nil),        // 16: notatcompany.events.v1.MatchCandidate
+	(*SealedEvidence)(nil),        // 17: notatcompany.events.v1.SealedEvidence
+	(*MemberEvidence)(nil),        // 18: notatcompany.events.v1.MemberEvidence
+	(*WriteOutcome)(nil),          // 19: notatcompany.events.v1.WriteOutcome
+	(*SyncUserChange)(nil),        // 20: notatcompany.events.v1.SyncUserChange
+	(*OrgSettingsChange)(nil),     // 21: notatcompany.events.v1.OrgSettingsChange
+	(*SyncRequest)(nil),           // 22: notatcompany.events.v1.SyncRequest
+	(*FlagOverride)(nil),          // 23: notatcompany.events.v1.FlagOverride
+	(*EvaluateRequest)(nil),       // 24: notatcompany.events.v1.EvaluateRequest
+	nil,                           // 25: notatcompany.events.v1.CrmChange.ColumnsEntry
+	nil,                           // 26: notatcompany.events.v1.Entity.ColumnsEntry
+	nil,                           // 27: notatcompany.events.v1.Evidence.ContradictsEntry
+	nil,                           // 28: notatcompany.events.v1.MemberEvidence.ContradictsEntry
+	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 30: google.protobuf.Duration
 }
 var file_notatcompany_events_v1_events_proto_depIdxs = []int32{
 	0,  // 0: notatcompany.events.v1.CrmChange.operation:type_name -> notatcompany.events.v1.Operation
-	23, // 1: notatcompany.events.v1.CrmChange.columns:type_name -> notatcompany.events.v1.CrmChange.ColumnsEntry
-	27, // 2: notatcompany.events.v1.CrmChange.occurred_at:type_name -> google.protobuf.Timestamp
-	27, // 3: notatcompany.events.v1.CrmChange.row_modified_at:type_name -> google.protobuf.Timestamp
-	27, // 4: notatcompany.events.v1.CrmChange.received_at:type_name -> google.protobuf.Timestamp
+	25, // 1: notatcompany.events.v1.CrmChange.columns:type_name -> notatcompany.events.v1.CrmChange.ColumnsEntry
+	29, // 2: notatcompany.events.v1.CrmChange.occurred_at:type_name -> google.protobuf.Timestamp
+	29, // 3: notatcompany.events.v1.CrmChange.row_modified_at:type_name -> google.protobuf.Timestamp
+	29, // 4: notatcompany.events.v1.CrmChange.received_at:type_name -> google.protobuf.Timestamp
 	4,  // 5: notatcompany.events.v1.CrmChange.related:type_name -> notatcompany.events.v1.EntityReference
-	27, // 6: notatcompany.events.v1.Value.date_time:type_name -> google.protobuf.Timestamp
+	29, // 6: notatcompany.events.v1.Value.date_time:type_name -> google.protobuf.Timestamp
 	4,  // 7: notatcompany.events.v1.Value.reference:type_name -> notatcompany.events.v1.EntityReference
 	5,  // 8: notatcompany.events.v1.Value.choices:type_name -> notatcompany.events.v1.Choices
 	6,  // 9: notatcompany.events.v1.Value.collection:type_name -> notatcompany.events.v1.EntityCollection
 	7,  // 10: notatcompany.events.v1.EntityCollection.entities:type_name -> notatcompany.events.v1.Entity
-	24, // 11: notatcompany.events.v1.Entity.columns:type_name -> notatcompany.events.v1.Entity.ColumnsEntry
+	26, // 11: notatcompany.events.v1.Entity.columns:type_name -> notatcompany.events.v1.Entity.ColumnsEntry
 	9,  // 12: notatcompany.events.v1.ProfileChange.positions:type_name -> notatcompany.events.v1.Position
-	27, // 13: notatcompany.events.v1.ProfileChange.observed_at:type_name -> google.protobuf.Timestamp
-	27, // 14: notatcompany.events.v1.ProfileChange.received_at:type_name -> google.protobuf.Timestamp
+	29, // 13: notatcompany.events.v1.ProfileChange.observed_at:type_name -> google.protobuf.Timestamp
+	29, // 14: notatcompany.events.v1.ProfileChange.received_at:type_name -> google.protobuf.Timestamp
 	10, // 15: notatcompany.events.v1.Position.start:type_name -> notatcompany.events.v1.YearMonth
 	10, // 16: notatcompany.events.v1.Position.end:type_name -> notatcompany.events.v1.YearMonth
-	27, // 17: notatcompany.events.v1.CompanyChange.observed_at:type_name -> google.protobuf.Timestamp
-	27, // 18: notatcompany.events.v1.CompanyChange.received_at:type_name -> google.protobuf.Timestamp
-	27, // 19: notatcompany.events.v1.MemberErased.observed_at:type_name -> google.protobuf.Timestamp
-	27, // 20: notatcompany.events.v1.MemberErased.received_at:type_name -> google.protobuf.Timestamp
+	29, // 17: notatcompany.events.v1.CompanyChange.observed_at:type_name -> google.protobuf.Timestamp
+	29, // 18: notatcompany.events.v1.CompanyChange.received_at:type_name -> google.protobuf.Timestamp
+	29, // 19: notatcompany.events.v1.MemberErased.observed_at:type_name -> google.protobuf.Timestamp
+	29, // 20: notatcompany.events.v1.MemberErased.received_at:type_name -> google.protobuf.Timestamp
 	1,  // 21: notatcompany.events.v1.Decision.value:type_name -> notatcompany.events.v1.Flag
 	1,  // 22: notatcompany.events.v1.Decision.previous:type_name -> notatcompany.events.v1.Flag
 	14, // 23: notatcompany.events.v1.Decision.evidence:type_name -> notatcompany.events.v1.Evidence
-	27, // 24: notatcompany.events.v1.Decision.decided_at:type_name -> google.protobuf.Timestamp
+	29, // 24: notatcompany.events.v1.Decision.decided_at:type_name -> google.protobuf.Timestamp
 	9,  // 25: notatcompany.events.v1.Evidence.ended_position:type_name -> notatcompany.events.v1.Position
 	9,  // 26: notatcompany.events.v1.Evidence.current_position:type_name -> notatcompany.events.v1.Position
-	25, // 27: notatcompany.events.v1.Evidence.contradicts:type_name -> notatcompany.events.v1.Evidence.ContradictsEntry
-	27, // 28: notatcompany.events.v1.Evidence.profile_observed_at:type_name -> google.protobuf.Timestamp
-	15, // 29: notatcompany.events.v1.Evidence.sealed:type_name -> notatcompany.events.v1.SealedEvidence
-	9,  // 30: notatcompany.events.v1.MemberEvidence.ended_position:type_name -> notatcompany.events.v1.Position
-	9,  // 31: notatcompany.events.v1.MemberEvidence.current_position:type_name -> notatcompany.events.v1.Position
-	26, // 32: notatcompany.events.v1.MemberEvidence.contradicts:type_name -> notatcompany.events.v1.MemberEvidence.ContradictsEntry
-	27, // 33: notatcompany.events.v1.MemberEvidence.profile_observed_at:type_name -> google.protobuf.Timestamp
-	1,  // 34: notatcompany.events.v1.WriteOutcome.value:type_name -> notatcompany.events.v1.Flag
-	28, // 35: notatcompany.events.v1.WriteOutcome.latency:type_name -> google.protobuf.Duration
-	27, // 36: notatcompany.events.v1.WriteOutcome.recorded_at:type_name -> google.protobuf.Timestamp
-	27, // 37: notatcompany.events.v1.SyncUserChange.changed_at:type_name -> google.protobuf.Timestamp
-	27, // 38: notatcompany.events.v1.OrgSettingsChange.changed_at:type_name -> google.protobuf.Timestamp
-	27, // 39: notatcompany.events.v1.SyncRequest.requested_at:type_name -> google.protobuf.Timestamp
-	1,  // 40: notatcompany.events.v1.FlagOverride.value:type_name -> notatcompany.events.v1.Flag
-	1,  // 41: notatcompany.events.v1.FlagOverride.decided:type_name -> notatcompany.events.v1.Flag
-	27, // 42: notatcompany.events.v1.FlagOverride.changed_at:type_name -> google.protobuf.Timestamp
-	27, // 43: notatcompany.events.v1.FlagOverride.recorded_at:type_name -> google.protobuf.Timestamp
-	3,  // 44: notatcompany.events.v1.CrmChange.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
-	3,  // 45: notatcompany.events.v1.Entity.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
-	46, // [46:46] is the sub-list for method output_type
-	46, // [46:46] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	27, // 27: notatcompany.events.v1.Evidence.contradicts:type_name -> notatcompany.events.v1.Evidence.ContradictsEntry
+	29, // 28: notatcompany.events.v1.Evidence.profile_observed_at:type_name -> google.protobuf.Timestamp
+	17, // 29: notatcompany.events.v1.Evidence.sealed:type_name -> notatcompany.events.v1.SealedEvidence
+	15, // 30: notatcompany.events.v1.Evidence.features:type_name -> notatcompany.events.v1.MatchFeature
+	16, // 31: notatcompany.events.v1.Evidence.candidates:type_name -> notatcompany.events.v1.MatchCandidate
+	1,  // 32: notatcompany.events.v1.MatchCandidate.value:type_name -> notatcompany.events.v1.Flag
+	9,  // 33: notatcompany.events.v1.MemberEvidence.ended_position:type_name -> notatcompany.events.v1.Position
+	9,  // 34: notatcompany.events.v1.MemberEvidence.current_position:type_name -> notatcompany.events.v1.Position
+	28, // 35: notatcompany.events.v1.MemberEvidence.contradicts:type_name -> notatcompany.events.v1.MemberEvidence.ContradictsEntry
+	29, // 36: notatcompany.events.v1.MemberEvidence.profile_observed_at:type_name -> google.protobuf.Timestamp
+	15, // 37: notatcompany.events.v1.MemberEvidence.features:type_name -> notatcompany.events.v1.MatchFeature
+	16, // 38: notatcompany.events.v1.MemberEvidence.candidates:type_name -> notatcompany.events.v1.MatchCandidate
+	1,  // 39: notatcompany.events.v1.WriteOutcome.value:type_name -> notatcompany.events.v1.Flag
+	30, // 40: notatcompany.events.v1.WriteOutcome.latency:type_name -> google.protobuf.Duration
+	29, // 41: notatcompany.events.v1.WriteOutcome.recorded_at:type_name -> google.protobuf.Timestamp
+	29, // 42: notatcompany.events.v1.SyncUserChange.changed_at:type_name -> google.protobuf.Timestamp
+	29, // 43: notatcompany.events.v1.OrgSettingsChange.changed_at:type_name -> google.protobuf.Timestamp
+	29, // 44: notatcompany.events.v1.SyncRequest.requested_at:type_name -> google.protobuf.Timestamp
+	1,  // 45: notatcompany.events.v1.FlagOverride.value:type_name -> notatcompany.events.v1.Flag
+	1,  // 46: notatcompany.events.v1.FlagOverride.decided:type_name -> notatcompany.events.v1.Flag
+	29, // 47: notatcompany.events.v1.FlagOverride.changed_at:type_name -> google.protobuf.Timestamp
+	29, // 48: notatcompany.events.v1.FlagOverride.recorded_at:type_name -> google.protobuf.Timestamp
+	3,  // 49: notatcompany.events.v1.CrmChange.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
+	3,  // 50: notatcompany.events.v1.Entity.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
+	51, // [51:51] is the sub-list for method output_type
+	51, // [51:51] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_notatcompany_events_v1_events_proto_init() }
@@ -2644,7 +2866,7 @@ func file_notatcompany_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_notatcompany_events_v1_events_proto_rawDesc), len(file_notatcompany_events_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
