@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/notatcompany/notatcompany/services/crmsync"
@@ -16,9 +17,12 @@ import (
 // writer's process: they read through the writer's clients and spend the
 // same budget as its writes, one per environment and application user.
 func (s *Service) SyncWorkers(ctx context.Context, js jetstream.JetStream, reg prometheus.Registerer) ([]func(context.Context) error, error) {
+	// The owner names this replica in the job claims: the host and process
+	// for a person reading them, and a unique part, because replicas may
+	// share a process (the devstack runs two writers in one).
 	host, _ := os.Hostname()
 	return crmsync.Workers(ctx, s.cfg.Sync, crmsync.Deps{
-		JS: js, Targets: s.syncTarget, Owner: host + "/" + strconv.Itoa(os.Getpid()),
+		JS: js, Targets: s.syncTarget, Owner: host + "/" + strconv.Itoa(os.Getpid()) + "/" + nuid.Next(),
 		Log: s.log.With("worker", "sync"), Registerer: reg, BusMetrics: s.settler.Metrics,
 	})
 }
