@@ -109,7 +109,7 @@ func renderEvidence(d *eventsv1.Decision, member *eventsv1.MemberEvidence) (reas
 	if m := e.GetMemberMatch(); m != "" {
 		notes = append(notes, m+" match")
 	}
-	notes = append(notes, fmt.Sprintf("confidence %.2f", d.GetConfidence()))
+	notes = append(notes, fmt.Sprintf("confidence %.2f", math.Round(d.GetConfidence()*100)/100))
 	b.WriteString(" (" + strings.Join(notes, ", ") + ")")
 	return cutChars(b.String(), maxReason), company
 }
