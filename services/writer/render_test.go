@@ -22,7 +22,7 @@ func TestRenderEvidence(t *testing.T) {
 		{"no member part", d("Contoso", "email", 0.9), nil, "Left Contoso (email match, confidence 0.90)", ""},
 		{"year only, no title", d("Contoso", "", 0.855),
 			&eventsv1.MemberEvidence{EndedPosition: &eventsv1.Position{End: &eventsv1.YearMonth{Year: 2025}}, CurrentPosition: &eventsv1.Position{CompanyName: "Fabrikam"}},
-			"Left Contoso in 2025; now Fabrikam (confidence 0.85)", "Fabrikam"},
+			"Left Contoso in 2025; now Fabrikam (confidence 0.86)", "Fabrikam"},
 		{"ended position names the company", d("Contoso Ltd", "profile_url", 1),
 			&eventsv1.MemberEvidence{EndedPosition: &eventsv1.Position{CompanyName: "Contoso", End: &eventsv1.YearMonth{Year: 2026, Month: 3}}},
 			"Left Contoso in 2026-03 (profile_url match, confidence 1.00)", ""},
