@@ -24,6 +24,8 @@ type Config struct {
 	Targets    []TargetConfig
 	FlagColumn string
 	WriteTag   string
+	// Evidence names the columns written with the flag (see evidence.go).
+	Evidence EvidenceConfig
 	// BatchSize is the most writes per $batch request (1: one PATCH each).
 	BatchSize int
 	// Linger is how long a batch waits to fill after its first decision.
@@ -85,6 +87,12 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	p.Secret(&targets, "NAC_DATAVERSE_TARGETS")
 	p.String(&c.FlagColumn, "flag-column", "NAC_FLAG_COLUMN", crmschema.DefaultFlagColumn, "logical name of the contact's Not at Company column (or msdyn_orgchangestatus)")
 	p.String(&c.WriteTag, "write-tag", "NAC_WRITE_TAG", "notatcompany", "tag set on every write, so ingest drops the webhook it causes")
+	ev := crmschema.EvidenceColumns(crmschema.DefaultPrefix)
+	p.Bool(&c.Evidence.Off, "evidence-off", "NAC_EVIDENCE_OFF", false, "write the flag alone, without the reason, suggested company, detected-on and confidence columns")
+	p.String(&c.Evidence.Columns.Reason, "reason-column", "NAC_REASON_COLUMN", ev.Reason, "logical name of the contact's evidence sentence column")
+	p.String(&c.Evidence.Columns.SuggestedCompany, "suggested-company-column", "NAC_SUGGESTED_COMPANY_COLUMN", ev.SuggestedCompany, "logical name of the contact's suggested new company column")
+	p.String(&c.Evidence.Columns.DetectedOn, "detected-on-column", "NAC_DETECTED_ON_COLUMN", ev.DetectedOn, "logical name of the contact's detected-on date column")
+	p.String(&c.Evidence.Columns.Confidence, "confidence-column", "NAC_CONFIDENCE_COLUMN", ev.Confidence, "logical name of the contact's confidence column")
 	p.Int(&c.BatchSize, "batch-size", "NAC_BATCH_SIZE", 10, "writes per $batch request, 1-1000 (1: one PATCH per decision)")
 	p.Duration(&c.Linger, "batch-linger", "NAC_BATCH_LINGER", 20*time.Millisecond, "how long a batch waits to fill after its first decision")
 	p.Bool(&c.Budget.Off, "budget-off", "NAC_BUDGET_OFF", false, "write as fast as Dataverse answers (benchmarks only)")
@@ -146,6 +154,12 @@ func (c *Config) Validate(p *conf.Parser) {
 		checkTarget(names{at + "url", at + "tokenUrl", at + "clientId", at + "clientSecret"}, t)
 	}
 	p.Check(crmschema.IsColumnName(c.FlagColumn), "NAC_FLAG_COLUMN=%q: want a Dataverse logical name", c.FlagColumn)
+	if !c.Evidence.Off {
+		for env, col := range map[string]string{"NAC_REASON_COLUMN": c.Evidence.Columns.Reason, "NAC_SUGGESTED_COMPANY_COLUMN": c.Evidence.Columns.SuggestedCompany,
+			"NAC_DETECTED_ON_COLUMN": c.Evidence.Columns.DetectedOn, "NAC_CONFIDENCE_COLUMN": c.Evidence.Columns.Confidence} {
+			p.Check(crmschema.IsColumnName(col) && col != c.FlagColumn, "%s=%q: want a Dataverse logical name other than the flag's", env, col)
+		}
+	}
 	p.Check(c.BatchSize >= 1 && c.BatchSize <= dataverse.MaxBatch, "NAC_BATCH_SIZE=%d: want 1-%d", c.BatchSize, dataverse.MaxBatch)
 	p.Check(c.Linger >= 0 && c.Linger <= time.Second, "NAC_BATCH_LINGER=%s: want 0-1s", c.Linger)
 	if !c.Budget.Off {

@@ -21,6 +21,7 @@ import (
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
+	"github.com/notatcompany/notatcompany/services/shared/crmschema"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse/dataversetest"
 	"github.com/notatcompany/notatcompany/services/shared/testkit"
@@ -321,7 +322,8 @@ func (f *fakeDataverse) Batch(_ context.Context, ws []dataverse.FlagWrite) ([]er
 
 func testConfig() Config {
 	return Config{
-		FlagColumn: flagCol, WriteTag: "notatcompany", BatchSize: 10, Linger: 20 * time.Millisecond,
+		FlagColumn: flagCol, WriteTag: "notatcompany", BatchSize: 10,
+		Evidence: EvidenceConfig{Columns: crmschema.EvidenceColumns(crmschema.DefaultPrefix)}, Linger: 20 * time.Millisecond,
 		Budget:         Budget{Requests: 6000, Window: 5 * time.Minute, Concurrent: 52},
 		RequestTimeout: 5 * time.Second, Workers: 1, HandleTimeout: 10 * time.Second,
 	}

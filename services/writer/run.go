@@ -14,6 +14,7 @@ import (
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse"
 	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
+	"github.com/notatcompany/notatcompany/services/shared/memberkeys"
 	"github.com/notatcompany/notatcompany/services/shared/orgs"
 )
 
@@ -63,11 +64,17 @@ func Open(ctx context.Context, cfg Config, topo bus.Options, js jetstream.JetStr
 	if err != nil {
 		return nil, nil, fmt.Errorf("bind consumer %s: %w", bus.ConsumerWriter, err)
 	}
+	var members MemberOpener
+	if !cfg.Evidence.Off {
+		if members, err = memberkeys.Bind(ctx, js); err != nil {
+			return nil, nil, err
+		}
+	}
 	pub := bus.NewPublisher(js, 5*time.Second)
 	settler := &bus.Settler{Consumer: bus.ConsumerWriter, Retry: topo.RetryFor(bus.ConsumerWriter), Publisher: pub,
 		Metrics: bus.NewMetrics(reg), Logger: log}
 	svc := New(cfg, Deps{Targets: targets, Switch: switches, Decisions: streamDecisions{decisions}, Leases: leases,
-		Publisher: pub, Settler: settler}, log, m)
+		Publisher: pub, Settler: settler, Members: members}, log, m)
 	return svc, cons, nil
 }
 

@@ -145,7 +145,7 @@ func (s *Service) writeChunk(ctx context.Context, t *Target, chunk []*item) {
 	writes := make([]dataverse.FlagWrite, len(chunk))
 	for i, it := range chunk {
 		writes[i] = dataverse.FlagWrite{ContactID: it.decision.GetContactId(), Column: s.cfg.FlagColumn,
-			Value: int(it.decision.GetValue()), Tag: s.cfg.WriteTag}
+			Value: int(it.decision.GetValue()), Tag: s.cfg.WriteTag, Also: s.evidenceColumns(ctx, it.decision)}
 	}
 	start := time.Now()
 	var results []error

@@ -68,6 +68,9 @@ type Deps struct {
 	// Settler settles the messages; nil: one with the topology's retry
 	// policy of the writer and Publisher.
 	Settler *bus.Settler
+	// Members opens the member's part of the evidence; nil: the evidence
+	// columns get what is not sealed.
+	Members MemberOpener
 }
 
 // Service is the writer.
@@ -84,6 +87,7 @@ type Service struct {
 	failures  *bus.LogLimiter
 	backlog   *backlog
 	now       func() time.Time
+	members   MemberOpener
 }
 
 // New returns a writer; m comes from NewMetrics (the targets' clients
@@ -96,7 +100,7 @@ func New(cfg Config, d Deps, log *slog.Logger, m *Metrics) *Service {
 	}
 	s := &Service{cfg: cfg, targets: d.Targets, switches: d.Switch, decisions: d.Decisions, leases: d.Leases,
 		pub: d.Publisher, settler: settler, log: log, metrics: m,
-		failures: &bus.LogLimiter{Every: 10 * time.Second}, now: time.Now}
+		failures: &bus.LogLimiter{Every: 10 * time.Second}, now: time.Now, members: d.Members}
 	s.backlog = m.backlog
 	return s
 }

@@ -64,7 +64,7 @@ type Endpoint struct {
 
 // Defaults are the documented defaults.
 func Defaults() Config {
-	return Config{Publisher: "notatcompany", Prefix: "nac", OptionValuePrefix: 72150, Solution: "notatcompany",
+	return Config{Publisher: "notatcompany", Prefix: crmschema.DefaultPrefix, OptionValuePrefix: 72150, Solution: "notatcompany",
 		FlagColumn: crmschema.DefaultFlagColumn, EvidenceColumns: true, EndpointName: "notatcompany",
 		Endpoint: Endpoint{Auth: AuthWebhookKey}}
 }

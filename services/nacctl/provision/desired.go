@@ -68,6 +68,7 @@ func flagColumn(logical string) column {
 
 // evidenceColumns are the columns the writer fills with a decision's why.
 func evidenceColumns(prefix string) []column {
+	names := crmschema.EvidenceColumns(prefix)
 	text := func(logical, display, desc string, max int) column {
 		return column{logical: logical, typ: "String", body: map[string]any{
 			"@odata.type": "Microsoft.Dynamics.CRM.StringAttributeMetadata", "AttributeType": "String",
@@ -77,17 +78,17 @@ func evidenceColumns(prefix string) []column {
 		}}
 	}
 	return []column{
-		text(prefix+"_orgchangereason", "Not at Company Reason", "Why notatcompany set the flag: the evidence in a sentence", 400),
-		text(prefix+"_suggestedcompany", "Suggested New Company", "Where the contact works now, by notatcompany's evidence", 200),
-		{logical: prefix + "_orgchangedetectedon", typ: "DateTime", body: map[string]any{
+		text(names.Reason, "Not at Company Reason", "Why notatcompany set the flag: the evidence in a sentence", 400),
+		text(names.SuggestedCompany, "Suggested New Company", "Where the contact works now, by notatcompany's evidence", 200),
+		{logical: names.DetectedOn, typ: "DateTime", body: map[string]any{
 			"@odata.type": "Microsoft.Dynamics.CRM.DateTimeAttributeMetadata", "AttributeType": "DateTime",
-			"AttributeTypeName": map[string]any{"Value": "DateTimeType"}, "SchemaName": schemaName(prefix + "_orgchangedetectedon"),
+			"AttributeTypeName": map[string]any{"Value": "DateTimeType"}, "SchemaName": schemaName(names.DetectedOn),
 			"DisplayName": label("Not at Company Detected On"), "Description": label("When notatcompany learned the contact left"),
 			"RequiredLevel": requiredNone(), "Format": "DateAndTime",
 		}},
-		{logical: prefix + "_orgchangeconfidence", typ: "Decimal", body: map[string]any{
+		{logical: names.Confidence, typ: "Decimal", body: map[string]any{
 			"@odata.type": "Microsoft.Dynamics.CRM.DecimalAttributeMetadata", "AttributeType": "Decimal",
-			"AttributeTypeName": map[string]any{"Value": "DecimalType"}, "SchemaName": schemaName(prefix + "_orgchangeconfidence"),
+			"AttributeTypeName": map[string]any{"Value": "DecimalType"}, "SchemaName": schemaName(names.Confidence),
 			"DisplayName": label("Not at Company Confidence"), "Description": label("How sure notatcompany is of the match, 0 to 1"),
 			"RequiredLevel": requiredNone(), "Precision": 2, "MinValue": 0, "MaxValue": 1,
 		}},

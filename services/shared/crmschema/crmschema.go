@@ -82,3 +82,22 @@ func (c Columns) Read(table string) []string {
 	slices.Sort(cols)
 	return slices.Compact(cols)
 }
+
+// DefaultPrefix is the customization prefix of provisioning's components
+// ("nac_orgchangestatus") unless an organization picks another.
+const DefaultPrefix = "nac"
+
+// Evidence names the contact columns provisioning creates and the writer
+// fills, with the flag, with a decision's why.
+type Evidence struct {
+	Reason           string // a sentence: the evidence, in words
+	SuggestedCompany string // where the contact works now
+	DetectedOn       string // when notatcompany learned the contact left
+	Confidence       string // how sure the match is, 0 to 1
+}
+
+// EvidenceColumns are the evidence columns under a customization prefix.
+func EvidenceColumns(prefix string) Evidence {
+	return Evidence{Reason: prefix + "_orgchangereason", SuggestedCompany: prefix + "_suggestedcompany",
+		DetectedOn: prefix + "_orgchangedetectedon", Confidence: prefix + "_orgchangeconfidence"}
+}

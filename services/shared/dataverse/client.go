@@ -116,6 +116,9 @@ type FlagWrite struct {
 	// Tag comes back to our webhook as the shared variable "tag", which is
 	// how ingest recognizes the change as our own.
 	Tag string
+	// Also are further columns set in the same write (the evidence beside
+	// the flag); a nil value clears its column.
+	Also map[string]any
 }
 
 // path is the write's request target; w must have passed Validate.
@@ -128,7 +131,16 @@ func (w FlagWrite) path() string {
 }
 
 func (w FlagWrite) body() []byte {
-	b, _ := json.Marshal(map[string]int{w.Column: w.Value})
+	if len(w.Also) == 0 {
+		b, _ := json.Marshal(map[string]int{w.Column: w.Value})
+		return b
+	}
+	cols := make(map[string]any, len(w.Also)+1)
+	for k, v := range w.Also {
+		cols[k] = v
+	}
+	cols[w.Column] = w.Value
+	b, _ := json.Marshal(cols)
 	return b
 }
 

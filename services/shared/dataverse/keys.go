@@ -70,5 +70,18 @@ func (w FlagWrite) Validate() error {
 	if err := checkGUID("contact id", w.ContactID); err != nil {
 		return err
 	}
+	for col, v := range w.Also {
+		if err := checkIdentifier("column", col); err != nil {
+			return err
+		}
+		if col == w.Column {
+			return fmt.Errorf("%w: column %s is the flag's", ErrInvalidRequest, quote(col))
+		}
+		switch v.(type) {
+		case nil, string, float64, int, bool:
+		default:
+			return fmt.Errorf("%w: column %s: a %T is not a column value", ErrInvalidRequest, quote(col), v)
+		}
+	}
 	return checkIdentifier("column", w.Column)
 }

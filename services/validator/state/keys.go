@@ -2,8 +2,6 @@ package state
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -16,6 +14,7 @@ import (
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
+	"github.com/notatcompany/notatcompany/services/shared/memberkeys"
 )
 
 // Crypto-shredding: what a decision says about a member is sealed with
@@ -26,11 +25,8 @@ import (
 // evidence, wherever it is (decision stream, audit trail, dead letters),
 // without touching those streams.
 
-// dataKey is one member's data key.
-type dataKey struct {
-	ID  string `json:"kid"`
-	Key []byte `json:"k"`
-}
+// dataKey is one member's data key, in the format memberkeys reads.
+type dataKey = memberkeys.Key
 
 func keyOfMember(memberKey string) string { return bus.MemberKeySubject(memberKey) }
 func keyByID(id string) string            { return bus.MemberKeyIDSubject(id) }
@@ -39,7 +35,8 @@ var keyIDRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
 // ErrShredded means the member's data key is gone: the member was erased,
 // and so was what the evidence said about them.
-var ErrShredded = errors.New("the member's data key is destroyed: evidence erased")
+// It is memberkeys', with which the writer opens the same evidence.
+var ErrShredded = memberkeys.ErrShredded
 
 // errMemberGone: a key was asked for a member no longer stored.
 var errMemberGone = errors.New("the member is erased or not stored; evaluate again")
@@ -52,16 +49,11 @@ func (s *Store) Seal(ctx context.Context, memberID string, plaintext, aad []byte
 	if err != nil {
 		return nil, err
 	}
-	gcm, err := newGCM(k.Key)
-	if err != nil {
-		return nil, err
-	}
-	nonce := make([]byte, gcm.NonceSize())
+	nonce := make([]byte, 12) // the GCM standard nonce size
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("nonce: %w", err)
 	}
-	return &eventsv1.SealedEvidence{KeyId: k.ID, Nonce: nonce,
-		Ciphertext: gcm.Seal(nil, nonce, plaintext, boundAAD(k.ID, aad))}, nil
+	return memberkeys.Seal(k, nonce, plaintext, aad)
 }
 
 // Open decrypts what Seal sealed; ErrShredded once the member is erased.
@@ -77,30 +69,7 @@ func (s *Store) Open(ctx context.Context, sealed *eventsv1.SealedEvidence, aad [
 	if !found {
 		return nil, ErrShredded
 	}
-	gcm, err := newGCM(k.Key)
-	if err != nil {
-		return nil, err
-	}
-	if len(sealed.GetNonce()) != gcm.NonceSize() {
-		return nil, errors.New("sealed evidence: bad nonce")
-	}
-	out, err := gcm.Open(nil, sealed.GetNonce(), sealed.GetCiphertext(), boundAAD(k.ID, aad))
-	if err != nil {
-		return nil, fmt.Errorf("sealed evidence: %w", err)
-	}
-	return out, nil
-}
-
-func boundAAD(keyID string, aad []byte) []byte {
-	return append([]byte("nac.sealed.v1|"+keyID+"|"), aad...)
-}
-
-func newGCM(key []byte) (cipher.AEAD, error) {
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, fmt.Errorf("data key: %w", err)
-	}
-	return cipher.NewGCM(block)
+	return memberkeys.Open(k, sealed, aad)
 }
 
 // memberDataKey returns the member's data key, making it when there is
