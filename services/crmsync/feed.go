@@ -146,15 +146,28 @@ func (j *job) save(ctx context.Context, force bool) error {
 		j.st.FlagsToWrite = int(info.NumPending) + info.NumAckPending
 	}
 	j.st.Heartbeat = now.UnixMilli()
-	rev, ok, err := j.s.jobs.put(ctx, j.org, j.st, j.rev)
-	if err != nil {
-		return err
+	for {
+		rev, ok, err := j.s.jobs.put(ctx, j.org, j.st, j.rev)
+		if err != nil {
+			return err
+		}
+		if ok {
+			j.rev = rev
+			return nil
+		}
+		// Changed meanwhile: by another replica taking the job over, or by
+		// a settings change recording the switch beside our job (which
+		// happens right after the request that started it). Only the
+		// former ends the job; the switch is taken over.
+		cur, curRev, _, err := j.s.jobs.get(ctx, j.org)
+		if err != nil {
+			return err
+		}
+		if cur.JobID != j.st.JobID || cur.Owner != j.st.Owner {
+			return errLostClaim
+		}
+		j.st.DataValidation, j.rev = cur.DataValidation, curRev
 	}
-	if !ok {
-		return errLostClaim
-	}
-	j.rev = rev
-	return nil
 }
 
 // storedLink is a table's delta link in bus.BucketSyncLinks.
