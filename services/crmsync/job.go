@@ -44,7 +44,7 @@ func (s *Service) run(ctx context.Context, org string, st syncjobs.Status, rev u
 		decisions: map[string]decisionRef{}, rewritten: map[string]bool{}}
 	err := j.run(ctx)
 	if errors.Is(err, errLostClaim) {
-		s.log.Warn("sync job taken over by another replica", "org", org, "job", st.JobID)
+		s.log.Info("sync job handed over: a newer claim of the organization replaced it", "org", org, "job", st.JobID)
 		return
 	}
 	j.st.FinishedAt, j.st.State = s.now().UnixMilli(), syncjobs.StateDone

@@ -19,8 +19,10 @@ const staleAfter = time.Minute
 // errBusy means another replica runs a job of the organization.
 var errBusy = errors.New("another replica runs a sync job of this organization")
 
-// errLostClaim means another replica took the job over.
-var errLostClaim = errors.New("the sync job was taken over by another replica")
+// errLostClaim means the claim is no longer ours: another replica took a
+// stale job over, or a request claimed the organization for a new job
+// (which does the replaced one's work).
+var errLostClaim = errors.New("the sync job was replaced by a newer claim (another replica's, or a request this replica took)")
 
 // jobs keeps the job states in bus.BucketSyncJobs, changed only by
 // compare-and-set, so that exactly one replica runs an organization's job.
