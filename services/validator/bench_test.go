@@ -48,7 +48,7 @@ func newBenchEnv(b *testing.B, contacts int) *benchEnv {
 		b.Fatal(err)
 	}
 	e := &benchEnv{svc: svc, js: js, ctx: ctx}
-	if _, err := svc.store.ApplySyncUser(ctx, &eventsv1.SyncUserChange{OrganizationId: benchOrg, UserId: benchOwner,
+	if _, _, err := svc.store.ApplySyncUser(ctx, &eventsv1.SyncUserChange{OrganizationId: benchOrg, UserId: benchOwner,
 		Enabled: true, ChangedAt: timestamppb.New(time.Unix(1, 0))}); err != nil {
 		b.Fatal(err)
 	}

@@ -35,15 +35,18 @@ type scenarioEvent struct {
 
 func handleEvent(ctx context.Context, svc *Service, ev scenarioEvent, delivered uint64) error {
 	msg := &fakeMsg{subject: ev.subject, data: ev.data, delivered: delivered}
-	switch ev.handler {
-	case "crm":
-		return svc.HandleCRM(ctx, msg)
-	case "profile":
-		return svc.HandleProfile(ctx, msg)
-	case "admin":
-		return svc.HandleAdmin(ctx, msg)
+	handle := func(msg jetstream.Msg) error {
+		switch ev.handler {
+		case "crm":
+			return svc.HandleCRM(ctx, msg)
+		case "profile":
+			return svc.HandleProfile(ctx, msg)
+		case "admin":
+			return svc.HandleAdmin(ctx, msg)
+		}
+		return fmt.Errorf("no handler %q", ev.handler)
 	}
-	return fmt.Errorf("no handler %q", ev.handler)
+	return heldAgain(handle(msg), func() error { return handle(msg.again()) })
 }
 
 // scenario builds the events of a day in an organization: 30 contacts over
@@ -288,7 +291,7 @@ func replicas(t *testing.T, cfg Config, n int) ([]*Service, jetstream.JetStream)
 		}
 		svcs = append(svcs, svc)
 	}
-	if _, err := svcs[0].store.ApplySyncUser(ctx, &eventsv1.SyncUserChange{EventId: "su", OrganizationId: org,
+	if _, _, err := svcs[0].store.ApplySyncUser(ctx, &eventsv1.SyncUserChange{EventId: "su", OrganizationId: org,
 		UserId: syncUser, Enabled: true, ChangedAt: at(0)}); err != nil {
 		t.Fatal(err)
 	}

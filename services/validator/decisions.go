@@ -12,38 +12,68 @@ import (
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
+	"github.com/notatcompany/notatcompany/services/validator/state"
 )
 
-// Headers of a decision message: what the next decision is compared with.
+// Headers of a decision message: what the next decision is compared with,
+// and the least the reads of the next decision must reflect.
 const (
 	headerDigest     = "Nac-Digest"
 	headerUnderlying = "Nac-Underlying"
 	headerFlagSeen   = "Nac-Flag-Seen"
+	// The revision of the contact row the decision saw, and the positions
+	// of the scope cache it read (state.Floor).
+	headerContactRev = "Nac-Contact-Rev"
+	headerScopeAt    = "Nac-Scope-At"
 )
 
-// streamDecisions is Decisions on the NAC_DECISIONS stream.
+// streamDecisions is Decisions on the NAC_DECISIONS stream, read with
+// batched direct gets.
 type streamDecisions struct {
-	js     jetstream.JetStream
-	stream jetstream.Stream
+	js    jetstream.JetStream
+	store *state.Store
 }
 
 func (d streamDecisions) Last(ctx context.Context, org, contact string) (*LastDecision, uint64, error) {
-	raw, err := d.stream.GetLastMsgForSubject(ctx, bus.DecisionSubject(org, contact))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, 0, nil
-	}
+	ref := state.ContactRef{Org: org, ID: contact}
+	got, err := d.LastOf(ctx, []state.ContactRef{ref})
 	if err != nil {
-		return nil, 0, fmt.Errorf("last decision: %w", err)
+		return nil, 0, err
 	}
-	var dec eventsv1.Decision
-	if err := proto.Unmarshal(raw.Data, &dec); err != nil {
-		return nil, 0, fmt.Errorf("decode last decision: %w", err)
+	return got[ref].Decision, got[ref].Seq, nil
+}
+
+func (d streamDecisions) LastOf(ctx context.Context, refs []state.ContactRef) (map[state.ContactRef]Last, error) {
+	subjects := make([]string, 0, len(refs))
+	bySubject := make(map[string]state.ContactRef, len(refs))
+	for _, r := range refs {
+		subj := bus.DecisionSubject(r.Org, r.ID)
+		bySubject[subj] = r
+		subjects = append(subjects, subj)
 	}
-	flagSeen, _ := strconv.ParseInt(raw.Header.Get(headerFlagSeen), 10, 64)
-	return &LastDecision{
-		DecisionMeta: DecisionMeta{Digest: raw.Header.Get(headerDigest), Underlying: raw.Header.Get(headerUnderlying), FlagSeen: flagSeen},
-		Value:        int(dec.GetValue()), Decision: &dec,
-	}, raw.Sequence, nil
+	msgs, err := d.store.LastMessages(ctx, bus.StreamDecisions, subjects)
+	if err != nil {
+		return nil, fmt.Errorf("last decisions: %w", err)
+	}
+	out := make(map[state.ContactRef]Last, len(msgs))
+	for _, m := range msgs {
+		ref, ok := bySubject[m.Subject]
+		if !ok {
+			continue
+		}
+		var dec eventsv1.Decision
+		if err := proto.Unmarshal(m.Data, &dec); err != nil {
+			return nil, fmt.Errorf("decode last decision: %w", err)
+		}
+		flagSeen, _ := strconv.ParseInt(m.Header.Get(headerFlagSeen), 10, 64)
+		contactRev, _ := strconv.ParseUint(m.Header.Get(headerContactRev), 10, 64)
+		out[ref] = Last{Seq: m.Seq, Decision: &LastDecision{
+			DecisionMeta: DecisionMeta{Digest: m.Header.Get(headerDigest), Underlying: m.Header.Get(headerUnderlying),
+				FlagSeen: flagSeen, ContactRev: contactRev, ScopeAt: state.ParseFloor(m.Header.Get(headerScopeAt))},
+			Value: int(dec.GetValue()), Decision: &dec,
+		}}
+	}
+	return out, nil
 }
 
 func (d streamDecisions) Publish(ctx context.Context, dec *eventsv1.Decision, meta DecisionMeta, seq uint64) error {
@@ -54,6 +84,8 @@ func (d streamDecisions) Publish(ctx context.Context, dec *eventsv1.Decision, me
 	h := nats.Header{}
 	h.Set(headerDigest, meta.Digest)
 	h.Set(headerFlagSeen, strconv.FormatInt(meta.FlagSeen, 10))
+	h.Set(headerContactRev, strconv.FormatUint(meta.ContactRev, 10))
+	h.Set(headerScopeAt, meta.ScopeAt.String())
 	if meta.Underlying != "" {
 		h.Set(headerUnderlying, meta.Underlying)
 	}

@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
-	"github.com/notatcompany/notatcompany/services/shared/orgs"
 	"github.com/notatcompany/notatcompany/services/validator/decide"
 	"github.com/notatcompany/notatcompany/services/validator/state"
 )
@@ -23,49 +23,59 @@ import (
 // through the work queue in chunks when they are many, so that one account
 // with 50,000 contacts never holds its stream.
 func (s *Service) evaluateAll(ctx context.Context, kind string, refs []state.ContactRef, cause string, redelivered bool) error {
-	refs = uniq(refs)
-	s.metrics.fanout.WithLabelValues(kind).Observe(float64(len(refs)))
-	if len(refs) > s.cfg.InlineFanout {
-		return s.enqueue(ctx, kind, refs, cause)
-	}
-	return s.evaluateMany(ctx, kind, refs, cause, redelivered, nil)
+	return s.evaluateFor(ctx, refs, trigger{kind: kind, cause: cause, redelivered: redelivered})
 }
 
-// evaluationsInFlight bounds the contacts of one batch evaluated at once:
-// an evaluation mostly waits on JetStream round trips.
-const evaluationsInFlight = 16
+// trigger is what an evaluation is for: the kind and id of the event, and
+// the least the scope cache must reflect (what the event changed there).
+// again marks the pass that settles a change of the scope cache's sources.
+type trigger struct {
+	kind, cause string
+	redelivered bool
+	floor       state.Floor
+	again       bool
+}
 
-// evaluateMany evaluates contacts concurrently, sharing the reads they
-// have in common; progress is called as evaluations complete.
-func (s *Service) evaluateMany(ctx context.Context, kind string, refs []state.ContactRef, cause string, redelivered bool, progress func()) error {
-	shared := batchReads(s.store)
+func (s *Service) evaluateFor(ctx context.Context, refs []state.ContactRef, t trigger) error {
+	refs = uniq(refs)
+	s.metrics.fanout.WithLabelValues(t.kind).Observe(float64(len(refs)))
+	if len(refs) > s.cfg.InlineFanout {
+		return s.enqueue(ctx, t, refs)
+	}
+	return s.evaluateMany(ctx, refs, t, nil)
+}
+
+// groupsInFlight bounds the groups of one batch read and decided at once:
+// a group mostly waits on JetStream round trips.
+const groupsInFlight = 4
+
+// evaluateMany evaluates contacts a group at a time, several groups
+// concurrently; progress is called as evaluations complete.
+func (s *Service) evaluateMany(ctx context.Context, refs []state.ContactRef, t trigger, progress func()) error {
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(evaluationsInFlight)
-	for _, ref := range refs {
-		g.Go(func() error {
-			if err := s.evaluate(gctx, kind, ref, cause, redelivered, shared); err != nil {
-				return fmt.Errorf("evaluate contact %s: %w", ref.ID, err)
-			}
-			if progress != nil {
-				progress()
-			}
-			return nil
-		})
+	g.SetLimit(groupsInFlight)
+	for i := 0; i < len(refs); i += groupSize {
+		group := refs[i:min(i+groupSize, len(refs))]
+		g.Go(func() error { return s.evaluateGroup(gctx, group, t, progress) })
 	}
 	return g.Wait()
 }
 
-func (s *Service) enqueue(ctx context.Context, kind string, refs []state.ContactRef, cause string) error {
+func (s *Service) enqueue(ctx context.Context, t trigger, refs []state.ContactRef) error {
 	byOrg := map[string][]string{}
 	for _, r := range refs {
 		byOrg[r.Org] = append(byOrg[r.Org], r.ID)
+	}
+	pass := ""
+	if t.again {
+		pass = ".again" // chunks of their own, not duplicates of the first
 	}
 	for org, ids := range byOrg {
 		slices.Sort(ids) // the same chunks, and ids, on a redelivery
 		for i := 0; i < len(ids); i += s.cfg.ChunkSize {
 			chunk := ids[i:min(i+s.cfg.ChunkSize, len(ids))]
-			id := fmt.Sprintf("%s.%s.%s.%d", cause, kind, org, i/s.cfg.ChunkSize)
-			req := &eventsv1.EvaluateRequest{RequestId: id, OrganizationId: org, ContactIds: chunk, Kind: kind, CauseEventId: cause}
+			id := fmt.Sprintf("%s.%s.%s.%d%s", t.cause, t.kind, org, i/s.cfg.ChunkSize, pass)
+			req := &eventsv1.EvaluateRequest{RequestId: id, OrganizationId: org, ContactIds: chunk, Kind: t.kind, CauseEventId: t.cause}
 			if err := s.pub.PublishProto(ctx, bus.WorkSubject(org), "work."+id, req); err != nil {
 				return err
 			}
@@ -74,72 +84,122 @@ func (s *Service) enqueue(ctx context.Context, kind string, refs []state.Contact
 	return nil
 }
 
-// evaluate decides one contact and publishes the decision when it differs
-// from the last one. The publish names the last decision it replaces: if
-// another replica published first, this one decides again on the state as
-// it now stands. After publishing it decides once more, so that a decision
-// made on a state that changed meanwhile is corrected at once.
-func (s *Service) evaluate(ctx context.Context, kind string, ref state.ContactRef, cause string, redelivered bool, shared *reads) error {
-	s.metrics.evaluations.WithLabelValues(kind).Inc()
-	published := false
-	for attempt := range 6 {
-		r := shared
-		if attempt > 0 {
-			r = freshReads(s.store)
-		}
-		row, last, seq, err := s.contactAndLast(ctx, ref)
-		if err != nil || row == nil {
-			return err
-		}
-		in, err := s.input(ctx, r, ref.Org, row, last)
+// publishesInFlight bounds the decisions of one group published at once.
+const publishesInFlight = 16
+
+// Outcomes of deciding one contact.
+type outcome int
+
+const (
+	settled   outcome = iota // nothing (more) to publish
+	published                // published: check it still stands
+	contended                // another replica published first: again
+)
+
+// evaluateGroup decides a group of contacts and publishes each decision
+// that differs from the last one. A publish names the last decision it
+// replaces: if another replica published first, the contact is decided
+// again on the state as it now stands. After publishing, it asks whether
+// anything the decision rested on changed meanwhile, and decides again
+// those whose reads did, so that a decision made on a state that changed
+// is corrected at once.
+func (s *Service) evaluateGroup(ctx context.Context, refs []state.ContactRef, t trigger, progress func()) error {
+	s.metrics.evaluations.WithLabelValues(t.kind).Add(float64(len(refs)))
+	var mu sync.Mutex
+	publishedOnce := map[state.ContactRef]bool{}
+	pending := refs
+	for range 6 {
+		snap, err := s.readGroup(ctx, pending, t.floor)
 		if err != nil {
 			return err
 		}
-		settings, err := r.Settings(ctx, ref.Org)
-		if err != nil {
-			return err
-		}
-		res := decide.Evaluate(in)
-		if !s.worthPublishing(res, last, row, settings.KeepPersonOverride) {
-			if redelivered && !published && last != nil && last.Decision.GetCauseEventId() == cause {
-				// An earlier attempt published this decision and may have
-				// failed before its audit record was stored.
-				return s.audit(ctx, last.Decision)
+		var again []state.ContactRef
+		var check []*evaluation
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(publishesInFlight)
+		for _, ref := range pending {
+			ev, err := s.evaluation(snap, ref)
+			if err != nil {
+				return fmt.Errorf("evaluate contact %s: %w", ref.ID, err)
 			}
+			if ev == nil {
+				continue // not stored (yet)
+			}
+			mu.Lock()
+			before := publishedOnce[ref]
+			mu.Unlock()
+			g.Go(func() error {
+				out, err := s.decideAndPublish(gctx, ev, t, before)
+				if err != nil {
+					return fmt.Errorf("evaluate contact %s: %w", ref.ID, err)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				switch out {
+				case contended:
+					again = append(again, ref)
+				case published:
+					publishedOnce[ref] = true
+					check = append(check, ev)
+				}
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return err
+		}
+		changed, err := s.changedSince(ctx, check)
+		if err != nil {
+			return err
+		}
+		if progress != nil {
+			for range len(pending) - len(again) - len(changed) {
+				progress()
+			}
+		}
+		pending = append(again, changed...)
+		if len(pending) == 0 {
 			return nil
 		}
-		if published {
-			s.metrics.corrections.Inc()
-		}
-		d := s.decision(ref, res, last, in.Contact.Flag, seq, cause)
-		if err := s.seal(ctx, ref.Org, ref.ID, d.Evidence); err != nil {
-			return err
-		}
-		meta := DecisionMeta{Digest: res.Digest(), Underlying: res.Underlying, FlagSeen: row.Cols[s.cfg.FlagColumn].At}
-		err = s.decisions.Publish(ctx, d, meta, seq)
-		if errors.Is(err, ErrConflict) {
-			s.metrics.conflicts.Inc()
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if err := s.audit(ctx, d); err != nil {
-			return err
-		}
-		s.metrics.decisions.WithLabelValues(strconv.Itoa(res.Value), res.Reason).Inc()
-		published = true
 	}
 	return errors.New("decision still contended; will retry")
 }
 
-// contactAndLast reads the contact's row and its last decision at once.
-func (s *Service) contactAndLast(ctx context.Context, ref state.ContactRef) (row *state.Row, last *LastDecision, seq uint64, err error) {
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() (err error) { row, err = s.store.Row(gctx, ref.Org, "contact", ref.ID); return err })
-	g.Go(func() (err error) { last, seq, err = s.decisions.Last(gctx, ref.Org, ref.ID); return err })
-	err = g.Wait()
-	return row, last, seq, err
+// decideAndPublish decides one contact on its evaluation, and publishes
+// the decision when it is worth it (before: an earlier attempt of this
+// evaluation published one).
+func (s *Service) decideAndPublish(ctx context.Context, ev *evaluation, t trigger, before bool) (outcome, error) {
+	res := decide.Evaluate(ev.in)
+	if !s.worthPublishing(res, ev.last, ev.row, ev.settings.KeepPersonOverride) {
+		if t.redelivered && !before && ev.last != nil && ev.last.Decision.GetCauseEventId() == t.cause {
+			// An earlier attempt published this decision and may have
+			// failed before its audit record was stored.
+			return settled, s.audit(ctx, ev.last.Decision)
+		}
+		return settled, nil
+	}
+	if before {
+		s.metrics.corrections.Inc()
+	}
+	d := s.decision(ev.ref, res, ev.last, ev.in.Contact.Flag, ev.seq, t.cause)
+	if err := s.seal(ctx, ev.ref.Org, ev.ref.ID, d.Evidence); err != nil {
+		return settled, err
+	}
+	meta := DecisionMeta{Digest: res.Digest(), Underlying: res.Underlying, FlagSeen: ev.row.Cols[s.cfg.FlagColumn].At,
+		ContactRev: ev.contactRev, ScopeAt: ev.scopeAt}
+	err := s.decisions.Publish(ctx, d, meta, ev.seq)
+	if errors.Is(err, ErrConflict) {
+		s.metrics.conflicts.Inc()
+		return contended, nil
+	}
+	if err != nil {
+		return settled, err
+	}
+	if err := s.audit(ctx, d); err != nil {
+		return settled, err
+	}
+	s.metrics.decisions.WithLabelValues(strconv.Itoa(res.Value), res.Reason).Inc()
+	return published, nil
 }
 
 // audit appends a decision to the audit trail, once (deduplicated by id).
@@ -171,11 +231,9 @@ func (s *Service) worthPublishing(res decide.Result, last *LastDecision, row *st
 	return false
 }
 
-// input reads what deciding the contact takes, in parallel where one read
-// does not need another: the settings, the candidate members and the
-// account (then its scope and its companies side by side), and last the
-// companies the members and the account name.
-func (s *Service) input(ctx context.Context, r *reads, org string, row *state.Row, last *LastDecision) (decide.Input, error) {
+// baseInput is the part of a decision's input the contact's row and its
+// last decision say; the rest comes from the reads of its group.
+func (s *Service) baseInput(row *state.Row, last *LastDecision) decide.Input {
 	in := decide.Input{
 		Contact: row.Contact(s.cfg.Columns()), Threshold: s.cfg.Threshold,
 		Now: s.now(), MaxProfileAge: s.cfg.MaxProfileAge,
@@ -192,78 +250,7 @@ func (s *Service) input(ctx context.Context, r *reads, org string, row *state.Ro
 		row.Cols[s.cfg.FlagColumn].At <= last.FlagSeen {
 		in.Contact.Flag = last.Value
 	}
-	var (
-		settings         orgs.Settings
-		members          []*state.MemberRecord
-		accountCompanies []string
-	)
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() (err error) { settings, err = r.Settings(gctx, org); return err })
-	g.Go(func() (err error) { members, err = s.store.Candidates(gctx, in.Contact); return err })
-	g.Go(func() error {
-		var acct *state.Row
-		if id := in.Contact.AccountID; id != "" {
-			var err error
-			if acct, err = r.Row(gctx, org, "account", id); err != nil {
-				return err
-			}
-			if acct != nil && !acct.Deleted {
-				a := acct.Account(s.cfg.Columns())
-				in.Account = &a
-			}
-		}
-		side, sctx := errgroup.WithContext(gctx)
-		side.Go(func() (err error) { in.InScope, err = s.inScope(sctx, r, org, row, acct); return err })
-		side.Go(func() (err error) { accountCompanies, err = r.CompanyIDsOfAccount(sctx, org, in.Account); return err })
-		return side.Wait()
-	})
-	if err := g.Wait(); err != nil {
-		return in, err
-	}
-	in.ReflagAfterIgnore = settings.ReflagAfterIgnore
-	if settings.Threshold > 0 {
-		in.Threshold = settings.Threshold
-	}
-	var companyIDs []string
-	for _, m := range members {
-		in.Members = append(in.Members, m.Decision())
-		for _, p := range m.Positions {
-			companyIDs = append(companyIDs, p.CompanyID)
-		}
-	}
-	var err error
-	in.Companies, err = s.store.CompaniesWithFamily(ctx, uniq(append(companyIDs, accountCompanies...)))
-	return in, err
-}
-
-// inScope applies the three rules: the contact is owned by a sync user, or
-// its account is, or it is linked to an opportunity owned by one.
-func (s *Service) inScope(ctx context.Context, r *reads, org string, contact, account *state.Row) (bool, error) {
-	if ok, err := r.IsSyncUser(ctx, org, contact.Owner()); ok || err != nil {
-		return ok, err
-	}
-	if account != nil && !account.Deleted {
-		if ok, err := r.IsSyncUser(ctx, org, account.Owner()); ok || err != nil {
-			return ok, err
-		}
-	}
-	opps, err := s.store.OpportunitiesOfContact(ctx, org, contact.ID)
-	if err != nil {
-		return false, err
-	}
-	for _, id := range opps {
-		opp, err := r.Row(ctx, org, "opportunity", id)
-		if err != nil {
-			return false, err
-		}
-		if opp == nil || opp.Deleted || !slices.Contains(opp.LinkedContacts(), contact.ID) {
-			continue // an index entry the row no longer backs
-		}
-		if ok, err := r.IsSyncUser(ctx, org, opp.Owner()); ok || err != nil {
-			return ok, err
-		}
-	}
-	return false, nil
+	return in
 }
 
 func (s *Service) decision(ref state.ContactRef, res decide.Result, last *LastDecision, crmFlag int, seq uint64, cause string) *eventsv1.Decision {

@@ -68,10 +68,6 @@ func Open(ctx context.Context, cfg Config, js jetstream.JetStream, log *slog.Log
 	if err != nil {
 		return nil, fmt.Errorf("bind stream %s: %w", bus.StreamDeadLetter, err)
 	}
-	decisions, err := js.Stream(ctx, bus.StreamDecisions)
-	if err != nil {
-		return nil, fmt.Errorf("bind stream %s: %w", bus.StreamDecisions, err)
-	}
-	return New(cfg, store, profileStream{profiles: profiles, dead: dead}, streamDecisions{js: js, stream: decisions},
+	return New(cfg, store, profileStream{profiles: profiles, dead: dead}, streamDecisions{js: js, store: store},
 		bus.NewPublisher(js, 5*time.Second), log, reg), nil
 }

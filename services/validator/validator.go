@@ -29,6 +29,9 @@ type Publisher interface {
 type Decisions interface {
 	// Last returns the contact's last decision and its sequence (0: none).
 	Last(ctx context.Context, org, contact string) (*LastDecision, uint64, error)
+	// LastOf returns the last decisions of contacts, in one read; a
+	// contact without one is not in the map.
+	LastOf(ctx context.Context, refs []state.ContactRef) (map[state.ContactRef]Last, error)
 	// Publish stores d if the contact's last decision is still at seq;
 	// ErrConflict otherwise.
 	Publish(ctx context.Context, d *eventsv1.Decision, meta DecisionMeta, seq uint64) error
@@ -41,6 +44,17 @@ type DecisionMeta struct {
 	// FlagSeen is the version of the flag column the decision saw: a user
 	// change after it is one the decision did not know of.
 	FlagSeen int64
+	// ContactRev and ScopeAt are where the decision's reads stood: the
+	// next decision of the contact reads no less (issue: a decision made
+	// on an older read than the one it replaces flaps).
+	ContactRev uint64
+	ScopeAt    state.Floor
+}
+
+// Last is a contact's last decision and its stream sequence.
+type Last struct {
+	Decision *LastDecision
+	Seq      uint64
 }
 
 // LastDecision is what the validator needs of the last decision.
@@ -124,7 +138,7 @@ func (s *Service) HandleCRM(ctx context.Context, msg jetstream.Msg) error {
 		// first attempt left it, which may have changed isdisabled and
 		// failed before deciding: evaluate then too.
 		if before.Disabled() != after.Disabled() || redelivered(msg) {
-			affected, err = s.ownedContacts(ctx, org, id)
+			return s.evaluateScopeChange(ctx, msg, kind, org, id, ch.GetEventId(), state.Floor{})
 		}
 	}
 	if err != nil {
@@ -132,6 +146,43 @@ func (s *Service) HandleCRM(ctx context.Context, msg jetstream.Msg) error {
 	}
 	return s.evaluateAll(ctx, kind, affected, ch.GetEventId(), redelivered(msg))
 }
+
+// evaluateScopeChange evaluates the contacts whose scope depends on user,
+// after a change of the scope cache's sources, on a cache past floor (or,
+// for a zero floor, brought up to now). The first delivery of the change
+// is held back and handled once more ScopeSettle later: that pass lists
+// the contacts again and decides on a cache every replica has had the
+// change in for longer than its lease (see state.ScopeSettle).
+func (s *Service) evaluateScopeChange(ctx context.Context, msg jetstream.Msg, kind, org, user, cause string, floor state.Floor) error {
+	affected, err := s.ownedContacts(ctx, org, user)
+	if err != nil {
+		return err
+	}
+	return s.settleScope(ctx, msg, affected, trigger{kind: kind, cause: cause, redelivered: redelivered(msg), floor: floor})
+}
+
+// settleScope evaluates affected for a change of the scope cache's
+// sources, and holds the first delivery back for the pass that settles it.
+func (s *Service) settleScope(ctx context.Context, msg jetstream.Msg, affected []state.ContactRef, t trigger) error {
+	if t.floor == (state.Floor{}) {
+		var err error
+		if t.floor, err = s.store.Scope().Sync(ctx); err != nil {
+			return err
+		}
+	}
+	t.again = t.redelivered
+	if err := s.evaluateFor(ctx, affected, t); err != nil {
+		return err
+	}
+	if !t.redelivered {
+		return bus.Hold(errSettling, state.ScopeSettle)
+	}
+	return nil
+}
+
+// errSettling is why a change of a sync user, the settings or a system
+// user comes back once: to be evaluated again once every cache has it.
+var errSettling = errors.New("evaluated; once more when every replica's scope cache has the change")
 
 // ownedContacts lists the contacts whose scope depends on user: those it
 // owns, those of the accounts it owns, those linked to its opportunities.
@@ -182,18 +233,14 @@ func (s *Service) HandleAdmin(ctx context.Context, msg jetstream.Msg) error {
 			return invalid("SyncUserChange", err)
 		}
 		clampTime(&c.ChangedAt, arrival(msg, nil))
-		changed, err := s.store.ApplySyncUser(ctx, &c)
+		changed, at, err := s.store.ApplySyncUser(ctx, &c)
 		if err != nil {
 			return fmt.Errorf("apply sync user: %w", err)
 		}
 		if !s.counted("sync_user", changed, msg) {
 			return nil
 		}
-		affected, err := s.ownedContacts(ctx, c.GetOrganizationId(), c.GetUserId())
-		if err != nil {
-			return err
-		}
-		return s.evaluateAll(ctx, "sync_user", affected, c.GetEventId(), redelivered(msg))
+		return s.evaluateScopeChange(ctx, msg, "sync_user", c.GetOrganizationId(), c.GetUserId(), c.GetEventId(), at)
 	case strings.HasSuffix(subject, ".settings"):
 		var c eventsv1.OrgSettingsChange
 		if err := proto.Unmarshal(msg.Data(), &c); err != nil {
@@ -203,7 +250,7 @@ func (s *Service) HandleAdmin(ctx context.Context, msg jetstream.Msg) error {
 			return invalid("OrgSettingsChange", err)
 		}
 		clampTime(&c.ChangedAt, arrival(msg, nil))
-		before, changed, err := s.store.ApplySettings(ctx, &c)
+		before, changed, at, err := s.store.ApplySettings(ctx, &c)
 		if err != nil {
 			return fmt.Errorf("apply settings: %w", err)
 		}
@@ -211,8 +258,9 @@ func (s *Service) HandleAdmin(ctx context.Context, msg jetstream.Msg) error {
 			return nil
 		}
 		// Switching data validation on or off is the writer's business;
-		// a new threshold or Ignore rule changes decisions.
-		if before != nil && before.Threshold == c.GetConfidenceThreshold() && before.ReflagAfterIgnore == c.GetReflagAfterIgnore() &&
+		// a new threshold or Ignore rule changes decisions. A redelivery
+		// cannot tell what the first delivery changed: it evaluates.
+		if changed && before != nil && before.Threshold == c.GetConfidenceThreshold() && before.ReflagAfterIgnore == c.GetReflagAfterIgnore() &&
 			before.KeepPersonOverride == c.GetKeepPersonOverride() {
 			return nil
 		}
@@ -220,7 +268,7 @@ func (s *Service) HandleAdmin(ctx context.Context, msg jetstream.Msg) error {
 		if err != nil {
 			return err
 		}
-		return s.evaluateAll(ctx, "settings", affected, c.GetEventId(), redelivered(msg))
+		return s.settleScope(ctx, msg, affected, trigger{kind: "settings", cause: c.GetEventId(), redelivered: redelivered(msg), floor: at})
 	default:
 		return bus.Permanent(errors.New("unknown admin subject"))
 	}
@@ -239,8 +287,15 @@ func (s *Service) HandleWork(ctx context.Context, msg jetstream.Msg) error {
 	for _, id := range req.GetContactIds() {
 		refs = append(refs, state.ContactRef{Org: req.GetOrganizationId(), ID: id})
 	}
+	// The chunk's trigger was applied before it was queued: the scope
+	// cache must hold everything done before now.
+	floor, err := s.store.Scope().Sync(ctx)
+	if err != nil {
+		return err
+	}
+	t := trigger{kind: req.GetKind(), cause: req.GetCauseEventId(), redelivered: redelivered(msg), floor: floor}
 	var done atomic.Int64
-	return s.evaluateMany(ctx, req.GetKind(), refs, req.GetCauseEventId(), redelivered(msg), func() {
+	return s.evaluateMany(ctx, refs, t, func() {
 		// Keep the chunk ours while it takes its time.
 		if done.Add(1)%100 == 0 {
 			_ = msg.InProgress()

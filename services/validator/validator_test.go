@@ -89,7 +89,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	// The test account's owner is a sync user: its contacts are in scope.
-	if _, err := svc.store.ApplySyncUser(ctx, &eventsv1.SyncUserChange{EventId: "su", OrganizationId: org,
+	if _, _, err := svc.store.ApplySyncUser(ctx, &eventsv1.SyncUserChange{EventId: "su", OrganizationId: org,
 		UserId: syncUser, Enabled: true, ChangedAt: at(0)}); err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,13 @@ func newEnv(t *testing.T) *env {
 }
 
 func (e *env) crm(ch *eventsv1.CrmChange) error {
-	return e.svc.HandleCRM(e.ctx, msgOf(e.t, bus.CRMSubject(ch.GetOrganizationId(), ch.GetTable(), ch.GetRowId()), ch))
+	// A change of a system user is held back for a second pass, which
+	// TestScopeChangeSettles looks at: here the first pass is enough.
+	err := e.svc.HandleCRM(e.ctx, msgOf(e.t, bus.CRMSubject(ch.GetOrganizationId(), ch.GetTable(), ch.GetRowId()), ch))
+	if bus.IsHold(err) {
+		return nil
+	}
+	return err
 }
 
 func (e *env) mustCRM(ch *eventsv1.CrmChange) {

@@ -236,6 +236,9 @@ func (o Options) streams() []jetstream.StreamConfig {
 	// supersedes an older one still waiting, in the stream itself.
 	decisions.MaxMsgsPerSubject = 1
 	decisions.MaxAge = 0
+	// The validator reads the last decisions of many contacts in one
+	// batched direct get.
+	decisions.AllowDirect = true
 	audit := base(StreamAudit, "nac.audit.>", "Audit trail of decisions and writes")
 	audit.MaxAge = o.AuditMaxAge
 	dead := base(StreamDeadLetter, "nac.deadletter.>", "Messages set aside with their reason")

@@ -10,10 +10,11 @@ import (
 )
 
 // ApplySyncUser records an admin change of a sync user, unless a newer one
-// is recorded; changed reports whether the user's state changed.
-func (s *Store) ApplySyncUser(ctx context.Context, c *eventsv1.SyncUserChange) (changed bool, err error) {
+// is recorded; changed reports whether the user's state changed, and at
+// the least scope cache positions that hold the user as it now is.
+func (s *Store) ApplySyncUser(ctx context.Context, c *eventsv1.SyncUserChange) (changed bool, at Floor, err error) {
 	next := orgs.SyncUser{Enabled: c.GetEnabled(), ChangedAt: c.GetChangedAt().AsTime().UnixMilli()}
-	err = casUpdate(ctx, s.syncUsers, orgs.SyncUserKey(c.GetOrganizationId(), c.GetUserId()), func(cur []byte) ([]byte, error) {
+	at[SourceSyncUsers], err = casUpdateRev(ctx, s.syncUsers, orgs.SyncUserKey(c.GetOrganizationId(), c.GetUserId()), func(cur []byte) ([]byte, error) {
 		changed = false
 		if cur != nil {
 			var prev orgs.SyncUser
@@ -29,7 +30,7 @@ func (s *Store) ApplySyncUser(ctx context.Context, c *eventsv1.SyncUserChange) (
 		}
 		return json.Marshal(next)
 	})
-	return changed, err
+	return changed, at, err
 }
 
 // IsSyncUser reports whether user is an enabled sync user of org and not
@@ -47,12 +48,13 @@ func (s *Store) IsSyncUser(ctx context.Context, org, user string) (bool, error) 
 	return err == nil && !row.Disabled(), err
 }
 
-// ApplySettings records an organization's settings unless newer ones are.
-func (s *Store) ApplySettings(ctx context.Context, c *eventsv1.OrgSettingsChange) (before *orgs.Settings, changed bool, err error) {
+// ApplySettings records an organization's settings unless newer ones are;
+// at is the least scope cache positions that hold them as they now are.
+func (s *Store) ApplySettings(ctx context.Context, c *eventsv1.OrgSettingsChange) (before *orgs.Settings, changed bool, at Floor, err error) {
 	next := orgs.Settings{DataValidation: c.GetDataValidation(), Threshold: c.GetConfidenceThreshold(),
 		ReflagAfterIgnore: c.GetReflagAfterIgnore(), KeepPersonOverride: c.GetKeepPersonOverride(),
 		ChangedAt: c.GetChangedAt().AsTime().UnixMilli()}
-	err = casUpdate(ctx, s.orgs, orgs.SettingsKey(c.GetOrganizationId()), func(cur []byte) ([]byte, error) {
+	at[SourceSettings], err = casUpdateRev(ctx, s.orgs, orgs.SettingsKey(c.GetOrganizationId()), func(cur []byte) ([]byte, error) {
 		before, changed = nil, false
 		if cur != nil {
 			before = &orgs.Settings{}
@@ -66,7 +68,7 @@ func (s *Store) ApplySettings(ctx context.Context, c *eventsv1.OrgSettingsChange
 		changed = true
 		return json.Marshal(next)
 	})
-	return before, changed, err
+	return before, changed, at, err
 }
 
 // Settings returns an organization's settings; the zero value when none.

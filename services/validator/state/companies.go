@@ -83,10 +83,17 @@ func (s *Store) CompanyIDsOfAccount(ctx context.Context, a *decide.Account) ([]s
 	if a == nil {
 		return nil, nil
 	}
-	var ids []string
-	if a.CompanyID != "" {
-		ids = append(ids, a.CompanyID)
+	prefixes := AccountCompanyPrefixes(*a)
+	tails, err := s.edgesUnder(ctx, prefixes...)
+	if err != nil {
+		return nil, err
 	}
+	return AccountCompanyIDs(*a, prefixes, tails), nil
+}
+
+// AccountCompanyPrefixes are the index prefixes of the company pages an
+// account points at by name or domain.
+func AccountCompanyPrefixes(a decide.Account) []string {
 	var prefixes []string
 	if k := decide.CompanyKey(a.Name); k != "" {
 		prefixes = append(prefixes, companyNameKey(k))
@@ -94,19 +101,22 @@ func (s *Store) CompanyIDsOfAccount(ctx context.Context, a *decide.Account) ([]s
 	if d := decide.Domain(a.Website); d != "" {
 		prefixes = append(prefixes, companyDomainKey(d))
 	}
-	if len(prefixes) == 0 {
-		return ids, nil
-	}
-	tails, err := s.edgesUnder(ctx, prefixes...)
-	if err != nil {
-		return nil, err
+	return prefixes
+}
+
+// AccountCompanyIDs are the companies an account points at: its explicit
+// company id, and those of the edges under its prefixes.
+func AccountCompanyIDs(a decide.Account, prefixes []string, tails map[string][]string) []string {
+	var ids []string
+	if a.CompanyID != "" {
+		ids = append(ids, a.CompanyID)
 	}
 	for _, p := range prefixes {
 		for _, t := range tails[p] {
 			ids = append(ids, tokenID(t))
 		}
 	}
-	return ids, nil
+	return ids
 }
 
 // CompaniesWithFamily returns the companies with these ids, and their
@@ -139,26 +149,43 @@ func tokenID(t string) string {
 
 // Companies returns the stored companies among ids.
 func (s *Store) Companies(ctx context.Context, ids []string) (map[string]decide.Company, error) {
+	out, _, err := s.CompaniesOf(ctx, ids)
+	return out, err
+}
+
+// CompaniesOf returns the stored companies among ids, in one request, and
+// what was read for each id.
+func (s *Store) CompaniesOf(ctx context.Context, ids []string) (map[string]decide.Company, map[string]Dep, error) {
 	out := map[string]decide.Company{}
-	var subjects []string
+	deps := map[string]Dep{}
+	var subjects, asked []string
 	for _, id := range uniqStrings(ids) {
 		if id != "" {
 			subjects = append(subjects, companiesBase+bus.Token(id))
+			asked = append(asked, id)
 		}
 	}
-	msgs, err := s.direct.lastFor(ctx, "KV_"+bus.BucketCompanies, subjects)
+	msgs, pos, err := s.direct.lastFor(ctx, companiesStream, subjects, 0)
 	if err != nil {
-		return nil, fmt.Errorf("read %d companies: %w", len(subjects), err)
+		return nil, nil, fmt.Errorf("read %d companies: %w", len(subjects), err)
+	}
+	for i, id := range asked {
+		deps[id] = Dep{Stream: companiesStream, Filter: subjects[i], Pos: pos[i]}
 	}
 	for _, m := range msgs {
+		if m.Deleted {
+			continue
+		}
 		var c CompanyRecord
 		if err := json.Unmarshal(m.Data, &c); err != nil {
-			return nil, fmt.Errorf("decode company %s: %w", m.Subject, err)
+			return nil, nil, fmt.Errorf("decode company %s: %w", m.Subject, err)
 		}
 		out[c.ID] = decide.Company{ID: c.ID, Name: c.Name, Domains: c.Domains, Parent: c.Parent, Successor: c.Successor}
 	}
-	return out, nil
+	return out, deps, nil
 }
+
+const companiesStream = "KV_" + bus.BucketCompanies
 
 const companiesBase = "$KV." + bus.BucketCompanies + "."
 

@@ -16,27 +16,41 @@ import (
 
 // Batched direct gets: the server answers one request with the last
 // message of every subject matching a list of filters (exact subjects or
-// wildcards), followed by an end-of-batch marker. One request replaces a
-// get per key, and a listing of index edges under several prefixes is one
-// request too, without a STREAM.INFO (whose JSON, built and parsed per
-// listing, cost more than the lookup). Responses come back on one inbox
-// subscription per store, told apart by their reply token, so that a
-// request costs no subscribe and unsubscribe of its own.
+// wildcards), followed by an end-of-batch marker that says up to which
+// stream sequence the answer is complete. One request replaces a get per
+// key, and a listing of index edges under several prefixes is one request
+// too, without a STREAM.INFO. The same request from a sequence on names
+// only what changed since: that is how an evaluation checks, after
+// publishing, whether what it read still stands. Responses come back on
+// one inbox subscription per store, told apart by their reply token, so
+// that a request costs no subscribe and unsubscribe of its own.
 
 // maxMultiLast is the most subjects the server answers one multi-last
 // request with (nats-server's maxAllowedResponses); beyond, it answers
-// 413 and each filter is read in pages instead.
+// 413, and the filters are split, a single one read in pages.
 const maxMultiLast = 1024
 
 // pageSize is how many messages one page of a large listing asks for.
 const pageSize = 1000
 
-// lastMsg is the last message of one subject.
-type lastMsg struct {
+// Msg is the last message of one subject.
+type Msg struct {
 	Subject string
 	Seq     uint64
+	Header  nats.Header
 	Data    []byte
+	// Deleted: a KV delete or purge marker, which readers step over and a
+	// check for changes counts.
+	Deleted bool
 }
+
+// Pos is where a stream stood for a read: every write to the subjects it
+// asked for, up to this sequence, is in what it returned. 0 when nothing
+// matched: then every message found later is newer than the read.
+type Pos uint64
+
+// Since is the sequence from which a message is a change to a read at p.
+func (p Pos) Since() uint64 { return uint64(p) + 1 }
 
 // directGets sends batched direct get requests and collects their answers.
 type directGets struct {
@@ -85,13 +99,33 @@ func (d *directGets) dispatch(m *nats.Msg) {
 // errTooMany is the server's 413: more subjects match than one answer holds.
 var errTooMany = errors.New("too many subjects for one direct get")
 
-// request sends req to stream's direct get and returns the messages of the
-// answer, the end-of-batch marker's pending count, and the marker's last
-// sequence; an answer of no messages is empty, not an error.
-func (d *directGets) request(ctx context.Context, stream string, req any, most int) ([]lastMsg, uint64, error) {
+// multiLastRequest is the JSON of a multi-last direct get.
+type multiLastRequest struct {
+	MultiLast []string `json:"multi_last"`
+	Seq       uint64   `json:"seq,omitempty"`
+}
+
+// pageRequest is the JSON of one page of a listing.
+type pageRequest struct {
+	Seq     uint64 `json:"seq"`
+	NextFor string `json:"next_by_subj"`
+	Batch   int    `json:"batch"`
+}
+
+// answer is what one request returned: its messages, the position it is
+// complete up to, and the end-of-batch marker's pending count.
+type answer struct {
+	msgs    []Msg
+	pos     Pos
+	pending uint64
+}
+
+// request sends req to stream's direct get and collects the answer; an
+// answer of no messages is empty, not an error.
+func (d *directGets) request(ctx context.Context, stream string, req any, most int) (answer, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
-		return nil, 0, err
+		return answer{}, err
 	}
 	token := strconv.FormatUint(d.next.Add(1), 36)
 	ch := make(chan *nats.Msg, most+1)
@@ -104,84 +138,96 @@ func (d *directGets) request(ctx context.Context, stream string, req any, most i
 		d.mu.Unlock()
 	}()
 	if err := d.nc.PublishRequest(d.api+"DIRECT.GET."+stream, d.inbox+token, body); err != nil {
-		return nil, 0, fmt.Errorf("direct get %s: %w", stream, err)
+		return answer{}, fmt.Errorf("direct get %s: %w", stream, err)
 	}
-	var out []lastMsg
+	var a answer
+	var seen uint64 // the highest sequence of the answer, deletes included
 	for {
 		var m *nats.Msg
 		select {
 		case m = <-ch:
 		case <-ctx.Done():
-			return nil, 0, fmt.Errorf("direct get %s: %w", stream, ctx.Err())
+			return answer{}, fmt.Errorf("direct get %s: %w", stream, ctx.Err())
 		}
 		status := m.Header.Get("Status")
 		switch {
 		case status == "" && len(m.Header) > 0:
-			if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
-				continue
-			}
 			seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
 			if err != nil {
-				return nil, 0, fmt.Errorf("direct get %s: bad sequence header", stream)
+				return answer{}, fmt.Errorf("direct get %s: bad sequence header", stream)
 			}
-			out = append(out, lastMsg{Subject: m.Header.Get(jetstream.SubjectHeader), Seq: seq, Data: m.Data})
+			seen = max(seen, seq)
+			op := m.Header.Get("KV-Operation")
+			a.msgs = append(a.msgs, Msg{Subject: m.Header.Get(jetstream.SubjectHeader), Seq: seq, Header: m.Header, Data: m.Data,
+				Deleted: op == "DEL" || op == "PURGE"})
 		case status == "204": // end of batch
-			pending, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
-			return out, pending, nil
+			a.pending, _ = strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
+			// A multi-last answer says where the stream stood; a page does
+			// not, and is complete up to the last message it holds.
+			upTo, _ := strconv.ParseUint(m.Header.Get("Nats-UpTo-Sequence"), 10, 64)
+			a.pos = Pos(max(upTo, seen))
+			return a, nil
 		case status == "404":
-			return out, 0, nil
+			return a, nil
 		case status == "413":
-			return nil, 0, errTooMany
+			return answer{}, errTooMany
 		default:
-			return nil, 0, fmt.Errorf("direct get %s: %s %s", stream, status, m.Header.Get("Description"))
+			return answer{}, fmt.Errorf("direct get %s: %s %s", stream, status, m.Header.Get("Description"))
 		}
 	}
 }
 
 // lastFor returns the last message of every subject of stream that
-// matches one of filters, in one request when the server allows, else a
-// filter at a time in pages.
-func (d *directGets) lastFor(ctx context.Context, stream string, filters []string) ([]lastMsg, error) {
+// matches one of filters, from sequence since on (0 or 1: all), and for
+// each filter the position the answer is complete up to: in one request
+// when the server allows, else in halves, a single filter in pages.
+func (d *directGets) lastFor(ctx context.Context, stream string, filters []string, since uint64) ([]Msg, []Pos, error) {
 	if len(filters) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
-	out, _, err := d.request(ctx, stream, struct {
-		MultiLast []string `json:"multi_last"`
-	}{filters}, maxMultiLast)
-	if !errors.Is(err, errTooMany) {
-		return out, err
-	}
-	out = nil
-	for _, f := range filters {
-		msgs, err := d.pages(ctx, stream, f)
+	a, err := d.request(ctx, stream, multiLastRequest{MultiLast: filters, Seq: since}, maxMultiLast)
+	switch {
+	case errors.Is(err, errTooMany) && len(filters) == 1:
+		msgs, pos, err := d.pages(ctx, stream, filters[0], max(since, 1))
+		return msgs, []Pos{pos}, err
+	case errors.Is(err, errTooMany):
+		half := len(filters) / 2
+		first, p1, err := d.lastFor(ctx, stream, filters[:half], since)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		out = append(out, msgs...)
+		rest, p2, err := d.lastFor(ctx, stream, filters[half:], since)
+		if err != nil {
+			return nil, nil, err
+		}
+		return append(first, rest...), append(p1, p2...), nil
+	case err != nil:
+		return nil, nil, err
 	}
-	return out, nil
+	pos := make([]Pos, len(filters))
+	for i := range pos {
+		pos[i] = a.pos
+	}
+	return a.msgs, pos, nil
 }
 
-// pages reads every message on subjects matching filter, a page at a time
-// in stream order. Where a bucket keeps one revision per key (the index),
-// that is the last message of each; a key written again meanwhile may be
-// seen twice, never missed.
-func (d *directGets) pages(ctx context.Context, stream, filter string) ([]lastMsg, error) {
-	var out []lastMsg
-	seq := uint64(1)
+// pages reads every message on subjects matching filter, from sequence
+// seq on, a page at a time in stream order. Where a bucket keeps one
+// revision per key (the index), that is the last message of each; a key
+// written again meanwhile may be seen twice, never missed.
+func (d *directGets) pages(ctx context.Context, stream, filter string, seq uint64) ([]Msg, Pos, error) {
+	var out []Msg
+	var pos Pos
 	for {
-		msgs, pending, err := d.request(ctx, stream, struct {
-			Seq     uint64 `json:"seq"`
-			NextFor string `json:"next_by_subj"`
-			Batch   int    `json:"batch"`
-		}{seq, filter, pageSize}, pageSize)
+		a, err := d.request(ctx, stream, pageRequest{Seq: seq, NextFor: filter, Batch: pageSize}, pageSize)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		out = append(out, msgs...)
-		if pending == 0 || len(msgs) == 0 {
-			return out, nil
+		out = append(out, a.msgs...)
+		pos = max(pos, a.pos)
+		if a.pending == 0 || a.pos == 0 {
+			return out, pos, nil
 		}
-		seq = msgs[len(msgs)-1].Seq + 1
+		seq = uint64(a.pos) + 1
 	}
 }

@@ -140,20 +140,44 @@ const indexBase = "$KV." + bus.BucketIndex + "."
 // edgesUnder lists, in one request, the parts after each prefix of every
 // edge key under it, sorted, by prefix.
 func (s *Store) edgesUnder(ctx context.Context, prefixes ...string) (map[string][]string, error) {
+	out, _, err := s.EdgesOf(ctx, prefixes)
+	return out, err
+}
+
+// EdgesOf lists, in one request, the parts after each prefix of every
+// edge key under it, sorted, by prefix, and what each listing read.
+func (s *Store) EdgesOf(ctx context.Context, prefixes []string) (map[string][]string, map[string]Dep, error) {
+	if len(prefixes) == 0 {
+		return map[string][]string{}, map[string]Dep{}, nil
+	}
+	prefixes = uniqStrings(prefixes)
 	filters := make([]string, 0, len(prefixes))
 	for _, p := range prefixes {
 		filters = append(filters, indexBase+p+".>")
 	}
-	msgs, err := s.direct.lastFor(ctx, "KV_"+bus.BucketIndex, filters)
+	msgs, pos, err := s.direct.lastFor(ctx, indexStream, filters, 0)
 	if err != nil {
-		return nil, fmt.Errorf("list the index under %d prefixes (first %s): %w", len(prefixes), redact(prefixes[0]), err)
+		return nil, nil, fmt.Errorf("list the index under %d prefixes (first %s): %w", len(prefixes), redact(prefixes[0]), err)
+	}
+	deps := make(map[string]Dep, len(prefixes))
+	byPrefix := make(map[string]string, len(prefixes)) // prefix + "." → prefix
+	for i, p := range prefixes {
+		deps[p] = Dep{Stream: indexStream, Filter: filters[i], Pos: pos[i]}
+		byPrefix[p+"."] = p
 	}
 	out := make(map[string][]string, len(prefixes))
 	for _, m := range msgs {
+		if m.Deleted {
+			continue
+		}
 		key := strings.TrimPrefix(m.Subject, indexBase)
-		for _, p := range prefixes {
-			if tail, ok := strings.CutPrefix(key, p+"."); ok {
-				out[p] = append(out[p], tail)
+		// An edge is under every prefix of its key that was asked for.
+		for i := range len(key) {
+			if key[i] != '.' {
+				continue
+			}
+			if p, ok := byPrefix[key[:i+1]]; ok {
+				out[p] = append(out[p], key[i+1:])
 			}
 		}
 	}
@@ -161,8 +185,10 @@ func (s *Store) edgesUnder(ctx context.Context, prefixes ...string) (map[string]
 		slices.Sort(tails)
 		out[p] = slices.Compact(tails)
 	}
-	return out, nil
+	return out, deps, nil
 }
+
+const indexStream = "KV_" + bus.BucketIndex
 
 // refsUnder lists the org.id contact references under every prefix.
 func (s *Store) refsUnder(ctx context.Context, prefixes []string) ([]ContactRef, error) {
@@ -202,8 +228,12 @@ func (s *Store) ContactsOfOpportunity(ctx context.Context, org, opp string) ([]C
 
 // OpportunitiesOfContact lists the opportunities linked to a contact.
 func (s *Store) OpportunitiesOfContact(ctx context.Context, org, contact string) ([]string, error) {
-	return s.edgeTails(ctx, contactOpportunitiesKey(org, contact))
+	return s.edgeTails(ctx, OpportunitiesPrefix(org, contact))
 }
+
+// OpportunitiesPrefix is the index prefix of the opportunities linked to a
+// contact; each edge ends in an opportunity id.
+func OpportunitiesPrefix(org, contact string) string { return contactOpportunitiesKey(org, contact) }
 
 // Owned lists the rows of one kind ("c" contacts, "a" accounts,
 // "o" opportunities) a system user owns.

@@ -44,6 +44,13 @@ const casRetries = 16
 // (nil when absent) and writes it only if nobody wrote in between.
 // next returns nil to leave the key alone.
 func casUpdate(ctx context.Context, kv jetstream.KeyValue, key string, next func(cur []byte) ([]byte, error)) error {
+	_, err := casUpdateRev(ctx, kv, key, next)
+	return err
+}
+
+// casUpdateRev is casUpdate returning the revision the key holds after it:
+// the one written, or the one read when next left it alone (0: absent).
+func casUpdateRev(ctx context.Context, kv jetstream.KeyValue, key string, next func(cur []byte) ([]byte, error)) (uint64, error) {
 	for range casRetries {
 		var cur []byte
 		var rev uint64
@@ -53,23 +60,24 @@ func casUpdate(ctx context.Context, kv jetstream.KeyValue, key string, next func
 			cur, rev = e.Value(), e.Revision()
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 		default:
-			return fmt.Errorf("get %s/%s: %w", kv.Bucket(), key, err)
+			return 0, fmt.Errorf("get %s/%s: %w", kv.Bucket(), key, err)
 		}
 		val, err := next(cur)
 		if err != nil || val == nil {
-			return err
+			return rev, err
 		}
+		var written uint64
 		if rev == 0 {
-			_, err = kv.Create(ctx, key, val)
+			written, err = kv.Create(ctx, key, val)
 		} else {
-			_, err = kv.Update(ctx, key, val, rev)
+			written, err = kv.Update(ctx, key, val, rev)
 		}
 		if err == nil {
-			return nil
+			return written, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return fmt.Errorf("write %s/%s: %w", kv.Bucket(), key, err)
+			return 0, fmt.Errorf("write %s/%s: %w", kv.Bucket(), key, err)
 		}
 	}
-	return fmt.Errorf("write %s/%s: still contended after %d attempts", kv.Bucket(), key, casRetries)
+	return 0, fmt.Errorf("write %s/%s: still contended after %d attempts", kv.Bucket(), key, casRetries)
 }

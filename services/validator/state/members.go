@@ -251,20 +251,8 @@ func (s *Store) ErasureDone(ctx context.Context, memberID string) error {
 // Candidates lists the members (not erased) a contact could be: by explicit
 // member id, profile URL, email hashes, and same name.
 func (s *Store) Candidates(ctx context.Context, c decide.Contact) ([]*MemberRecord, error) {
-	var keys []string
-	if c.MemberID != "" {
-		keys = append(keys, MemberKey(c.MemberID))
-	}
-	prefixes := make([]string, 0, len(c.EmailHashes)+2)
-	for _, h := range c.EmailHashes {
-		prefixes = append(prefixes, memberEmailKey(h))
-	}
-	if u := decide.ProfileURLKey(c.ProfileURL); u != "" {
-		prefixes = append(prefixes, memberURLKey(u))
-	}
-	if k := decide.NameKey(c.FirstName, c.LastName); strings.Contains(k, " ") {
-		prefixes = append(prefixes, memberNameKey(k))
-	}
+	explicit, prefixes := CandidateLookups(c)
+	keys := explicit
 	if len(prefixes) > 0 {
 		tails, err := s.edgesUnder(ctx, prefixes...)
 		if err != nil {
@@ -277,39 +265,79 @@ func (s *Store) Candidates(ctx context.Context, c decide.Contact) ([]*MemberReco
 	return s.membersByKey(ctx, keys)
 }
 
+// CandidateLookups are how a contact's candidate members are found: the
+// member keys it names itself, and the index prefixes whose edges end in
+// member keys (emails, profile URL, name), in the order candidates rank.
+func CandidateLookups(c decide.Contact) (keys, prefixes []string) {
+	if c.MemberID != "" {
+		keys = append(keys, MemberKey(c.MemberID))
+	}
+	prefixes = make([]string, 0, len(c.EmailHashes)+2)
+	for _, h := range c.EmailHashes {
+		prefixes = append(prefixes, memberEmailKey(h))
+	}
+	if u := decide.ProfileURLKey(c.ProfileURL); u != "" {
+		prefixes = append(prefixes, memberURLKey(u))
+	}
+	if k := decide.NameKey(c.FirstName, c.LastName); strings.Contains(k, " ") {
+		prefixes = append(prefixes, memberNameKey(k))
+	}
+	return keys, prefixes
+}
+
 const membersBase = "$KV." + bus.BucketMembers + "."
 
 // membersByKey reads the members (not erased) with these keys, in one
 // request, in the order of keys.
 func (s *Store) membersByKey(ctx context.Context, keys []string) ([]*MemberRecord, error) {
-	if len(keys) == 0 {
-		return nil, nil
-	}
-	order := map[string]int{}
-	subjects := make([]string, 0, len(keys))
-	for _, k := range keys {
-		if _, seen := order[membersBase+k]; !seen {
-			order[membersBase+k] = len(order)
-			subjects = append(subjects, membersBase+k)
-		}
-	}
-	msgs, err := s.direct.lastFor(ctx, "KV_"+bus.BucketMembers, subjects)
+	found, _, err := s.MembersOf(ctx, keys)
 	if err != nil {
-		return nil, fmt.Errorf("read %d members: %w", len(subjects), err)
+		return nil, err
 	}
-	slices.SortFunc(msgs, func(a, b lastMsg) int { return order[a.Subject] - order[b.Subject] })
 	var out []*MemberRecord
-	for _, m := range msgs {
-		var rec MemberRecord
-		if err := json.Unmarshal(m.Data, &rec); err != nil {
-			return nil, fmt.Errorf("decode member: %w", err)
-		}
-		if !rec.Erased {
-			out = append(out, &rec)
+	seen := map[string]bool{}
+	for _, k := range keys {
+		if m := found[k]; m != nil && !seen[k] {
+			seen[k] = true
+			out = append(out, m)
 		}
 	}
 	return out, nil
 }
+
+// MembersOf reads the members with these keys in one request: those
+// stored and not erased by key, and what was read for each key.
+func (s *Store) MembersOf(ctx context.Context, keys []string) (map[string]*MemberRecord, map[string]Dep, error) {
+	keys = uniqStrings(keys)
+	subjects := make([]string, 0, len(keys))
+	for _, k := range keys {
+		subjects = append(subjects, membersBase+k)
+	}
+	msgs, pos, err := s.direct.lastFor(ctx, membersStream, subjects, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %d members: %w", len(subjects), err)
+	}
+	deps := make(map[string]Dep, len(keys))
+	for i, k := range keys {
+		deps[k] = Dep{Stream: membersStream, Filter: subjects[i], Pos: pos[i]}
+	}
+	out := make(map[string]*MemberRecord, len(msgs))
+	for _, m := range msgs {
+		if m.Deleted {
+			continue
+		}
+		var rec MemberRecord
+		if err := json.Unmarshal(m.Data, &rec); err != nil {
+			return nil, nil, fmt.Errorf("decode member: %w", err)
+		}
+		if !rec.Erased {
+			out[strings.TrimPrefix(m.Subject, membersBase)] = &rec
+		}
+	}
+	return out, deps, nil
+}
+
+const membersStream = "KV_" + bus.BucketMembers
 
 // eraseSubject removes every message on subject of stream. Where the
 // stream allows it (the member keys), each is overwritten where it is

@@ -33,6 +33,7 @@ type Store struct {
 	// direct reads many keys, and index edges under many prefixes, in one
 	// request each.
 	direct *directGets
+	scope  *ScopeCache
 }
 
 // Open binds the store to the buckets bus.Declare created.
@@ -75,8 +76,14 @@ func Open(ctx context.Context, js jetstream.JetStream, cols Columns) (*Store, er
 	if s.direct, err = newDirectGets(js); err != nil {
 		return nil, err
 	}
+	if s.scope, err = newScopeCache(ctx, s.direct, s.syncUsers, s.orgs, s.rows["systemuser"]); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
+
+// Scope is the store's scope cache: sync users, settings and system users.
+func (s *Store) Scope() *ScopeCache { return s.scope }
 
 // rowKey is the key of a row: contacts and accounts have buckets of their
 // own; opportunities and system users share one, told apart by table.
@@ -99,8 +106,8 @@ func (s *Store) ApplyChange(ctx context.Context, ch *eventsv1.CrmChange) (before
 	err = casUpdate(ctx, kv, rowKey(org, ch.GetTable(), ch.GetRowId()), func(cur []byte) ([]byte, error) {
 		before, after, changed = nil, nil, false
 		if cur != nil {
-			before = &Row{}
-			if err := json.Unmarshal(cur, before); err != nil {
+			var err error
+			if before, err = decodeRow(cur); err != nil {
 				return nil, fmt.Errorf("decode row: %w", err)
 			}
 		}
@@ -131,9 +138,24 @@ func (s *Store) Row(ctx context.Context, org, table, id string) (*Row, error) {
 	if !ok {
 		return nil, fmt.Errorf("table %s is not kept", table)
 	}
+	e, err := kv.Get(ctx, rowKey(org, table, id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get %s/%s: %w", kv.Bucket(), rowKey(org, table, id), err)
+	}
+	r, err := decodeRow(e.Value())
+	if err != nil {
+		return nil, fmt.Errorf("decode %s/%s: %w", kv.Bucket(), rowKey(org, table, id), err)
+	}
+	return r, nil
+}
+
+// decodeRow reads a stored row.
+func decodeRow(data []byte) (*Row, error) {
 	var r Row
-	found, err := getJSON(ctx, kv, rowKey(org, table, id), &r)
-	if !found || err != nil {
+	if err := json.Unmarshal(data, &r); err != nil {
 		return nil, err
 	}
 	return &r, nil

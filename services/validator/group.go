@@ -1,0 +1,322 @@
+package validator
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/notatcompany/notatcompany/services/shared/orgs"
+	"github.com/notatcompany/notatcompany/services/validator/decide"
+	"github.com/notatcompany/notatcompany/services/validator/state"
+)
+
+// A group of contacts is read together: each step reads what every
+// contact of the group needs from a stream in one request (last decisions
+// and contact rows, then accounts, then index edges, then members and
+// opportunities, then companies), so that an evaluation costs the same
+// few requests for one contact as for a hundred. Sync users, settings and
+// system users come from the scope cache.
+
+// groupSize bounds the contacts read together, so that a step's answer
+// stays well under the 1024 subjects the server sends in one.
+const groupSize = 128
+
+// snapshot is what a group of contacts was decided on.
+type snapshot struct {
+	scope     *state.Scope
+	last      map[state.ContactRef]Last
+	contacts  map[state.ContactRef]*state.Row
+	accounts  map[state.RowRef]*state.Row
+	edges     map[string][]string
+	members   map[string]*state.MemberRecord
+	opps      map[state.RowRef]*state.Row
+	companies map[string]decide.Company
+	// What each read depended on, by contact, account, prefix, key and id.
+	contactDeps, accountDeps, oppDeps map[state.RowRef]state.Dep
+	edgeDeps, memberDeps, companyDeps map[string]state.Dep
+}
+
+// evaluation is one contact's part of a snapshot: the input of its
+// decision and what that rests on.
+type evaluation struct {
+	ref      state.ContactRef
+	row      *state.Row
+	last     *LastDecision
+	seq      uint64
+	in       decide.Input
+	settings orgs.Settings
+	// Where the reads stood: the contact row's revision, the scope cache.
+	contactRev uint64
+	scopeAt    state.Floor
+	deps       []state.Dep
+	scope      []state.ScopeKey
+}
+
+// readGroup reads what deciding refs takes. floor is what the scope cache
+// must reflect at least (an admin change's revision).
+func (s *Service) readGroup(ctx context.Context, refs []state.ContactRef, floor state.Floor) (*snapshot, error) {
+	snap := &snapshot{}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) { snap.last, err = s.decisions.LastOf(gctx, refs); return err })
+	g.Go(func() (err error) {
+		snap.contacts, snap.contactDeps, err = s.store.RowsOf(gctx, "contact", refs)
+		return err
+	})
+	g.Go(func() (err error) { snap.scope, err = s.store.Scope().Read(gctx, floor); return err })
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	// The row and the last decision were read side by side: a row older
+	// than the one that decision saw is read again, and so is the cache
+	// when it is behind what that decision read.
+	var stale []state.ContactRef
+	need := floor
+	for _, r := range refs {
+		if l := snap.last[r]; l.Decision != nil {
+			if snap.contactDeps[r].Rev < l.Decision.ContactRev {
+				stale = append(stale, r)
+			}
+			need = need.Max(l.Decision.ScopeAt)
+		}
+	}
+	if len(stale) > 0 {
+		rows, deps, err := s.store.RowsOf(ctx, "contact", stale)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range stale {
+			snap.contacts[r], snap.contactDeps[r] = rows[r], deps[r]
+		}
+	}
+	if !snap.scope.At.Covers(need) {
+		var err error
+		if snap.scope, err = s.store.Scope().Read(ctx, need); err != nil {
+			return nil, err
+		}
+	}
+	cols := s.cfg.Columns()
+
+	var accounts []state.RowRef
+	for r, row := range snap.contacts {
+		if id := row.Contact(cols).AccountID; id != "" {
+			accounts = append(accounts, state.RowRef{Org: r.Org, ID: id})
+		}
+	}
+	var err error
+	if snap.accounts, snap.accountDeps, err = s.store.RowsOf(ctx, "account", accounts); err != nil {
+		return nil, err
+	}
+
+	var prefixes []string
+	for r, row := range snap.contacts {
+		_, p := state.CandidateLookups(row.Contact(cols))
+		prefixes = append(prefixes, p...)
+		prefixes = append(prefixes, state.OpportunitiesPrefix(r.Org, r.ID))
+	}
+	for _, a := range snap.accounts {
+		if !a.Deleted {
+			prefixes = append(prefixes, state.AccountCompanyPrefixes(a.Account(cols))...)
+		}
+	}
+	if snap.edges, snap.edgeDeps, err = s.store.EdgesOf(ctx, prefixes); err != nil {
+		return nil, err
+	}
+
+	var keys []string
+	var opps []state.RowRef
+	for r, row := range snap.contacts {
+		explicit, p := state.CandidateLookups(row.Contact(cols))
+		keys = append(keys, explicit...)
+		for _, prefix := range p {
+			keys = append(keys, snap.edges[prefix]...)
+		}
+		for _, id := range snap.edges[state.OpportunitiesPrefix(r.Org, r.ID)] {
+			opps = append(opps, state.RowRef{Org: r.Org, ID: id})
+		}
+	}
+	g, gctx = errgroup.WithContext(ctx)
+	g.Go(func() (err error) { snap.members, snap.memberDeps, err = s.store.MembersOf(gctx, keys); return err })
+	g.Go(func() (err error) {
+		if len(opps) == 0 {
+			return nil
+		}
+		snap.opps, snap.oppDeps, err = s.store.RowsOf(gctx, "opportunity", opps)
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+
+	var ids []string
+	for _, m := range snap.members {
+		for _, p := range m.Positions {
+			ids = append(ids, p.CompanyID)
+		}
+	}
+	for _, a := range snap.accounts {
+		if !a.Deleted {
+			acc := a.Account(cols)
+			ids = append(ids, state.AccountCompanyIDs(acc, state.AccountCompanyPrefixes(acc), snap.edges)...)
+		}
+	}
+	if snap.companies, snap.companyDeps, err = s.store.CompaniesOf(ctx, ids); err != nil {
+		return nil, err
+	}
+	// And the parents and successors that are not among them, once.
+	var family []string
+	for _, c := range snap.companies {
+		for _, id := range []string{c.Parent, c.Successor} {
+			if _, read := snap.companyDeps[id]; id != "" && !read {
+				family = append(family, id)
+			}
+		}
+	}
+	if len(family) > 0 {
+		more, deps, err := s.store.CompaniesOf(ctx, family)
+		if err != nil {
+			return nil, err
+		}
+		for id, c := range more {
+			snap.companies[id] = c
+		}
+		for id, d := range deps {
+			snap.companyDeps[id] = d
+		}
+	}
+	return snap, nil
+}
+
+// evaluation is ref's part of the snapshot, or nil when the contact is
+// not stored.
+func (s *Service) evaluation(snap *snapshot, ref state.ContactRef) (*evaluation, error) {
+	row := snap.contacts[ref]
+	if row == nil {
+		return nil, nil
+	}
+	ev := &evaluation{ref: ref, row: row, scopeAt: snap.scope.At, contactRev: snap.contactDeps[ref].Rev}
+	if l, ok := snap.last[ref]; ok {
+		ev.last, ev.seq = l.Decision, l.Seq
+	}
+	ev.deps = append(ev.deps, snap.contactDeps[ref])
+	cols := s.cfg.Columns()
+	c := row.Contact(cols)
+	ev.in = s.baseInput(row, ev.last)
+
+	settings, key, err := snap.scope.Settings(ref.Org)
+	if err != nil {
+		return nil, err
+	}
+	ev.settings, ev.scope = settings, append(ev.scope, key)
+	ev.in.ReflagAfterIgnore = settings.ReflagAfterIgnore
+	if settings.Threshold > 0 {
+		ev.in.Threshold = settings.Threshold
+	}
+
+	var account *state.Row
+	var companyIDs []string
+	if c.AccountID != "" {
+		aref := state.RowRef{Org: ref.Org, ID: c.AccountID}
+		ev.deps = append(ev.deps, snap.accountDeps[aref])
+		if account = snap.accounts[aref]; account != nil && !account.Deleted {
+			a := account.Account(cols)
+			ev.in.Account = &a
+			prefixes := state.AccountCompanyPrefixes(a)
+			for _, p := range prefixes {
+				ev.deps = append(ev.deps, snap.edgeDeps[p])
+			}
+			companyIDs = state.AccountCompanyIDs(a, prefixes, snap.edges)
+		}
+	}
+
+	explicit, prefixes := state.CandidateLookups(c)
+	keys := explicit
+	for _, p := range prefixes {
+		ev.deps = append(ev.deps, snap.edgeDeps[p])
+		keys = append(keys, snap.edges[p]...)
+	}
+	seen := map[string]bool{}
+	for _, k := range keys {
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		ev.deps = append(ev.deps, snap.memberDeps[k])
+		if m := snap.members[k]; m != nil {
+			ev.in.Members = append(ev.in.Members, m.Decision())
+			for _, p := range m.Positions {
+				companyIDs = append(companyIDs, p.CompanyID)
+			}
+		}
+	}
+
+	if ev.in.InScope, err = s.inScope(snap, ev, account); err != nil {
+		return nil, err
+	}
+
+	ev.in.Companies = map[string]decide.Company{}
+	add := func(id string) {
+		if id == "" {
+			return
+		}
+		if d, ok := snap.companyDeps[id]; ok {
+			ev.deps = append(ev.deps, d)
+		}
+		if co, ok := snap.companies[id]; ok {
+			ev.in.Companies[id] = co
+		}
+	}
+	for _, id := range uniq(companyIDs) {
+		add(id)
+	}
+	for _, id := range uniq(companyIDs) {
+		if co, ok := snap.companies[id]; ok {
+			add(co.Parent)
+			add(co.Successor)
+		}
+	}
+	return ev, nil
+}
+
+// inScope applies the three rules: the contact is owned by a sync user, or
+// its account is, or it is linked to an opportunity owned by one.
+func (s *Service) inScope(snap *snapshot, ev *evaluation, account *state.Row) (bool, error) {
+	isSync := func(user string) (bool, error) {
+		ok, keys, err := snap.scope.IsSyncUser(ev.ref.Org, user)
+		ev.scope = append(ev.scope, keys...)
+		return ok, err
+	}
+	if ok, err := isSync(ev.row.Owner()); ok || err != nil {
+		return ok, err
+	}
+	if account != nil && !account.Deleted {
+		if ok, err := isSync(account.Owner()); ok || err != nil {
+			return ok, err
+		}
+	}
+	prefix := state.OpportunitiesPrefix(ev.ref.Org, ev.ref.ID)
+	ev.deps = append(ev.deps, snap.edgeDeps[prefix])
+	for _, id := range snap.edges[prefix] {
+		oref := state.RowRef{Org: ev.ref.Org, ID: id}
+		ev.deps = append(ev.deps, snap.oppDeps[oref])
+		opp := snap.opps[oref]
+		if opp == nil || opp.Deleted || !slices.Contains(opp.LinkedContacts(), ev.ref.ID) {
+			continue // an index entry the row no longer backs
+		}
+		if ok, err := isSync(opp.Owner()); ok || err != nil {
+			return ok, err
+		}
+	}
+	return false, nil
+}
+
+// evaluationOf reads and returns one contact's evaluation (nil when the
+// contact is not stored).
+func (s *Service) evaluationOf(ctx context.Context, ref state.ContactRef) (*evaluation, error) {
+	snap, err := s.readGroup(ctx, []state.ContactRef{ref}, state.Floor{})
+	if err != nil {
+		return nil, fmt.Errorf("read contact %s: %w", ref.ID, err)
+	}
+	return s.evaluation(snap, ref)
+}

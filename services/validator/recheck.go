@@ -1,0 +1,52 @@
+package validator
+
+import (
+	"context"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/notatcompany/notatcompany/services/validator/state"
+)
+
+// changedSince returns the contacts of evs, decisions just published,
+// whose reads changed since they were made: the check after publishing.
+// It asks each stream once what changed under what was read (an answer of
+// nothing when nothing did), and the scope cache, current to within its
+// lease, whether a key it answered with holds another revision now.
+func (s *Service) changedSince(ctx context.Context, evs []*evaluation) ([]state.ContactRef, error) {
+	if len(evs) == 0 {
+		return nil, nil
+	}
+	var deps []state.Dep
+	var owner []int
+	for i, ev := range evs {
+		for _, d := range ev.deps {
+			if d.Stream != "" {
+				deps = append(deps, d)
+				owner = append(owner, i)
+			}
+		}
+	}
+	var changed []bool
+	var scope *state.Scope
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) { changed, err = s.store.Changed(gctx, deps); return err })
+	g.Go(func() (err error) { scope, err = s.store.Scope().Read(gctx, state.Floor{}); return err })
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	stale := make([]bool, len(evs))
+	for i, c := range changed {
+		stale[owner[i]] = stale[owner[i]] || c
+	}
+	var out []state.ContactRef
+	for i, ev := range evs {
+		for _, k := range ev.scope {
+			stale[i] = stale[i] || scope.Changed(k)
+		}
+		if stale[i] {
+			out = append(out, ev.ref)
+		}
+	}
+	return out, nil
+}
