@@ -33,7 +33,8 @@ const (
 	// nac.deadletter.<consumer>.
 	StreamDeadLetter = "NAC_DEADLETTER"
 	// StreamAdmin holds the latest admin change per subject:
-	// nac.admin.<organization>.syncuser.<user>, nac.admin.<organization>.settings.
+	// nac.admin.<organization>.syncuser.<user>, nac.admin.<organization>.settings,
+	// nac.admin.<organization>.review.<contact>.
 	StreamAdmin = "NAC_ADMIN"
 	// StreamWork is a work queue of evaluation chunks of large fan-outs:
 	// nac.work.<organization>.
@@ -75,6 +76,16 @@ const (
 	BucketSyncUsers = "nac_syncusers"
 	BucketOrgs      = "nac_orgs"
 )
+
+// BucketEvaluations holds the validator's latest evaluation of each
+// contact, whatever its outcome, for the admin API's explain, with one index
+// key per contact flagged, per candidate below the threshold and per open
+// opportunity of a flagged contact, and the review verdicts:
+// <organization>.eval.<contact>, <organization>.flagged.<contact>,
+// <organization>.candidate.<contact>, <organization>.atrisk.<opportunity>.<contact>,
+// <organization>.review.<contact>. Index keys that go are purged with a
+// marker that expires.
+const BucketEvaluations = "nac_evaluations"
 
 // KV buckets of the writer, shared by its replicas.
 const (
@@ -121,6 +132,11 @@ func AdminSyncUserSubject(org, user string) string {
 }
 
 func AdminSettingsSubject(org string) string { return "nac.admin." + Token(org) + ".settings" }
+
+// AdminReviewSubject is where an admin's review of a candidate goes.
+func AdminReviewSubject(org, contact string) string {
+	return "nac.admin." + Token(org) + ".review." + Token(contact)
+}
 
 func WorkSubject(org string) string { return "nac.work." + Token(org) }
 
@@ -297,6 +313,8 @@ func (o Options) buckets() []jetstream.KeyValueConfig {
 	// needs per-key TTLs; the markers of expired keys go after a minute.
 	leases := kv(BucketWriteLeases, "Per-contact write leases of the writer replicas")
 	leases.LimitMarkerTTL = time.Minute
+	evaluations := kv(BucketEvaluations, "Latest evaluation per contact, its list indexes and reviews")
+	evaluations.LimitMarkerTTL = time.Minute
 	return []jetstream.KeyValueConfig{
 		kv(BucketContacts, "Contacts by organization and id"),
 		kv(BucketAccounts, "Accounts by organization and id"),
@@ -310,6 +328,7 @@ func (o Options) buckets() []jetstream.KeyValueConfig {
 		kv(BucketBudgets, "Dataverse request budget per organization and application user"),
 		kv(BucketSyncJobs, "Sync job of each organization"),
 		kv(BucketSyncLinks, "Delta link of each organization's table"),
+		evaluations,
 	}
 }
 
