@@ -145,7 +145,7 @@ func (e *env) verdict(contact string) (decide.Result, bool) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	in, err := e.svc.input(e.ctx, freshReads(e.svc.store), org, row, last)
+	in, _, err := e.svc.input(e.ctx, freshReads(e.svc.store), org, row, last)
 	if err != nil {
 		e.t.Fatal(err)
 	}

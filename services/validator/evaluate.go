@@ -91,7 +91,7 @@ func (s *Service) evaluate(ctx context.Context, kind string, ref state.ContactRe
 		if err != nil || row == nil {
 			return err
 		}
-		in, err := s.input(ctx, r, ref.Org, row, last)
+		in, scope, err := s.input(ctx, r, ref.Org, row, last)
 		if err != nil {
 			return err
 		}
@@ -99,19 +99,32 @@ func (s *Service) evaluate(ctx context.Context, kind string, ref state.ContactRe
 		if err != nil {
 			return err
 		}
-		res := decide.Evaluate(in)
+		res, evidence, candidate, review, err := s.reviewed(ctx, ref, decide.Evaluate(in))
+		if err != nil {
+			return err
+		}
 		if !s.worthPublishing(res, last, row, settings.KeepPersonOverride) {
 			if redelivered && !published && last != nil && last.Decision.GetCauseEventId() == cause {
 				// An earlier attempt published this decision and may have
 				// failed before its audit record was stored.
-				return s.audit(ctx, last.Decision)
+				if err := s.audit(ctx, last.Decision); err != nil {
+					return err
+				}
 			}
-			return nil
+			err := s.keep(ctx, evaluated{ref: ref, res: res, in: in, scope: scope, evidence: evidence, candidate: candidate,
+				review: review, flag: row.Cols[s.cfg.FlagColumn], last: last, cause: cause})
+			if errors.Is(err, errEvaluationConflict) {
+				continue
+			}
+			return err
 		}
 		if published {
 			s.metrics.corrections.Inc()
 		}
 		d := s.decision(ref, res, last, in.Contact.Flag, seq, cause)
+		if review != nil && res.Value == decide.NotAtCompany {
+			d.Reviewer = review.GetReviewer()
+		}
 		if err := s.seal(ctx, ref.Org, ref.ID, d.Evidence); err != nil {
 			return err
 		}
@@ -175,7 +188,7 @@ func (s *Service) worthPublishing(res decide.Result, last *LastDecision, row *st
 // does not need another: the settings, the candidate members and the
 // account (then its scope and its companies side by side), and last the
 // companies the members and the account name.
-func (s *Service) input(ctx context.Context, r *reads, org string, row *state.Row, last *LastDecision) (decide.Input, error) {
+func (s *Service) input(ctx context.Context, r *reads, org string, row *state.Row, last *LastDecision) (decide.Input, *eventsv1.ScopePath, error) {
 	in := decide.Input{
 		Contact: row.Contact(s.cfg.Columns()), Threshold: s.cfg.Threshold,
 		Now: s.now(), MaxProfileAge: s.cfg.MaxProfileAge,
@@ -196,6 +209,7 @@ func (s *Service) input(ctx context.Context, r *reads, org string, row *state.Ro
 		settings         orgs.Settings
 		members          []*state.MemberRecord
 		accountCompanies []string
+		scope            *eventsv1.ScopePath
 	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() (err error) { settings, err = r.Settings(gctx, org); return err })
@@ -213,13 +227,14 @@ func (s *Service) input(ctx context.Context, r *reads, org string, row *state.Ro
 			}
 		}
 		side, sctx := errgroup.WithContext(gctx)
-		side.Go(func() (err error) { in.InScope, err = s.inScope(sctx, r, org, row, acct); return err })
+		side.Go(func() (err error) { scope, err = s.inScope(sctx, r, org, row, acct); return err })
 		side.Go(func() (err error) { accountCompanies, err = r.CompanyIDsOfAccount(sctx, org, in.Account); return err })
 		return side.Wait()
 	})
 	if err := g.Wait(); err != nil {
-		return in, err
+		return in, nil, err
 	}
+	in.InScope = scope.GetInScope()
 	in.ReflagAfterIgnore = settings.ReflagAfterIgnore
 	if settings.Threshold > 0 {
 		in.Threshold = settings.Threshold
@@ -233,38 +248,61 @@ func (s *Service) input(ctx context.Context, r *reads, org string, row *state.Ro
 	}
 	var err error
 	in.Companies, err = s.store.CompaniesWithFamily(ctx, uniq(append(companyIDs, accountCompanies...)))
-	return in, err
+	return in, scope, err
 }
 
 // inScope applies the three rules: the contact is owned by a sync user, or
-// its account is, or it is linked to an opportunity owned by one.
-func (s *Service) inScope(ctx context.Context, r *reads, org string, contact, account *state.Row) (bool, error) {
-	if ok, err := r.IsSyncUser(ctx, org, contact.Owner()); ok || err != nil {
-		return ok, err
+// its account is, or it is linked to an opportunity owned by one. The path
+// records each rule tried, for explain.
+func (s *Service) inScope(ctx context.Context, r *reads, org string, contact, account *state.Row) (*eventsv1.ScopePath, error) {
+	path := &eventsv1.ScopePath{}
+	try := func(via, row, user string) (bool, error) {
+		ok, err := r.IsSyncUser(ctx, org, user)
+		if err != nil {
+			return false, err
+		}
+		path.Checks = append(path.Checks, &eventsv1.ScopeCheck{Via: via, UserId: user, RowId: row, SyncUser: ok})
+		if ok {
+			path.InScope, path.Via, path.UserId = true, via, user
+			if via == scopeOpportunityOwner {
+				path.OpportunityId = row
+			}
+		}
+		return ok, nil
+	}
+	if ok, err := try(scopeContactOwner, "", contact.Owner()); ok || err != nil {
+		return path, err
 	}
 	if account != nil && !account.Deleted {
-		if ok, err := r.IsSyncUser(ctx, org, account.Owner()); ok || err != nil {
-			return ok, err
+		if ok, err := try(scopeAccountOwner, account.ID, account.Owner()); ok || err != nil {
+			return path, err
 		}
 	}
 	opps, err := s.store.OpportunitiesOfContact(ctx, org, contact.ID)
 	if err != nil {
-		return false, err
+		return path, err
 	}
 	for _, id := range opps {
 		opp, err := r.Row(ctx, org, "opportunity", id)
 		if err != nil {
-			return false, err
+			return path, err
 		}
 		if opp == nil || opp.Deleted || !slices.Contains(opp.LinkedContacts(), contact.ID) {
 			continue // an index entry the row no longer backs
 		}
-		if ok, err := r.IsSyncUser(ctx, org, opp.Owner()); ok || err != nil {
-			return ok, err
+		if ok, err := try(scopeOpportunityOwner, id, opp.Owner()); ok || err != nil {
+			return path, err
 		}
 	}
-	return false, nil
+	return path, nil
 }
+
+// The scope rules, as a scope path names them.
+const (
+	scopeContactOwner     = "contact_owner"
+	scopeAccountOwner     = "account_owner"
+	scopeOpportunityOwner = "opportunity_owner"
+)
 
 func (s *Service) decision(ref state.ContactRef, res decide.Result, last *LastDecision, crmFlag int, seq uint64, cause string) *eventsv1.Decision {
 	previous := crmFlag

@@ -59,6 +59,7 @@ type Service struct {
 	store     *state.Store
 	events    ProfileEvents
 	decisions Decisions
+	evals     *evaluationStore
 	pub       Publisher
 	log       *slog.Logger
 	metrics   *metrics
@@ -169,7 +170,7 @@ func (s *Service) ownedContacts(ctx context.Context, org, user string) ([]state.
 	return out, nil
 }
 
-// HandleAdmin applies a sync user or settings change from the admin API.
+// HandleAdmin applies a sync user or settings change, or a review, from the admin API.
 func (s *Service) HandleAdmin(ctx context.Context, msg jetstream.Msg) error {
 	subject := msg.Subject()
 	switch {
@@ -194,6 +195,8 @@ func (s *Service) HandleAdmin(ctx context.Context, msg jetstream.Msg) error {
 			return err
 		}
 		return s.evaluateAll(ctx, "sync_user", affected, c.GetEventId(), redelivered(msg))
+	case strings.Contains(subject, ".review."):
+		return s.handleReview(ctx, msg)
 	case strings.HasSuffix(subject, ".settings"):
 		var c eventsv1.OrgSettingsChange
 		if err := proto.Unmarshal(msg.Data(), &c); err != nil {
