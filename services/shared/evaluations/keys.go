@@ -26,7 +26,9 @@ func Key(org, contact string) string { return bus.Token(org) + ".eval." + bus.To
 func ReviewKey(org, contact string) string { return bus.Token(org) + ".review." + bus.Token(contact) }
 
 // FlaggedKey and CandidateKey are the contact's index keys.
-func FlaggedKey(org, contact string) string { return bus.Token(org) + "." + IndexFlagged + "." + bus.Token(contact) }
+func FlaggedKey(org, contact string) string {
+	return bus.Token(org) + "." + IndexFlagged + "." + bus.Token(contact)
+}
 func CandidateKey(org, contact string) string {
 	return bus.Token(org) + "." + IndexCandidate + "." + bus.Token(contact)
 }
