@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/notatcompany/notatcompany/services/shared/bus"
+	"github.com/notatcompany/notatcompany/services/shared/evaluations"
 	"github.com/notatcompany/notatcompany/services/shared/httpserver"
 	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
 	"github.com/notatcompany/notatcompany/services/shared/orgs"
@@ -28,7 +29,12 @@ func Build(ctx context.Context, cfg Config, env lifecycle.Env) (lifecycle.Parts,
 	if err != nil {
 		return lifecycle.Parts{}, err
 	}
+	explain, err := evaluations.NewReader(ctx, env.JS)
+	if err != nil {
+		return lifecycle.Parts{}, err
+	}
 	svc := New(cfg, bus.NewPublisher(env.JS, cfg.PublishTimeout), admin, jobs, env.Log, env.Registerer)
+	svc.SetExplainReader(explain)
 	public, err := httpserver.Listen(cfg.HTTPAddr, svc.Routes())
 	if err != nil {
 		return lifecycle.Parts{}, err

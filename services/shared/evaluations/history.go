@@ -66,6 +66,12 @@ func DefaultHistory(now time.Time) HistoryOptions {
 		Windows: []time.Duration{time.Hour, day, 7 * day, 30 * day, 90 * day, 400 * day}}
 }
 
+// With returns o keeping limit entries and reading maxScan records at most.
+func (o HistoryOptions) With(limit, maxScan int) HistoryOptions {
+	o.Limit, o.MaxScan = limit, maxScan
+	return o
+}
+
 // History reads the contact's newest decision, write, override and review
 // records. Each pass reads one window further back than the last, until
 // enough entries are found, the trail's age is reached, or the budget is
@@ -147,34 +153,42 @@ func readWindow(ctx context.Context, c jetstream.Consumer, n int, end time.Time,
 	var out []Entry
 	read := 0
 	for read < n {
-		batch, err := c.Fetch(min(n-read, 500), jetstream.FetchMaxWait(2*time.Second), jetstream.FetchContext(ctx))
-		if err != nil {
-			return out, read, fmt.Errorf("read the audit trail: %w", err)
-		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			read++
-			meta, err := m.Metadata()
-			if err != nil {
-				return out, read, fmt.Errorf("audit record metadata: %w", err)
-			}
-			if !end.IsZero() && !meta.Timestamp.Before(end) {
-				return out, read, nil
-			}
-			if e, ok := entryOf(m.Subject(), m.Data(), contact); ok {
-				e.Sequence, e.At = meta.Sequence.Stream, meta.Timestamp
-				out = append(out, e)
-			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
-			return out, read, fmt.Errorf("read the audit trail: %w", err)
-		}
-		if got == 0 {
-			break
+		got, done, err := fetchInto(ctx, c, min(n-read, 500), end, contact, &out)
+		read += got
+		if err != nil || done || got == 0 {
+			return out, read, err
 		}
 	}
 	return out, read, nil
+}
+
+// fetchInto fetches one batch of up to n records into out; done: a record
+// at or after end was reached.
+func fetchInto(ctx context.Context, c jetstream.Consumer, n int, end time.Time, contact string, out *[]Entry) (got int, done bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	batch, err := c.Fetch(n, jetstream.FetchContext(ctx))
+	if err != nil {
+		return 0, false, fmt.Errorf("read the audit trail: %w", err)
+	}
+	for m := range batch.Messages() {
+		got++
+		meta, err := m.Metadata()
+		if err != nil {
+			return got, false, fmt.Errorf("audit record metadata: %w", err)
+		}
+		if !end.IsZero() && !meta.Timestamp.Before(end) {
+			return got, true, nil
+		}
+		if e, ok := entryOf(m.Subject(), m.Data(), contact); ok {
+			e.Sequence, e.At = meta.Sequence.Stream, meta.Timestamp
+			*out = append(*out, e)
+		}
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+		return got, false, fmt.Errorf("read the audit trail: %w", err)
+	}
+	return got, false, nil
 }
 
 // entryOf decodes an audit record when it is of the contact.
