@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -339,5 +340,56 @@ func TestReviewIsPublishedForTheValidator(t *testing.T) {
 	}
 	if n := len(f.pub.stored()); n != 1 {
 		t.Errorf("%d messages published, want only the valid review", n)
+	}
+}
+
+func TestOpenAPIConformanceExplain(t *testing.T) {
+	_, router := loadSpec(t)
+	s := newExplainStore(t)
+	seedExplain(s)
+	r, err := evaluations.NewReader(s.ctx, s.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := func(c *Config) { c.AdminTokens = []string{testAdminToken} }
+	prepare := withExplain(r)
+	base := "/admin/orgs/" + contactOrg
+	get, post := http.MethodGet, http.MethodPost
+	reviewer := []byte(`{"reviewer":"admin@contoso.example"}`)
+	noQuery := openapi3filter.Options{ExcludeRequestQueryParams: true}
+	noBody := openapi3filter.Options{ExcludeRequestBody: true}
+	for _, c := range []specCase{
+		{name: "explain flagged", target: base + "/contacts/" + flaggedContact, status: http.StatusOK},
+		{name: "explain out of scope", target: base + "/contacts/" + scopeContact, status: http.StatusOK},
+		{name: "explain candidate", target: base + "/contacts/" + candidateContact, status: http.StatusOK},
+		{name: "explain erased", target: base + "/contacts/" + erasedContact, status: http.StatusOK},
+		{name: "explain unknown", target: base + "/contacts/" + unknownContact, status: http.StatusNotFound},
+		{name: "flagged", target: base + "/flagged?limit=1", status: http.StatusOK},
+		{name: "at risk", target: base + "/at-risk", status: http.StatusOK},
+		{name: "candidates", target: base + "/candidates?limit=200", status: http.StatusOK},
+		{name: "list bad limit", target: base + "/flagged?limit=0", requestOpts: noQuery, status: http.StatusBadRequest},
+		{name: "approve", method: post, target: base + "/candidates/" + candidateContact + "/approve", contentType: "application/json",
+			body: reviewer, status: http.StatusAccepted},
+		{name: "reject", method: post, target: base + "/candidates/" + candidateContact + "/reject", contentType: "application/json",
+			body: reviewer, status: http.StatusAccepted},
+		{name: "approve not a candidate", method: post, target: base + "/candidates/" + flaggedContact + "/approve", contentType: "application/json",
+			body: reviewer, status: http.StatusConflict},
+		{name: "approve unknown", method: post, target: base + "/candidates/" + unknownContact + "/approve", contentType: "application/json",
+			body: reviewer, status: http.StatusNotFound},
+		{name: "approve without reviewer", method: post, target: base + "/candidates/" + candidateContact + "/approve", contentType: "application/json",
+			body: []byte(`{}`), requestOpts: noBody, status: http.StatusBadRequest},
+		{name: "approve text/plain", method: post, target: base + "/candidates/" + candidateContact + "/approve", contentType: "text/plain",
+			body: reviewer, requestOpts: noBody, status: http.StatusUnsupportedMediaType},
+		{name: "approve JetStream down", failPublish: true, method: post, target: base + "/candidates/" + candidateContact + "/approve",
+			contentType: "application/json", body: reviewer, status: http.StatusServiceUnavailable},
+	} {
+		c.cfg, c.prepare = tokens, prepare
+		if c.method == "" {
+			c.method = get
+		}
+		if c.header == nil {
+			c.header = adminAuth()
+		}
+		t.Run(c.name, func(t *testing.T) { checkAgainstSpec(t, router, c) })
 	}
 }
