@@ -112,7 +112,7 @@ func TestExplainPrintsTheExplanation(t *testing.T) {
 	}
 	for _, want := range []string{"Not at Company: left Contoso Ltd.", "Not at Company (1), left_company, confidence 0.855, threshold 0.80",
 		"in scope through the contact owner, sync user u-1", "member m-avery (email match, 0.95)", "now: Head of Buying at Fabrikam, Inc., since 2026-10",
-		"feature email", "+9.50 bits", "opportunity o-1", "from our last write", "written of 1 (HTTP 204", "decision  0 → 1", "9 of the organization's audit records"} {
+		"feature email", "+9.50 bits", "opportunity o-1", "from our last write", "written of 1 (HTTP 204, deliveries 1)", "decision  0 → 1", "9 of the organization's audit records"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

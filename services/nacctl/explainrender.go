@@ -226,7 +226,7 @@ func writeExplanation(out io.Writer, x explanation) {
 		fmt.Fprintf(tw, "last decision\t%s: %d → %d, %s, %.3f, %s\n", d.DecisionID, d.Previous, d.Value, d.Reason, d.Confidence, when(d.DecidedAt))
 	}
 	if w := x.LastWrite; w != nil {
-		fmt.Fprintf(tw, "last write\t%s of %d (HTTP %d, %d attempts) for %s, %s %s\n", w.Outcome, w.Value, w.HTTPStatus, w.Attempts, w.DecisionID, when(w.RecordedAt), w.Error)
+		fmt.Fprintf(tw, "last write\t%s of %d (HTTP %d, deliveries %d) for %s, %s %s\n", w.Outcome, w.Value, w.HTTPStatus, w.Attempts, w.DecisionID, when(w.RecordedAt), w.Error)
 	}
 	_ = tw.Flush()
 	h := x.History
