@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
@@ -82,6 +83,7 @@ func (s *Service) enqueue(ctx context.Context, kind string, refs []state.Contact
 func (s *Service) evaluate(ctx context.Context, kind string, ref state.ContactRef, cause string, redelivered bool, shared *reads) error {
 	s.metrics.evaluations.WithLabelValues(kind).Inc()
 	published := false
+	var sealed *sealedEvidence // the evidence last sealed here, to keep
 	for attempt := range 6 {
 		r := shared
 		if attempt > 0 {
@@ -112,7 +114,7 @@ func (s *Service) evaluate(ctx context.Context, kind string, ref state.ContactRe
 				}
 			}
 			err := s.keep(ctx, evaluated{ref: ref, res: res, in: in, scope: scope, evidence: evidence, candidate: candidate,
-				review: review, flag: row.Cols[s.cfg.FlagColumn], last: last, cause: cause})
+				review: review, flag: row.Cols[s.cfg.FlagColumn], last: last, cause: cause, sealed: sealed})
 			if errors.Is(err, errEvaluationConflict) {
 				continue
 			}
@@ -125,9 +127,11 @@ func (s *Service) evaluate(ctx context.Context, kind string, ref state.ContactRe
 		if review != nil && res.Value == decide.NotAtCompany {
 			d.Reviewer = review.GetReviewer()
 		}
+		plain := proto.CloneOf(d.Evidence)
 		if err := s.seal(ctx, ref.Org, ref.ID, d.Evidence); err != nil {
 			return err
 		}
+		sealed = &sealedEvidence{plain: plain, sealed: d.Evidence}
 		meta := DecisionMeta{Digest: res.Digest(), Underlying: res.Underlying, FlagSeen: row.Cols[s.cfg.FlagColumn].At}
 		err = s.decisions.Publish(ctx, d, meta, seq)
 		if errors.Is(err, ErrConflict) {
@@ -312,8 +316,7 @@ func (s *Service) decision(ref state.ContactRef, res decide.Result, last *LastDe
 	// Deterministic for a redelivered event (same state, same last
 	// decision), so a repeated publish is deduplicated.
 	sum := sha256.Sum256(fmt.Appendf(nil, "%s|%s|%s|%d", ref.Org, ref.ID, res.Digest(), seq))
-	e := res.Evidence
-	d := &eventsv1.Decision{
+	return &eventsv1.Decision{
 		DecisionId:     hex.EncodeToString(sum[:16]),
 		OrganizationId: ref.Org,
 		ContactId:      ref.ID,
@@ -323,19 +326,25 @@ func (s *Service) decision(ref state.ContactRef, res decide.Result, last *LastDe
 		Confidence:     res.Confidence,
 		DecidedAt:      timestamppb.New(s.now()),
 		CauseEventId:   cause,
-		Evidence: &eventsv1.Evidence{
-			MemberId: e.MemberID, MemberMatch: e.MemberMatch, MemberConfidence: e.MemberConfidence,
-			CompanyId: e.CompanyID, CompanyName: e.CompanyName, CompanyMatch: e.CompanyMatch,
-			CompanyConfidence: e.CompanyConfidence, Contradicts: e.Contradicts,
-			EndedPosition: position(e.Ended), CurrentPosition: position(e.Current),
-			ProfileSource: e.ProfileSource,
-		},
+		Evidence:       evidenceOf(res.Evidence),
+	}
+}
+
+// evidenceOf is a result's evidence as decisions and kept evaluations
+// carry it, before sealing.
+func evidenceOf(e decide.Evidence) *eventsv1.Evidence {
+	ev := &eventsv1.Evidence{
+		MemberId: e.MemberID, MemberMatch: e.MemberMatch, MemberConfidence: e.MemberConfidence,
+		CompanyId: e.CompanyID, CompanyName: e.CompanyName, CompanyMatch: e.CompanyMatch,
+		CompanyConfidence: e.CompanyConfidence, Contradicts: e.Contradicts,
+		EndedPosition: position(e.Ended), CurrentPosition: position(e.Current),
+		ProfileSource: e.ProfileSource,
 	}
 	if !e.ProfileObservedAt.IsZero() {
-		d.Evidence.ProfileObservedAt = timestamppb.New(e.ProfileObservedAt)
+		ev.ProfileObservedAt = timestamppb.New(e.ProfileObservedAt)
 	}
-	d.Evidence.Features, d.Evidence.MatchWeight, d.Evidence.Candidates = matchEvidence(e)
-	return d
+	ev.Features, ev.MatchWeight, ev.Candidates = matchEvidence(e)
+	return ev
 }
 
 func position(p *decide.Position) *eventsv1.Position {

@@ -70,7 +70,13 @@ type evaluated struct {
 	flag      state.Cell // the flag column as the state holds it
 	last      *LastDecision
 	cause     string
+	// sealed is the evidence a decision of this evaluation sealed: the
+	// same evidence is kept without sealing it again.
+	sealed *sealedEvidence
 }
+
+// sealedEvidence is evidence before and after sealing.
+type sealedEvidence struct{ plain, sealed *eventsv1.Evidence }
 
 // keep stores the evaluation when its content differs from the one kept:
 // the index keys first (those that go and those that come), then the
@@ -105,7 +111,9 @@ func (s *Service) keep(ctx context.Context, ev evaluated) error {
 	if ev.flag.At > 0 {
 		rec.CrmFlagVersion = timestamppb.New(time.UnixMilli(ev.flag.At))
 	}
-	if err := s.seal(ctx, ev.ref.Org, ev.ref.ID, rec.Result.Evidence); err != nil {
+	if ev.sealed != nil && proto.Equal(ev.sealed.plain, rec.Result.Evidence) {
+		rec.Result.Evidence = proto.CloneOf(ev.sealed.sealed)
+	} else if err := s.seal(ctx, ev.ref.Org, ev.ref.ID, rec.Result.Evidence); err != nil {
 		return err
 	}
 	if err := s.evals.reindex(ctx, ev.ref, prev, rec); err != nil {
@@ -134,22 +142,10 @@ func (s *Service) keep(ctx context.Context, ev evaluated) error {
 // not sealed yet and without the times, so that its digest says whether
 // anything a reader cares for changed.
 func (s *Service) fillRecord(rec *eventsv1.Evaluation, ev evaluated) {
-	e := ev.res.Evidence
 	d := &eventsv1.Decision{
 		OrganizationId: ev.ref.Org, ContactId: ev.ref.ID, Value: eventsv1.Flag(ev.res.Value),
-		Reason: ev.res.Reason, Confidence: ev.res.Confidence,
-		Evidence: &eventsv1.Evidence{
-			MemberId: e.MemberID, MemberMatch: e.MemberMatch, MemberConfidence: e.MemberConfidence,
-			CompanyId: e.CompanyID, CompanyName: e.CompanyName, CompanyMatch: e.CompanyMatch,
-			CompanyConfidence: e.CompanyConfidence, Contradicts: e.Contradicts,
-			EndedPosition: position(e.Ended), CurrentPosition: position(e.Current),
-			ProfileSource: e.ProfileSource,
-		},
+		Reason: ev.res.Reason, Confidence: ev.res.Confidence, Evidence: evidenceOf(ev.res.Evidence),
 	}
-	if !e.ProfileObservedAt.IsZero() {
-		d.Evidence.ProfileObservedAt = timestamppb.New(e.ProfileObservedAt)
-	}
-	d.Evidence.Features, d.Evidence.MatchWeight, d.Evidence.Candidates = matchEvidence(e)
 	if ev.review != nil && ev.review.GetAction() == reviewApprove {
 		d.Reviewer = ev.review.GetReviewer()
 	}
