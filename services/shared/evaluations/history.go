@@ -131,7 +131,7 @@ func (r *Reader) History(ctx context.Context, org, contact string, o HistoryOpti
 func (r *Reader) openAt(ctx context.Context, filter string, start time.Time) (jetstream.Consumer, int, error) {
 	c, err := r.audit.CreateConsumer(ctx, jetstream.ConsumerConfig{
 		FilterSubject: filter, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &start,
-		AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: 30 * time.Second, MemoryStorage: true,
+		AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: 30 * time.Second, MemoryStorage: true, Replicas: 1,
 		Description: "explain: one contact's history",
 	})
 	if err != nil {

@@ -2488,7 +2488,8 @@ func (x *EvaluateRequest) GetCauseEventId() string {
 // its outcome, kept per contact in KV (nac_evaluations) for the admin API's
 // explain: a decision is published only when it changes, an evaluation is
 // kept however it came out. It is stored again only when its content
-// changes, so evaluated_at is when the evaluation first came to this.
+// changes, so its result's decided_at is when an evaluation first came to
+// this.
 type Evaluation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The outcome as a decision carries it: value, reason, confidence,
