@@ -36,10 +36,9 @@ var (
 // CRM changes and hand decisions to the writer again (the writer holds the
 // Dataverse credentials, so keeping those from it would protect nothing).
 // Ingest's admin API redrives dead letters to where they came from, the
-// decision and work streams included: ingest can already make the
-// validator decide anything through the events it takes in, so that gives
-// it no new power over the flags; the pipeline's audit records, dead
-// letters and member keys stay out of its reach.
+// decision and work streams included (SECURITY.md weighs what that
+// widens); the pipeline's audit records, dead letters and member keys stay
+// out of its reach.
 // The JetStream API stays open to every service (each declares the topology).
 var natsDenied = map[string][]string{
 	NATSUserIngest:    append([]string{deadletter, memberKeys}, pipelineAudit...),
