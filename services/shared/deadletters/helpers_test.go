@@ -28,7 +28,7 @@ type fixture struct {
 	logs  *testkit.SyncBuffer
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	js, _ := testkit.JetStream(t)
 	logs := &testkit.SyncBuffer{}
@@ -39,7 +39,7 @@ func newFixture(t *testing.T) *fixture {
 	return &fixture{js: js, store: store, logs: logs}
 }
 
-func ctx(t *testing.T) context.Context {
+func ctx(t testing.TB) context.Context {
 	t.Helper()
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
@@ -48,7 +48,7 @@ func ctx(t *testing.T) context.Context {
 
 // origin stores a message on subject as a producer would and returns it
 // as a consumer would hand it over after deliveries deliveries.
-func (f *fixture) origin(t *testing.T, subject string, m proto.Message, header nats.Header, deliveries uint64) *testkit.Msg {
+func (f *fixture) origin(t testing.TB, subject string, m proto.Message, header nats.Header, deliveries uint64) *testkit.Msg {
 	t.Helper()
 	data, err := proto.Marshal(m)
 	if err != nil {
@@ -57,7 +57,7 @@ func (f *fixture) origin(t *testing.T, subject string, m proto.Message, header n
 	return f.originRaw(t, subject, data, header, deliveries)
 }
 
-func (f *fixture) originRaw(t *testing.T, subject string, data []byte, header nats.Header, deliveries uint64) *testkit.Msg {
+func (f *fixture) originRaw(t testing.TB, subject string, data []byte, header nats.Header, deliveries uint64) *testkit.Msg {
 	t.Helper()
 	ack, err := f.js.PublishMsg(ctx(t), &nats.Msg{Subject: subject, Data: data, Header: header})
 	if err != nil {
@@ -69,7 +69,7 @@ func (f *fixture) originRaw(t *testing.T, subject string, data []byte, header na
 
 // deadLetter sets m aside as consumer's settler does, and returns the dead
 // letter's sequence.
-func (f *fixture) deadLetter(t *testing.T, consumer string, m *testkit.Msg, reason string) uint64 {
+func (f *fixture) deadLetter(t testing.TB, consumer string, m *testkit.Msg, reason string) uint64 {
 	t.Helper()
 	meta, _ := m.Metadata()
 	if err := bus.DeadLetter(ctx(t), bus.NewPublisher(f.js, 5*time.Second), consumer, m, meta, reason); err != nil {
@@ -87,7 +87,7 @@ func (f *fixture) deadLetter(t *testing.T, consumer string, m *testkit.Msg, reas
 }
 
 // messages reads every message of stream on subject.
-func (f *fixture) messages(t *testing.T, stream, subject string) []*jetstream.RawStreamMsg {
+func (f *fixture) messages(t testing.TB, stream, subject string) []*jetstream.RawStreamMsg {
 	t.Helper()
 	s, err := f.js.Stream(ctx(t), stream)
 	if err != nil {
@@ -104,7 +104,7 @@ func (f *fixture) messages(t *testing.T, stream, subject string) []*jetstream.Ra
 	}
 }
 
-func (f *fixture) deadLetterExists(t *testing.T, seq uint64) bool {
+func (f *fixture) deadLetterExists(t testing.TB, seq uint64) bool {
 	t.Helper()
 	_, err := f.store.Get(ctx(t), seq)
 	return err == nil
