@@ -2987,6 +2987,162 @@ func (x *ReviewAction) GetRecordedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// DeadLetterAction is an admin's redrive or discard of a message set aside
+// in the dead letter stream (admin API, nacctl dlq): the audit trail's
+// record of what was done, by whom and when. It names the message by
+// sequences and ids, never by its content.
+type DeadLetterAction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Deterministic per dead letter and action: the deduplication key.
+	EventId string `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// "redrive" (stored again on its origin subject, then deleted) or
+	// "discard" (deleted).
+	Action string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	// The dead letter: its sequence in NAC_DEADLETTER, the consumer that set
+	// it aside and why.
+	Sequence uint64 `protobuf:"varint,3,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Consumer string `protobuf:"bytes,4,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	Reason   string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Where the message came from. The subject of a profile event leaves
+	// the member's or company's id out ("nac.profile.member.*"): the audit
+	// trail outlives an erasure.
+	OriginStream   string `protobuf:"bytes,6,opt,name=origin_stream,json=originStream,proto3" json:"origin_stream,omitempty"`
+	OriginSequence uint64 `protobuf:"varint,7,opt,name=origin_sequence,json=originSequence,proto3" json:"origin_sequence,omitempty"`
+	OriginSubject  string `protobuf:"bytes,8,opt,name=origin_subject,json=originSubject,proto3" json:"origin_subject,omitempty"`
+	// The organization the origin subject names; empty for profile events.
+	OrganizationId string `protobuf:"bytes,9,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// Redrive: the sequence the message was stored at again.
+	RedrivenSequence uint64 `protobuf:"varint,10,opt,name=redriven_sequence,json=redrivenSequence,proto3" json:"redriven_sequence,omitempty"`
+	// Who: the name the admin gave (X-Nac-Actor, as stated, not verified)
+	// and the fingerprint of the admin token that authenticated the request.
+	Actor            string                 `protobuf:"bytes,11,opt,name=actor,proto3" json:"actor,omitempty"`
+	TokenFingerprint string                 `protobuf:"bytes,12,opt,name=token_fingerprint,json=tokenFingerprint,proto3" json:"token_fingerprint,omitempty"`
+	ActedAt          *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=acted_at,json=actedAt,proto3" json:"acted_at,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *DeadLetterAction) Reset() {
+	*x = DeadLetterAction{}
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeadLetterAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeadLetterAction) ProtoMessage() {}
+
+func (x *DeadLetterAction) ProtoReflect() protoreflect.Message {
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeadLetterAction.ProtoReflect.Descriptor instead.
+func (*DeadLetterAction) Descriptor() ([]byte, []int) {
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *DeadLetterAction) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *DeadLetterAction) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *DeadLetterAction) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *DeadLetterAction) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
+}
+
+func (x *DeadLetterAction) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DeadLetterAction) GetOriginStream() string {
+	if x != nil {
+		return x.OriginStream
+	}
+	return ""
+}
+
+func (x *DeadLetterAction) GetOriginSequence() uint64 {
+	if x != nil {
+		return x.OriginSequence
+	}
+	return 0
+}
+
+func (x *DeadLetterAction) GetOriginSubject() string {
+	if x != nil {
+		return x.OriginSubject
+	}
+	return ""
+}
+
+func (x *DeadLetterAction) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *DeadLetterAction) GetRedrivenSequence() uint64 {
+	if x != nil {
+		return x.RedrivenSequence
+	}
+	return 0
+}
+
+func (x *DeadLetterAction) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *DeadLetterAction) GetTokenFingerprint() string {
+	if x != nil {
+		return x.TokenFingerprint
+	}
+	return ""
+}
+
+func (x *DeadLetterAction) GetActedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ActedAt
+	}
+	return nil
+}
+
 var File_notatcompany_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_notatcompany_events_v1_events_proto_rawDesc = "" +
@@ -3282,7 +3438,22 @@ const file_notatcompany_events_v1_events_proto_rawDesc = "" +
 	"\frequested_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x12\x18\n" +
 	"\aoutcome\x18\b \x01(\tR\aoutcome\x12;\n" +
 	"\vrecorded_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"recordedAt*\x9d\x01\n" +
+	"recordedAt\"\xda\x03\n" +
+	"\x10DeadLetterAction\x12\x19\n" +
+	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\x12\x1a\n" +
+	"\bsequence\x18\x03 \x01(\x04R\bsequence\x12\x1a\n" +
+	"\bconsumer\x18\x04 \x01(\tR\bconsumer\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12#\n" +
+	"\rorigin_stream\x18\x06 \x01(\tR\foriginStream\x12'\n" +
+	"\x0forigin_sequence\x18\a \x01(\x04R\x0eoriginSequence\x12%\n" +
+	"\x0eorigin_subject\x18\b \x01(\tR\roriginSubject\x12'\n" +
+	"\x0forganization_id\x18\t \x01(\tR\x0eorganizationId\x12+\n" +
+	"\x11redriven_sequence\x18\n" +
+	" \x01(\x04R\x10redrivenSequence\x12\x14\n" +
+	"\x05actor\x18\v \x01(\tR\x05actor\x12+\n" +
+	"\x11token_fingerprint\x18\f \x01(\tR\x10tokenFingerprint\x125\n" +
+	"\bacted_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\aactedAt*\x9d\x01\n" +
 	"\tOperation\x12\x19\n" +
 	"\x15OPERATION_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10OPERATION_CREATE\x10\x01\x12\x14\n" +
@@ -3308,7 +3479,7 @@ func file_notatcompany_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_notatcompany_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_notatcompany_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_notatcompany_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_notatcompany_events_v1_events_proto_goTypes = []any{
 	(Operation)(0),                // 0: notatcompany.events.v1.Operation
 	(Flag)(0),                     // 1: notatcompany.events.v1.Flag
@@ -3340,80 +3511,82 @@ var file_notatcompany_events_v1_events_proto_goTypes = []any{
 	(*ScopeCheck)(nil),            // 27: notatcompany.events.v1.ScopeCheck
 	(*OpportunityRef)(nil),        // 28: notatcompany.events.v1.OpportunityRef
 	(*ReviewAction)(nil),          // 29: notatcompany.events.v1.ReviewAction
-	nil,                           // 30: notatcompany.events.v1.CrmChange.ColumnsEntry
-	nil,                           // 31: notatcompany.events.v1.Entity.ColumnsEntry
-	nil,                           // 32: notatcompany.events.v1.Evidence.ContradictsEntry
-	nil,                           // 33: notatcompany.events.v1.MemberEvidence.ContradictsEntry
-	(*timestamppb.Timestamp)(nil), // 34: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 35: google.protobuf.Duration
+	(*DeadLetterAction)(nil),      // 30: notatcompany.events.v1.DeadLetterAction
+	nil,                           // 31: notatcompany.events.v1.CrmChange.ColumnsEntry
+	nil,                           // 32: notatcompany.events.v1.Entity.ColumnsEntry
+	nil,                           // 33: notatcompany.events.v1.Evidence.ContradictsEntry
+	nil,                           // 34: notatcompany.events.v1.MemberEvidence.ContradictsEntry
+	(*timestamppb.Timestamp)(nil), // 35: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 36: google.protobuf.Duration
 }
 var file_notatcompany_events_v1_events_proto_depIdxs = []int32{
 	0,  // 0: notatcompany.events.v1.CrmChange.operation:type_name -> notatcompany.events.v1.Operation
-	30, // 1: notatcompany.events.v1.CrmChange.columns:type_name -> notatcompany.events.v1.CrmChange.ColumnsEntry
-	34, // 2: notatcompany.events.v1.CrmChange.occurred_at:type_name -> google.protobuf.Timestamp
-	34, // 3: notatcompany.events.v1.CrmChange.row_modified_at:type_name -> google.protobuf.Timestamp
-	34, // 4: notatcompany.events.v1.CrmChange.received_at:type_name -> google.protobuf.Timestamp
+	31, // 1: notatcompany.events.v1.CrmChange.columns:type_name -> notatcompany.events.v1.CrmChange.ColumnsEntry
+	35, // 2: notatcompany.events.v1.CrmChange.occurred_at:type_name -> google.protobuf.Timestamp
+	35, // 3: notatcompany.events.v1.CrmChange.row_modified_at:type_name -> google.protobuf.Timestamp
+	35, // 4: notatcompany.events.v1.CrmChange.received_at:type_name -> google.protobuf.Timestamp
 	4,  // 5: notatcompany.events.v1.CrmChange.related:type_name -> notatcompany.events.v1.EntityReference
-	34, // 6: notatcompany.events.v1.Value.date_time:type_name -> google.protobuf.Timestamp
+	35, // 6: notatcompany.events.v1.Value.date_time:type_name -> google.protobuf.Timestamp
 	4,  // 7: notatcompany.events.v1.Value.reference:type_name -> notatcompany.events.v1.EntityReference
 	5,  // 8: notatcompany.events.v1.Value.choices:type_name -> notatcompany.events.v1.Choices
 	6,  // 9: notatcompany.events.v1.Value.collection:type_name -> notatcompany.events.v1.EntityCollection
 	7,  // 10: notatcompany.events.v1.EntityCollection.entities:type_name -> notatcompany.events.v1.Entity
-	31, // 11: notatcompany.events.v1.Entity.columns:type_name -> notatcompany.events.v1.Entity.ColumnsEntry
+	32, // 11: notatcompany.events.v1.Entity.columns:type_name -> notatcompany.events.v1.Entity.ColumnsEntry
 	9,  // 12: notatcompany.events.v1.ProfileChange.positions:type_name -> notatcompany.events.v1.Position
-	34, // 13: notatcompany.events.v1.ProfileChange.observed_at:type_name -> google.protobuf.Timestamp
-	34, // 14: notatcompany.events.v1.ProfileChange.received_at:type_name -> google.protobuf.Timestamp
+	35, // 13: notatcompany.events.v1.ProfileChange.observed_at:type_name -> google.protobuf.Timestamp
+	35, // 14: notatcompany.events.v1.ProfileChange.received_at:type_name -> google.protobuf.Timestamp
 	10, // 15: notatcompany.events.v1.Position.start:type_name -> notatcompany.events.v1.YearMonth
 	10, // 16: notatcompany.events.v1.Position.end:type_name -> notatcompany.events.v1.YearMonth
-	34, // 17: notatcompany.events.v1.CompanyChange.observed_at:type_name -> google.protobuf.Timestamp
-	34, // 18: notatcompany.events.v1.CompanyChange.received_at:type_name -> google.protobuf.Timestamp
-	34, // 19: notatcompany.events.v1.MemberErased.observed_at:type_name -> google.protobuf.Timestamp
-	34, // 20: notatcompany.events.v1.MemberErased.received_at:type_name -> google.protobuf.Timestamp
+	35, // 17: notatcompany.events.v1.CompanyChange.observed_at:type_name -> google.protobuf.Timestamp
+	35, // 18: notatcompany.events.v1.CompanyChange.received_at:type_name -> google.protobuf.Timestamp
+	35, // 19: notatcompany.events.v1.MemberErased.observed_at:type_name -> google.protobuf.Timestamp
+	35, // 20: notatcompany.events.v1.MemberErased.received_at:type_name -> google.protobuf.Timestamp
 	1,  // 21: notatcompany.events.v1.Decision.value:type_name -> notatcompany.events.v1.Flag
 	1,  // 22: notatcompany.events.v1.Decision.previous:type_name -> notatcompany.events.v1.Flag
 	14, // 23: notatcompany.events.v1.Decision.evidence:type_name -> notatcompany.events.v1.Evidence
-	34, // 24: notatcompany.events.v1.Decision.decided_at:type_name -> google.protobuf.Timestamp
+	35, // 24: notatcompany.events.v1.Decision.decided_at:type_name -> google.protobuf.Timestamp
 	9,  // 25: notatcompany.events.v1.Evidence.ended_position:type_name -> notatcompany.events.v1.Position
 	9,  // 26: notatcompany.events.v1.Evidence.current_position:type_name -> notatcompany.events.v1.Position
-	32, // 27: notatcompany.events.v1.Evidence.contradicts:type_name -> notatcompany.events.v1.Evidence.ContradictsEntry
-	34, // 28: notatcompany.events.v1.Evidence.profile_observed_at:type_name -> google.protobuf.Timestamp
+	33, // 27: notatcompany.events.v1.Evidence.contradicts:type_name -> notatcompany.events.v1.Evidence.ContradictsEntry
+	35, // 28: notatcompany.events.v1.Evidence.profile_observed_at:type_name -> google.protobuf.Timestamp
 	17, // 29: notatcompany.events.v1.Evidence.sealed:type_name -> notatcompany.events.v1.SealedEvidence
 	15, // 30: notatcompany.events.v1.Evidence.features:type_name -> notatcompany.events.v1.MatchFeature
 	16, // 31: notatcompany.events.v1.Evidence.candidates:type_name -> notatcompany.events.v1.MatchCandidate
 	1,  // 32: notatcompany.events.v1.MatchCandidate.value:type_name -> notatcompany.events.v1.Flag
 	9,  // 33: notatcompany.events.v1.MemberEvidence.ended_position:type_name -> notatcompany.events.v1.Position
 	9,  // 34: notatcompany.events.v1.MemberEvidence.current_position:type_name -> notatcompany.events.v1.Position
-	33, // 35: notatcompany.events.v1.MemberEvidence.contradicts:type_name -> notatcompany.events.v1.MemberEvidence.ContradictsEntry
-	34, // 36: notatcompany.events.v1.MemberEvidence.profile_observed_at:type_name -> google.protobuf.Timestamp
+	34, // 35: notatcompany.events.v1.MemberEvidence.contradicts:type_name -> notatcompany.events.v1.MemberEvidence.ContradictsEntry
+	35, // 36: notatcompany.events.v1.MemberEvidence.profile_observed_at:type_name -> google.protobuf.Timestamp
 	15, // 37: notatcompany.events.v1.MemberEvidence.features:type_name -> notatcompany.events.v1.MatchFeature
 	16, // 38: notatcompany.events.v1.MemberEvidence.candidates:type_name -> notatcompany.events.v1.MatchCandidate
 	1,  // 39: notatcompany.events.v1.WriteOutcome.value:type_name -> notatcompany.events.v1.Flag
-	35, // 40: notatcompany.events.v1.WriteOutcome.latency:type_name -> google.protobuf.Duration
-	34, // 41: notatcompany.events.v1.WriteOutcome.recorded_at:type_name -> google.protobuf.Timestamp
-	34, // 42: notatcompany.events.v1.SyncUserChange.changed_at:type_name -> google.protobuf.Timestamp
-	34, // 43: notatcompany.events.v1.OrgSettingsChange.changed_at:type_name -> google.protobuf.Timestamp
-	34, // 44: notatcompany.events.v1.SyncRequest.requested_at:type_name -> google.protobuf.Timestamp
+	36, // 40: notatcompany.events.v1.WriteOutcome.latency:type_name -> google.protobuf.Duration
+	35, // 41: notatcompany.events.v1.WriteOutcome.recorded_at:type_name -> google.protobuf.Timestamp
+	35, // 42: notatcompany.events.v1.SyncUserChange.changed_at:type_name -> google.protobuf.Timestamp
+	35, // 43: notatcompany.events.v1.OrgSettingsChange.changed_at:type_name -> google.protobuf.Timestamp
+	35, // 44: notatcompany.events.v1.SyncRequest.requested_at:type_name -> google.protobuf.Timestamp
 	1,  // 45: notatcompany.events.v1.FlagOverride.value:type_name -> notatcompany.events.v1.Flag
 	1,  // 46: notatcompany.events.v1.FlagOverride.decided:type_name -> notatcompany.events.v1.Flag
-	34, // 47: notatcompany.events.v1.FlagOverride.changed_at:type_name -> google.protobuf.Timestamp
-	34, // 48: notatcompany.events.v1.FlagOverride.recorded_at:type_name -> google.protobuf.Timestamp
+	35, // 47: notatcompany.events.v1.FlagOverride.changed_at:type_name -> google.protobuf.Timestamp
+	35, // 48: notatcompany.events.v1.FlagOverride.recorded_at:type_name -> google.protobuf.Timestamp
 	13, // 49: notatcompany.events.v1.Evaluation.result:type_name -> notatcompany.events.v1.Decision
 	26, // 50: notatcompany.events.v1.Evaluation.scope:type_name -> notatcompany.events.v1.ScopePath
-	35, // 51: notatcompany.events.v1.Evaluation.max_profile_age:type_name -> google.protobuf.Duration
+	36, // 51: notatcompany.events.v1.Evaluation.max_profile_age:type_name -> google.protobuf.Duration
 	1,  // 52: notatcompany.events.v1.Evaluation.crm_flag:type_name -> notatcompany.events.v1.Flag
-	34, // 53: notatcompany.events.v1.Evaluation.crm_flag_version:type_name -> google.protobuf.Timestamp
+	35, // 53: notatcompany.events.v1.Evaluation.crm_flag_version:type_name -> google.protobuf.Timestamp
 	29, // 54: notatcompany.events.v1.Evaluation.review:type_name -> notatcompany.events.v1.ReviewAction
 	28, // 55: notatcompany.events.v1.Evaluation.open_opportunities:type_name -> notatcompany.events.v1.OpportunityRef
 	27, // 56: notatcompany.events.v1.ScopePath.checks:type_name -> notatcompany.events.v1.ScopeCheck
-	34, // 57: notatcompany.events.v1.ReviewAction.requested_at:type_name -> google.protobuf.Timestamp
-	34, // 58: notatcompany.events.v1.ReviewAction.recorded_at:type_name -> google.protobuf.Timestamp
-	3,  // 59: notatcompany.events.v1.CrmChange.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
-	3,  // 60: notatcompany.events.v1.Entity.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
-	61, // [61:61] is the sub-list for method output_type
-	61, // [61:61] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	35, // 57: notatcompany.events.v1.ReviewAction.requested_at:type_name -> google.protobuf.Timestamp
+	35, // 58: notatcompany.events.v1.ReviewAction.recorded_at:type_name -> google.protobuf.Timestamp
+	35, // 59: notatcompany.events.v1.DeadLetterAction.acted_at:type_name -> google.protobuf.Timestamp
+	3,  // 60: notatcompany.events.v1.CrmChange.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
+	3,  // 61: notatcompany.events.v1.Entity.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
+	62, // [62:62] is the sub-list for method output_type
+	62, // [62:62] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_notatcompany_events_v1_events_proto_init() }
@@ -3441,7 +3614,7 @@ func file_notatcompany_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_notatcompany_events_v1_events_proto_rawDesc), len(file_notatcompany_events_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   32,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
