@@ -333,13 +333,27 @@ func TestReviewIsPublishedForTheValidator(t *testing.T) {
 		{candidateContact + "/approve", `{"reviewer":"  "}`, http.StatusBadRequest, "invalid-body"},
 		{candidateContact + "/approve", `{"reviewer":"a\u0007b"}`, http.StatusBadRequest, "invalid-body"},
 		{candidateContact + "/approve", `{"reviewer":"a","why":"x"}`, http.StatusBadRequest, "invalid-body"},
-		{candidateContact + "/approve", `{"reviewer":"` + strings.Repeat("x", 257) + `"}`, http.StatusBadRequest, "invalid-body"},
+		{candidateContact + "/approve", `{"reviewer":"` + strings.Repeat("x", 101) + `"}`, http.StatusBadRequest, "invalid-body"},
 		{"nope/approve", `{"reviewer":"a"}`, http.StatusBadRequest, "invalid-path"},
 	} {
 		decodeProblem(t, f.do(t, http.MethodPost, base+tc.target, "application/json", []byte(tc.body), adminAuth()), tc.status, tc.kind)
 	}
-	if n := len(f.pub.stored()); n != 1 {
-		t.Errorf("%d messages published, want only the valid review", n)
+	// No body: the reviewer is the one X-Nac-Actor names.
+	header := adminAuth()
+	header[HeaderActor] = "lead@contoso.example"
+	if rec := f.do(t, http.MethodPost, base+candidateContact+"/reject", "", nil, header); rec.Code != http.StatusAccepted {
+		t.Fatalf("reject with X-Nac-Actor: %d %s", rec.Code, rec.Body)
+	}
+	msgs = f.pub.stored()
+	if len(msgs) != 2 || proto.Unmarshal(msgs[1].data, &r) != nil || r.GetReviewer() != "lead@contoso.example" || r.GetAction() != "reject" {
+		t.Errorf("published %d, the last %v", len(msgs), &r)
+	}
+	p := decodeProblem(t, f.do(t, http.MethodPost, base+candidateContact+"/reject", "", nil, adminAuth()), http.StatusBadRequest, "invalid-body")
+	if len(p.Errors) != 1 || p.Errors[0].Field != "/reviewer" {
+		t.Errorf("no reviewer at all: %+v", p)
+	}
+	if n := len(f.pub.stored()); n != 2 {
+		t.Errorf("%d messages published, want only the valid reviews", n)
 	}
 }
 
@@ -380,6 +394,8 @@ func TestOpenAPIConformanceExplain(t *testing.T) {
 			body: []byte(`{}`), requestOpts: noBody, status: http.StatusBadRequest},
 		{name: "approve text/plain", method: post, target: base + "/candidates/" + candidateContact + "/approve", contentType: "text/plain",
 			body: reviewer, requestOpts: noBody, status: http.StatusUnsupportedMediaType},
+		{name: "reject with X-Nac-Actor, no body", method: post, target: base + "/candidates/" + candidateContact + "/reject",
+			header: map[string]string{"Authorization": "Bearer " + testAdminToken, HeaderActor: "ops"}, status: http.StatusAccepted},
 		{name: "approve JetStream down", failPublish: true, method: post, target: base + "/candidates/" + candidateContact + "/approve",
 			contentType: "application/json", body: reviewer, status: http.StatusServiceUnavailable},
 	} {

@@ -17,14 +17,16 @@ import (
 	"github.com/notatcompany/notatcompany/services/shared/problem"
 )
 
-// ReviewBody is an admin's review of a candidate below the threshold.
+// ReviewBody is an admin's review of a candidate below the threshold; the
+// body may be left out when X-Nac-Actor names the reviewer.
 type ReviewBody struct {
 	// Reviewer is who reviews, recorded on the decision and in the audit trail.
 	Reviewer string `json:"reviewer"`
 }
 
-// maxReviewer bounds the reviewer's name, as the validator does.
-const maxReviewer = 256
+// maxReviewer bounds the reviewer's name (bytes), as the validator and
+// X-Nac-Actor elsewhere do.
+const maxReviewer = 100
 
 // review publishes an approval or rejection of the contact's candidate
 // evidence as an admin event: the validator applies it to the evidence
@@ -35,12 +37,22 @@ func (s *Service) review(action string) http.HandlerFunc {
 		if !ok || s.explainOff(w, r) {
 			return
 		}
-		body, release, refused := s.readBody(w, r, adminMaxBodyBytes)
-		if refused != "" {
-			return
+		var in ReviewBody
+		var bad []problem.FieldProblem
+		if r.ContentLength != 0 || r.Header.Get("Content-Type") != "" {
+			body, release, refused := s.readBody(w, r, adminMaxBodyBytes)
+			if refused != "" {
+				return
+			}
+			defer release()
+			in, bad = parseReview(body)
 		}
-		defer release()
-		in, bad := parseReview(body)
+		if in.Reviewer == "" && len(bad) == 0 {
+			in.Reviewer = r.Header.Get(HeaderActor)
+		}
+		if len(bad) == 0 {
+			bad = checkReviewer(in.Reviewer)
+		}
 		if len(bad) > 0 {
 			p := problem.New(http.StatusBadRequest, "invalid-body", "not a valid review")
 			p.Errors = bad
@@ -80,13 +92,18 @@ func parseReview(body []byte) (ReviewBody, []problem.FieldProblem) {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return in, []problem.FieldProblem{{Field: "/", Reason: "data after the review object"}}
 	}
-	switch {
-	case strings.TrimSpace(in.Reviewer) == "":
-		return in, []problem.FieldProblem{{Field: "/reviewer", Reason: "required: who reviews"}}
-	case len(in.Reviewer) > maxReviewer:
-		return in, []problem.FieldProblem{{Field: "/reviewer", Reason: "at most 256 bytes"}}
-	case strings.IndexFunc(in.Reviewer, unicode.IsControl) >= 0:
-		return in, []problem.FieldProblem{{Field: "/reviewer", Reason: "contains a control character"}}
-	}
 	return in, nil
+}
+
+// checkReviewer refuses a reviewer the validator would refuse.
+func checkReviewer(v string) []problem.FieldProblem {
+	switch {
+	case strings.TrimSpace(v) == "":
+		return []problem.FieldProblem{{Field: "/reviewer", Reason: "required: who reviews (the body's reviewer, or " + HeaderActor + ")"}}
+	case len(v) > maxReviewer:
+		return []problem.FieldProblem{{Field: "/reviewer", Reason: "at most 100 bytes"}}
+	case strings.ContainsFunc(v, func(c rune) bool { return !unicode.IsPrint(c) }):
+		return []problem.FieldProblem{{Field: "/reviewer", Reason: "want printable characters only"}}
+	}
+	return nil
 }

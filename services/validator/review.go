@@ -41,8 +41,8 @@ const (
 	reviewStale   = "stale"
 )
 
-// maxReviewer bounds the reviewer's name, as the admin API does.
-const maxReviewer = 256
+// maxReviewer bounds the reviewer's name (bytes), as the admin API does.
+const maxReviewer = 100
 
 var digestRE = regexp.MustCompile(`^[0-9a-f]{24}$`)
 
@@ -70,8 +70,8 @@ func checkReviewer(v string) error {
 		return errors.New("reviewer: empty")
 	case len(v) > maxReviewer:
 		return fmt.Errorf("reviewer: %d bytes, at most %d", len(v), maxReviewer)
-	case strings.IndexFunc(v, unicode.IsControl) >= 0:
-		return errors.New("reviewer: contains a control character")
+	case strings.ContainsFunc(v, func(c rune) bool { return !unicode.IsPrint(c) }):
+		return errors.New("reviewer: want printable characters only")
 	}
 	return nil
 }
