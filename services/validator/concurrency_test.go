@@ -34,7 +34,7 @@ type scenarioEvent struct {
 }
 
 func handleEvent(ctx context.Context, svc *Service, ev scenarioEvent, delivered uint64) error {
-	msg := &fakeMsg{subject: ev.subject, data: ev.data, delivered: delivered}
+	msg := &testkit.Msg{Subj: ev.subject, Payload: ev.data, Delivered: delivered}
 	switch ev.handler {
 	case "crm":
 		return svc.HandleCRM(ctx, msg)
