@@ -487,10 +487,23 @@ func TestDeletedContactIsUnflagged(t *testing.T) {
 	}
 }
 
+// failingPublisher stores nothing.
 type failingPublisher struct{ err error }
 
 func (p failingPublisher) PublishProto(context.Context, string, string, proto.Message) error {
 	return p.err
+}
+
+func (p failingPublisher) Publish(context.Context, string, string, []byte, nats.Header) error {
+	return p.err
+}
+
+func (p failingPublisher) PublishAll(_ context.Context, out []bus.Outgoing) []error {
+	errs := make([]error, len(out))
+	for i := range errs {
+		errs[i] = p.err
+	}
+	return errs
 }
 
 func TestPublishFailureIsTransientAndRetried(t *testing.T) {
