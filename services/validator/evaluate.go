@@ -150,7 +150,8 @@ func (s *Service) audit(ctx context.Context, d *eventsv1.Decision) error {
 // input reads what deciding the contact takes, in parallel where one read
 // does not need another: the settings, the candidate members and the
 // account (then its scope and its companies side by side), and last the
-// companies the members and the account name.
+// companies the members and the account name, and the counts of the
+// contact's name.
 func (s *Service) input(ctx context.Context, r *reads, org string, row *state.Row, last *LastDecision) (decide.Input, error) {
 	in := decide.Input{
 		Contact: row.Contact(s.cfg.Columns()), Threshold: s.cfg.Threshold,
@@ -196,9 +197,17 @@ func (s *Service) input(ctx context.Context, r *reads, org string, row *state.Ro
 			companyIDs = append(companyIDs, p.CompanyID)
 		}
 	}
-	var err error
-	in.Companies, err = s.store.CompaniesWithFamily(ctx, uniq(append(companyIDs, accountCompanies...)))
-	return in, err
+	// The companies, and the counts of the contact's name beside them.
+	g, gctx = errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		in.Companies, err = s.store.CompaniesWithFamily(gctx, uniq(append(companyIDs, accountCompanies...)))
+		return err
+	})
+	g.Go(func() (err error) {
+		in.Names, err = s.store.NameStats(gctx, org, in.Contact, accountCompanies)
+		return err
+	})
+	return in, g.Wait()
 }
 
 // inScope applies the three rules: the contact is owned by a sync user, or

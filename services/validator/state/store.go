@@ -33,6 +33,7 @@ type Store struct {
 	// direct reads many keys, and index edges under many prefixes, in one
 	// request each.
 	direct *directGets
+	names  *nameCounts
 }
 
 // Open binds the store to the buckets bus.Declare created.
@@ -75,6 +76,9 @@ func Open(ctx context.Context, js jetstream.JetStream, cols Columns) (*Store, er
 	if s.direct, err = newDirectGets(js); err != nil {
 		return nil, err
 	}
+	if s.names, err = openNames(ctx, js, s.direct); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -87,9 +91,21 @@ func rowKey(org, table, id string) string {
 	return bus.Token(org) + "." + table + "." + bus.Token(id)
 }
 
-// ApplyChange folds a CRM change into its row and the indexes. It returns
-// the row before and after (nil when absent) and whether it changed.
+// ApplyChange folds a CRM change into its row, the indexes and, for a
+// contact, the name counts. It returns the row before and after (nil when
+// absent) and whether it changed.
 func (s *Store) ApplyChange(ctx context.Context, ch *eventsv1.CrmChange) (before, after *Row, changed bool, err error) {
+	before, after, changed, err = s.applyChange(ctx, ch)
+	if err == nil && ch.GetTable() == "contact" {
+		// Whether or not the row changed: a redelivery finishes what a
+		// failed attempt began, and a sweep's read of a contact stored
+		// before counts were kept counts it.
+		err = s.countContact(ctx, ch.GetOrganizationId(), ch.GetRowId())
+	}
+	return before, after, changed, err
+}
+
+func (s *Store) applyChange(ctx context.Context, ch *eventsv1.CrmChange) (before, after *Row, changed bool, err error) {
 	kv, ok := s.rows[ch.GetTable()]
 	if !ok {
 		return nil, nil, false, nil
