@@ -101,7 +101,7 @@ func (s *Service) HandleCRM(ctx context.Context, msg jetstream.Msg) error {
 	var affected []state.ContactRef
 	switch ch.GetTable() {
 	case "contact":
-		affected = []state.ContactRef{{Org: org, ID: id}}
+		affected, err = s.contactAndNamesakes(ctx, org, id, before, after, redelivered(msg))
 	case "account":
 		affected, err = s.store.ContactsOfAccount(ctx, org, id)
 	case "opportunity":

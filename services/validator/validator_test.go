@@ -309,13 +309,20 @@ func TestContactChangeEvaluatesOnlyThatContact(t *testing.T) {
 		t.Errorf("account change evaluated %v contacts, want its 2", got)
 	}
 	before := e.counter(evalContact)
-	e.mustCRM(contactChange(contactID, 5, map[string]*eventsv1.Value{"lastname": strV("King")}))
+	e.mustCRM(contactChange(contactID, 5, map[string]*eventsv1.Value{"jobtitle": strV("Engineer")}))
 	if got := e.counter(evalContact) - before; got != 1 {
 		t.Errorf("contact change evaluated %v contacts, want 1", got)
 	}
+	// A rename takes the contact out of its name's counts: the other Ada
+	// Lovelace of the account is no longer one of two.
+	before = e.counter(evalContact)
+	e.mustCRM(contactChange(contactID, 6, map[string]*eventsv1.Value{"lastname": strV("King")}))
+	if got := e.counter(evalContact) - before; got != 2 {
+		t.Errorf("rename evaluated %v contacts, want it and its former namesake", got)
+	}
 	// A change that changes nothing evaluates nobody.
 	before = e.counter(evalContact)
-	e.mustCRM(contactChange(contactID, 5, map[string]*eventsv1.Value{"lastname": strV("King")}))
+	e.mustCRM(contactChange(contactID, 6, map[string]*eventsv1.Value{"lastname": strV("King")}))
 	if got := e.counter(evalContact) - before; got != 0 {
 		t.Errorf("duplicate contact change evaluated %v contacts, want 0", got)
 	}

@@ -335,3 +335,13 @@ func (s *Store) NameStats(ctx context.Context, org string, c decide.Contact, com
 	}
 	return st, nil
 }
+
+// ContactsNamed lists the organization's contacts of c's full name (c
+// itself included), from the name index.
+func (s *Store) ContactsNamed(ctx context.Context, org string, c decide.Contact) ([]ContactRef, error) {
+	k := decide.NameKey(c.FirstName, c.LastName)
+	if !strings.Contains(k, " ") {
+		return nil, nil
+	}
+	return s.inOrg(ctx, org, contactNameKey(k)+"."+bus.Token(org))
+}
