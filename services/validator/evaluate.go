@@ -151,7 +151,7 @@ func (s *Service) audit(ctx context.Context, d *eventsv1.Decision) error {
 // does not need another: the settings, the candidate members and the
 // account (then its scope and its companies side by side), and last the
 // companies the members and the account name, and the counts of the
-// contact's name.
+// contact's name when a member shares it.
 func (s *Service) input(ctx context.Context, r *reads, org string, row *state.Row, last *LastDecision) (decide.Input, error) {
 	in := decide.Input{
 		Contact: row.Contact(s.cfg.Columns()), Threshold: s.cfg.Threshold,
@@ -197,16 +197,19 @@ func (s *Service) input(ctx context.Context, r *reads, org string, row *state.Ro
 			companyIDs = append(companyIDs, p.CompanyID)
 		}
 	}
-	// The companies, and the counts of the contact's name beside them.
+	// The companies, and beside them the counts of the contact's name when
+	// a member has it.
 	g, gctx = errgroup.WithContext(ctx)
 	g.Go(func() (err error) {
 		in.Companies, err = s.store.CompaniesWithFamily(gctx, uniq(append(companyIDs, accountCompanies...)))
 		return err
 	})
-	g.Go(func() (err error) {
-		in.Names, err = s.store.NameStats(gctx, org, in.Contact, accountCompanies)
-		return err
-	})
+	if decide.SharesFullName(in.Contact, in.Members) {
+		g.Go(func() (err error) {
+			in.Names, err = s.store.NameStats(gctx, org, in.Contact, accountCompanies)
+			return err
+		})
+	}
 	return in, g.Wait()
 }
 

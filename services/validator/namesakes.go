@@ -3,7 +3,6 @@ package validator
 import (
 	"context"
 
-	"github.com/notatcompany/notatcompany/services/validator/decide"
 	"github.com/notatcompany/notatcompany/services/validator/state"
 )
 
@@ -15,7 +14,7 @@ import (
 // have failed before evaluating them.
 func (s *Service) contactAndNamesakes(ctx context.Context, org, id string, before, after *state.Row, redelivered bool) ([]state.ContactRef, error) {
 	out := []state.ContactRef{{Org: org, ID: id}}
-	if s.countedAs(before) == s.countedAs(after) && !redelivered {
+	if !s.store.NameCountsMoved(before, after) && !redelivered {
 		return out, nil
 	}
 	for _, row := range []*state.Row{before, after} {
@@ -29,13 +28,4 @@ func (s *Service) contactAndNamesakes(ctx context.Context, org, id string, befor
 		out = append(out, refs...)
 	}
 	return out, nil
-}
-
-// countedAs is what of a contact's row the name counts follow.
-func (s *Service) countedAs(row *state.Row) [2]string {
-	if row == nil || row.Deleted {
-		return [2]string{}
-	}
-	c := row.Contact(s.cfg.Columns())
-	return [2]string{decide.NameKey(c.FirstName, c.LastName), c.AccountID}
 }

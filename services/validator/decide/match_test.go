@@ -109,6 +109,27 @@ func TestNameFrequency(t *testing.T) {
 	}
 }
 
+func TestSharesFullName(t *testing.T) {
+	ada := Contact{FirstName: "Ada", LastName: "Byron"}
+	tests := []struct {
+		name    string
+		c       Contact
+		members []Member
+		want    bool
+	}{
+		{"no members", ada, nil, false},
+		{"the name however written", ada, []Member{{FirstName: "Grace", LastName: "Hopper"}, {FirstName: "ÁDA", LastName: "byron"}}, true},
+		{"other names", ada, []Member{{FirstName: "Ada", LastName: "King"}}, false},
+		{"a single name is no full name", Contact{FirstName: "Cher"}, []Member{{FirstName: "Cher"}}, false},
+		{"members without names", ada, []Member{{ID: "m1"}}, false},
+	}
+	for _, tt := range tests {
+		if got := SharesFullName(tt.c, tt.members); got != tt.want {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
 func TestUniqueness(t *testing.T) {
 	tests := []struct {
 		name      string

@@ -97,11 +97,11 @@ func memberEdges(m *MemberRecord) []string {
 }
 
 // ApplyProfile stores a profile observation unless a newer one is
-// stored, and moves the name counts to the member as stored (as a
-// redelivery does too).
+// stored, and moves the name counts to the member as stored when its name
+// or companies changed (and on a redelivery).
 func (s *Store) ApplyProfile(ctx context.Context, p *eventsv1.ProfileChange) (before, after *MemberRecord, changed bool, err error) {
 	before, after, changed, err = s.applyProfile(ctx, p)
-	if err == nil {
+	if err == nil && (!changed || memberCountedAs(before) != memberCountedAs(after)) {
 		err = s.countMember(ctx, p.GetMemberId())
 	}
 	return before, after, changed, err

@@ -249,20 +249,62 @@ func (n *nameCounts) move(ctx context.Context, record string, want func(context.
 	return fmt.Errorf("name counts: still contended after %d attempts", casRetries)
 }
 
+// NameCountsMoved reports whether a contact's change moves it in the name
+// counts: created, deleted, renamed or moved to another account.
+func (s *Store) NameCountsMoved(before, after *Row) bool {
+	return s.countedAs(before) != s.countedAs(after)
+}
+
+// countedAs is what of a contact's row the counts follow (without the
+// hash): the name key and the account; empty when not counted.
+func (s *Store) countedAs(row *Row) [2]string {
+	if row == nil || row.Deleted {
+		return [2]string{}
+	}
+	c := row.Contact(s.cols)
+	if k := decide.NameKey(c.FirstName, c.LastName); strings.Contains(k, " ") {
+		return [2]string{k, c.AccountID}
+	}
+	return [2]string{}
+}
+
+// memberCountedAs is what of a member the counts follow: the name key and
+// the companies of its positions; empty when not counted.
+func memberCountedAs(m *MemberRecord) string {
+	if m == nil || m.Erased {
+		return ""
+	}
+	k := decide.NameKey(m.FirstName, m.LastName)
+	if !strings.Contains(k, " ") {
+		return ""
+	}
+	return k + "\x00" + strings.Join(memberCompanies(m), "\x00")
+}
+
+func memberCompanies(m *MemberRecord) []string {
+	var companies []string
+	for _, p := range m.Positions {
+		if p.CompanyID != "" {
+			companies = append(companies, p.CompanyID)
+		}
+	}
+	slices.Sort(companies)
+	return slices.Compact(companies)
+}
+
 // countContact moves the name counts to the contact as its row stands:
 // counted when it is not deleted and has a full name.
 func (s *Store) countContact(ctx context.Context, org, id string) error {
 	return s.names.move(ctx, contactCountedKey(org, id), func(ctx context.Context) (counted, error) {
 		row, err := s.Row(ctx, org, "contact", id)
-		if err != nil || row == nil || row.Deleted {
+		if err != nil {
 			return counted{}, err
 		}
-		c := row.Contact(s.cols)
-		k := decide.NameKey(c.FirstName, c.LastName)
-		if !strings.Contains(k, " ") {
+		as := s.countedAs(row)
+		if as[0] == "" {
 			return counted{}, nil
 		}
-		return counted{Name: s.names.contactHash(org, k), Account: c.AccountID}, nil
+		return counted{Name: s.names.contactHash(org, as[0]), Account: as[1]}, nil
 	}, countedOfContact(org, id))
 }
 
@@ -280,14 +322,7 @@ func (s *Store) countMember(ctx context.Context, memberID string) error {
 		if !strings.Contains(k, " ") {
 			return counted{}, nil
 		}
-		var companies []string
-		for _, p := range m.Positions {
-			if p.CompanyID != "" {
-				companies = append(companies, p.CompanyID)
-			}
-		}
-		slices.Sort(companies)
-		return counted{Name: s.names.memberHash(k), Companies: slices.Compact(companies)}, nil
+		return counted{Name: s.names.memberHash(k), Companies: memberCompanies(&m)}, nil
 	}, countedOfMember(mk))
 }
 

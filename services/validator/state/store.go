@@ -96,10 +96,10 @@ func rowKey(org, table, id string) string {
 // absent) and whether it changed.
 func (s *Store) ApplyChange(ctx context.Context, ch *eventsv1.CrmChange) (before, after *Row, changed bool, err error) {
 	before, after, changed, err = s.applyChange(ctx, ch)
-	if err == nil && ch.GetTable() == "contact" {
-		// Whether or not the row changed: a redelivery finishes what a
-		// failed attempt began, and a sweep's read of a contact stored
-		// before counts were kept counts it.
+	// When the change moved what the counts follow, and when it changed
+	// nothing: a redelivery finishes what a failed attempt began, and a
+	// sweep's read of a contact stored before counts were kept counts it.
+	if err == nil && ch.GetTable() == "contact" && (!changed || s.NameCountsMoved(before, after)) {
 		err = s.countContact(ctx, ch.GetOrganizationId(), ch.GetRowId())
 	}
 	return before, after, changed, err
