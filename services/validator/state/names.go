@@ -331,7 +331,7 @@ func (s *Store) countMember(ctx context.Context, memberID string) error {
 // of the name and those who held a position at one of the account's
 // companies (the most at any one), and the populations. Nil when the name
 // is not a full name, or the contact is not counted yet (stored before
-// counts were kept, until a sweep reads it again): unknown, a name is
+// counts were kept, until a back-fill reads it again): unknown, a name is
 // taken as common.
 func (s *Store) NameStats(ctx context.Context, org string, c decide.Contact, companies []string) (*decide.NameStats, error) {
 	k := decide.NameKey(c.FirstName, c.LastName)

@@ -89,7 +89,7 @@ func TestNameCountsFollowContacts(t *testing.T) {
 }
 
 // A contact stored before counts were kept reads as unknown, until a
-// sweep reads it again.
+// back-fill reads it again.
 func TestNameCountsUnknownUntilCounted(t *testing.T) {
 	s, js := openStore(t)
 	mustApply(t, s, named("c-1", 1, "Ada", "Byron", "a1"))
@@ -107,8 +107,16 @@ func TestNameCountsUnknownUntilCounted(t *testing.T) {
 	if st := statsOf(t, s, "c-1"); st != nil {
 		t.Errorf("uncounted contact has stats %+v, want unknown", st)
 	}
-	mustApply(t, s, named("c-1", 1, "Ada", "Byron", "a1")) // the sweep's read: unchanged
-	wantStats(t, "after the sweep", statsOf(t, s, "c-1"), decide.NameStats{Contacts: 1, ContactsOnAccount: 1, Population: 1})
+	// A webhook's change of another column does not count it; a back-fill's
+	// read of the row does, changed or not.
+	mustApply(t, s, forRow(update(2, cols{"jobtitle": str("Buyer")}), org, "contact", "c-1"))
+	if st := statsOf(t, s, "c-1"); st != nil {
+		t.Errorf("after a title change: stats %+v, want still unknown", st)
+	}
+	read := named("c-1", 3, "Ada", "Byron", "a1")
+	read.MessageName = messageTableRead
+	mustApply(t, s, read)
+	wantStats(t, "after the back-fill", statsOf(t, s, "c-1"), decide.NameStats{Contacts: 1, ContactsOnAccount: 1, Population: 1})
 }
 
 func memberProfile(id string, observed int, first, last string, companies ...string) *eventsv1.ProfileChange {

@@ -82,6 +82,10 @@ func Open(ctx context.Context, js jetstream.JetStream, cols Columns) (*Store, er
 	return s, nil
 }
 
+// messageTableRead is the message name of a change the sync workers read
+// from a table (crmsync.MessageSync), not a webhook's.
+const messageTableRead = "Sync"
+
 // rowKey is the key of a row: contacts and accounts have buckets of their
 // own; opportunities and system users share one, told apart by table.
 func rowKey(org, table, id string) string {
@@ -96,10 +100,11 @@ func rowKey(org, table, id string) string {
 // absent) and whether it changed.
 func (s *Store) ApplyChange(ctx context.Context, ch *eventsv1.CrmChange) (before, after *Row, changed bool, err error) {
 	before, after, changed, err = s.applyChange(ctx, ch)
-	// When the change moved what the counts follow, and when it changed
-	// nothing: a redelivery finishes what a failed attempt began, and a
-	// sweep's read of a contact stored before counts were kept counts it.
-	if err == nil && ch.GetTable() == "contact" && (!changed || s.NameCountsMoved(before, after)) {
+	// When the change moved what the counts follow; when it changed
+	// nothing (a redelivery finishes what a failed attempt began); and on
+	// every table read, so that a back-fill counts a contact stored before
+	// counts were kept.
+	if err == nil && ch.GetTable() == "contact" && (!changed || ch.GetMessageName() == messageTableRead || s.NameCountsMoved(before, after)) {
 		err = s.countContact(ctx, ch.GetOrganizationId(), ch.GetRowId())
 	}
 	return before, after, changed, err
