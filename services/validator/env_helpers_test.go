@@ -14,7 +14,7 @@ import (
 )
 
 // Helpers shared by the scope, settings, fan-out and concurrency tests, on
-// top of newEnv and fakeMsg.
+// top of newEnv and msgOf.
 
 const (
 	// otherUser is a Dynamics user who is not a sync user.

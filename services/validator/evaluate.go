@@ -105,7 +105,7 @@ func (s *Service) evaluate(ctx context.Context, kind string, ref state.ContactRe
 		if err != nil {
 			return err
 		}
-		if !s.worthPublishing(res, last, row, settings.KeepPersonOverride) {
+		if !decide.WorthPublishing(res, last.decided(), s.flagColumn(row), settings.KeepPersonOverride) {
 			if redelivered && !published && last != nil && last.Decision.GetCauseEventId() == cause {
 				// An earlier attempt published this decision and may have
 				// failed before its audit record was stored.
@@ -165,51 +165,17 @@ func (s *Service) audit(ctx context.Context, d *eventsv1.Decision) error {
 	return s.pub.PublishProto(ctx, bus.AuditSubject("decision", d.GetOrganizationId()), "audit."+d.GetDecisionId(), d)
 }
 
-// worthPublishing: a decision goes out when its value differs from the last
-// one (or, first time, from the column in Dynamics), when a flag's evidence
-// changed, when the evidence behind an Ignore changed, or when a user
-// changed the column since our last decision (unless the organization
-// keeps a person's value until the evidence changes).
-func (s *Service) worthPublishing(res decide.Result, last *LastDecision, row *state.Row, keepOverride bool) bool {
-	flag := row.Cols[s.cfg.FlagColumn]
-	current, _ := strconv.Atoi(flag.V)
-	if last == nil {
-		return res.Value != current
-	}
-	switch {
-	case res.Value != last.Value:
-		return true
-	case res.Value == decide.NotAtCompany && res.Digest() != last.Digest:
-		return true
-	case res.Value == decide.Ignore && res.Underlying != last.Underlying && last.Underlying == "":
-		return true // remember what the user overrode
-	case flag.At > last.FlagSeen && current != res.Value && res.Value != decide.Ignore && !keepOverride:
-		return true
-	}
-	return false
-}
-
 // input reads what deciding the contact takes, in parallel where one read
 // does not need another: the settings, the candidate members and the
 // account (then its scope and its companies side by side), and last the
-// companies the members and the account name.
+// companies the members and the account name, and the counts of the
+// contact's name when a member shares it.
 func (s *Service) input(ctx context.Context, r *reads, org string, row *state.Row, last *LastDecision) (decide.Input, *eventsv1.ScopePath, error) {
 	in := decide.Input{
 		Contact: row.Contact(s.cfg.Columns()), Threshold: s.cfg.Threshold,
 		Now: s.now(), MaxProfileAge: s.cfg.MaxProfileAge,
 	}
-	if last != nil && last.Value == decide.Ignore {
-		in.IgnoredDigest = last.Underlying
-	}
-	in.IgnoredAt = ignoredAt(in.Contact, row.Cols[s.cfg.FlagColumn])
-	// An Ignore the last decision saw and still decided otherwise on is one
-	// a re-flag overrode: the column holds our flag now, though our write
-	// never comes back (ingest drops it as our own echo). Only a user's
-	// change after that decision is their word again.
-	if last != nil && last.Value != decide.Ignore && in.Contact.Flag == decide.Ignore &&
-		row.Cols[s.cfg.FlagColumn].At <= last.FlagSeen {
-		in.Contact.Flag = last.Value
-	}
+	in.Recall(last.decided(), row.Cols[s.cfg.FlagColumn].At)
 	var (
 		settings         orgs.Settings
 		members          []*state.MemberRecord
@@ -251,8 +217,20 @@ func (s *Service) input(ctx context.Context, r *reads, org string, row *state.Ro
 			companyIDs = append(companyIDs, p.CompanyID)
 		}
 	}
-	var err error
-	in.Companies, err = s.store.CompaniesWithFamily(ctx, uniq(append(companyIDs, accountCompanies...)))
+	// The companies, and beside them the counts of the contact's name when
+	// a member has it.
+	g, gctx = errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		in.Companies, err = s.store.CompaniesWithFamily(gctx, uniq(append(companyIDs, accountCompanies...)))
+		return err
+	})
+	if decide.SharesFullName(in.Contact, in.Members) {
+		g.Go(func() (err error) {
+			in.Names, err = s.store.NameStats(gctx, org, in.Contact, accountCompanies)
+			return err
+		})
+	}
+	err := g.Wait()
 	return in, scope, err
 }
 

@@ -10,6 +10,7 @@ import (
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
+	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
 
 // BenchmarkEvaluateSteadyState is BenchmarkEvaluateSingleContact once every
@@ -27,7 +28,7 @@ func BenchmarkEvaluateSteadyState(b *testing.B) {
 			Operation: eventsv1.Operation_OPERATION_UPDATE, RowModifiedAt: timestamppb.New(time.Unix(int64(100+i), 0)),
 			Columns: map[string]*eventsv1.Value{"jobtitle": strV(fmt.Sprint("Title ", i))},
 		})
-		if err := e.svc.HandleCRM(e.ctx, &fakeMsg{subject: bus.CRMSubject(benchOrg, "contact", id), data: data}); err != nil {
+		if err := e.svc.HandleCRM(e.ctx, &testkit.Msg{Subj: bus.CRMSubject(benchOrg, "contact", id), Payload: data}); err != nil {
 			b.Fatal(err)
 		}
 	}

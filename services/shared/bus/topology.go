@@ -75,6 +75,11 @@ const (
 	BucketRows      = "nac_rows"
 	BucketSyncUsers = "nac_syncusers"
 	BucketOrgs      = "nac_orgs"
+	// BucketNames counts full names under a keyed hash: the contacts of an
+	// organization and of an account, the members, the members at a
+	// company, and what each contact and member is counted under. Written
+	// with WriteKeys.
+	BucketNames = "nac_names"
 )
 
 // BucketEvaluations holds the validator's latest evaluation of each
@@ -324,6 +329,7 @@ func (o Options) buckets() []jetstream.KeyValueConfig {
 		kv(BucketRows, "Opportunities and system users by organization and id"),
 		kv(BucketSyncUsers, "Sync users by organization and user"),
 		kv(BucketOrgs, "Validation settings by organization"),
+		kv(BucketNames, "Name counts under a keyed hash, and what each contact and member is counted under"),
 		leases,
 		kv(BucketBudgets, "Dataverse request budget per organization and application user"),
 		kv(BucketSyncJobs, "Sync job of each organization"),
@@ -344,7 +350,7 @@ func Declare(ctx context.Context, js jetstream.JetStream, o Options) error {
 		}
 	}
 	for _, cfg := range o.buckets() {
-		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
+		if err := declareBucket(ctx, js, cfg); err != nil {
 			return fmt.Errorf("declare bucket %s: %w", cfg.Bucket, o.replicasHint(err))
 		}
 	}

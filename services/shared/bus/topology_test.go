@@ -206,7 +206,7 @@ func TestDeclare(t *testing.T) {
 	}
 
 	buckets := []string{bus.BucketContacts, bus.BucketAccounts, bus.BucketMembers, bus.BucketCompanies, bus.BucketIndex,
-		bus.BucketRows, bus.BucketSyncUsers, bus.BucketOrgs, bus.BucketWriteLeases, bus.BucketBudgets,
+		bus.BucketRows, bus.BucketSyncUsers, bus.BucketOrgs, bus.BucketNames, bus.BucketWriteLeases, bus.BucketBudgets,
 		bus.BucketSyncJobs, bus.BucketSyncLinks, bus.BucketEvaluations}
 	for _, b := range buckets {
 		kv, err := js.KeyValue(ctx, b)

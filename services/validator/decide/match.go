@@ -92,6 +92,21 @@ func findCandidates(in Input, e employer) []candidate {
 	return kept
 }
 
+// SharesFullName reports whether a member has the contact's full name:
+// only then may a name match, and the name's counts, weigh in.
+func SharesFullName(c Contact, members []Member) bool {
+	k := NameKey(c.FirstName, c.LastName)
+	if !strings.Contains(k, " ") {
+		return false
+	}
+	for _, m := range members {
+		if NameKey(m.FirstName, m.LastName) == k {
+			return true
+		}
+	}
+	return false
+}
+
 // hasPosition reports whether any position of m is at the employer.
 func (e employer) hasPosition(m Member) bool {
 	for _, p := range m.Positions {
