@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,7 +35,7 @@ type scenarioEvent struct {
 }
 
 func handleEvent(ctx context.Context, svc *Service, ev scenarioEvent, delivered uint64) error {
-	msg := &fakeMsg{subject: ev.subject, data: ev.data, delivered: delivered}
+	msg := &testkit.Msg{Subj: ev.subject, Payload: ev.data, Delivered: delivered}
 	handle := func(msg jetstream.Msg) error {
 		switch ev.handler {
 		case "crm":
@@ -46,7 +47,7 @@ func handleEvent(ctx context.Context, svc *Service, ev scenarioEvent, delivered 
 		}
 		return fmt.Errorf("no handler %q", ev.handler)
 	}
-	return heldAgain(handle(msg), func() error { return handle(msg.again()) })
+	return heldAgain(handle(msg), func() error { return handle(msg.Redelivered()) })
 }
 
 // scenario builds the events of a day in an organization: 30 contacts over
@@ -399,6 +400,17 @@ func TestConcurrentReplicasMatchSequentialReference(t *testing.T) {
 		t.Fatalf("reference outcome too uniform to test anything: %v", counts)
 	}
 	t.Logf("%d events; reference outcome %v", len(sc.events), counts)
+	// The contacts share names in threes: the name counts have something
+	// to agree on.
+	shared := 0
+	for _, c := range sc.contacts {
+		if st := namesOf(ref.ctx, t, ref.svc, c); st != nil && st.Contacts > 1 {
+			shared++
+		}
+	}
+	if shared < 20 {
+		t.Fatalf("reference: %d contacts share their name with another, want most", shared)
+	}
 
 	wantState, err := testkit.DumpBuckets(ref.ctx, ref.js, validatorBuckets...)
 	if err != nil {
@@ -455,6 +467,15 @@ func TestConcurrentReplicasMatchSequentialReference(t *testing.T) {
 			for k := range gotState {
 				if _, ok := wantState[k]; !ok && !strings.HasPrefix(k, bus.BucketIndex+"/") {
 					t.Errorf("seed %d: %s, which the reference does not have", seed, k)
+				}
+			}
+			// And the name counts (each deployment hashes under a key of
+			// its own, so they are compared as an evaluation reads them).
+			for _, c := range sc.contacts {
+				for i, svc := range svcs {
+					if g, w := namesOf(ctx, t, svc, c), namesOf(ctx, t, ref.svc, c); !reflect.DeepEqual(g, w) {
+						t.Errorf("seed %d: replica %d reads the name counts of %s as %+v, the reference %+v", seed, i, c, g, w)
+					}
 				}
 			}
 			var conflicts, corrections float64

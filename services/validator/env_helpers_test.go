@@ -15,7 +15,7 @@ import (
 )
 
 // Helpers shared by the scope, settings, fan-out and concurrency tests, on
-// top of newEnv and fakeMsg.
+// top of newEnv and msgOf.
 
 const (
 	// otherUser is a Dynamics user who is not a sync user.
@@ -82,13 +82,6 @@ func heldAgain(err error, again func() error) error {
 		return again()
 	}
 	return err
-}
-
-// again is the next delivery of m.
-func (m *fakeMsg) again() *fakeMsg {
-	next := *m
-	next.delivered = max(m.delivered, 1) + 1
-	return &next
 }
 
 func (e *env) syncUserChange(user string, enabled bool, changed int) {

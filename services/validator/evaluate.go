@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
@@ -91,9 +92,9 @@ const publishesInFlight = 16
 type outcome int
 
 const (
-	settled   outcome = iota // nothing (more) to publish
-	published                // published: check it still stands
-	contended                // another replica published first: again
+	settled   outcome = iota // nothing (more) to publish, the evaluation kept
+	published                // published: check it still stands, then keep it
+	contended                // another replica published or kept first: again
 )
 
 // evaluateGroup decides a group of contacts and publishes each decision
@@ -102,11 +103,14 @@ const (
 // again on the state as it now stands. After publishing, it asks whether
 // anything the decision rested on changed meanwhile, and decides again
 // those whose reads did, so that a decision made on a state that changed
-// is corrected at once.
+// is corrected at once; the others' evaluations are kept as they were
+// published.
 func (s *Service) evaluateGroup(ctx context.Context, refs []state.ContactRef, t trigger, progress func()) error {
 	s.metrics.evaluations.WithLabelValues(t.kind).Add(float64(len(refs)))
 	var mu sync.Mutex
-	publishedOnce := map[state.ContactRef]bool{}
+	// The decision each contact published here, if any: a correction
+	// counts as one, and its sealed evidence is kept without sealing again.
+	publishedHere := map[state.ContactRef]*decided{}
 	pending := refs
 	for range 6 {
 		snap, err := s.readGroup(ctx, pending, t.floor)
@@ -114,22 +118,19 @@ func (s *Service) evaluateGroup(ctx context.Context, refs []state.ContactRef, t 
 			return err
 		}
 		var again []state.ContactRef
-		var check []*evaluation
+		var check []*decided
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(publishesInFlight)
 		for _, ref := range pending {
-			ev, err := s.evaluation(snap, ref)
-			if err != nil {
-				return fmt.Errorf("evaluate contact %s: %w", ref.ID, err)
-			}
-			if ev == nil {
-				continue // not stored (yet)
-			}
 			mu.Lock()
-			before := publishedOnce[ref]
+			before := publishedHere[ref]
 			mu.Unlock()
 			g.Go(func() error {
-				out, err := s.decideAndPublish(gctx, ev, t, before)
+				ev, err := s.evaluation(gctx, snap, ref)
+				if err != nil || ev == nil {
+					return err // nil: not stored (yet)
+				}
+				d, out, err := s.decideAndPublish(gctx, ev, t, before)
 				if err != nil {
 					return fmt.Errorf("evaluate contact %s: %w", ref.ID, err)
 				}
@@ -139,8 +140,8 @@ func (s *Service) evaluateGroup(ctx context.Context, refs []state.ContactRef, t 
 				case contended:
 					again = append(again, ref)
 				case published:
-					publishedOnce[ref] = true
-					check = append(check, ev)
+					publishedHere[ref] = d
+					check = append(check, d)
 				}
 				return nil
 			})
@@ -152,12 +153,18 @@ func (s *Service) evaluateGroup(ctx context.Context, refs []state.ContactRef, t 
 		if err != nil {
 			return err
 		}
+		// A decision whose reads still stand is settled: its evaluation
+		// is kept as it was decided.
+		kept, err := s.keepPublished(ctx, check, changed)
+		if err != nil {
+			return err
+		}
 		if progress != nil {
-			for range len(pending) - len(again) - len(changed) {
+			for range len(pending) - len(again) - len(changed) - len(kept) {
 				progress()
 			}
 		}
-		pending = append(again, changed...)
+		pending = append(append(again, changed...), kept...)
 		if len(pending) == 0 {
 			return nil
 		}
@@ -165,41 +172,99 @@ func (s *Service) evaluateGroup(ctx context.Context, refs []state.ContactRef, t 
 	return errors.New("decision still contended; will retry")
 }
 
+// decided is a contact's evaluation and what was decided on it.
+type decided struct {
+	ev     *evaluation
+	kept   evaluated
+	sealed *sealedEvidence
+}
+
 // decideAndPublish decides one contact on its evaluation, and publishes
-// the decision when it is worth it (before: an earlier attempt of this
-// evaluation published one).
-func (s *Service) decideAndPublish(ctx context.Context, ev *evaluation, t trigger, before bool) (outcome, error) {
-	res := decide.Evaluate(ev.in)
-	if !s.worthPublishing(res, ev.last, ev.row, ev.settings.KeepPersonOverride) {
-		if t.redelivered && !before && ev.last != nil && ev.last.Decision.GetCauseEventId() == t.cause {
+// the decision when it is worth it, else keeps the evaluation (before:
+// what an earlier attempt of this evaluation published).
+func (s *Service) decideAndPublish(ctx context.Context, ev *evaluation, t trigger, before *decided) (*decided, outcome, error) {
+	res, evidence, candidate, review, err := s.reviewed(ctx, ev.ref, decide.Evaluate(ev.in))
+	if err != nil {
+		return nil, settled, err
+	}
+	dd := &decided{ev: ev, kept: evaluated{ref: ev.ref, res: res, in: ev.in, scope: ev.path, evidence: evidence, candidate: candidate,
+		review: review, flag: ev.row.Cols[s.cfg.FlagColumn], last: ev.last, cause: t.cause}}
+	if before != nil {
+		dd.kept.sealed = before.sealed
+	}
+	if !decide.WorthPublishing(res, ev.last.decided(), s.flagColumn(ev.row), ev.settings.KeepPersonOverride) {
+		if t.redelivered && before == nil && ev.last != nil && ev.last.Decision.GetCauseEventId() == t.cause {
 			// An earlier attempt published this decision and may have
 			// failed before its audit record was stored.
-			return settled, s.audit(ctx, ev.last.Decision)
+			if err := s.audit(ctx, ev.last.Decision); err != nil {
+				return nil, settled, err
+			}
 		}
-		return settled, nil
+		err := s.keep(ctx, dd.kept)
+		if errors.Is(err, errEvaluationConflict) {
+			return dd, contended, nil
+		}
+		return dd, settled, err
 	}
-	if before {
+	if before != nil {
 		s.metrics.corrections.Inc()
 	}
 	d := s.decision(ev.ref, res, ev.last, ev.in.Contact.Flag, ev.seq, t.cause)
-	if err := s.seal(ctx, ev.ref.Org, ev.ref.ID, d.Evidence); err != nil {
-		return settled, err
+	if review != nil && res.Value == decide.NotAtCompany {
+		d.Reviewer = review.GetReviewer()
 	}
+	plain := proto.CloneOf(d.Evidence)
+	if err := s.seal(ctx, ev.ref.Org, ev.ref.ID, d.Evidence); err != nil {
+		return nil, settled, err
+	}
+	dd.sealed = &sealedEvidence{plain: plain, sealed: d.Evidence}
 	meta := DecisionMeta{Digest: res.Digest(), Underlying: res.Underlying, FlagSeen: ev.row.Cols[s.cfg.FlagColumn].At,
 		ContactRev: ev.contactRev, ScopeAt: ev.scopeAt}
-	err := s.decisions.Publish(ctx, d, meta, ev.seq)
+	err = s.decisions.Publish(ctx, d, meta, ev.seq)
 	if errors.Is(err, ErrConflict) {
 		s.metrics.conflicts.Inc()
-		return contended, nil
+		return dd, contended, nil
 	}
 	if err != nil {
-		return settled, err
+		return nil, settled, err
 	}
 	if err := s.audit(ctx, d); err != nil {
-		return settled, err
+		return nil, settled, err
 	}
 	s.metrics.decisions.WithLabelValues(strconv.Itoa(res.Value), res.Reason).Inc()
-	return published, nil
+	s.logDecision(t.kind, d)
+	// What is kept of it is the evaluation as published: its decision is
+	// the last one now.
+	dd.kept.last = &LastDecision{DecisionMeta: meta, Value: res.Value, Decision: d}
+	dd.kept.sealed = dd.sealed
+	return dd, published, nil
+}
+
+// keepPublished keeps the evaluations of the decisions published whose
+// reads still stand (those in changed are decided again), and returns
+// the contacts another replica kept an evaluation of meanwhile, to decide
+// again.
+func (s *Service) keepPublished(ctx context.Context, ds []*decided, changed []state.ContactRef) ([]state.ContactRef, error) {
+	var mu sync.Mutex
+	var again []state.ContactRef
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(publishesInFlight)
+	for _, d := range ds {
+		if slices.Contains(changed, d.ev.ref) {
+			continue
+		}
+		g.Go(func() error {
+			err := s.keep(gctx, d.kept)
+			if errors.Is(err, errEvaluationConflict) {
+				mu.Lock()
+				again = append(again, d.ev.ref)
+				mu.Unlock()
+				return nil
+			}
+			return err
+		})
+	}
+	return again, g.Wait()
 }
 
 // audit appends a decision to the audit trail, once (deduplicated by id).
@@ -238,18 +303,7 @@ func (s *Service) baseInput(row *state.Row, last *LastDecision) decide.Input {
 		Contact: row.Contact(s.cfg.Columns()), Threshold: s.cfg.Threshold,
 		Now: s.now(), MaxProfileAge: s.cfg.MaxProfileAge,
 	}
-	if last != nil && last.Value == decide.Ignore {
-		in.IgnoredDigest = last.Underlying
-	}
-	in.IgnoredAt = ignoredAt(in.Contact, row.Cols[s.cfg.FlagColumn])
-	// An Ignore the last decision saw and still decided otherwise on is one
-	// a re-flag overrode: the column holds our flag now, though our write
-	// never comes back (ingest drops it as our own echo). Only a user's
-	// change after that decision is their word again.
-	if last != nil && last.Value != decide.Ignore && in.Contact.Flag == decide.Ignore &&
-		row.Cols[s.cfg.FlagColumn].At <= last.FlagSeen {
-		in.Contact.Flag = last.Value
-	}
+	in.Recall(last.decided(), row.Cols[s.cfg.FlagColumn].At)
 	return in
 }
 
@@ -261,8 +315,7 @@ func (s *Service) decision(ref state.ContactRef, res decide.Result, last *LastDe
 	// Deterministic for a redelivered event (same state, same last
 	// decision), so a repeated publish is deduplicated.
 	sum := sha256.Sum256(fmt.Appendf(nil, "%s|%s|%s|%d", ref.Org, ref.ID, res.Digest(), seq))
-	e := res.Evidence
-	d := &eventsv1.Decision{
+	return &eventsv1.Decision{
 		DecisionId:     hex.EncodeToString(sum[:16]),
 		OrganizationId: ref.Org,
 		ContactId:      ref.ID,
@@ -272,19 +325,25 @@ func (s *Service) decision(ref state.ContactRef, res decide.Result, last *LastDe
 		Confidence:     res.Confidence,
 		DecidedAt:      timestamppb.New(s.now()),
 		CauseEventId:   cause,
-		Evidence: &eventsv1.Evidence{
-			MemberId: e.MemberID, MemberMatch: e.MemberMatch, MemberConfidence: e.MemberConfidence,
-			CompanyId: e.CompanyID, CompanyName: e.CompanyName, CompanyMatch: e.CompanyMatch,
-			CompanyConfidence: e.CompanyConfidence, Contradicts: e.Contradicts,
-			EndedPosition: position(e.Ended), CurrentPosition: position(e.Current),
-			ProfileSource: e.ProfileSource,
-		},
+		Evidence:       evidenceOf(res.Evidence),
+	}
+}
+
+// evidenceOf is a result's evidence as decisions and kept evaluations
+// carry it, before sealing.
+func evidenceOf(e decide.Evidence) *eventsv1.Evidence {
+	ev := &eventsv1.Evidence{
+		MemberId: e.MemberID, MemberMatch: e.MemberMatch, MemberConfidence: e.MemberConfidence,
+		CompanyId: e.CompanyID, CompanyName: e.CompanyName, CompanyMatch: e.CompanyMatch,
+		CompanyConfidence: e.CompanyConfidence, Contradicts: e.Contradicts,
+		EndedPosition: position(e.Ended), CurrentPosition: position(e.Current),
+		ProfileSource: e.ProfileSource,
 	}
 	if !e.ProfileObservedAt.IsZero() {
-		d.Evidence.ProfileObservedAt = timestamppb.New(e.ProfileObservedAt)
+		ev.ProfileObservedAt = timestamppb.New(e.ProfileObservedAt)
 	}
-	d.Evidence.Features, d.Evidence.MatchWeight, d.Evidence.Candidates = matchEvidence(e)
-	return d
+	ev.Features, ev.MatchWeight, ev.Candidates = matchEvidence(e)
+	return ev
 }
 
 func position(p *decide.Position) *eventsv1.Position {

@@ -25,26 +25,28 @@ import (
 // member left, so a contact's decisions may go 0 → 1 once and never back:
 // a 1 followed by a 0 is a flap, made on a stale read of its scope.
 //
-// Each account's owner becomes a sync user while profile changes of its
-// member keep re-evaluating the account's contacts. The member matches
-// every contact of its account (the same person entered many times) and
-// as many again under an account no sync user owns, listed between them,
-// so a profile change evaluates the first of the account's contacts before
-// the owner is a sync user and the last ones after, in one batch.
+// Each account's owner becomes a sync user while its member's profile
+// changes (the member matches every contact of the account: the same
+// person entered several times) and a fan-out chunk of the organization
+// (the account's contacts around many others) keep being evaluated. A
+// chunk reads the first contacts' scope before the owner is a sync user
+// and decides the last ones after the owner's change has flagged them.
 func TestNoFlapWhileSyncUsersAreAdded(t *testing.T) {
 	const (
-		accounts = 3
-		dupes    = 60  // contacts per member under its account, twice
-		fillers  = 200 // contacts per member under the account out of scope
-		feeders  = 3   // goroutines sending profile changes
+		accounts = 4
+		dupes    = 8   // contacts per member, all under the member's account
+		fillers  = 150 // contacts out of scope, in every chunk
+		feeders  = 2   // goroutines sending profile changes
 	)
 	e := newEnv(t)
-	e.svc.cfg.InlineFanout = 2*dupes + fillers
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute) // a long test on a loaded machine
+	defer cancel()
+	e.ctx = ctx
 	acct := func(i int) string { return fmt.Sprintf("a7a7a7a7-0000-4000-8000-%012d", i) }
 	const outOfScope = "a7a7a7a7-0000-4000-8000-999999999999"
 	ownerOf := func(i int) string { return fmt.Sprintf("5e5e5e5e-0000-4000-8000-7%011d", i) }
-	// Sorted: the account's first dupes, the fillers, its last dupes.
-	contactOf := func(i, part, j int) string { return fmt.Sprintf("c7c7c7c7-0000-4000-8000-%06d%d%05d", i, part, j) }
+	dupeOf := func(i, j int) string { return fmt.Sprintf("c7c7c7c7-0000-4000-8000-%06d%06d", i, j) }
+	fillerOf := func(j int) string { return fmt.Sprintf("c8c8c8c8-0000-4000-8000-%012d", j) }
 	mail := func(i int) string { return fmt.Sprintf("pat.dupe%d@contoso.com", i) }
 	member := func(i int) string { return fmt.Sprintf("m-dupe-%d", i) }
 	var observed [accounts]atomic.Int64
@@ -61,31 +63,49 @@ func TestNoFlapWhileSyncUsersAreAdded(t *testing.T) {
 			},
 		}
 	}
-	contact := func(id, account string, i int) {
-		e.mustCRM(crmRow("contact", id, 3, map[string]*eventsv1.Value{
-			"firstname": strV("Pat"), "lastname": strV(fmt.Sprintf("Dupe%d", i)), "emailaddress1": strV(mail(i)),
+	// Stored without evaluating: out of scope, they would decide nothing.
+	contact := func(id, account, first, last, mail string) {
+		ch := crmRow("contact", id, 3, map[string]*eventsv1.Value{
+			"firstname": strV(first), "lastname": strV(last), "emailaddress1": strV(mail),
 			"parentcustomerid": refV("account", account), "statecode": choiceV(0),
-		}))
+		})
+		if _, _, _, err := e.svc.store.ApplyChange(e.ctx, ch); err != nil {
+			t.Fatal(err)
+		}
 	}
 	e.mustCRM(crmRow("account", outOfScope, 2, map[string]*eventsv1.Value{"name": strV("Contoso Ltd"), "statecode": choiceV(0)}))
+	for j := range fillers {
+		contact(fillerOf(j), outOfScope, "Sam", fmt.Sprintf("Filler%d", j), fmt.Sprintf("filler%d@contoso.com", j))
+	}
 	var watched []string
 	for i := range accounts {
 		e.mustCRM(crmRow("account", acct(i), 2, map[string]*eventsv1.Value{
 			"name": strV("Contoso Ltd"), "ownerid": owner(ownerOf(i)), "statecode": choiceV(0),
 		}))
 		for j := range dupes {
-			for _, part := range []int{0, 9} {
-				contact(contactOf(i, part, j), acct(i), i)
-				watched = append(watched, contactOf(i, part, j))
-			}
-		}
-		for j := range fillers {
-			contact(contactOf(i, 5, j), outOfScope, i)
+			contact(dupeOf(i, j), acct(i), "Pat", fmt.Sprintf("Dupe%d", i), mail(i))
+			watched = append(watched, dupeOf(i, j))
 		}
 		e.mustProfile(profile(i))
 	}
 	if n := e.published(bus.StreamDecisions); n != 0 {
 		t.Fatalf("%d decisions before any owner is a sync user", n)
+	}
+	// A chunk: half the account's contacts, the fillers, the other half.
+	chunk := func(i, n int) *testkit.Msg {
+		ids := []string{}
+		for j := range dupes / 2 {
+			ids = append(ids, dupeOf(i, j))
+		}
+		for j := range fillers {
+			ids = append(ids, fillerOf(j))
+		}
+		for j := dupes / 2; j < dupes; j++ {
+			ids = append(ids, dupeOf(i, j))
+		}
+		id := fmt.Sprintf("flap-chunk-%d-%d", i, n)
+		return msgOf(t, bus.WorkSubject(org), &eventsv1.EvaluateRequest{RequestId: id, OrganizationId: org, ContactIds: ids,
+			Kind: "crm_account", CauseEventId: id})
 	}
 
 	// Every decision, in the order the stream took them.
@@ -109,31 +129,37 @@ func TestNoFlapWhileSyncUsersAreAdded(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// One account at a time: its member's profile changes keep coming
-	// while its owner becomes a sync user.
+	// One account at a time: its member's profile changes and the chunks
+	// keep coming while its owner becomes a sync user.
 	for i := range accounts {
 		stop := make(chan struct{})
 		var feeding sync.WaitGroup
-		for range feeders {
-			feeding.Add(1)
-			go func() {
-				defer feeding.Done()
-				for {
+		loop := func(next func(n int) (*testkit.Msg, func(context.Context, jetstream.Msg) error)) {
+			feeding.Go(func() {
+				for n := 0; ; n++ {
 					select {
 					case <-stop:
 						return
 					default:
 					}
-					p := profile(i)
-					msg := msgOf(t, bus.ProfileMemberSubject(p.GetMemberId()), p)
-					if err := deliver(e, msg, e.svc.HandleProfile); err != nil {
-						t.Errorf("profile %s: %v", p.GetEventId(), err)
+					msg, handle := next(n)
+					if err := deliver(e, msg, handle); err != nil {
+						t.Errorf("%s: %v", msg.Subj, err)
 						return
 					}
 				}
-			}()
+			})
 		}
-		time.Sleep(20 * time.Millisecond)
+		for range feeders {
+			loop(func(int) (*testkit.Msg, func(context.Context, jetstream.Msg) error) {
+				p := profile(i)
+				return msgOf(t, bus.ProfileMemberSubject(p.GetMemberId()), p), e.svc.HandleProfile
+			})
+		}
+		loop(func(n int) (*testkit.Msg, func(context.Context, jetstream.Msg) error) {
+			return chunk(i, n), e.svc.HandleWork
+		})
+		time.Sleep(30 * time.Millisecond)
 		change := msgOf(t, bus.AdminSyncUserSubject(org, ownerOf(i)), &eventsv1.SyncUserChange{
 			EventId: fmt.Sprintf("su-flap-%d", i), OrganizationId: org, UserId: ownerOf(i), Enabled: true, ChangedAt: at(5),
 		})
@@ -178,7 +204,7 @@ func TestNoFlapWhileSyncUsersAreAdded(t *testing.T) {
 // deliver handles msg as a consumer would: again after a transient
 // failure (a contended decision, here where every profile change makes the
 // last decision stale at once), and once more after a hold.
-func deliver(e *env, msg *fakeMsg, handle func(context.Context, jetstream.Msg) error) error {
+func deliver(e *env, msg *testkit.Msg, handle func(context.Context, jetstream.Msg) error) error {
 	var err error
 	for range 10 {
 		err = handle(e.ctx, msg)
@@ -187,7 +213,7 @@ func deliver(e *env, msg *fakeMsg, handle func(context.Context, jetstream.Msg) e
 		} else if err == nil || bus.IsPermanent(err) {
 			return err
 		}
-		msg = msg.again()
+		msg = msg.Redelivered()
 	}
 	return err
 }

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/orgs"
 	"github.com/notatcompany/notatcompany/services/validator/decide"
 	"github.com/notatcompany/notatcompany/services/validator/state"
@@ -50,6 +51,7 @@ type evaluation struct {
 	// Where the reads stood: the contact row's revision, the scope cache.
 	contactRev uint64
 	scopeAt    state.Floor
+	path       *eventsv1.ScopePath // the scope rules tried, for explain
 	deps       []state.Dep
 	scope      []state.ScopeKey
 }
@@ -189,8 +191,9 @@ func (s *Service) readGroup(ctx context.Context, refs []state.ContactRef, floor 
 }
 
 // evaluation is ref's part of the snapshot, or nil when the contact is
-// not stored.
-func (s *Service) evaluation(snap *snapshot, ref state.ContactRef) (*evaluation, error) {
+// not stored; the counts of the contact's name are read for it when a
+// member shares the name.
+func (s *Service) evaluation(ctx context.Context, snap *snapshot, ref state.ContactRef) (*evaluation, error) {
 	row := snap.contacts[ref]
 	if row == nil {
 		return nil, nil
@@ -215,7 +218,7 @@ func (s *Service) evaluation(snap *snapshot, ref state.ContactRef) (*evaluation,
 	}
 
 	var account *state.Row
-	var companyIDs []string
+	var companyIDs, accountCompanies []string
 	if c.AccountID != "" {
 		aref := state.RowRef{Org: ref.Org, ID: c.AccountID}
 		ev.deps = append(ev.deps, snap.accountDeps[aref])
@@ -226,7 +229,8 @@ func (s *Service) evaluation(snap *snapshot, ref state.ContactRef) (*evaluation,
 			for _, p := range prefixes {
 				ev.deps = append(ev.deps, snap.edgeDeps[p])
 			}
-			companyIDs = state.AccountCompanyIDs(a, prefixes, snap.edges)
+			accountCompanies = state.AccountCompanyIDs(a, prefixes, snap.edges)
+			companyIDs = append(companyIDs, accountCompanies...)
 		}
 	}
 
@@ -251,8 +255,16 @@ func (s *Service) evaluation(snap *snapshot, ref state.ContactRef) (*evaluation,
 		}
 	}
 
-	if ev.in.InScope, err = s.inScope(snap, ev, account); err != nil {
+	if ev.path, err = s.inScope(snap, ev, account); err != nil {
 		return nil, err
+	}
+	ev.in.InScope = ev.path.GetInScope()
+	if decide.SharesFullName(ev.in.Contact, ev.in.Members) {
+		var deps []state.Dep
+		if ev.in.Names, deps, err = s.store.NameStatsOf(ctx, ref.Org, ev.in.Contact, accountCompanies); err != nil {
+			return nil, err
+		}
+		ev.deps = append(ev.deps, deps...)
 	}
 
 	ev.in.Companies = map[string]decide.Company{}
@@ -280,19 +292,31 @@ func (s *Service) evaluation(snap *snapshot, ref state.ContactRef) (*evaluation,
 }
 
 // inScope applies the three rules: the contact is owned by a sync user, or
-// its account is, or it is linked to an opportunity owned by one.
-func (s *Service) inScope(snap *snapshot, ev *evaluation, account *state.Row) (bool, error) {
-	isSync := func(user string) (bool, error) {
+// its account is, or it is linked to an opportunity owned by one. The path
+// records each rule tried, for explain.
+func (s *Service) inScope(snap *snapshot, ev *evaluation, account *state.Row) (*eventsv1.ScopePath, error) {
+	path := &eventsv1.ScopePath{}
+	try := func(via, row, user string) (bool, error) {
 		ok, keys, err := snap.scope.IsSyncUser(ev.ref.Org, user)
 		ev.scope = append(ev.scope, keys...)
-		return ok, err
+		if err != nil {
+			return false, err
+		}
+		path.Checks = append(path.Checks, &eventsv1.ScopeCheck{Via: via, UserId: user, RowId: row, SyncUser: ok})
+		if ok {
+			path.InScope, path.Via, path.UserId = true, via, user
+			if via == scopeOpportunityOwner {
+				path.OpportunityId = row
+			}
+		}
+		return ok, nil
 	}
-	if ok, err := isSync(ev.row.Owner()); ok || err != nil {
-		return ok, err
+	if ok, err := try(scopeContactOwner, "", ev.row.Owner()); ok || err != nil {
+		return path, err
 	}
 	if account != nil && !account.Deleted {
-		if ok, err := isSync(account.Owner()); ok || err != nil {
-			return ok, err
+		if ok, err := try(scopeAccountOwner, account.ID, account.Owner()); ok || err != nil {
+			return path, err
 		}
 	}
 	prefix := state.OpportunitiesPrefix(ev.ref.Org, ev.ref.ID)
@@ -304,12 +328,19 @@ func (s *Service) inScope(snap *snapshot, ev *evaluation, account *state.Row) (b
 		if opp == nil || opp.Deleted || !slices.Contains(opp.LinkedContacts(), ev.ref.ID) {
 			continue // an index entry the row no longer backs
 		}
-		if ok, err := isSync(opp.Owner()); ok || err != nil {
-			return ok, err
+		if ok, err := try(scopeOpportunityOwner, id, opp.Owner()); ok || err != nil {
+			return path, err
 		}
 	}
-	return false, nil
+	return path, nil
 }
+
+// The scope rules, as a scope path names them.
+const (
+	scopeContactOwner     = "contact_owner"
+	scopeAccountOwner     = "account_owner"
+	scopeOpportunityOwner = "opportunity_owner"
+)
 
 // evaluationOf reads and returns one contact's evaluation (nil when the
 // contact is not stored).
@@ -318,5 +349,5 @@ func (s *Service) evaluationOf(ctx context.Context, ref state.ContactRef) (*eval
 	if err != nil {
 		return nil, fmt.Errorf("read contact %s: %w", ref.ID, err)
 	}
-	return s.evaluation(snap, ref)
+	return s.evaluation(ctx, snap, ref)
 }

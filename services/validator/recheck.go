@@ -8,14 +8,18 @@ import (
 	"github.com/notatcompany/notatcompany/services/validator/state"
 )
 
-// changedSince returns the contacts of evs, decisions just published,
+// changedSince returns the contacts of ds, decisions just published,
 // whose reads changed since they were made: the check after publishing.
 // It asks each stream once what changed under what was read (an answer of
 // nothing when nothing did), and the scope cache, current to within its
 // lease, whether a key it answered with holds another revision now.
-func (s *Service) changedSince(ctx context.Context, evs []*evaluation) ([]state.ContactRef, error) {
-	if len(evs) == 0 {
+func (s *Service) changedSince(ctx context.Context, ds []*decided) ([]state.ContactRef, error) {
+	if len(ds) == 0 {
 		return nil, nil
+	}
+	evs := make([]*evaluation, len(ds))
+	for i, d := range ds {
+		evs[i] = d.ev
 	}
 	var deps []state.Dep
 	var owner []int
