@@ -188,7 +188,7 @@ func (s *Service) decideAndPublish(ctx context.Context, ev *evaluation, t trigge
 		return nil, settled, err
 	}
 	dd := &decided{ev: ev, kept: evaluated{ref: ev.ref, res: res, in: ev.in, scope: ev.path, evidence: evidence, candidate: candidate,
-		review: review, flag: ev.row.Cols[s.cfg.FlagColumn], last: ev.last, cause: t.cause}}
+		review: review, flag: ev.row.Cols[s.cfg.FlagColumn], last: ev.last, cause: t.cause, read: ev.kept}}
 	if before != nil {
 		dd.kept.sealed = before.sealed
 	}
@@ -296,11 +296,12 @@ func (s *Service) worthPublishing(res decide.Result, last *LastDecision, row *st
 	return false
 }
 
-// baseInput is the part of a decision's input the contact's row and its
-// last decision say; the rest comes from the reads of its group.
-func (s *Service) baseInput(row *state.Row, last *LastDecision) decide.Input {
+// baseInput is the part of a decision's input the contact's row (c is
+// its view) and its last decision say; the rest comes from the reads of
+// its group.
+func (s *Service) baseInput(row *state.Row, c decide.Contact, last *LastDecision) decide.Input {
 	in := decide.Input{
-		Contact: row.Contact(s.cfg.Columns()), Threshold: s.cfg.Threshold,
+		Contact: c, Threshold: s.cfg.Threshold,
 		Now: s.now(), MaxProfileAge: s.cfg.MaxProfileAge,
 	}
 	in.Recall(last.decided(), row.Cols[s.cfg.FlagColumn].At)

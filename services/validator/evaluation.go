@@ -73,6 +73,17 @@ type evaluated struct {
 	// sealed is the evidence a decision of this evaluation sealed: the
 	// same evidence is kept without sealing it again.
 	sealed *sealedEvidence
+	// read: the evaluation kept before (prev, at revision rev; nil, 0:
+	// none) and the contact's open opportunities were read with the rest
+	// of its group, instead of here.
+	read *keptRead
+}
+
+// keptRead is what keep would otherwise read itself.
+type keptRead struct {
+	prev *eventsv1.Evaluation
+	rev  uint64
+	opps []state.Opportunity
 }
 
 // sealedEvidence is evidence before and after sealing.
@@ -84,8 +95,11 @@ type sealedEvidence struct{ plain, sealed *eventsv1.Evidence }
 func (s *Service) keep(ctx context.Context, ev evaluated) error {
 	rec := &eventsv1.Evaluation{}
 	if ev.res.Value == decide.NotAtCompany {
-		opps, err := s.store.OpenOpportunitiesOf(ctx, ev.ref.Org, ev.ref.ID)
-		if err != nil {
+		var opps []state.Opportunity
+		var err error
+		if ev.read != nil {
+			opps = ev.read.opps
+		} else if opps, err = s.store.OpenOpportunitiesOf(ctx, ev.ref.Org, ev.ref.ID); err != nil {
 			return err
 		}
 		for _, o := range opps {
@@ -98,8 +112,11 @@ func (s *Service) keep(ctx context.Context, ev evaluated) error {
 		return err
 	}
 	key := evaluations.Key(ev.ref.Org, ev.ref.ID)
-	prev, rev, err := s.evals.get(ctx, key)
-	if err != nil {
+	var prev *eventsv1.Evaluation
+	var rev uint64
+	if ev.read != nil {
+		prev, rev = ev.read.prev, ev.read.rev
+	} else if prev, rev, err = s.evals.get(ctx, key); err != nil {
 		return err
 	}
 	if prev != nil && prev.GetDigest() == digest {
@@ -173,6 +190,35 @@ func contentDigest(rec *eventsv1.Evaluation) (string, error) {
 	}
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:12]), nil
+}
+
+// keptOf reads the kept evaluations of refs in one request, with their
+// revisions; a contact without one is not in the map.
+func (s *Service) keptOf(ctx context.Context, refs []state.ContactRef) (map[state.ContactRef]keptRead, error) {
+	subjects := make([]string, 0, len(refs))
+	bySubject := make(map[string]state.ContactRef, len(refs))
+	for _, r := range refs {
+		subj := "$KV." + bus.BucketEvaluations + "." + evaluations.Key(r.Org, r.ID)
+		bySubject[subj] = r
+		subjects = append(subjects, subj)
+	}
+	msgs, err := s.store.LastMessages(ctx, "KV_"+bus.BucketEvaluations, subjects)
+	if err != nil {
+		return nil, fmt.Errorf("read %d kept evaluations: %w", len(refs), err)
+	}
+	out := make(map[state.ContactRef]keptRead, len(msgs))
+	for _, m := range msgs {
+		ref, ok := bySubject[m.Subject]
+		if !ok || m.Deleted {
+			continue
+		}
+		var rec eventsv1.Evaluation
+		if err := proto.Unmarshal(m.Data, &rec); err != nil {
+			return nil, fmt.Errorf("decode evaluation %s: %w", m.Subject, err)
+		}
+		out[ref] = keptRead{prev: &rec, rev: m.Seq}
+	}
+	return out, nil
 }
 
 // get reads a kept evaluation and its revision; nil, 0 when none.

@@ -26,17 +26,33 @@ const groupSize = 128
 
 // snapshot is what a group of contacts was decided on.
 type snapshot struct {
-	scope     *state.Scope
-	last      map[state.ContactRef]Last
-	contacts  map[state.ContactRef]*state.Row
-	accounts  map[state.RowRef]*state.Row
-	edges     map[string][]string
-	members   map[string]*state.MemberRecord
-	opps      map[state.RowRef]*state.Row
-	companies map[string]decide.Company
+	scope    *state.Scope
+	last     map[state.ContactRef]Last
+	kept     map[state.ContactRef]keptRead // the evaluations kept before
+	contacts map[state.ContactRef]*state.Row
+	views    map[state.ContactRef]decide.Contact // of the contacts
+	lookups  map[state.ContactRef]lookups        // of their candidates
+	// accountViews are the accounts not deleted, as decide sees them.
+	accountViews map[state.RowRef]accountView
+	accounts     map[state.RowRef]*state.Row
+	edges        map[string][]string
+	members      map[string]*state.MemberRecord
+	opps         map[state.RowRef]*state.Row
+	companies    map[string]decide.Company
 	// What each read depended on, by contact, account, prefix, key and id.
 	contactDeps, accountDeps, oppDeps map[state.RowRef]state.Dep
 	edgeDeps, memberDeps, companyDeps map[string]state.Dep
+}
+
+// lookups are how a contact's candidate members are found.
+type lookups struct{ explicit, prefixes []string }
+
+// accountView is an account as decide sees it, the index prefixes of its
+// company pages and the companies it points at.
+type accountView struct {
+	account   decide.Account
+	prefixes  []string
+	companies []string
 }
 
 // evaluation is one contact's part of a snapshot: the input of its
@@ -52,6 +68,7 @@ type evaluation struct {
 	contactRev uint64
 	scopeAt    state.Floor
 	path       *eventsv1.ScopePath // the scope rules tried, for explain
+	kept       *keptRead           // what explain's keep needs of the reads
 	deps       []state.Dep
 	scope      []state.ScopeKey
 }
@@ -67,6 +84,7 @@ func (s *Service) readGroup(ctx context.Context, refs []state.ContactRef, floor 
 		return err
 	})
 	g.Go(func() (err error) { snap.scope, err = s.store.Scope().Read(gctx, floor); return err })
+	g.Go(func() (err error) { snap.kept, err = s.keptOf(gctx, refs); return err })
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
@@ -99,10 +117,20 @@ func (s *Service) readGroup(ctx context.Context, refs []state.ContactRef, floor 
 		}
 	}
 	cols := s.cfg.Columns()
+	// The decision's view of each contact and its lookups, once: they
+	// hash the emails and normalize the names.
+	snap.views = make(map[state.ContactRef]decide.Contact, len(snap.contacts))
+	snap.lookups = make(map[state.ContactRef]lookups, len(snap.contacts))
+	for r, row := range snap.contacts {
+		c := row.Contact(cols)
+		snap.views[r] = c
+		explicit, prefixes := state.CandidateLookups(c)
+		snap.lookups[r] = lookups{explicit: explicit, prefixes: prefixes}
+	}
 
 	var accounts []state.RowRef
-	for r, row := range snap.contacts {
-		if id := row.Contact(cols).AccountID; id != "" {
+	for r, c := range snap.views {
+		if id := c.AccountID; id != "" {
 			accounts = append(accounts, state.RowRef{Org: r.Org, ID: id})
 		}
 	}
@@ -112,14 +140,17 @@ func (s *Service) readGroup(ctx context.Context, refs []state.ContactRef, floor 
 	}
 
 	var prefixes []string
-	for r, row := range snap.contacts {
-		_, p := state.CandidateLookups(row.Contact(cols))
-		prefixes = append(prefixes, p...)
+	for r, l := range snap.lookups {
+		prefixes = append(prefixes, l.prefixes...)
 		prefixes = append(prefixes, state.OpportunitiesPrefix(r.Org, r.ID))
 	}
-	for _, a := range snap.accounts {
+	snap.accountViews = make(map[state.RowRef]accountView, len(snap.accounts))
+	for r, a := range snap.accounts {
 		if !a.Deleted {
-			prefixes = append(prefixes, state.AccountCompanyPrefixes(a.Account(cols))...)
+			v := accountView{account: a.Account(cols)}
+			v.prefixes = state.AccountCompanyPrefixes(v.account)
+			snap.accountViews[r] = v
+			prefixes = append(prefixes, v.prefixes...)
 		}
 	}
 	if snap.edges, snap.edgeDeps, err = s.store.EdgesOf(ctx, prefixes); err != nil {
@@ -128,10 +159,9 @@ func (s *Service) readGroup(ctx context.Context, refs []state.ContactRef, floor 
 
 	var keys []string
 	var opps []state.RowRef
-	for r, row := range snap.contacts {
-		explicit, p := state.CandidateLookups(row.Contact(cols))
-		keys = append(keys, explicit...)
-		for _, prefix := range p {
+	for r, l := range snap.lookups {
+		keys = append(keys, l.explicit...)
+		for _, prefix := range l.prefixes {
 			keys = append(keys, snap.edges[prefix]...)
 		}
 		for _, id := range snap.edges[state.OpportunitiesPrefix(r.Org, r.ID)] {
@@ -157,11 +187,10 @@ func (s *Service) readGroup(ctx context.Context, refs []state.ContactRef, floor 
 			ids = append(ids, p.CompanyID)
 		}
 	}
-	for _, a := range snap.accounts {
-		if !a.Deleted {
-			acc := a.Account(cols)
-			ids = append(ids, state.AccountCompanyIDs(acc, state.AccountCompanyPrefixes(acc), snap.edges)...)
-		}
+	for r, v := range snap.accountViews {
+		v.companies = state.AccountCompanyIDs(v.account, v.prefixes, snap.edges)
+		snap.accountViews[r] = v
+		ids = append(ids, v.companies...)
 	}
 	if snap.companies, snap.companyDeps, err = s.store.CompaniesOf(ctx, ids); err != nil {
 		return nil, err
@@ -203,9 +232,8 @@ func (s *Service) evaluation(ctx context.Context, snap *snapshot, ref state.Cont
 		ev.last, ev.seq = l.Decision, l.Seq
 	}
 	ev.deps = append(ev.deps, snap.contactDeps[ref])
-	cols := s.cfg.Columns()
-	c := row.Contact(cols)
-	ev.in = s.baseInput(row, ev.last)
+	c := snap.views[ref]
+	ev.in = s.baseInput(row, c, ev.last)
 
 	settings, key, err := snap.scope.Settings(ref.Org)
 	if err != nil {
@@ -223,20 +251,20 @@ func (s *Service) evaluation(ctx context.Context, snap *snapshot, ref state.Cont
 		aref := state.RowRef{Org: ref.Org, ID: c.AccountID}
 		ev.deps = append(ev.deps, snap.accountDeps[aref])
 		if account = snap.accounts[aref]; account != nil && !account.Deleted {
-			a := account.Account(cols)
+			v := snap.accountViews[aref]
+			a := v.account
 			ev.in.Account = &a
-			prefixes := state.AccountCompanyPrefixes(a)
-			for _, p := range prefixes {
+			for _, p := range v.prefixes {
 				ev.deps = append(ev.deps, snap.edgeDeps[p])
 			}
-			accountCompanies = state.AccountCompanyIDs(a, prefixes, snap.edges)
+			accountCompanies = v.companies
 			companyIDs = append(companyIDs, accountCompanies...)
 		}
 	}
 
-	explicit, prefixes := state.CandidateLookups(c)
-	keys := explicit
-	for _, p := range prefixes {
+	l := snap.lookups[ref]
+	keys := slices.Clone(l.explicit)
+	for _, p := range l.prefixes {
 		ev.deps = append(ev.deps, snap.edgeDeps[p])
 		keys = append(keys, snap.edges[p]...)
 	}
@@ -259,6 +287,15 @@ func (s *Service) evaluation(ctx context.Context, snap *snapshot, ref state.Cont
 		return nil, err
 	}
 	ev.in.InScope = ev.path.GetInScope()
+	kept := snap.kept[ref]
+	prefix := state.OpportunitiesPrefix(ref.Org, ref.ID)
+	for _, id := range snap.edges[prefix] {
+		if o, open := state.OpenOpportunity(snap.opps[state.RowRef{Org: ref.Org, ID: id}], ref.ID); open {
+			kept.opps = append(kept.opps, o)
+		}
+	}
+	state.SortOpportunities(kept.opps)
+	ev.kept = &kept
 	if decide.SharesFullName(ev.in.Contact, ev.in.Members) {
 		var deps []state.Dep
 		if ev.in.Names, deps, err = s.store.NameStatsOf(ctx, ref.Org, ev.in.Contact, accountCompanies); err != nil {

@@ -27,14 +27,28 @@ func (s *Store) OpenOpportunitiesOf(ctx context.Context, org, contact string) ([
 		if err != nil {
 			return nil, err
 		}
-		if r == nil || r.Deleted || !slices.Contains(r.LinkedContacts(), contact) {
-			continue // an index entry the row no longer backs
+		if o, open := OpenOpportunity(r, contact); open {
+			out = append(out, o)
 		}
-		if st := r.get("statecode"); st != "" && st != "0" {
-			continue // won or lost
-		}
-		out = append(out, Opportunity{ID: r.ID, Owner: r.Owner(), Account: r.ref("parentaccountid", "account")})
 	}
-	slices.SortFunc(out, func(a, b Opportunity) int { return cmp.Compare(a.ID, b.ID) })
+	SortOpportunities(out)
 	return out, nil
+}
+
+// OpenOpportunity is r as an open opportunity linked to contact; false
+// when it is not one (gone, closed, or an index entry the row no longer
+// backs).
+func OpenOpportunity(r *Row, contact string) (Opportunity, bool) {
+	if r == nil || r.Deleted || !slices.Contains(r.LinkedContacts(), contact) {
+		return Opportunity{}, false
+	}
+	if st := r.get("statecode"); st != "" && st != "0" {
+		return Opportunity{}, false // won or lost
+	}
+	return Opportunity{ID: r.ID, Owner: r.Owner(), Account: r.ref("parentaccountid", "account")}, true
+}
+
+// SortOpportunities orders opportunities by id.
+func SortOpportunities(opps []Opportunity) {
+	slices.SortFunc(opps, func(a, b Opportunity) int { return cmp.Compare(a.ID, b.ID) })
 }
