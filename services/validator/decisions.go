@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
@@ -29,10 +31,12 @@ const (
 )
 
 // streamDecisions is Decisions on the NAC_DECISIONS stream, read with
-// batched direct gets.
+// batched direct gets where the stream allows them (one server), else a
+// get per contact from the stream's leader.
 type streamDecisions struct {
-	js    jetstream.JetStream
-	store *state.Store
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	store  *state.Store
 }
 
 func (d streamDecisions) Last(ctx context.Context, org, contact string) (*LastDecision, uint64, error) {
@@ -44,7 +48,13 @@ func (d streamDecisions) Last(ctx context.Context, org, contact string) (*LastDe
 	return got[ref].Decision, got[ref].Seq, nil
 }
 
+// gets bounds the leader gets of one LastOf in flight at once.
+const gets = 32
+
 func (d streamDecisions) LastOf(ctx context.Context, refs []state.ContactRef) (map[state.ContactRef]Last, error) {
+	if !d.stream.CachedInfo().Config.AllowDirect {
+		return d.lastOfOneByOne(ctx, refs)
+	}
 	subjects := make([]string, 0, len(refs))
 	bySubject := make(map[string]state.ContactRef, len(refs))
 	for _, r := range refs {
@@ -62,19 +72,56 @@ func (d streamDecisions) LastOf(ctx context.Context, refs []state.ContactRef) (m
 		if !ok {
 			continue
 		}
-		var dec eventsv1.Decision
-		if err := proto.Unmarshal(m.Data, &dec); err != nil {
-			return nil, fmt.Errorf("decode last decision: %w", err)
+		last, err := lastDecision(m.Data, m.Header, m.Seq)
+		if err != nil {
+			return nil, err
 		}
-		flagSeen, _ := strconv.ParseInt(m.Header.Get(headerFlagSeen), 10, 64)
-		contactRev, _ := strconv.ParseUint(m.Header.Get(headerContactRev), 10, 64)
-		out[ref] = Last{Seq: m.Seq, Decision: &LastDecision{
-			DecisionMeta: DecisionMeta{Digest: m.Header.Get(headerDigest), Underlying: m.Header.Get(headerUnderlying),
-				FlagSeen: flagSeen, ContactRev: contactRev, ScopeAt: state.ParseFloor(m.Header.Get(headerScopeAt))},
-			Value: int(dec.GetValue()), Decision: &dec,
-		}}
+		out[ref] = last
 	}
 	return out, nil
+}
+
+// lastOfOneByOne reads each contact's last decision from the leader.
+func (d streamDecisions) lastOfOneByOne(ctx context.Context, refs []state.ContactRef) (map[state.ContactRef]Last, error) {
+	var mu sync.Mutex
+	out := make(map[state.ContactRef]Last, len(refs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(gets)
+	for _, r := range refs {
+		g.Go(func() error {
+			raw, err := d.stream.GetLastMsgForSubject(gctx, bus.DecisionSubject(r.Org, r.ID))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("last decision: %w", err)
+			}
+			last, err := lastDecision(raw.Data, raw.Header, raw.Sequence)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			out[r] = last
+			mu.Unlock()
+			return nil
+		})
+	}
+	return out, g.Wait()
+}
+
+// lastDecision decodes a decision message stored at seq.
+func lastDecision(data []byte, h nats.Header, seq uint64) (Last, error) {
+	var dec eventsv1.Decision
+	if err := proto.Unmarshal(data, &dec); err != nil {
+		return Last{}, fmt.Errorf("decode last decision: %w", err)
+	}
+	flagSeen, _ := strconv.ParseInt(h.Get(headerFlagSeen), 10, 64)
+	contactRev, _ := strconv.ParseUint(h.Get(headerContactRev), 10, 64)
+	return Last{Seq: seq, Decision: &LastDecision{
+		DecisionMeta: DecisionMeta{Digest: h.Get(headerDigest), Underlying: h.Get(headerUnderlying),
+			FlagSeen: flagSeen, ContactRev: contactRev, ScopeAt: state.ParseFloor(h.Get(headerScopeAt))},
+		Value: int(dec.GetValue()), Decision: &dec,
+	}}, nil
 }
 
 func (d streamDecisions) Publish(ctx context.Context, dec *eventsv1.Decision, meta DecisionMeta, seq uint64) error {

@@ -68,7 +68,11 @@ func Open(ctx context.Context, cfg Config, js jetstream.JetStream, log *slog.Log
 	if err != nil {
 		return nil, fmt.Errorf("bind stream %s: %w", bus.StreamDeadLetter, err)
 	}
-	svc := New(cfg, store, profileStream{profiles: profiles, dead: dead}, streamDecisions{js: js, store: store},
+	decisions, err := js.Stream(ctx, bus.StreamDecisions)
+	if err != nil {
+		return nil, fmt.Errorf("bind stream %s: %w", bus.StreamDecisions, err)
+	}
+	svc := New(cfg, store, profileStream{profiles: profiles, dead: dead}, streamDecisions{js: js, stream: decisions, store: store},
 		bus.NewPublisher(js, 5*time.Second), log, reg)
 	if svc.evals, err = openEvaluations(ctx, js, reg); err != nil {
 		return nil, err

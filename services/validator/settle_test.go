@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/validator/decide"
@@ -100,4 +101,39 @@ func TestScopeSettleQueuesItsOwnChunks(t *testing.T) {
 	if got := len(e.workMessages()); got != 2*first {
 		t.Errorf("%d chunks after the settling pass and its redelivery, want %d", got, 2*first)
 	}
+}
+
+// Where NAC_DECISIONS does not allow direct gets (replicated streams), the
+// last decisions are read one by one from the leader, with the same
+// outcome: a decision once, not again for the same evidence.
+func TestLastDecisionsFromTheLeader(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.stream(bus.StreamDecisions).CachedInfo().Config
+	cfg.AllowDirect = false
+	if _, err := e.js.UpdateStream(e.ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	e.svc.decisions = streamDecisions{js: e.js, stream: e.stream(bus.StreamDecisions), store: e.svc.store}
+	e.mustCRM(contactCreate(contactID, email))
+	e.mustCRM(accountCreate("Contoso Ltd", "https://www.contoso.com"))
+	e.mustProfile(leftProfile("feed-leader-1", 10))
+	e.wantDecision(contactID, eventsv1.Flag_FLAG_NOT_AT_COMPANY, decide.ReasonLeft, "feed-leader-1")
+	before := e.published(bus.StreamDecisions)
+	e.mustProfile(leftProfile("feed-leader-2", 11))
+	if n := e.published(bus.StreamDecisions); n != before {
+		t.Errorf("%d decisions more for the same evidence", n-before)
+	}
+	last, seq, err := e.svc.decisions.Last(e.ctx, org, contactID)
+	if err != nil || last == nil || seq != before || last.Value != decide.NotAtCompany || last.ContactRev == 0 {
+		t.Errorf("Last = %+v, %d, %v; want the flag at %d with the contact's revision", last, seq, err, before)
+	}
+}
+
+func (e *env) stream(name string) jetstream.Stream {
+	e.t.Helper()
+	s, err := e.js.Stream(e.ctx, name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s
 }

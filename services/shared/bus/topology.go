@@ -257,9 +257,12 @@ func (o Options) streams() []jetstream.StreamConfig {
 	// supersedes an older one still waiting, in the stream itself.
 	decisions.MaxMsgsPerSubject = 1
 	decisions.MaxAge = 0
-	// The validator reads the last decisions of many contacts in one
-	// batched direct get.
-	decisions.AllowDirect = true
+	// On one server the validator reads the last decisions of many
+	// contacts in one batched direct get. Replicated, a direct get may be
+	// answered by a follower a moment behind, and the writer's check that a
+	// decision is still the latest must not be: every read goes to the
+	// leader then.
+	decisions.AllowDirect = o.Replicas == 1
 	audit := base(StreamAudit, "nac.audit.>", "Audit trail of decisions and writes")
 	audit.MaxAge = o.AuditMaxAge
 	dead := base(StreamDeadLetter, "nac.deadletter.>", "Messages set aside with their reason")
