@@ -66,14 +66,14 @@ type Server struct {
 	requests int                  // HTTP requests to the API
 	tokenReq int                  // tokens issued
 
-	faults    []Fault
-	rowFaults []Fault
-	writing   map[string]int // entity set/id → PATCHes in progress
-	overlaps  int            // PATCHes begun while another of the same row was in progress
-	window    []time.Time    // when each operation in the limit window came
-	inflight  int
-	throttled int        // 429s answered
-	received  []Received // every PATCH operation answered
+	faults     []Fault
+	rowFaults  []Fault
+	writing    map[string]int         // entity set/id → PATCHes in progress
+	overlaps   int                    // PATCHes begun while another of the same row was in progress
+	limits     map[string]*userLimits // user → use of the limits (limits.go)
+	limitStats LimitStats
+	throttled  int        // 429s answered
+	received   []Received // every PATCH operation answered
 
 	ext extension      // metadata, customizations and webhooks (extension.go)
 	ct  changeTracking // deltas and tombstones (changes.go)
@@ -85,7 +85,7 @@ func New(opts Options) *Server {
 		opts.TokenLifetime = time.Hour
 	}
 	return &Server{opts: opts, rows: map[string]map[string]map[string]any{},
-		versions: map[string]int64{}, tokens: map[string]time.Time{}, writing: map[string]int{}}
+		versions: map[string]int64{}, tokens: map[string]time.Time{}, writing: map[string]int{}, limits: map[string]*userLimits{}}
 }
 
 // TokenPath is where the stand-in issues tokens.
@@ -174,10 +174,14 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 		s.batch(w, r, parts)
 		return
 	}
-	if !s.admit(w, 1) {
+	release, ok := s.admit(w, r, 1)
+	if !ok {
 		return
 	}
-	defer s.release(1)
+	defer release()
+	if !s.execute(r) {
+		return
+	}
 	s.serveOne(w, r, rest)
 }
 
