@@ -15,9 +15,10 @@ import (
 // BatchRunner pulls from one durable consumer and hands messages to Handle
 // in batches of up to Size messages. A batch goes to the first free worker
 // at once when nothing else is pending on the consumer (a lone message is
-// never held back); while more are pending it waits at most Linger after
-// its first message to fill, and while every worker is busy it keeps
-// filling. So batches form under load only. Handle settles every message
+// never held back); while more are pending, or its first message is a
+// redelivery (those come back in waves after a wait), it waits at most
+// Linger after its first message to fill; and while every worker is busy
+// it keeps filling. So batches form under load only. Handle settles every message
 // through Settler.
 // Workers batches are handled at once. A Handle that panics does not stop
 // the runner: the messages it left unsettled are handled again one by one,
@@ -142,9 +143,11 @@ func (r *BatchRunner) Run(ctx context.Context) error {
 // hand over, with handed false.
 func (r *BatchRunner) fill(first jetstream.Msg, in <-chan jetstream.Msg, batches chan<- []jetstream.Msg, size int) (batch []jetstream.Msg, handed bool) {
 	batch = []jetstream.Msg{first}
-	// More is pending on the consumer: worth lingering for, up to Linger.
+	// More is pending on the consumer, or first is back after a wait
+	// (redeliveries come in waves, unseen by the consumer's pending
+	// count): worth lingering for, up to Linger.
 	var linger <-chan time.Time
-	if r.Linger > 0 && pendingAfter(first) > 0 {
+	if r.Linger > 0 && worthLingering(first) {
 		t := time.NewTimer(r.Linger)
 		defer t.Stop()
 		linger = t.C
@@ -157,7 +160,7 @@ func (r *BatchRunner) fill(first jetstream.Msg, in <-chan jetstream.Msg, batches
 					return batch, false
 				}
 				batch = append(batch, m)
-				if pendingAfter(m) == 0 {
+				if !worthLingering(m) {
 					linger = nil // nothing more to wait for
 				}
 			case <-linger:
@@ -179,14 +182,12 @@ func (r *BatchRunner) fill(first jetstream.Msg, in <-chan jetstream.Msg, batches
 	return batch, false
 }
 
-// pendingAfter is how many messages the consumer held beyond m when m was
-// delivered.
-func pendingAfter(m jetstream.Msg) uint64 {
+// worthLingering reports whether more messages are likely to follow m at
+// once: the consumer held more beyond m when m was delivered, or m is a
+// redelivery.
+func worthLingering(m jetstream.Msg) bool {
 	meta, err := m.Metadata()
-	if err != nil {
-		return 0
-	}
-	return meta.NumPending
+	return err == nil && (meta.NumPending > 0 || meta.NumDelivered > 1)
 }
 
 // watchLag reads the consumer's backlog into the metrics until stopped.

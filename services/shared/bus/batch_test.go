@@ -128,3 +128,35 @@ func TestBatchRunnerFillsWhileWorkersAreBusy(t *testing.T) {
 		t.Errorf("batches %v, want [1 6]: the six that came while the worker was busy in one", sizes)
 	}
 }
+
+// Redeliveries come back in waves after a wait (held for a budget, say),
+// which the consumer's pending count does not show: they are worth
+// lingering for, and go in batches.
+func TestBatchRunnerBatchesRedeliveries(t *testing.T) {
+	f := newFixture(t, 3)
+	settler := &bus.Settler{Consumer: testConsumer, Retry: fastRetry(3), Publisher: f.pub, Metrics: f.metrics}
+	var first, again batchLog
+	startBatches(t, f, &bus.BatchRunner{Name: testConsumer, Consumer: f.consumer, Settler: settler, Size: 10, Linger: 500 * time.Millisecond, Workers: 4,
+		Handle: func(ctx context.Context, msgs []jetstream.Msg) {
+			for _, m := range msgs {
+				meta, _ := m.Metadata()
+				if meta.NumDelivered == 1 {
+					first.add(1)
+					settler.Settle(ctx, m, bus.Hold(fmt.Errorf("wait"), 300*time.Millisecond))
+					continue
+				}
+				settler.Settle(ctx, m, nil)
+			}
+			if meta, _ := msgs[0].Metadata(); meta.NumDelivered > 1 {
+				again.add(len(msgs))
+			}
+		}})
+	for i := range 10 {
+		f.publish(t, "t.again", fmt.Sprint(i), nil)
+		testkit.Eventually(t, "held", 5*time.Second, func() bool { s, _ := first.get(); return len(s) == i+1 })
+	}
+	f.settled(t)
+	if sizes, _ := again.get(); len(sizes) > 3 {
+		t.Errorf("the 10 redeliveries went in batches %v, want them gathered", sizes)
+	}
+}
