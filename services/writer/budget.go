@@ -72,9 +72,10 @@ type slotUse struct {
 }
 
 type hold struct {
-	Owner string `json:"o"`
-	N     int    `json:"n"`
-	Until int64  `json:"u"` // unix ns: the owner died if it has not come back by then
+	Owner string  `json:"o"`
+	N     int     `json:"n"`
+	R     float64 `json:"r,omitempty"` // execution seconds reserved for them
+	Until int64   `json:"u"`           // unix ns: the owner died if it has not come back by then
 }
 
 // limits are a budget's numbers in the units the ledger keeps.
@@ -220,7 +221,7 @@ func (st *ledgerState) admit(now time.Time, l limits, ops int, owner string, hol
 	s := st.slot(k)
 	s.Requests++
 	s.Exec += reserve
-	st.holdFor(owner, 1, holdUntil)
+	st.holdFor(owner, 1, reserve, holdUntil)
 	return admission{ok: true, slot: s.Slot, reserve: reserve}
 }
 
@@ -237,17 +238,27 @@ func (st *ledgerState) room(now time.Time, l limits, what func(slotUse) float64,
 	return l.window
 }
 
-func (st *ledgerState) holdFor(owner string, n int, until time.Time) {
+func (st *ledgerState) holdFor(owner string, n int, reserve float64, until time.Time) {
 	for i := range st.Holds {
 		if st.Holds[i].Owner == owner {
 			st.Holds[i].N += n
+			st.Holds[i].R += reserve
 			st.Holds[i].Until = until.UnixNano()
 			return
 		}
 	}
 	if n > 0 {
-		st.Holds = append(st.Holds, hold{Owner: owner, N: n, Until: until.UnixNano()})
+		st.Holds = append(st.Holds, hold{Owner: owner, N: n, R: reserve, Until: until.UnixNano()})
 	}
+}
+
+// reserved is the execution time reserved for the requests in progress.
+func (st *ledgerState) reserved() float64 {
+	r := 0.0
+	for _, h := range st.Holds {
+		r += h.R
+	}
+	return r
 }
 
 // release records the end of a request admitted as a: its reservation
@@ -265,6 +276,7 @@ func (st *ledgerState) release(now time.Time, l limits, owner string, a admissio
 	for i := range st.Holds {
 		if st.Holds[i].Owner == owner {
 			st.Holds[i].N = max(0, st.Holds[i].N-1)
+			st.Holds[i].R = max(0, st.Holds[i].R-a.reserve)
 		}
 	}
 	if ops > 0 {
@@ -279,10 +291,12 @@ func (st *ledgerState) release(now time.Time, l limits, owner string, a admissio
 }
 
 // observe takes in what a response said: a 429's Retry-After pauses every
-// replica; the hint sets the concurrency; and what the server says is
-// left lowers what the window allows to match (never raising it), so the
-// budget pauses before the server says no. It reports whether anything
-// changed.
+// replica; the hint sets the concurrency; the requests the server says
+// are left lower what the window allows to match (never raising it), so
+// the budget pauses before the server says no; and the execution time it
+// says is left is the measure of what was used, when it says so: the wall
+// times measured here are the proxy, and over it by the network and the
+// client's own scheduling. It reports whether anything changed.
 func (st *ledgerState) observe(now time.Time, l limits, rl dataverse.RateLimit) bool {
 	changed := false
 	if rl.RetryAfter > 0 {
@@ -301,8 +315,26 @@ func (st *ledgerState) observe(now time.Time, l limits, rl dataverse.RateLimit) 
 		}
 	}
 	if rl.TimeRemaining >= 0 {
-		if extra := l.exec - exec - rl.TimeRemaining.Seconds(); extra > 1e-3 {
-			st.slot(l.slotOf(now)).Exec += extra
+		// The server's use of the window, as far as this budget's limit
+		// goes. Whether the server counts requests still in progress is not
+		// documented: compared with what is measured here, it is taken to;
+		// compared with what is measured and reserved, it is taken not to.
+		// So it raises the use above both, or lowers it to itself, and
+		// what is reserved stays reserved.
+		server := max(0, l.exec-rl.TimeRemaining.Seconds())
+		switch measured := exec - st.reserved(); {
+		case server > exec+1e-3:
+			st.slot(l.slotOf(now)).Exec += server - exec
+			changed = true
+		case server < measured-1e-3:
+			// Taken off the newest slots (the oldest still leave the window
+			// when they would have), never below what is reserved.
+			over := min(measured-server, measured)
+			for i := len(st.Slots) - 1; i >= 0 && over > 0; i-- {
+				cut := min(st.Slots[i].Exec, over)
+				st.Slots[i].Exec -= cut
+				over -= cut
+			}
 			changed = true
 		}
 	}
@@ -317,6 +349,11 @@ func (st *ledgerState) finite() bool {
 	}
 	for _, s := range st.Slots {
 		if math.IsNaN(s.Exec) || math.IsInf(s.Exec, 0) {
+			return false
+		}
+	}
+	for _, h := range st.Holds {
+		if math.IsNaN(h.R) || math.IsInf(h.R, 0) {
 			return false
 		}
 	}

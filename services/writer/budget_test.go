@@ -152,3 +152,44 @@ func TestLedgerStateObserve(t *testing.T) {
 		})
 	}
 }
+
+// The execution time the server says is left is the measure of what was
+// used: it raises the use, or lowers it to the server's (the wall times
+// measured here are more), and what is reserved for requests in progress
+// stays reserved.
+func TestLedgerStateObserveExecutionTime(t *testing.T) {
+	l := testLimits() // 1 s of execution a minute
+	left := func(d time.Duration) dataverse.RateLimit {
+		return dataverse.RateLimit{BurstRemaining: -1, TimeRemaining: d}
+	}
+	for _, tc := range []struct {
+		name     string
+		rl       dataverse.RateLimit
+		changed  bool
+		wantExec float64 // used, reservations included
+	}{
+		// 0.5 s measured, 0.1 s reserved for the request in progress.
+		{"the server measured less", left(800 * time.Millisecond), true, 0.2 + 0.1},
+		{"the server measured as much", left(500 * time.Millisecond), false, 0.6},
+		{"the server counts the request in progress", left(400 * time.Millisecond), false, 0.6},
+		{"the server measured more", left(100 * time.Millisecond), true, 0.9},
+		{"more left than the limit", left(time.Hour), true, 0.1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := ledgerState{PerOp: 0.1}
+			a := st.admit(t0, l, 1, "me", t0.Add(time.Minute))
+			st.release(t0.Add(2*time.Second), l, "me", a, 1, 500*time.Millisecond)
+			st.PerOp = 0.1
+			st.admit(t0.Add(2*time.Second), l, 1, "me", t0.Add(time.Minute)) // in progress
+			if got := st.observe(t0.Add(3*time.Second), l, tc.rl); got != tc.changed {
+				t.Errorf("changed = %v", got)
+			}
+			if _, exec := st.used(); exec < tc.wantExec-1e-6 || exec > tc.wantExec+1e-6 {
+				t.Errorf("used %v s, want %v", exec, tc.wantExec)
+			}
+			if r := st.reserved(); r < 0.1-1e-9 || r > 0.1+1e-9 {
+				t.Errorf("reserved %v s, want the 0.1 s of the request in progress", r)
+			}
+		})
+	}
+}
