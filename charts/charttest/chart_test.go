@@ -46,6 +46,15 @@ func TestDefaults(t *testing.T) {
 			t.Errorf("%s mounts %v (volumes %v), want nothing", name, keys, pod.Spec.Volumes)
 		}
 	}
+	// The writer's budget is every replica's together: Dataverse's limits.
+	we := env(podOf(t, r, "Deployment/notatcompany-writer").Spec.Containers[0])
+	for k, want := range map[string]string{
+		"NAC_BUDGET_REQUESTS": "6000", "NAC_BUDGET_EXECUTION_TIME": "20m", "NAC_BUDGET_WINDOW": "5m", "NAC_BUDGET_CONCURRENT": "52",
+	} {
+		if we[k] != want {
+			t.Errorf("writer %s=%q, want %q", k, we[k], want)
+		}
+	}
 	d := Find(r.Objects, "Deployment", "notatcompany-ingest").(*appsv1.Deployment)
 	if d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
 		t.Errorf("ingest replicas %v, want 2", d.Spec.Replicas)

@@ -31,6 +31,8 @@ func TestBadValues(t *testing.T) {
 		{"Dataverse URL", `writer: {dataverseUrl: "contoso.crm.dynamics.com"}`, []string{"'/writer/dataverseUrl'"}},
 		{"threshold", `validator: {confidenceThreshold: "1.5"}`, []string{"'/validator/confidenceThreshold'"}},
 		{"no memory limit", `writer: {resources: {limits: {memory: null}}}`, []string{"'/writer/resources/limits'", "memory"}},
+		{"budget window", `writer: {budget: {window: "five minutes"}}`, []string{"'/writer/budget/window'"}},
+		{"budget concurrency", `writer: {budget: {concurrent: 0}}`, []string{"'/writer/budget/concurrent'", "minimum"}},
 		{"secret name", `existingSecret: "Not_A_Name"`, []string{"existingSecret"}},
 		{"ingress without host", `ingress: {enabled: true}`, []string{"ingress.host is required"}},
 		{"no Dataverse key", `ingest: {secrets: {dataverseWebhookKey: false}}`, []string{"dataverseWebhookKey or dataverseOrgs"}},
