@@ -122,13 +122,41 @@ func (s *Server) userOf(r *http.Request) string {
 	return "anonymous"
 }
 
-// admit enforces the limits for one request of ops operations and sends
-// the x-ms-ratelimit headers; false means answered 429. release is called
-// once the request is answered.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request, ops int) (release func(), ok bool) {
+// admission is a request the limits let in.
+type admission struct {
+	s *Server
+	u *userLimits // nil: no limits
+}
+
+// release is called once the request is answered.
+func (a admission) release() {
+	if a.u == nil {
+		return
+	}
+	a.s.mu.Lock()
+	a.u.inflight--
+	a.s.mu.Unlock()
+}
+
+// headers sends what is left as the response goes, after the request's
+// execution, as a server knows it then.
+func (a admission) headers(w http.ResponseWriter) {
+	if a.u == nil {
+		return
+	}
+	a.s.mu.Lock()
+	defer a.s.mu.Unlock()
+	lim := a.s.opts.Limits
+	a.u.prune(time.Now(), lim.Window)
+	a.s.rateLimitHeaders(w, lim, a.u)
+}
+
+// admit enforces the limits for one request of ops operations; false
+// means answered 429 (with the x-ms-ratelimit headers).
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, ops int) (admission, bool) {
 	lim := s.opts.Limits
 	if lim == nil {
-		return func() {}, true
+		return admission{}, true
 	}
 	user := s.userOf(r)
 	s.mu.Lock()
@@ -171,12 +199,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, ops int) (release
 		st.Operations += ops
 		st.ExecutionTime += exec
 		st.PeakConcurrent = max(st.PeakConcurrent, u.inflight)
-		s.rateLimitHeaders(w, lim, u)
-		return func() {
-			s.mu.Lock()
-			u.inflight--
-			s.mu.Unlock()
-		}, true
+		return admission{s: s, u: u}, true
 	}
 	s.throttled++
 	if s.limitStats.Throttled == nil {
@@ -186,7 +209,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, ops int) (release
 	s.rateLimitHeaders(w, lim, u)
 	w.Header().Set("Retry-After", strconv.Itoa(max(1, int((retry+time.Second-1)/time.Second))))
 	odataError(w, http.StatusTooManyRequests, code, msg)
-	return nil, false
+	return admission{}, false
 }
 
 // rateLimitHeaders sends what is left, the way Dataverse does (Microsoft

@@ -174,14 +174,15 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 		s.batch(w, r, parts)
 		return
 	}
-	release, ok := s.admit(w, r, 1)
+	adm, ok := s.admit(w, r, 1)
 	if !ok {
 		return
 	}
-	defer release()
+	defer adm.release()
 	if !s.execute(r) {
 		return
 	}
+	adm.headers(w)
 	s.serveOne(w, r, rest)
 }
 
