@@ -140,9 +140,9 @@ func BenchmarkWriterDataverseLimits(b *testing.B) {
 		b.ReportMetric(float64(s.standin.Throttled()), "429s")
 		b.ReportMetric(0, "ns/op")
 		b.Logf("%d flags, %s per operation, window %s, %d requests and %s of execution per window, 52 at once: "+
-			"%s (floor %s, set by %s); %d requests, %s of execution, %d at most at once, %d 429s",
+			"%s (floor %s, set by %s); %d requests, %s of execution, %d at most at once, %d 429s %v",
 			flags, op, lim.Window, lim.Requests, lim.ExecutionTime, wall.Round(10*time.Millisecond), floor.Round(10*time.Millisecond), bound,
-			st.Requests, st.ExecutionTime.Round(time.Second), st.PeakConcurrent, s.standin.Throttled())
+			st.Requests, st.ExecutionTime.Round(time.Second), st.PeakConcurrent, s.standin.Throttled(), st.Throttled)
 	}
 }
 

@@ -51,7 +51,7 @@ const slotsPerWindow = 60
 
 // defaultPerOp is the execution time reserved for an operation before any
 // was measured.
-const defaultPerOp = 0.1 // seconds
+const defaultPerOp = 1.0 // seconds: on the safe side until measured
 
 // ledgerState is a budget's use of the limits, as stored in its KV key.
 type ledgerState struct {
@@ -63,6 +63,11 @@ type ledgerState struct {
 	DOP int `json:"dop,omitempty"`
 	// Paused is when a 429's Retry-After ends (unix ns), for every replica.
 	Paused int64 `json:"paused,omitempty"`
+	// Server is the most execution time Dataverse said was used in the
+	// last second (seconds), and ServerAt when it said so (unix ns):
+	// answers that overtook each other are not taken for less use.
+	Server   float64 `json:"srv,omitempty"`
+	ServerAt int64   `json:"srvAt,omitempty"`
 }
 
 type slotUse struct {
@@ -322,6 +327,10 @@ func (st *ledgerState) observe(now time.Time, l limits, rl dataverse.RateLimit) 
 		// So it raises the use above both, or lowers it to itself, and
 		// what is reserved stays reserved.
 		server := max(0, l.exec-rl.TimeRemaining.Seconds())
+		if server >= st.Server || now.UnixNano()-st.ServerAt >= int64(time.Second) {
+			st.Server, st.ServerAt = server, now.UnixNano()
+		}
+		server = st.Server
 		switch measured := exec - st.reserved(); {
 		case server > exec+1e-3:
 			st.slot(l.slotOf(now)).Exec += server - exec
@@ -344,7 +353,7 @@ func (st *ledgerState) observe(now time.Time, l limits, rl dataverse.RateLimit) 
 // finite reports whether every number of st is one (a value written by
 // something else).
 func (st *ledgerState) finite() bool {
-	if math.IsNaN(st.PerOp) || math.IsInf(st.PerOp, 0) || st.PerOp < 0 {
+	if math.IsNaN(st.PerOp) || math.IsInf(st.PerOp, 0) || st.PerOp < 0 || math.IsNaN(st.Server) || math.IsInf(st.Server, 0) {
 		return false
 	}
 	for _, s := range st.Slots {

@@ -192,4 +192,18 @@ func TestLedgerStateObserveExecutionTime(t *testing.T) {
 			}
 		})
 	}
+	// An answer that overtook a later one does not lower the use below
+	// what the later said, for a second; then it may.
+	st := ledgerState{PerOp: 0.1}
+	a := st.admit(t0, l, 1, "me", t0.Add(time.Minute))
+	st.release(t0.Add(2*time.Second), l, "me", a, 1, 500*time.Millisecond)
+	st.observe(t0.Add(3*time.Second), l, left(600*time.Millisecond))                      // the server used 0.4 s
+	st.observe(t0.Add(3*time.Second+100*time.Millisecond), l, left(900*time.Millisecond)) // an older answer, 0.1 s
+	if _, exec := st.used(); exec < 0.4-1e-6 || exec > 0.4+1e-6 {
+		t.Errorf("used %v s after a stale answer, want the 0.4 s said last", exec)
+	}
+	st.observe(t0.Add(4*time.Second+200*time.Millisecond), l, left(900*time.Millisecond))
+	if _, exec := st.used(); exec < 0.1-1e-6 || exec > 0.1+1e-6 {
+		t.Errorf("used %v s a second later, want 0.1 s", exec)
+	}
 }

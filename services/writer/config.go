@@ -28,7 +28,8 @@ type Config struct {
 	Evidence EvidenceConfig
 	// BatchSize is the most writes per $batch request (1: one PATCH each).
 	BatchSize int
-	// Linger is how long a batch waits to fill after its first decision.
+	// Linger is how long a batch waits to fill after its first decision
+	// while more are pending (bus.BatchRunner); a lone one goes at once.
 	Linger         time.Duration
 	Budget         Budget
 	RequestTimeout time.Duration
@@ -102,7 +103,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	p.String(&c.Evidence.Columns.DetectedOn, "detected-on-column", "NAC_DETECTED_ON_COLUMN", ev.DetectedOn, "logical name of the contact's detected-on date column")
 	p.String(&c.Evidence.Columns.Confidence, "confidence-column", "NAC_CONFIDENCE_COLUMN", ev.Confidence, "logical name of the contact's confidence column")
 	p.Int(&c.BatchSize, "batch-size", "NAC_BATCH_SIZE", 10, "writes per $batch request, 1-1000 (1: one PATCH per decision)")
-	p.Duration(&c.Linger, "batch-linger", "NAC_BATCH_LINGER", 20*time.Millisecond, "how long a batch waits to fill after its first decision")
+	p.Duration(&c.Linger, "batch-linger", "NAC_BATCH_LINGER", 20*time.Millisecond, "how long a batch waits to fill after its first decision while more are pending (a lone decision goes at once)")
 	p.Bool(&c.Budget.Off, "budget-off", "NAC_BUDGET_OFF", false, "write as fast as Dataverse answers (benchmarks only)")
 	p.Int(&c.Budget.Requests, "budget-requests", "NAC_BUDGET_REQUESTS", 6000, "requests per window per environment and application user, every replica together (a $batch is one)")
 	p.Duration(&c.Budget.ExecutionTime, "budget-execution-time", "NAC_BUDGET_EXECUTION_TIME", 20*time.Minute, "combined execution time of the requests per window, every replica together (each operation of a $batch counts)")
