@@ -233,6 +233,7 @@ func (j *job) call(ctx context.Context, f func() error) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			err = aerr // the answer if no attempt gets through
 			// Paused after a 429, or the budget is spent for now.
 			if err := sleep(ctx, time.Second); err != nil {
 				return err
