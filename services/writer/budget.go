@@ -45,8 +45,8 @@ import (
 // request is in progress.
 
 // slotsPerWindow is how finely the window is kept: a request counts until
-// the end of its slot has left the window, so at most one slot's worth
-// (1/60) of the window is waited for in vain.
+// a slot after the end of its slot has left the window, so at most two
+// slots' worth (1/30) of the window is waited for in vain.
 const slotsPerWindow = 60
 
 // defaultPerOp is the execution time reserved for an operation before any
@@ -110,9 +110,11 @@ func limitsOf(b Budget) limits {
 
 func (l limits) slotOf(t time.Time) int64 { return t.UnixNano() / int64(l.slot) }
 
-// leaves is when slot k no longer counts.
+// leaves is when slot k no longer counts: a window after its end, and
+// one slot more for the time between the budget letting a request go and
+// the request reaching Dataverse, whose window starts then.
 func (l limits) leaves(k int64) time.Time {
-	return time.Unix(0, (k+1)*int64(l.slot)).Add(l.window)
+	return time.Unix(0, (k+2)*int64(l.slot)).Add(l.window)
 }
 
 // prune drops the slots that left the window and the holds of owners that

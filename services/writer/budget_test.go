@@ -31,12 +31,13 @@ func TestLedgerStateAdmit(t *testing.T) {
 	}{
 		{"a $batch is one request", 10, func(st *ledgerState) { st.PerOp = 0.01 }, []req{
 			{ops: 10, wantOK: true}, {ops: 10, at: 2 * time.Second, wantOK: true}, {ops: 80, at: 3 * time.Second, wantOK: true},
-			// The first slot [t0, t0+1s) leaves the window at t0+61s.
-			{ops: 1, at: 4 * time.Second, wantLimit: limitRequests, wantWait: 57 * time.Second},
+			// The first slot [t0, t0+1s) leaves the window at t0+62s: a
+			// window after its end and a slot more.
+			{ops: 1, at: 4 * time.Second, wantLimit: limitRequests, wantWait: 58 * time.Second},
 		}},
 		{"every operation's time counts", 10, func(st *ledgerState) { st.PerOp = 0.1 }, []req{
 			{ops: 6, wantOK: true}, // 0.6 s reserved
-			{ops: 5, at: time.Second, wantLimit: limitExecutionTime, wantWait: 60 * time.Second},
+			{ops: 5, at: time.Second, wantLimit: limitExecutionTime, wantWait: 61 * time.Second},
 			{ops: 4, at: time.Second, wantOK: true}, // exactly the rest
 		}},
 		{"a batch longer than the window's time goes alone", 10, func(st *ledgerState) { st.PerOp = 0.5 }, []req{
@@ -103,12 +104,13 @@ func TestLedgerStateRelease(t *testing.T) {
 	if want := 0.8*0.1 + 0.2*0.04; st.PerOp < want-1e-9 || st.PerOp > want+1e-9 {
 		t.Errorf("PerOp = %v, want %v", st.PerOp, want)
 	}
-	// The window slides: the slots leave a window (and at most a slot) later.
-	st.prune(t0.Add(time.Minute+2*time.Second), l)
+	// The window slides: the slots leave a window (and at most two slots)
+	// later.
+	st.prune(t0.Add(time.Minute+3*time.Second), l)
 	if reqs, _ := st.used(); reqs != 0 || len(st.Slots) != 1 {
 		t.Errorf("a minute on: %d requests, slots %+v", reqs, st.Slots)
 	}
-	st.prune(t0.Add(time.Minute+3*time.Second), l)
+	st.prune(t0.Add(time.Minute+4*time.Second), l)
 	if len(st.Slots) != 0 {
 		t.Errorf("slots %+v left after the window", st.Slots)
 	}
