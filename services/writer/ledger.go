@@ -75,6 +75,7 @@ type Ledger struct {
 	running bool
 	kick    chan struct{}
 	paused  time.Time // as last read
+	failing int       // steps in a row the state could not be read or written
 }
 
 // ticket is one acquisition waiting.
@@ -297,6 +298,7 @@ tickets:
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.failing = 0
 	l.paused = time.Unix(0, st.Paused)
 	for t, limit := range waits {
 		t.limit = limit
@@ -320,11 +322,23 @@ tickets:
 	return next
 }
 
+// maxFailing is how many steps in a row may fail before the changes not
+// yet stored are given up: a release not stored lapses with its hold, a
+// reservation with the window, so nothing is lost for long (and a process
+// whose connection is gone stops trying).
+const maxFailing = 25
+
 // failed answers every waiting ticket with err (the budget cannot be read
 // or written: the callers retry later) and keeps the changes for the next
-// step.
+// step, up to maxFailing steps.
 func (l *Ledger) failed(queue []*ticket, changes []func(*ledgerState, time.Time) bool, err error) {
-	l.requeue(changes)
+	l.mu.Lock()
+	l.failing++
+	keep := l.failing < maxFailing
+	l.mu.Unlock()
+	if keep {
+		l.requeue(changes)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, t := range queue {

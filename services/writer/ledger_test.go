@@ -260,3 +260,30 @@ func TestSharedBudgetHoldsAcrossReplicas(t *testing.T) {
 	}
 	t.Logf("spent %d in %s, busiest window %d of %d", len(spent), run, busiest, requests)
 }
+
+// brokenStore fails every read, as a KV whose connection is gone.
+type brokenStore struct{}
+
+func (brokenStore) load(context.Context) (ledgerState, uint64, error) {
+	return ledgerState{}, 0, errors.New("connection closed")
+}
+func (brokenStore) save(context.Context, ledgerState, uint64) (bool, error) {
+	return false, errors.New("connection closed")
+}
+
+// A budget that cannot be read refuses at once, and its goroutine stops
+// trying to store what it holds after a while.
+func TestLedgerWithoutItsStore(t *testing.T) {
+	t.Parallel()
+	l := newLedger(brokenStore{}, Budget{Requests: 10, ExecutionTime: time.Minute, Window: time.Minute, Concurrent: 2}, "me", time.Minute)
+	start := time.Now()
+	if _, err := l.Acquire(t.Context(), 1); err == nil || time.Since(start) > 2*time.Second {
+		t.Fatalf("Acquire = %v after %s, want the store's error at once", err, time.Since(start))
+	}
+	l.Observe(dataverse.RateLimit{BurstRemaining: 0, TimeRemaining: -1}) // a change to store
+	testkit.Eventually(t, "the ledger's goroutine to stop", 20*time.Second, func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return !l.running
+	})
+}
