@@ -145,7 +145,10 @@ func (s *Service) writeChunk(ctx context.Context, t *Target, chunk []*item) {
 		reason, hold := "budget", max(time.Second, t.Throttle.Blocked())
 		var be *BudgetError
 		if errors.As(err, &be) {
-			reason, hold = be.Limit, max(hold, be.Wait)
+			// Five sixths of the wait: the settler adds up to a fifth, so
+			// they are back by the time the budget allows them (those back
+			// early wait again, briefly), not up to a fifth later.
+			reason, hold = be.Limit, max(hold, be.Wait*5/6)
 		}
 		s.metrics.throttled.WithLabelValues(reason).Add(float64(len(chunk)))
 		for _, it := range chunk {
