@@ -10,8 +10,9 @@ import (
 
 // The headers as Dataverse sends them: the time left has a thousands
 // separator and two decimals (Microsoft Learn, "Use PowerShell and Visual
-// Studio Code with the Dataverse Web API" shows "1,200.00" beside
-// x-ms-dop-hint: 48 and a burst of 5999).
+// Studio Code with the Dataverse Web API", section "Debug using Fiddler",
+// https://learn.microsoft.com/power-apps/developer/data-platform/webapi/use-ps-and-vscode-web-api,
+// shows "1,200.00" beside x-ms-dop-hint: 48 and a burst of 5999).
 func TestReadRateLimit(t *testing.T) {
 	for _, tc := range []struct {
 		name    string

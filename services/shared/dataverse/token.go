@@ -85,7 +85,9 @@ type RateLimit struct {
 	// TimeRemaining is x-ms-ratelimit-time-remaining-xrm-requests, the
 	// combined execution time left to every connection of the user in the
 	// window, or -1. Dataverse sends seconds with a thousands separator
-	// and two decimals ("1,199.46").
+	// and two decimals ("1,200.00" in the response Microsoft Learn shows
+	// in "Use PowerShell and Visual Studio Code with the Dataverse Web
+	// API", section "Debug using Fiddler").
 	TimeRemaining time.Duration
 	// DOPHint is x-ms-dop-hint, the degree of parallelism Dataverse
 	// recommends for the environment, or 0.
