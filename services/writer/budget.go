@@ -27,8 +27,13 @@ import (
 //   - "Retry operations": a 429 carries Retry-After in seconds; the
 //     concurrency error is immediate.
 //   - "HTTP Response headers": x-ms-ratelimit-burst-remaining-xrm-requests
-//     and x-ms-ratelimit-time-remaining-xrm-requests, which "are intended
-//     for debugging purposes": they only ever lower what the budget allows.
+//     ("The remaining number of requests for this connection") and
+//     x-ms-ratelimit-time-remaining-xrm-requests ("The remaining combined
+//     duration for all connections using the same user account"), which
+//     "are intended for debugging purposes": the requests left only ever
+//     lower what the budget allows; the time left is Dataverse's own
+//     measure of what was used, so it replaces the wall times measured
+//     here, never below what is reserved for requests in progress.
 //   - "Send parallel requests", "Optimum degree of parallelism (DOP)"
 //     (https://learn.microsoft.com/power-apps/developer/data-platform/send-parallel-requests):
 //     x-ms-dop-hint is the recommended degree of parallelism.
@@ -41,8 +46,9 @@ import (
 // replica. Execution time is measured from the responses: the wall time of
 // each request from the moment the budget let it go to its answer, which
 // is more than Dataverse's own measure (the network is in it), so the
-// budget errs on the safe side; it is reserved at an estimate while the
-// request is in progress.
+// budget errs on the safe side, or what Dataverse says when it sends the
+// time left; it is reserved at an estimate while the request is in
+// progress.
 
 // slotsPerWindow is how finely the window is kept: a request counts until
 // a slot after the end of its slot has left the window, so at most two
