@@ -32,7 +32,7 @@ func Clean(dir string, stdout io.Writer) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("remove %s: %w", dir, err)
 	}
-	fmt.Fprintf(stdout, "removed %s: the next make run starts afresh (new keys, empty JetStream, the demo rows only)\n", dir)
+	fmt.Fprintf(stdout, "removed %s: the next start is a first one (new keys unless the environment sets them, an empty JetStream, only the seeded stand-in rows)\n", dir)
 	return nil
 }
 
