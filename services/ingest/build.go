@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/notatcompany/notatcompany/services/ingest/console"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/httpserver"
 	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
@@ -29,7 +30,11 @@ func Build(ctx context.Context, cfg Config, env lifecycle.Env) (lifecycle.Parts,
 		return lifecycle.Parts{}, err
 	}
 	svc := New(cfg, bus.NewPublisher(env.JS, cfg.PublishTimeout), admin, jobs, env.Log, env.Registerer)
-	public, err := httpserver.Listen(cfg.HTTPAddr, svc.Routes())
+	handler, err := svc.WithConsole(svc.Routes(), console.Options{Orgs: admin, Sync: jobs})
+	if err != nil {
+		return lifecycle.Parts{}, err
+	}
+	public, err := httpserver.Listen(cfg.HTTPAddr, handler)
 	if err != nil {
 		return lifecycle.Parts{}, err
 	}
