@@ -299,8 +299,8 @@ func TestSessionEnds(t *testing.T) {
 	c.cookies["nac_console"].Value = good
 
 	other := f.client()
-	_, otherPage := other.login("Kim", token)
-	_, otherPage = other.do(http.MethodGet, "/console/orgs/"+org+"/review", nil, nil)
+	other.login("Kim", token)
+	_, otherPage := other.do(http.MethodGet, "/console/orgs/"+org+"/review", nil, nil)
 	if resp, _ := c.do(http.MethodPost, "/console/orgs/"+org+"/review/"+contact, url.Values{"csrf": {csrfOf(t, otherPage)}, "action": {"approve"}}, nil); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("another session's CSRF token: %d, want 403", resp.StatusCode)
 	}
