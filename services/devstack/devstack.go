@@ -237,6 +237,7 @@ func (s *Stack) Banner(w io.Writer) {
 	fmt.Fprintf(w, `
 notatcompany devstack is running
   public API             %[1]s   POST /webhooks/dataverse?code=<key>, POST /webhooks/profile, /admin/...
+  admin console          %[1]s/console/   (log in with NAC_ADMIN_TOKEN)
   ops                    %[2]s   /healthz /readyz /metrics
   Dataverse stand-in     %[3]s/api/data/v9.2   OAuth2 token: %[3]s%[11]s
                          client id %[12]s, client secret %[13]s

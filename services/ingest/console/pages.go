@@ -115,7 +115,7 @@ func (c *Console) list(list string) http.HandlerFunc {
 		d := listData{List: list, Heading: listHeadings[list], Cursor: r.URL.Query().Get("after"),
 			CanReview: list == ListCandidate && c.opts.Reviewer != nil}
 		if c.opts.Lists == nil {
-			d.Missing = "This ingest has no reader of the validator's evaluations (the admin API's explain and list endpoints); the list is not available."
+			d.Missing = "This ingest has no reader of the validator's evaluations (the admin API's explain and list endpoints)."
 		} else {
 			p, err := c.opts.Lists.List(r.Context(), org, list, d.Cursor, pageSize)
 			if err != nil {
@@ -181,7 +181,7 @@ func (c *Console) explain(w http.ResponseWriter, r *http.Request) {
 	d := explainData{Contact: contact}
 	status := http.StatusOK
 	if c.opts.Explainer == nil {
-		d.Missing = "This ingest has no reader of the validator's evaluations (the admin API's explain endpoint); the explanation is not available."
+		d.Missing = "Not available: this ingest has no reader of the validator's evaluations (the admin API's explain endpoint)."
 	} else {
 		e, err := c.opts.Explainer.Explain(r.Context(), org, contact)
 		switch {
@@ -218,7 +218,7 @@ func (c *Console) deadLetters(w http.ResponseWriter, r *http.Request) {
 		d.Action = Base + "/orgs/" + org + "/deadletters/"
 	}
 	if c.opts.DeadLetters == nil {
-		d.Missing = "This ingest has no reader of the dead letter stream (the admin API's dead letter endpoints); the list is not available."
+		d.Missing = "This ingest has no reader of the dead letter stream (the admin API's dead letter endpoints)."
 	} else {
 		p, err := c.opts.DeadLetters.List(r.Context(), org, after, pageSize)
 		if err != nil {

@@ -1,0 +1,176 @@
+package devstack_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/notatcompany/notatcompany/services/devstack"
+	"github.com/notatcompany/notatcompany/services/devstack/demoorg"
+)
+
+// consoleScreenshots is where the browser test leaves a screenshot of
+// every page it loaded (ignored by git); NAC_SCREENSHOT_DIR moves it.
+const consoleScreenshots = "testdata/out/console"
+
+// chromium finds Debian's chromium (or another Chromium) on the PATH.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("the console's browser test needs Chromium, which CI installs (apt-get install chromium): it is missing")
+	}
+	t.Skip("skipped: the console's browser test needs Chromium (apt-get install chromium), which is not installed")
+	return ""
+}
+
+// browser is one headless Chromium tab, and where its screenshots go.
+type browser struct {
+	t    *testing.T
+	ctx  context.Context
+	out  string
+	base string
+}
+
+func newBrowser(t *testing.T, base string) *browser {
+	t.Helper()
+	exe := chromium(t)
+	out := os.Getenv("NAC_SCREENSHOT_DIR")
+	if out == "" {
+		out = consoleScreenshots
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox,
+		chromedp.DisableGPU, chromedp.WindowSize(1400, 1000), chromedp.UserDataDir(t.TempDir()))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelTab := chromedp.NewContext(actx)
+	ctx, cancelTime := context.WithTimeout(ctx, 2*time.Minute)
+	t.Cleanup(func() { cancelTime(); cancelTab(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil { // starts the browser
+		t.Fatalf("start %s: %v", exe, err)
+	}
+	return &browser{t: t, ctx: ctx, out: out, base: base}
+}
+
+func (b *browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	if err := chromedp.Do(b.ctx, steps...); err != nil {
+		b.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// get runs one action that returns a value.
+func get[T any](b *browser, what string, a chromedp.Action[T]) T {
+	b.t.Helper()
+	v, err := chromedp.Run(b.ctx, a)
+	if err != nil {
+		b.t.Fatalf("%s: %v", what, err)
+	}
+	return v
+}
+
+// timing is how long the page's response took: the server's own account
+// (Server-Timing) and the browser's, from the navigation's start to the
+// response's end.
+type timing struct {
+	Server float64 `json:"server"`
+	Total  float64 `json:"total"`
+}
+
+const timingJS = `(() => {
+  const n = performance.getEntriesByType('navigation')[0];
+  const st = n.serverTiming.find(e => e.name === 'page');
+  return {server: st ? st.duration : -1, total: n.responseEnd - n.startTime};
+})()`
+
+// page opens path, waits for sel, saves a screenshot as name.png, and
+// returns the text of sel and the page's timing.
+func (b *browser) page(name, path, sel string) (string, timing) {
+	b.t.Helper()
+	b.do("open "+path, chromedp.Navigate(b.base+path), chromedp.WaitVisible(chromedp.CSS(sel)))
+	text := get(b, "the text of "+sel, chromedp.Text(chromedp.CSS(sel)))
+	tm := get(b, "the timing of "+path, chromedp.Evaluate[timing](timingJS))
+	shot := get(b, "a screenshot of "+path, chromedp.FullScreenshot(100))
+	if err := os.WriteFile(filepath.Join(b.out, name+".png"), shot, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+	return text, tm
+}
+
+// TestConsoleInABrowser logs in to the console of a devstack holding the
+// demo organization with headless Chromium, loads every page of the
+// organization, checks what each shows, saves a screenshot of each, and
+// holds each to 100 ms on the server.
+func TestConsoleInABrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped in -short: starts a devstack and Chromium")
+	}
+	stack, _ := startStack(t, t.TempDir())
+	cfg := demoorg.Config{APIURL: stack.HTTPURL, StandinURL: stack.StandinURL, ClientID: devstack.ClientID,
+		ClientSecret: stack.Secrets.ClientSecret, AdminToken: stack.Secrets.AdminToken, ProfileSecret: stack.Secrets.ProfileSecret,
+		Timeout: 90 * time.Second, Quiet: time.Second}
+	var demoOut bytes.Buffer
+	if _, err := demoorg.Run(context.Background(), cfg, &demoOut); err != nil {
+		t.Fatalf("the demo organization: %v\n%s", err, demoOut.String())
+	}
+	b := newBrowser(t, stack.HTTPURL)
+	org := devstack.DemoOrganizationID
+
+	// Not logged in: the login form, which takes the admin token.
+	text, _ := b.page("login", "/console/orgs/"+org+"/", "form.login")
+	if !strings.Contains(text, "Admin token") {
+		t.Fatalf("the login form says %q", text)
+	}
+	b.do("log in", chromedp.SendKeys(chromedp.CSS(`input[name="name"]`), "Browser Test"),
+		chromedp.SendKeys(chromedp.CSS(`input[name="token"]`), stack.Secrets.AdminToken),
+		chromedp.Submit(chromedp.CSS("form.login")), chromedp.WaitVisible(chromedp.CSS("#validation")))
+	if who := get(b, "who is logged in", chromedp.Text(chromedp.CSS(".who"))); who != "Browser Test" {
+		t.Errorf("logged in as %q", who)
+	}
+
+	pages := []struct {
+		name, path, sel string
+		want            []string
+	}{
+		{"home", "/console/", "main", []string{org, "Every dead letter"}},
+		{"status", "/console/orgs/" + org + "/", "main", []string{"Data validation", "On", devstack.DemoSyncUserID, "Sync job", "contact"}},
+		{"flagged", "/console/orgs/" + org + "/flagged", "main", []string{"Flagged contacts"}},
+		{"at-risk", "/console/orgs/" + org + "/at-risk", "main", []string{"Opportunities at risk"}},
+		{"review", "/console/orgs/" + org + "/review", "main", []string{"Review queue"}},
+		{"deadletters", "/console/orgs/" + org + "/deadletters", "main", []string{"Dead letters"}},
+		{"explain", "/console/orgs/" + org + "/contacts/" + devstack.DemoContactID, "main", []string{devstack.DemoContactID}},
+		{"all-deadletters", "/console/deadletters", "main", []string{"Dead letters"}},
+	}
+	for _, p := range pages {
+		text, tm := b.page(p.name, p.path, p.sel)
+		for _, w := range p.want {
+			if !strings.Contains(text, w) {
+				t.Errorf("%s: the page lacks %q:\n%s", p.name, w, text)
+			}
+		}
+		t.Logf("%-16s server %5.1f ms, browser %5.1f ms", p.name, tm.Server, tm.Total)
+		if tm.Server < 0 || tm.Server >= 100 {
+			t.Errorf("%s: the server took %.1f ms, want under 100", p.name, tm.Server)
+		}
+	}
+
+	// Logging out ends the session: the console asks for the token again.
+	b.do("log out", chromedp.Click(chromedp.CSS("form.logout button")), chromedp.WaitVisible(chromedp.CSS("form.login")))
+	text, _ = b.page("after-logout", "/console/orgs/"+org+"/", "main")
+	if !strings.Contains(text, "Admin token") {
+		t.Errorf("after logging out the status page shows %q", text)
+	}
+}
