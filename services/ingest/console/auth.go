@@ -60,7 +60,6 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if matched == "" {
-		c.opts.Log.Warn("console login refused: wrong admin token")
 		d.Error = "That is not the admin token."
 		c.showLogin(w, r, http.StatusUnauthorized, d)
 		return
