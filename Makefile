@@ -21,7 +21,7 @@ ARCH    ?= amd64
 BUILDINFO := github.com/notatcompany/notatcompany/services/shared/buildinfo
 LDFLAGS   := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).date=$(DATE)
 
-.PHONY: help run demo clean build image chart-lint test quality faults soak test-rules test-alone bench bench-e2e fuzz proto proto-check proto-compat tools fmt vet lint
+.PHONY: help run demo clean build image chart-lint test quality faults soak test-rules test-alone bench bench-e2e fuzz proto proto-check proto-compat tools fmt vet lint api-lint
 
 .DEFAULT_GOAL := help
 
@@ -158,6 +158,17 @@ proto-compat: tools
 		cd proto && $(BIN)/buf breaking --against '../.git#ref=HEAD~1,subdir=proto'; \
 	else \
 		echo "proto-compat: skipped, no previous commit in this clone"; \
+	fi
+
+# Redocly CLI, pinned; npx fetches it from the npm registry (about 20 MB, once).
+REDOCLY_VERSION := 2.77.0
+
+## api-lint: api/openapi.yaml against redocly's recommended ruleset (api/redocly.yaml; skipped without npx)
+api-lint:
+	@if command -v npx >/dev/null; then \
+		npx --yes @redocly/cli@$(REDOCLY_VERSION) lint --config api/redocly.yaml api/openapi.yaml; \
+	else \
+		echo "api-lint: skipped, npx is not installed (it comes with Node.js and npm)"; \
 	fi
 
 ## fmt: gofmt every Go file but the generated ones

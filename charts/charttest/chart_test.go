@@ -46,6 +46,17 @@ func TestDefaults(t *testing.T) {
 			t.Errorf("%s mounts %v (volumes %v), want nothing", name, keys, pod.Spec.Volumes)
 		}
 	}
+	// The writer fills the evidence columns provisioning creates and runs the sync workers.
+	we := env(podOf(t, r, "Deployment/notatcompany-writer").Spec.Containers[0])
+	for k, want := range map[string]string{
+		"NAC_EVIDENCE_OFF": "false", "NAC_REASON_COLUMN": "nac_orgchangereason", "NAC_SUGGESTED_COMPANY_COLUMN": "nac_suggestedcompany",
+		"NAC_DETECTED_ON_COLUMN": "nac_orgchangedetectedon", "NAC_CONFIDENCE_COLUMN": "nac_orgchangeconfidence",
+		"NAC_SYNC_OFF": "false", "NAC_SYNC_INTERVAL": "24h", "NAC_SYNC_PAGE_SIZE": "5000", "NAC_SYNC_MAX_LAG": "2000",
+	} {
+		if we[k] != want {
+			t.Errorf("writer %s=%q, want %q", k, we[k], want)
+		}
+	}
 	d := Find(r.Objects, "Deployment", "notatcompany-ingest").(*appsv1.Deployment)
 	if d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
 		t.Errorf("ingest replicas %v, want 2", d.Spec.Replicas)

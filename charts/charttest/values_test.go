@@ -30,6 +30,8 @@ func TestBadValues(t *testing.T) {
 		{"digest", `image: {digest: "latest"}`, []string{"'/image/digest'"}},
 		{"Dataverse URL", `writer: {dataverseUrl: "contoso.crm.dynamics.com"}`, []string{"'/writer/dataverseUrl'"}},
 		{"threshold", `validator: {confidenceThreshold: "1.5"}`, []string{"'/validator/confidenceThreshold'"}},
+		{"evidence column", `writer: {evidence: {reasonColumn: "Reason Column"}}`, []string{"'/writer/evidence/reasonColumn'"}},
+		{"sync interval", `writer: {sync: {interval: "daily"}}`, []string{"'/writer/sync/interval'"}},
 		{"no memory limit", `writer: {resources: {limits: {memory: null}}}`, []string{"'/writer/resources/limits'", "memory"}},
 		{"secret name", `existingSecret: "Not_A_Name"`, []string{"existingSecret"}},
 		{"ingress without host", `ingress: {enabled: true}`, []string{"ingress.host is required"}},

@@ -3,9 +3,11 @@ package devstack_test
 import (
 	"bytes"
 	"context"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,11 @@ import (
 
 	"github.com/notatcompany/notatcompany/services/devstack"
 	"github.com/notatcompany/notatcompany/services/devstack/demoorg"
+	"github.com/notatcompany/notatcompany/services/ingest/console"
+	"github.com/notatcompany/notatcompany/services/shared/bus"
+	"github.com/notatcompany/notatcompany/services/shared/dataverse/dataversetest"
+	"github.com/notatcompany/notatcompany/services/shared/deadletters"
+	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
 
 // consoleScreenshots is where the browser test leaves a screenshot of
@@ -126,6 +133,19 @@ func TestConsoleInABrowser(t *testing.T) {
 	if _, err := demoorg.Run(context.Background(), cfg, &demoOut); err != nil {
 		t.Fatalf("the demo organization: %v\n%s", err, demoOut.String())
 	}
+	// A decision Dataverse refuses with 400 is set aside: the dead letter
+	// the console redrives below.
+	stack.Standin.Inject(dataversetest.Fault{Status: http.StatusBadRequest, Row: devstack.DemoContactID, Count: 1})
+	left := example(t, "profile-left.json")
+	if code, body := post(t, stack.HTTPURL+"/webhooks/profile", left, map[string]string{"X-LI-Signature": sign(stack.Secrets.ProfileSecret, left)}); code != http.StatusAccepted {
+		t.Fatalf("profile-left: status %d %s", code, body)
+	}
+	var dead deadletters.Page
+	testkit.Eventually(t, "the refused decision set aside", 15*time.Second, func() bool {
+		return adminJSON(t, stack, http.MethodGet, "/admin/deadletters?consumer="+bus.ConsumerWriter, &dead) == http.StatusOK && len(dead.DeadLetters) == 1
+	})
+	seq := strconv.FormatUint(dead.DeadLetters[0].Sequence, 10)
+
 	b := newBrowser(t, stack.HTTPURL)
 	org := devstack.DemoOrganizationID
 
@@ -150,7 +170,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		{"flagged", "/console/orgs/" + org + "/flagged", "main", []string{"Flagged contacts"}},
 		{"at-risk", "/console/orgs/" + org + "/at-risk", "main", []string{"Opportunities at risk"}},
 		{"review", "/console/orgs/" + org + "/review", "main", []string{"Review queue"}},
-		{"deadletters", "/console/orgs/" + org + "/deadletters", "main", []string{"Dead letters"}},
+		{"deadletters", "/console/orgs/" + org + "/deadletters", "main", []string{"Dead letters", seq, "writer", "Decision", "400", "Redrive"}},
 		{"explain", "/console/orgs/" + org + "/contacts/" + devstack.DemoContactID, "main", []string{devstack.DemoContactID}},
 		{"all-deadletters", "/console/deadletters", "main", []string{"Dead letters"}},
 	}
@@ -165,6 +185,21 @@ func TestConsoleInABrowser(t *testing.T) {
 		if tm.Server < 0 || tm.Server >= 100 {
 			t.Errorf("%s: the server took %.1f ms, want under 100", p.name, tm.Server)
 		}
+	}
+
+	// Redrive the dead letter (the stand-in refused that one write only):
+	// it is gone from the page, and the flag lands in Dynamics.
+	b.page("deadletters-before-redrive", "/console/orgs/"+org+"/deadletters", "#rows")
+	b.do("redrive", chromedp.Click(chromedp.CSS(`form[action$="/deadletters/`+seq+`/redrive"] button`)),
+		chromedp.WaitVisible(chromedp.CSS(".notice")))
+	text, _ = b.page("deadletters-after-redrive", "/console/orgs/"+org+"/deadletters?done=redriven", "main")
+	if !strings.Contains(text, "Redriven") || !strings.Contains(text, "None: every message was handled") {
+		t.Errorf("after the redrive the page says %q", text)
+	}
+	testkit.Eventually(t, "the redriven flag in the stand-in", 15*time.Second, func() bool { return storedFlag(stack) == "1" })
+	if action := lastDeadLetterAction(t, stack); action.GetAction() != deadletters.ActionRedrive || action.GetActor() != "Browser Test" ||
+		action.GetTokenFingerprint() != console.Fingerprint(stack.Secrets.AdminToken) {
+		t.Errorf("the redrive's audit record %v: want the console's user and token", action)
 	}
 
 	// Logging out ends the session: the console asks for the token again.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/notatcompany/notatcompany/services/ingest/console"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
+	"github.com/notatcompany/notatcompany/services/shared/deadletters"
 	"github.com/notatcompany/notatcompany/services/shared/httpserver"
 	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
 	"github.com/notatcompany/notatcompany/services/shared/orgs"
@@ -17,7 +18,7 @@ import (
 const SecretPollInterval = 5 * time.Second
 
 // Build is the composition root of ingest, for its own process and the
-// devstack alike: the admin and sync-status readers and the publisher on JetStream, the
+// devstack alike: the admin, sync-status and dead letter readers and the publisher on JetStream, the
 // public webhook API on cfg.HTTPAddr, and the worker that rereads mounted
 // secret files.
 func Build(ctx context.Context, cfg Config, env lifecycle.Env) (lifecycle.Parts, error) {
@@ -30,7 +31,10 @@ func Build(ctx context.Context, cfg Config, env lifecycle.Env) (lifecycle.Parts,
 		return lifecycle.Parts{}, err
 	}
 	svc := New(cfg, bus.NewPublisher(env.JS, cfg.PublishTimeout), admin, jobs, env.Log, env.Registerer)
-	handler, err := svc.WithConsole(svc.Routes(), console.Options{Orgs: admin, Sync: jobs})
+	if svc.deadLetters, err = deadletters.New(ctx, env.JS, cfg.PublishTimeout, env.Log); err != nil {
+		return lifecycle.Parts{}, err
+	}
+	handler, err := svc.WithConsole(svc.Routes(), console.Options{Orgs: admin, Sync: jobs, DeadLetters: consoleDeadLetters{svc.deadLetters}})
 	if err != nil {
 		return lifecycle.Parts{}, err
 	}

@@ -39,6 +39,9 @@ type Service struct {
 	log        *slog.Logger
 	metrics    *metrics
 	now        func() time.Time
+
+	// deadLetters serves the admin API's dead letters; nil: not here.
+	deadLetters DeadLetterAdmin
 }
 
 // New returns the ingest service publishing through pub; it serves the

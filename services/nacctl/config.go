@@ -1,8 +1,9 @@
 // Package nacctl is the admin's command line: it provisions a Dynamics 365
 // organization for notatcompany (`nacctl provision`, with --dry-run and
 // --check), removes the webhook registration again (`nacctl
-// deprovision`), and back-fills or sweeps an organization through the
-// running service (`nacctl backfill`, `nacctl sync`).
+// deprovision`), back-fills or sweeps an organization through the
+// running service (`nacctl backfill`, `nacctl sync`), and handles dead
+// letters through it (`nacctl dlq`).
 package nacctl
 
 import (
@@ -47,6 +48,7 @@ commands:
   backfill      read every contact, account, opportunity and user of --org into the pipeline
                 (through the running service's admin API), with a progress bar and a summary
   sync          run the reconciliation sweep of --org now (delta reads), likewise
+  dlq           list, show, redrive or discard dead letters (nacctl dlq -h)
 
 nacctl --version prints the build. Every flag is also a NAC_* environment variable;
 nacctl <command> -h lists them.

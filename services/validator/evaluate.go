@@ -128,6 +128,7 @@ func (s *Service) evaluate(ctx context.Context, kind string, ref state.ContactRe
 			return err
 		}
 		s.metrics.decisions.WithLabelValues(strconv.Itoa(res.Value), res.Reason).Inc()
+		s.logDecision(kind, d)
 		published = true
 	}
 	return errors.New("decision still contended; will retry")

@@ -2474,6 +2474,162 @@ func (x *EvaluateRequest) GetCauseEventId() string {
 	return ""
 }
 
+// DeadLetterAction is an admin's redrive or discard of a message set aside
+// in the dead letter stream (admin API, nacctl dlq): the audit trail's
+// record of what was done, by whom and when. It names the message by
+// sequences and ids, never by its content.
+type DeadLetterAction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Deterministic per dead letter and action: the deduplication key.
+	EventId string `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// "redrive" (stored again on its origin subject, then deleted) or
+	// "discard" (deleted).
+	Action string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	// The dead letter: its sequence in NAC_DEADLETTER, the consumer that set
+	// it aside and why.
+	Sequence uint64 `protobuf:"varint,3,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Consumer string `protobuf:"bytes,4,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	Reason   string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Where the message came from. The subject of a profile event leaves
+	// the member's or company's id out ("nac.profile.member.*"): the audit
+	// trail outlives an erasure.
+	OriginStream   string `protobuf:"bytes,6,opt,name=origin_stream,json=originStream,proto3" json:"origin_stream,omitempty"`
+	OriginSequence uint64 `protobuf:"varint,7,opt,name=origin_sequence,json=originSequence,proto3" json:"origin_sequence,omitempty"`
+	OriginSubject  string `protobuf:"bytes,8,opt,name=origin_subject,json=originSubject,proto3" json:"origin_subject,omitempty"`
+	// The organization the origin subject names; empty for profile events.
+	OrganizationId string `protobuf:"bytes,9,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// Redrive: the sequence the message was stored at again.
+	RedrivenSequence uint64 `protobuf:"varint,10,opt,name=redriven_sequence,json=redrivenSequence,proto3" json:"redriven_sequence,omitempty"`
+	// Who: the name the admin gave (X-Nac-Actor, as stated, not verified)
+	// and the fingerprint of the admin token that authenticated the request.
+	Actor            string                 `protobuf:"bytes,11,opt,name=actor,proto3" json:"actor,omitempty"`
+	TokenFingerprint string                 `protobuf:"bytes,12,opt,name=token_fingerprint,json=tokenFingerprint,proto3" json:"token_fingerprint,omitempty"`
+	ActedAt          *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=acted_at,json=actedAt,proto3" json:"acted_at,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *DeadLetterAction) Reset() {
+	*x = DeadLetterAction{}
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeadLetterAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeadLetterAction) ProtoMessage() {}
+
+func (x *DeadLetterAction) ProtoReflect() protoreflect.Message {
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeadLetterAction.ProtoReflect.Descriptor instead.
+func (*DeadLetterAction) Descriptor() ([]byte, []int) {
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *DeadLetterAction) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *DeadLetterAction) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *DeadLetterAction) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *DeadLetterAction) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
+}
+
+func (x *DeadLetterAction) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DeadLetterAction) GetOriginStream() string {
+	if x != nil {
+		return x.OriginStream
+	}
+	return ""
+}
+
+func (x *DeadLetterAction) GetOriginSequence() uint64 {
+	if x != nil {
+		return x.OriginSequence
+	}
+	return 0
+}
+
+func (x *DeadLetterAction) GetOriginSubject() string {
+	if x != nil {
+		return x.OriginSubject
+	}
+	return ""
+}
+
+func (x *DeadLetterAction) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *DeadLetterAction) GetRedrivenSequence() uint64 {
+	if x != nil {
+		return x.RedrivenSequence
+	}
+	return 0
+}
+
+func (x *DeadLetterAction) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *DeadLetterAction) GetTokenFingerprint() string {
+	if x != nil {
+		return x.TokenFingerprint
+	}
+	return ""
+}
+
+func (x *DeadLetterAction) GetActedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ActedAt
+	}
+	return nil
+}
+
 var File_notatcompany_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_notatcompany_events_v1_events_proto_rawDesc = "" +
@@ -2722,7 +2878,22 @@ const file_notatcompany_events_v1_events_proto_rawDesc = "" +
 	"\vcontact_ids\x18\x03 \x03(\tR\n" +
 	"contactIds\x12\x12\n" +
 	"\x04kind\x18\x04 \x01(\tR\x04kind\x12$\n" +
-	"\x0ecause_event_id\x18\x05 \x01(\tR\fcauseEventId*\x9d\x01\n" +
+	"\x0ecause_event_id\x18\x05 \x01(\tR\fcauseEventId\"\xda\x03\n" +
+	"\x10DeadLetterAction\x12\x19\n" +
+	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\x12\x1a\n" +
+	"\bsequence\x18\x03 \x01(\x04R\bsequence\x12\x1a\n" +
+	"\bconsumer\x18\x04 \x01(\tR\bconsumer\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12#\n" +
+	"\rorigin_stream\x18\x06 \x01(\tR\foriginStream\x12'\n" +
+	"\x0forigin_sequence\x18\a \x01(\x04R\x0eoriginSequence\x12%\n" +
+	"\x0eorigin_subject\x18\b \x01(\tR\roriginSubject\x12'\n" +
+	"\x0forganization_id\x18\t \x01(\tR\x0eorganizationId\x12+\n" +
+	"\x11redriven_sequence\x18\n" +
+	" \x01(\x04R\x10redrivenSequence\x12\x14\n" +
+	"\x05actor\x18\v \x01(\tR\x05actor\x12+\n" +
+	"\x11token_fingerprint\x18\f \x01(\tR\x10tokenFingerprint\x125\n" +
+	"\bacted_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\aactedAt*\x9d\x01\n" +
 	"\tOperation\x12\x19\n" +
 	"\x15OPERATION_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10OPERATION_CREATE\x10\x01\x12\x14\n" +
@@ -2748,7 +2919,7 @@ func file_notatcompany_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_notatcompany_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_notatcompany_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_notatcompany_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_notatcompany_events_v1_events_proto_goTypes = []any{
 	(Operation)(0),                // 0: notatcompany.events.v1.Operation
 	(Flag)(0),                     // 1: notatcompany.events.v1.Flag
@@ -2775,70 +2946,72 @@ var file_notatcompany_events_v1_events_proto_goTypes = []any{
 	(*SyncRequest)(nil),           // 22: notatcompany.events.v1.SyncRequest
 	(*FlagOverride)(nil),          // 23: notatcompany.events.v1.FlagOverride
 	(*EvaluateRequest)(nil),       // 24: notatcompany.events.v1.EvaluateRequest
-	nil,                           // 25: notatcompany.events.v1.CrmChange.ColumnsEntry
-	nil,                           // 26: notatcompany.events.v1.Entity.ColumnsEntry
-	nil,                           // 27: notatcompany.events.v1.Evidence.ContradictsEntry
-	nil,                           // 28: notatcompany.events.v1.MemberEvidence.ContradictsEntry
-	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 30: google.protobuf.Duration
+	(*DeadLetterAction)(nil),      // 25: notatcompany.events.v1.DeadLetterAction
+	nil,                           // 26: notatcompany.events.v1.CrmChange.ColumnsEntry
+	nil,                           // 27: notatcompany.events.v1.Entity.ColumnsEntry
+	nil,                           // 28: notatcompany.events.v1.Evidence.ContradictsEntry
+	nil,                           // 29: notatcompany.events.v1.MemberEvidence.ContradictsEntry
+	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 31: google.protobuf.Duration
 }
 var file_notatcompany_events_v1_events_proto_depIdxs = []int32{
 	0,  // 0: notatcompany.events.v1.CrmChange.operation:type_name -> notatcompany.events.v1.Operation
-	25, // 1: notatcompany.events.v1.CrmChange.columns:type_name -> notatcompany.events.v1.CrmChange.ColumnsEntry
-	29, // 2: notatcompany.events.v1.CrmChange.occurred_at:type_name -> google.protobuf.Timestamp
-	29, // 3: notatcompany.events.v1.CrmChange.row_modified_at:type_name -> google.protobuf.Timestamp
-	29, // 4: notatcompany.events.v1.CrmChange.received_at:type_name -> google.protobuf.Timestamp
+	26, // 1: notatcompany.events.v1.CrmChange.columns:type_name -> notatcompany.events.v1.CrmChange.ColumnsEntry
+	30, // 2: notatcompany.events.v1.CrmChange.occurred_at:type_name -> google.protobuf.Timestamp
+	30, // 3: notatcompany.events.v1.CrmChange.row_modified_at:type_name -> google.protobuf.Timestamp
+	30, // 4: notatcompany.events.v1.CrmChange.received_at:type_name -> google.protobuf.Timestamp
 	4,  // 5: notatcompany.events.v1.CrmChange.related:type_name -> notatcompany.events.v1.EntityReference
-	29, // 6: notatcompany.events.v1.Value.date_time:type_name -> google.protobuf.Timestamp
+	30, // 6: notatcompany.events.v1.Value.date_time:type_name -> google.protobuf.Timestamp
 	4,  // 7: notatcompany.events.v1.Value.reference:type_name -> notatcompany.events.v1.EntityReference
 	5,  // 8: notatcompany.events.v1.Value.choices:type_name -> notatcompany.events.v1.Choices
 	6,  // 9: notatcompany.events.v1.Value.collection:type_name -> notatcompany.events.v1.EntityCollection
 	7,  // 10: notatcompany.events.v1.EntityCollection.entities:type_name -> notatcompany.events.v1.Entity
-	26, // 11: notatcompany.events.v1.Entity.columns:type_name -> notatcompany.events.v1.Entity.ColumnsEntry
+	27, // 11: notatcompany.events.v1.Entity.columns:type_name -> notatcompany.events.v1.Entity.ColumnsEntry
 	9,  // 12: notatcompany.events.v1.ProfileChange.positions:type_name -> notatcompany.events.v1.Position
-	29, // 13: notatcompany.events.v1.ProfileChange.observed_at:type_name -> google.protobuf.Timestamp
-	29, // 14: notatcompany.events.v1.ProfileChange.received_at:type_name -> google.protobuf.Timestamp
+	30, // 13: notatcompany.events.v1.ProfileChange.observed_at:type_name -> google.protobuf.Timestamp
+	30, // 14: notatcompany.events.v1.ProfileChange.received_at:type_name -> google.protobuf.Timestamp
 	10, // 15: notatcompany.events.v1.Position.start:type_name -> notatcompany.events.v1.YearMonth
 	10, // 16: notatcompany.events.v1.Position.end:type_name -> notatcompany.events.v1.YearMonth
-	29, // 17: notatcompany.events.v1.CompanyChange.observed_at:type_name -> google.protobuf.Timestamp
-	29, // 18: notatcompany.events.v1.CompanyChange.received_at:type_name -> google.protobuf.Timestamp
-	29, // 19: notatcompany.events.v1.MemberErased.observed_at:type_name -> google.protobuf.Timestamp
-	29, // 20: notatcompany.events.v1.MemberErased.received_at:type_name -> google.protobuf.Timestamp
+	30, // 17: notatcompany.events.v1.CompanyChange.observed_at:type_name -> google.protobuf.Timestamp
+	30, // 18: notatcompany.events.v1.CompanyChange.received_at:type_name -> google.protobuf.Timestamp
+	30, // 19: notatcompany.events.v1.MemberErased.observed_at:type_name -> google.protobuf.Timestamp
+	30, // 20: notatcompany.events.v1.MemberErased.received_at:type_name -> google.protobuf.Timestamp
 	1,  // 21: notatcompany.events.v1.Decision.value:type_name -> notatcompany.events.v1.Flag
 	1,  // 22: notatcompany.events.v1.Decision.previous:type_name -> notatcompany.events.v1.Flag
 	14, // 23: notatcompany.events.v1.Decision.evidence:type_name -> notatcompany.events.v1.Evidence
-	29, // 24: notatcompany.events.v1.Decision.decided_at:type_name -> google.protobuf.Timestamp
+	30, // 24: notatcompany.events.v1.Decision.decided_at:type_name -> google.protobuf.Timestamp
 	9,  // 25: notatcompany.events.v1.Evidence.ended_position:type_name -> notatcompany.events.v1.Position
 	9,  // 26: notatcompany.events.v1.Evidence.current_position:type_name -> notatcompany.events.v1.Position
-	27, // 27: notatcompany.events.v1.Evidence.contradicts:type_name -> notatcompany.events.v1.Evidence.ContradictsEntry
-	29, // 28: notatcompany.events.v1.Evidence.profile_observed_at:type_name -> google.protobuf.Timestamp
+	28, // 27: notatcompany.events.v1.Evidence.contradicts:type_name -> notatcompany.events.v1.Evidence.ContradictsEntry
+	30, // 28: notatcompany.events.v1.Evidence.profile_observed_at:type_name -> google.protobuf.Timestamp
 	17, // 29: notatcompany.events.v1.Evidence.sealed:type_name -> notatcompany.events.v1.SealedEvidence
 	15, // 30: notatcompany.events.v1.Evidence.features:type_name -> notatcompany.events.v1.MatchFeature
 	16, // 31: notatcompany.events.v1.Evidence.candidates:type_name -> notatcompany.events.v1.MatchCandidate
 	1,  // 32: notatcompany.events.v1.MatchCandidate.value:type_name -> notatcompany.events.v1.Flag
 	9,  // 33: notatcompany.events.v1.MemberEvidence.ended_position:type_name -> notatcompany.events.v1.Position
 	9,  // 34: notatcompany.events.v1.MemberEvidence.current_position:type_name -> notatcompany.events.v1.Position
-	28, // 35: notatcompany.events.v1.MemberEvidence.contradicts:type_name -> notatcompany.events.v1.MemberEvidence.ContradictsEntry
-	29, // 36: notatcompany.events.v1.MemberEvidence.profile_observed_at:type_name -> google.protobuf.Timestamp
+	29, // 35: notatcompany.events.v1.MemberEvidence.contradicts:type_name -> notatcompany.events.v1.MemberEvidence.ContradictsEntry
+	30, // 36: notatcompany.events.v1.MemberEvidence.profile_observed_at:type_name -> google.protobuf.Timestamp
 	15, // 37: notatcompany.events.v1.MemberEvidence.features:type_name -> notatcompany.events.v1.MatchFeature
 	16, // 38: notatcompany.events.v1.MemberEvidence.candidates:type_name -> notatcompany.events.v1.MatchCandidate
 	1,  // 39: notatcompany.events.v1.WriteOutcome.value:type_name -> notatcompany.events.v1.Flag
-	30, // 40: notatcompany.events.v1.WriteOutcome.latency:type_name -> google.protobuf.Duration
-	29, // 41: notatcompany.events.v1.WriteOutcome.recorded_at:type_name -> google.protobuf.Timestamp
-	29, // 42: notatcompany.events.v1.SyncUserChange.changed_at:type_name -> google.protobuf.Timestamp
-	29, // 43: notatcompany.events.v1.OrgSettingsChange.changed_at:type_name -> google.protobuf.Timestamp
-	29, // 44: notatcompany.events.v1.SyncRequest.requested_at:type_name -> google.protobuf.Timestamp
+	31, // 40: notatcompany.events.v1.WriteOutcome.latency:type_name -> google.protobuf.Duration
+	30, // 41: notatcompany.events.v1.WriteOutcome.recorded_at:type_name -> google.protobuf.Timestamp
+	30, // 42: notatcompany.events.v1.SyncUserChange.changed_at:type_name -> google.protobuf.Timestamp
+	30, // 43: notatcompany.events.v1.OrgSettingsChange.changed_at:type_name -> google.protobuf.Timestamp
+	30, // 44: notatcompany.events.v1.SyncRequest.requested_at:type_name -> google.protobuf.Timestamp
 	1,  // 45: notatcompany.events.v1.FlagOverride.value:type_name -> notatcompany.events.v1.Flag
 	1,  // 46: notatcompany.events.v1.FlagOverride.decided:type_name -> notatcompany.events.v1.Flag
-	29, // 47: notatcompany.events.v1.FlagOverride.changed_at:type_name -> google.protobuf.Timestamp
-	29, // 48: notatcompany.events.v1.FlagOverride.recorded_at:type_name -> google.protobuf.Timestamp
-	3,  // 49: notatcompany.events.v1.CrmChange.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
-	3,  // 50: notatcompany.events.v1.Entity.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
-	51, // [51:51] is the sub-list for method output_type
-	51, // [51:51] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	30, // 47: notatcompany.events.v1.FlagOverride.changed_at:type_name -> google.protobuf.Timestamp
+	30, // 48: notatcompany.events.v1.FlagOverride.recorded_at:type_name -> google.protobuf.Timestamp
+	30, // 49: notatcompany.events.v1.DeadLetterAction.acted_at:type_name -> google.protobuf.Timestamp
+	3,  // 50: notatcompany.events.v1.CrmChange.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
+	3,  // 51: notatcompany.events.v1.Entity.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
+	52, // [52:52] is the sub-list for method output_type
+	52, // [52:52] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_notatcompany_events_v1_events_proto_init() }
@@ -2866,7 +3039,7 @@ func file_notatcompany_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_notatcompany_events_v1_events_proto_rawDesc), len(file_notatcompany_events_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   27,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
