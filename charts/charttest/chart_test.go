@@ -296,3 +296,39 @@ func TestTrialWithoutAdminAPI(t *testing.T) {
 		}
 	}
 }
+
+// LinkedIn's status column reaches the three that read it — the validator
+// (corroboration), the writer (its sync workers' reads) and provisioning
+// (the steps' attributes) — and no one when it is not set.
+func TestLinkedInStatusColumn(t *testing.T) {
+	c := load(t)
+	provisioning := map[string]any{"dataverseUrl": "https://contoso.crm.dynamics.com", "tokenUrl": "https://login.example/t",
+		"clientId": "c", "webhookUrl": "https://nac.example.com/webhooks/dataverse", "job": map[string]any{"enabled": true}}
+	for _, tc := range []struct {
+		name   string
+		column any // nil: the default
+		want   map[string]string
+	}{
+		{name: "default", want: map[string]string{}},
+		{name: "set", column: "msdyn_orgchangestatus", want: map[string]string{
+			"Deployment/notatcompany-validator": "msdyn_orgchangestatus",
+			"Deployment/notatcompany-writer":    "msdyn_orgchangestatus",
+			"Job/notatcompany-provision":        "msdyn_orgchangestatus",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			values := map[string]any{"provisioning": provisioning}
+			if tc.column != nil {
+				values["linkedinStatusColumn"] = tc.column
+			}
+			r := render(t, c, Release{Name: "notatcompany", Values: values})
+			for _, owner := range []string{"Deployment/notatcompany-ingest", "Deployment/notatcompany-validator",
+				"Deployment/notatcompany-writer", "Job/notatcompany-provision"} {
+				got, ok := env(podOf(t, r, owner).Spec.Containers[0])["NAC_LINKEDIN_STATUS_COLUMN"]
+				if want, wantOK := tc.want[owner]; got != want || ok != wantOK {
+					t.Errorf("%s NAC_LINKEDIN_STATUS_COLUMN=%q (set %v), want %q (set %v)", owner, got, ok, want, wantOK)
+				}
+			}
+		})
+	}
+}

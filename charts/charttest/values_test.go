@@ -32,6 +32,8 @@ func TestBadValues(t *testing.T) {
 		{"threshold", `validator: {confidenceThreshold: "1.5"}`, []string{"'/validator/confidenceThreshold'"}},
 		{"evidence column", `writer: {evidence: {reasonColumn: "Reason Column"}}`, []string{"'/writer/evidence/reasonColumn'"}},
 		{"sync interval", `writer: {sync: {interval: "daily"}}`, []string{"'/writer/sync/interval'"}},
+		{"LinkedIn column not a logical name", `linkedinStatusColumn: "msdyn OrgChangeStatus"`, []string{"'/linkedinStatusColumn'"}},
+		{"LinkedIn column is the flag column", `{flagColumn: msdyn_orgchangestatus, linkedinStatusColumn: msdyn_orgchangestatus}`, []string{"linkedinStatusColumn", "flag column itself"}},
 		{"no memory limit", `writer: {resources: {limits: {memory: null}}}`, []string{"'/writer/resources/limits'", "memory"}},
 		{"secret name", `existingSecret: "Not_A_Name"`, []string{"existingSecret"}},
 		{"ingress without host", `ingress: {enabled: true}`, []string{"ingress.host is required"}},

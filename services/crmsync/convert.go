@@ -120,7 +120,7 @@ func changeOf(org, table string, row map[string]any, cols crmschema.Columns, rea
 		ch.RowModifiedAt = timestamppb.New(info.modifiedOn)
 	}
 	for _, c := range cols.Read(table) {
-		ch.Columns[c] = valueOf(c, row, cols.Flag)
+		ch.Columns[c] = valueOf(c, row, cols)
 		ch.ChangedColumns = append(ch.ChangedColumns, c)
 	}
 	ch.EventId = eventID
@@ -146,7 +146,7 @@ func deleteOf(org, table, id, link string, readAt time.Time) *eventsv1.CrmChange
 
 // valueOf is column c of row as the typed value ingest would have made of
 // the webhook's attribute.
-func valueOf(c string, row map[string]any, flag string) *eventsv1.Value {
+func valueOf(c string, row map[string]any, cols crmschema.Columns) *eventsv1.Value {
 	if target, ok := lookups[c]; ok {
 		id, _ := row["_"+c+"_value"].(string)
 		if !dataverse.IsGUID(id) {
@@ -164,7 +164,7 @@ func valueOf(c string, row map[string]any, flag string) *eventsv1.Value {
 		return &eventsv1.Value{Kind: &eventsv1.Value_Boolean{Boolean: v}}
 	case float64:
 		if v == math.Trunc(v) && math.Abs(v) < 1<<31 {
-			if c == flag || choices[c] {
+			if c == cols.Flag || c == cols.LinkedInStatus || choices[c] {
 				return &eventsv1.Value{Kind: &eventsv1.Value_Choice{Choice: int32(v)}}
 			}
 			return &eventsv1.Value{Kind: &eventsv1.Value_Integer{Integer: int64(v)}}

@@ -27,7 +27,7 @@ var (
 	syncs               = "nac.sync.>"
 	// The audit records of the pipeline, which ingest never writes; its
 	// own (nac.audit.deadletter.>, the admin's redrives and discards) it may.
-	pipelineAudit = []string{"nac.audit.decision.>", "nac.audit.write.>", "nac.audit.override.>", "nac.audit.erasure.>"}
+	pipelineAudit = []string{"nac.audit.decision.>", "nac.audit.write.>", "nac.audit.override.>", "nac.audit.erasure.>", "nac.audit.review.>"}
 )
 
 // natsDenied lists, per service, the stream subjects it may not publish to:

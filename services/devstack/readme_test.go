@@ -43,6 +43,11 @@ func TestReadmeTryIt(t *testing.T) {
 	}
 	block := tryItBlock(t)
 	dir := t.TempDir()
+	// The block's nacctl, as make build makes it.
+	nacctl := filepath.Join(t.TempDir(), "nacctl")
+	if out, err := exec.Command("go", "build", "-o", nacctl, "../nacctl/cmd/nacctl").CombinedOutput(); err != nil {
+		t.Fatalf("build nacctl: %v\n%s", err, out)
+	}
 	stack, _ := startStack(t, dir)
 	host := func(raw string) string {
 		u, err := url.Parse(raw)
@@ -54,7 +59,8 @@ func TestReadmeTryIt(t *testing.T) {
 	for pass := 1; pass <= 2; pass++ {
 		cmd := exec.Command("bash", "-c", block)
 		cmd.Dir = filepath.Join("..", "..")
-		cmd.Env = append(os.Environ(), "NAC_HTTP_ADDR="+host(stack.HTTPURL), "NAC_STANDIN_ADDR="+host(stack.StandinURL), "NAC_DATA_DIR="+dir)
+		cmd.Env = append(os.Environ(), "NAC_HTTP_ADDR="+host(stack.HTTPURL), "NAC_STANDIN_ADDR="+host(stack.StandinURL), "NAC_DATA_DIR="+dir,
+			"NACCTL="+nacctl)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("pass %d: %v\n%s", pass, err, out)
@@ -111,6 +117,11 @@ func checkTryIt(t *testing.T, pass int, out string) {
 	if len(lists) != 3 || !strings.Contains(lists[0], devstack.DemoContactID) ||
 		strings.Contains(lists[1], devstack.DemoSyncUserID) || !strings.Contains(lists[2], devstack.DemoSyncUserID) {
 		t.Errorf("pass %d: the view and the sync users read back as %q", pass, lists)
+	}
+	// nacctl explains the flag and lists the demo opportunity at risk.
+	if !strings.Contains(out, "contact "+devstack.DemoContactID+" of organization") || !strings.Contains(out, "Not at Company: left Contoso") ||
+		strings.Count(out, devstack.DemoOpportunityID) < 2 {
+		t.Errorf("pass %d: nacctl explain and list at-risk said:\n%s", pass, out)
 	}
 	for _, status := range []string{`"outcome":"accepted"`, `"status":401`, `"status":400`} {
 		if !strings.Contains(out, status) {

@@ -7,6 +7,7 @@ import (
 	"github.com/notatcompany/notatcompany/services/ingest/console"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/deadletters"
+	"github.com/notatcompany/notatcompany/services/shared/evaluations"
 	"github.com/notatcompany/notatcompany/services/shared/httpserver"
 	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
 	"github.com/notatcompany/notatcompany/services/shared/orgs"
@@ -30,7 +31,12 @@ func Build(ctx context.Context, cfg Config, env lifecycle.Env) (lifecycle.Parts,
 	if err != nil {
 		return lifecycle.Parts{}, err
 	}
+	explain, err := evaluations.NewReader(ctx, env.JS)
+	if err != nil {
+		return lifecycle.Parts{}, err
+	}
 	svc := New(cfg, bus.NewPublisher(env.JS, cfg.PublishTimeout), admin, jobs, env.Log, env.Registerer)
+	svc.SetExplainReader(explain)
 	if svc.deadLetters, err = deadletters.New(ctx, env.JS, cfg.PublishTimeout, env.Log); err != nil {
 		return lifecycle.Parts{}, err
 	}

@@ -31,6 +31,7 @@ type Service struct {
 	cfg        Config
 	admin      AdminReader // nil: no admin API
 	syncStatus SyncStatusReader
+	explain    ExplainReader // nil: no explain, lists or reviews
 	creds      atomic.Pointer[credentials]
 	inflight   *semaphore.Weighted // request body bytes held at once
 	challenges *clientLimiter

@@ -1,6 +1,6 @@
 // Command nacctl is the admin's CLI: nacctl provision [--dry-run|--check],
 // nacctl deprovision [--dry-run], nacctl backfill|sync --org <id>,
-// nacctl dlq list|show|redrive|discard.
+// nacctl explain|list|review, nacctl dlq list|show|redrive|discard.
 package main
 
 import (
@@ -42,6 +42,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			return err
 		}
 		return nacctl.RunSync(ctx, cfg, &http.Client{Timeout: 30 * time.Second}, stdout)
+	}
+	if nacctl.IsExplainCommand(args) {
+		cfg, err := nacctl.ParseExplainConfig(args, getenv, stdout)
+		if err != nil {
+			return err
+		}
+		return nacctl.RunExplain(ctx, cfg, &http.Client{Timeout: 60 * time.Second}, stdout)
 	}
 	cfg, err := nacctl.ParseConfig(args, getenv, stdout)
 	if err != nil {
