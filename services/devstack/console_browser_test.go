@@ -3,6 +3,9 @@ package devstack_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +21,7 @@ import (
 	"github.com/notatcompany/notatcompany/services/devstack/demoorg"
 	"github.com/notatcompany/notatcompany/services/ingest/console"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
+	"github.com/notatcompany/notatcompany/services/shared/dataverse"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse/dataversetest"
 	"github.com/notatcompany/notatcompany/services/shared/deadletters"
 	"github.com/notatcompany/notatcompany/services/shared/testkit"
@@ -130,8 +134,23 @@ func TestConsoleInABrowser(t *testing.T) {
 		ClientSecret: stack.Secrets.ClientSecret, AdminToken: stack.Secrets.AdminToken, ProfileSecret: stack.Secrets.ProfileSecret,
 		Timeout: 90 * time.Second, Quiet: time.Second}
 	var demoOut bytes.Buffer
-	if _, err := demoorg.Run(context.Background(), cfg, &demoOut); err != nil {
+	demo, err := demoorg.Run(context.Background(), cfg, &demoOut)
+	if err != nil {
 		t.Fatalf("the demo organization: %v\n%s", err, demoOut.String())
+	}
+	// A flagged leaver of the demo whose opportunity is at risk (not the
+	// one the demo reverses), and a stayer.
+	leaver, stayer := "", ""
+	for i, r := range demo.Contacts {
+		switch {
+		case r.Contact == "Drew Patel" && r.Flag == 1:
+			leaver = demo.ContactIDs[i]
+		case r.Case == demoorg.CaseStayer && stayer == "":
+			stayer = demo.ContactIDs[i]
+		}
+	}
+	if leaver == "" || stayer == "" {
+		t.Fatalf("the demo has no flagged Drew Patel or no stayer:\n%s", demoOut.String())
 	}
 	// A decision Dataverse refuses with 400 is set aside: the dead letter
 	// the console redrives below.
@@ -167,11 +186,14 @@ func TestConsoleInABrowser(t *testing.T) {
 	}{
 		{"home", "/console/", "main", []string{org, "Every dead letter"}},
 		{"status", "/console/orgs/" + org + "/", "main", []string{"Data validation", "On", devstack.DemoSyncUserID, "Sync job", "contact"}},
-		{"flagged", "/console/orgs/" + org + "/flagged", "main", []string{"Flagged contacts"}},
-		{"at-risk", "/console/orgs/" + org + "/at-risk", "main", []string{"Opportunities at risk"}},
-		{"review", "/console/orgs/" + org + "/review", "main", []string{"Review queue"}},
+		{"flagged", "/console/orgs/" + org + "/flagged", "#rows", []string{leaver, "left_company", "93%"}},
+		{"at-risk", "/console/orgs/" + org + "/at-risk", "#rows", []string{leaver, "left_company"}},
+		{"review", "/console/orgs/" + org + "/review", "main", []string{"Review queue", "None."}},
+		{"explain-leaver", "/console/orgs/" + org + "/contacts/" + leaver, "main", []string{"Not at Company", "left_company", "In scope",
+			"email", "History", "written"}},
+		{"explain-stayer", "/console/orgs/" + org + "/contacts/" + stayer, "main", []string{"No Feedback", "still_at_company"}},
 		{"deadletters", "/console/orgs/" + org + "/deadletters", "main", []string{"Dead letters", seq, "writer", "Decision", "400", "Redrive"}},
-		{"explain", "/console/orgs/" + org + "/contacts/" + devstack.DemoContactID, "main", []string{devstack.DemoContactID}},
+		{"explain", "/console/orgs/" + org + "/contacts/" + devstack.DemoContactID, "main", []string{devstack.DemoContactID, "Not at Company"}},
 		{"all-deadletters", "/console/deadletters", "main", []string{"Dead letters"}},
 	}
 	for _, p := range pages {
@@ -202,10 +224,89 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Errorf("the redrive's audit record %v: want the console's user and token", action)
 	}
 
+	// A candidate below the threshold, approved in the console: the
+	// organization's threshold goes above an email match's confidence, and
+	// a new contact of the demo account left Contoso.
+	candidate := newCandidate(t, stack)
+	b.page("review-queue", "/console/orgs/"+org+"/review", "#rows")
+	b.do("approve", chromedp.Click(chromedp.CSS(`form[action$="/review/`+candidate+`"] button[value="approve"]`)),
+		chromedp.WaitVisible(chromedp.CSS(".notice")))
+	if text := get(b, "the notice", chromedp.Text(chromedp.CSS(".notice"))); !strings.Contains(text, "Approved") {
+		t.Errorf("after approving the notice says %q", text)
+	}
+	testkit.Eventually(t, "the approved contact flagged in the stand-in", 15*time.Second, func() bool {
+		row, _ := stack.Standin.Row("contacts", candidate)
+		return row["nac_orgchangestatus"] == float64(1)
+	})
+	text, _ = b.page("explain-approved", "/console/orgs/"+org+"/contacts/"+candidate, "main")
+	for _, w := range []string{"Not at Company", "reviewed", "Browser Test"} {
+		if !strings.Contains(text, w) {
+			t.Errorf("the approved contact's explain page lacks %q:\n%s", w, text)
+		}
+	}
+
 	// Logging out ends the session: the console asks for the token again.
 	b.do("log out", chromedp.Click(chromedp.CSS("form.logout button")), chromedp.WaitVisible(chromedp.CSS("form.login")))
 	text, _ = b.page("after-logout", "/console/orgs/"+org+"/", "main")
 	if !strings.Contains(text, "Admin token") {
 		t.Errorf("after logging out the status page shows %q", text)
 	}
+}
+
+// newCandidate raises the demo organization's threshold above an email
+// match's confidence (0.95 × 0.98), then has a contact of the demo account
+// leave Contoso: it waits for the contact among the candidates below the
+// threshold, and returns it.
+func newCandidate(t *testing.T, stack *devstack.Stack) string {
+	t.Helper()
+	org := devstack.DemoOrganizationID
+	settings := `{"dataValidation":true,"confidenceThreshold":0.95,"reflagAfterIgnore":true}`
+	req, _ := http.NewRequest(http.MethodPut, stack.HTTPURL+"/admin/orgs/"+org+"/settings", strings.NewReader(settings))
+	req.Header.Set("Authorization", "Bearer "+stack.Secrets.AdminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("raise the threshold: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	testkit.Eventually(t, "the threshold applied", 10*time.Second, func() bool {
+		var st struct{ ConfidenceThreshold float64 }
+		return adminJSON(t, stack, http.MethodGet, "/admin/orgs/"+org+"/settings", &st) == http.StatusOK && st.ConfidenceThreshold == 0.95
+	})
+
+	c, err := dataverse.New(context.Background(), stack.StandinURL, dataverse.Credentials{TokenURL: stack.StandinURL + dataversetest.TokenPath,
+		ClientID: devstack.ClientID, ClientSecret: stack.Secrets.ClientSecret}, dataverse.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	email := "casey.candidate@contoso.com"
+	id := seller{t: t, c: c}.create("contacts", map[string]any{"firstname": "Casey", "lastname": "Candidate", "emailaddress1": email,
+		"jobtitle": "Buyer", "parentcustomerid_account@odata.bind": "/accounts(" + devstack.DemoAccountID + ")"})
+	now := time.Now().UTC()
+	ended := now.AddDate(0, -2, 0)
+	sum := sha256.Sum256([]byte(email))
+	body, _ := json.Marshal(map[string]any{"id": "browser-candidate-" + id, "type": "profile.changed", "source": "demo-feed",
+		"observedAt": now.Truncate(time.Second).Format(time.RFC3339),
+		"data": map[string]any{"memberId": "m-browser-candidate", "firstName": "Casey", "lastName": "Candidate", "emailSha256": []string{hex.EncodeToString(sum[:])},
+			"positions": []map[string]any{
+				{"companyId": "c-wingtip", "companyName": "Wingtip Toys", "title": "Buyer", "start": map[string]int{"year": ended.Year(), "month": int(ended.Month())}, "current": true},
+				{"companyId": "c-contoso", "companyName": "Contoso Ltd", "title": "Buyer", "start": map[string]int{"year": 2020, "month": 1},
+					"end": map[string]int{"year": ended.Year(), "month": int(ended.Month())}, "current": false},
+			}}})
+	if code, b := post(t, stack.HTTPURL+"/webhooks/profile", body, map[string]string{"X-LI-Signature": sign(stack.Secrets.ProfileSecret, body)}); code != http.StatusAccepted {
+		t.Fatalf("the candidate's profile: %d %s", code, b)
+	}
+	testkit.Eventually(t, "the contact among the candidates", 15*time.Second, func() bool {
+		var page struct{ Items []struct{ ContactID string } }
+		if adminJSON(t, stack, http.MethodGet, "/admin/orgs/"+org+"/candidates", &page) != http.StatusOK {
+			return false
+		}
+		for _, it := range page.Items {
+			if it.ContactID == id {
+				return true
+			}
+		}
+		return false
+	})
+	return id
 }

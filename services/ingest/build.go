@@ -40,7 +40,7 @@ func Build(ctx context.Context, cfg Config, env lifecycle.Env) (lifecycle.Parts,
 	if svc.deadLetters, err = deadletters.New(ctx, env.JS, cfg.PublishTimeout, env.Log); err != nil {
 		return lifecycle.Parts{}, err
 	}
-	handler, err := svc.WithConsole(svc.Routes(), console.Options{Orgs: admin, Sync: jobs, DeadLetters: consoleDeadLetters{svc.deadLetters}})
+	handler, err := svc.WithConsole(svc.Routes(), console.Options{Orgs: admin, Sync: jobs})
 	if err != nil {
 		return lifecycle.Parts{}, err
 	}

@@ -9,11 +9,20 @@ import (
 )
 
 // WithConsole serves the admin console under /console beside api (the
-// handler of Routes), behind the admin tokens in force: opts' readers are
-// the admin API's.
+// handler of Routes), behind the admin tokens in force. Its readers are the
+// admin API's: opts' own, and those this ingest has for dead letters and
+// evaluations, which the console reads and acts through.
 func (s *Service) WithConsole(api http.Handler, opts console.Options) (http.Handler, error) {
 	opts.Tokens = func() []string { return s.creds.Load().adminTokens }
 	opts.SecureCookies = s.cfg.ConsoleSecureCookies
+	// The pages of what this ingest's admin API has readers for.
+	if s.deadLetters != nil && opts.DeadLetters == nil {
+		opts.DeadLetters = consoleDeadLetters{s.deadLetters}
+	}
+	if s.explain != nil && opts.Lists == nil {
+		a := consoleAdmin{api: api, tokens: opts.Tokens}
+		opts.Lists, opts.Reviewer, opts.Explainer = a, a, a
+	}
 	if opts.Log == nil {
 		opts.Log = s.log
 	}

@@ -40,9 +40,12 @@ type Config struct {
 
 // Result is what a run found.
 type Result struct {
-	Run           string
-	Organization  string
-	Contacts      Table
+	Run          string
+	Organization string
+	Contacts     Table
+	// ContactIDs are the contacts' ids, in the table's order (fresh each
+	// run, so not in the table).
+	ContactIDs    []string
 	Opportunities []OpportunityRow
 	Reversal      Reversal
 	// Settled is how long the pipeline took, from the first profile sent
@@ -111,6 +114,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
 	if err := d.feed(ctx, profiles, fmt.Sprintf("%d profiles (profile.changed), observed now, signed", len(profiles))); err != nil {
 		return nil, err
 	}
+	res.ContactIDs = l.contacts
 	table, waitErr := d.settle(ctx, l)
 	res.Contacts, res.Settled = table, time.Since(start)-cfg.Quiet
 	if table == nil {

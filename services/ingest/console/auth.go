@@ -47,8 +47,8 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	}
 	name := strings.TrimSpace(d.Name)
 	switch {
-	case name == "" || len(name) > maxNameLen || strings.ContainsFunc(name, unicode.IsControl):
-		d.Error = "Give your name (at most 80 characters): the audit trail records who approved, rejected or redrove what."
+	case name == "" || len(name) > maxNameLen || strings.ContainsFunc(name, func(c rune) bool { return !unicode.IsPrint(c) }):
+		d.Error = "Give your name (at most 100 bytes, printable characters): the audit trail records who approved, rejected or redrove what."
 		c.showLogin(w, r, http.StatusBadRequest, d)
 		return
 	}

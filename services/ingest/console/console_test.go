@@ -448,3 +448,59 @@ func TestReaderFailureIs503(t *testing.T) {
 		t.Errorf("a failing reader: %d, Retry-After %q, and the page must not show the error:\n%s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
 }
+
+type fakeExplainer struct{}
+
+func (fakeExplainer) Explain(_ context.Context, o, c string) (*console.Explanation, error) {
+	if c != contact {
+		return nil, console.ErrNotFound
+	}
+	one := 1
+	return &console.Explanation{Contact: c, Account: "b2d4f6a8-1c3e-4a5b-8d7f-9e0a1b2c3d4e", Summary: "Not at Company: left Contoso Ltd in 2026-09.",
+		Evaluated: true, Value: 1, Reason: "left_company", Confidence: 0.93, Threshold: 0.8, InScope: true, ScopeVia: "account_owner", ScopeUser: seller,
+		Checks:      []console.ScopeCheck{{Via: "contact_owner", User: "9a8b7c6d-5e4f-4a3b-8c2d-1e0f2a3b4c5d"}, {Via: "account_owner", User: seller, Row: "b2d4f6a8-1c3e-4a5b-8d7f-9e0a1b2c3d4e", SyncUser: true}},
+		MemberMatch: "name+company+title", MemberConfidence: 0.9, CompanyName: "Contoso Ltd", CompanyMatch: "domain", CompanyConfidence: 0.98,
+		Ended: &console.Position{Company: "Contoso Ltd", Title: "Buyer", Start: "2019-03", End: "2026-09"}, Current: &console.Position{Company: "Fabrikam, Inc.", Title: "Head of Buying", Start: "2026-10"},
+		ProfileSource: "demo-feed", Features: []console.Feature{{Name: "name", Level: "rare", Weight: 9.5}}, MatchWeight: 12.25,
+		Dynamics: &one, DynamicsSource: "write", Opportunities: []string{"7f3e2d1c-0b9a-4876-8543-210fedcba987"},
+		History: []console.HistoryEntry{{Kind: "decision", Detail: "decided Not at Company (0 → 1)"}, {Kind: "write", Detail: "written Not at Company (1), HTTP 204"}}}, nil
+}
+
+type refusingReviewer struct{}
+
+func (refusingReviewer) Review(context.Context, string, string, bool, console.Actor) error {
+	return &console.Refused{Status: http.StatusConflict, Detail: "contact is not below the threshold"}
+}
+
+func TestExplainPage(t *testing.T) {
+	f := newFixture(t, false, func(o *console.Options) { o.Explainer, o.Reviewer = fakeExplainer{}, refusingReviewer{} })
+	c := f.client()
+	c.login("Sam", token)
+	resp, body := c.do(http.MethodGet, "/console/orgs/"+org+"/contacts/"+strings.ToUpper(contact), nil, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("explain: %d\n%s", resp.StatusCode, body)
+	}
+	for _, want := range []string{"Not at Company: left Contoso Ltd in 2026-09.", "left_company", "93% (threshold 80%)", "the account&#39;s owner",
+		"✓ sync user", "name&#43;company&#43;title (90%)", "Contoso Ltd, domain (98%)", "Buyer at Contoso Ltd, 2019-03 – 2026-09",
+		"Head of Buying at Fabrikam, Inc., since 2026-10", "12.25", "from our last write", "7f3e2d1c-0b9a-4876-8543-210fedcba987",
+		"written Not at Company (1), HTTP 204"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the explain page lacks %q", want)
+		}
+	}
+	other := "0d0d0d0d-0000-4000-8000-000000000404"
+	if resp, body := c.do(http.MethodGet, "/console/orgs/"+org+"/contacts/"+other, nil, nil); resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "has not evaluated") {
+		t.Errorf("a contact never evaluated: %d\n%s", resp.StatusCode, body)
+	}
+	if resp, _ := c.do(http.MethodGet, "/console/orgs/"+org+"/explain?contact=+"+contact+"+", nil, nil); resp.Header.Get("Location") != "/console/orgs/"+org+"/contacts/"+contact {
+		t.Errorf("the explain box goes to %q", resp.Header.Get("Location"))
+	}
+	if resp, _ := c.do(http.MethodGet, "/console/orgs/"+org+"/explain?contact=Avery", nil, nil); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("the explain box with a name: %d, want 400", resp.StatusCode)
+	}
+	// A review the admin API refuses shows its reason, with its status.
+	resp, body = c.do(http.MethodPost, "/console/orgs/"+org+"/review/"+contact, url.Values{"csrf": {csrfOf(t, body)}, "action": {"approve"}}, nil)
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "not below the threshold") {
+		t.Errorf("a refused review: %d\n%s", resp.StatusCode, body)
+	}
+}

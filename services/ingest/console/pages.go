@@ -147,7 +147,13 @@ func (c *Console) review(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s, _ := sessionOf(r)
-	if err := c.opts.Reviewer.Review(r.Context(), org, contact, action == "approve", s.actor()); err != nil {
+	err := c.opts.Reviewer.Review(r.Context(), org, contact, action == "approve", s.actor())
+	var refused *Refused
+	switch {
+	case errors.As(err, &refused):
+		c.fail(w, r, refused.Status, refused.Detail)
+		return
+	case err != nil:
 		c.unavailable(w, r, "the review", err)
 		return
 	}
@@ -321,6 +327,17 @@ var funcs = map[string]any{
 			return "the service default"
 		}
 		return strconv.FormatFloat(v, 'f', 2, 64)
+	},
+	"via": func(v string) string {
+		switch v {
+		case "contact_owner":
+			return "the contact's owner"
+		case "account_owner":
+			return "the account's owner"
+		case "opportunity_owner":
+			return "an opportunity's owner"
+		}
+		return v
 	},
 	"short": func(id string) string {
 		if len(id) > 8 {

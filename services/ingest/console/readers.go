@@ -38,6 +38,7 @@ type ContactRow struct {
 	Confidence  float64
 	// SuggestedCompany is where the contact works now, "" when unknown.
 	SuggestedCompany string
+	Threshold        float64
 	EvaluatedAt      time.Time
 }
 
@@ -73,15 +74,26 @@ type Explainer interface {
 	Explain(ctx context.Context, org, contact string) (*Explanation, error)
 }
 
-// Explanation is a contact's latest evaluation, in the words of the
-// explain page.
+// Explanation is why a contact is where it is: its latest evaluation
+// (when one is kept), what Dynamics holds, and its history.
 type Explanation struct {
 	Contact, Account string
-	Value            int
-	Reason           string
-	Confidence       float64
-	Threshold        float64
-	EvaluatedAt      time.Time
+	// Summary is the admin API's sentence of the outcome.
+	Summary string
+	// Evaluated: an evaluation is kept; without one only the history and
+	// the last decision speak.
+	Evaluated   bool
+	Value       int
+	Reason      string
+	Confidence  float64
+	Threshold   float64
+	EvaluatedAt time.Time
+	// Candidate: below the threshold and not yet reviewed; Review is the
+	// review applied ("approve by Sam: applied"), Reviewer who approved a
+	// flag.
+	Candidate bool
+	Review    string
+	Reviewer  string
 	// Scope: in scope through Via ("contact_owner", "account_owner",
 	// "opportunity_owner") and the sync user; Checks are the rules tried.
 	InScope   bool
@@ -99,14 +111,21 @@ type Explanation struct {
 	ProfileObservedAt time.Time
 	// Erased: the member was erased; what the evidence said of them is gone.
 	Erased bool
-	// Features are the weights of a name match.
-	Features []Feature
-	// CRMFlag is the flag column as the state holds it.
-	CRMFlag       int
-	Candidate     bool
-	Review        string // the review applied, "" for none
-	Opportunities []string
-	History       []HistoryEntry
+	// Features are the weights of a name match, MatchWeight their sum.
+	Features    []Feature
+	MatchWeight float64
+	// CRMFlag is the flag column as the validator's state holds it.
+	CRMFlag int
+	// Dynamics is the flag in Dynamics as far as notatcompany knows it, and
+	// where that comes from ("write": our last write, "crm": the newest CRM
+	// change, "unknown").
+	Dynamics       *int
+	DynamicsSource string
+	DynamicsAt     time.Time
+	Opportunities  []string
+	History        []HistoryEntry
+	// HistoryComplete: nothing older of the contact's is in the audit trail.
+	HistoryComplete bool
 }
 
 // ScopeCheck is one scope rule tried on one row.
@@ -127,13 +146,23 @@ type Feature struct {
 	Weight      float64
 }
 
-// HistoryEntry is one decision of the contact in the audit trail.
+// HistoryEntry is one audit record of the contact: a decision, a write,
+// a person's override or a review, in words.
 type HistoryEntry struct {
-	At         time.Time
-	Value      int
-	Reason     string
-	Confidence float64
+	At     time.Time
+	Kind   string
+	Detail string
 }
+
+// Refused is an action the admin API refused for a reason the admin
+// should read (a contact that is not a candidate, say): its status and
+// detail.
+type Refused struct {
+	Status int
+	Detail string
+}
+
+func (r *Refused) Error() string { return r.Detail }
 
 // DeadLetter is a message a consumer set aside.
 type DeadLetter struct {

@@ -26,8 +26,9 @@ const (
 	loginCookie   = "nac_console_login"
 	// SessionTTL is how long a login lasts.
 	SessionTTL = 8 * time.Hour
-	// maxNameLen bounds the name given at login.
-	maxNameLen = 80
+	// maxNameLen bounds the name given at login, in bytes, as the admin
+	// API bounds a reviewer's.
+	maxNameLen = 100
 )
 
 // session is what the cookie says, signed.
