@@ -20,7 +20,9 @@ var columnRE = regexp.MustCompile(`^[a-z][a-z0-9_]{1,99}$`)
 func IsColumnName(s string) bool { return columnRE.MatchString(s) }
 
 // Tables the validator keeps rows of, in the order provisioning registers them.
-func Tables() []string { return []string{"contact", "account", "opportunity", "systemuser", "connection"} }
+func Tables() []string {
+	return []string{"contact", "account", "opportunity", "systemuser", "connection"}
+}
 
 // Kept returns the standard columns the validator keeps of table, by
 // logical name, or nil for a table it does not track.
