@@ -48,8 +48,8 @@ type ListPage struct {
 	Next           string     `json:"next,omitempty"`
 }
 
-// cursorRE is the shape of an index position: tokens of GUIDs.
-var cursorRE = regexp.MustCompile(`^[0-9a-f-]{36}(\.[0-9a-f-]{36})?$`)
+// cursorRE is the shape of an index position: a stream sequence.
+var cursorRE = regexp.MustCompile(`^[1-9][0-9]{0,19}$`)
 
 // pageParams reads limit and cursor, answering 400 naming the one that is wrong.
 func pageParams(w http.ResponseWriter, r *http.Request) (limit int, cursor string, ok bool) {
