@@ -114,7 +114,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	p.Int(&c.DataverseMaxBodyBytes, "dataverse-max-body-bytes", "NAC_DATAVERSE_MAX_BODY_BYTES", 4<<20, "largest Dataverse webhook body accepted")
 	p.Int(&c.ProfileMaxBodyBytes, "profile-max-body-bytes", "NAC_PROFILE_MAX_BODY_BYTES", 1<<20, "largest profile webhook body accepted")
 	p.Int(&c.MaxInflightBytes, "max-inflight-bytes", "NAC_MAX_INFLIGHT_BYTES", 32<<20, "request body bytes held at once across all requests")
-	p.String(&tables, "tables", "NAC_TABLES", "contact,account,opportunity,systemuser", "Dataverse tables whose changes are published")
+	p.String(&tables, "tables", "NAC_TABLES", "contact,account,opportunity,systemuser,connection", "Dataverse tables whose changes are published")
 	p.String(&c.WriteTag, "write-tag", "NAC_WRITE_TAG", "notatcompany", "tag the writer sets on its Dataverse writes")
 	p.String(&c.AppUserID, "app-user-id", "NAC_APP_USER_ID", "", "Dataverse application user id of the writer (its changes are ignored)")
 	p.String(&c.FlagColumn, "flag-column", "NAC_FLAG_COLUMN", crmschema.DefaultFlagColumn, "logical name of the contact's Not at Company column")

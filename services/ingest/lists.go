@@ -32,10 +32,13 @@ type ListItem struct {
 	// EvidenceDigest is what a review of a candidate refers to.
 	EvidenceDigest string `json:"evidenceDigest,omitempty"`
 	// Of the at-risk list: the opportunity, and the contact's evidence.
-	OpportunityID  string        `json:"opportunityId,omitempty"`
-	OwnerID        string        `json:"ownerId,omitempty"`
-	Evidence       *EvidenceView `json:"evidence,omitempty"`
-	EvidenceErased bool          `json:"evidenceErased,omitempty"`
+	OpportunityID string `json:"opportunityId,omitempty"`
+	OwnerID       string `json:"ownerId,omitempty"`
+	// Links are how the opportunity links the contact (its contact, its
+	// customer, or a stakeholder connection).
+	Links          []OpportunityLinkView `json:"links,omitempty"`
+	Evidence       *EvidenceView         `json:"evidence,omitempty"`
+	EvidenceErased bool                  `json:"evidenceErased,omitempty"`
 }
 
 // ListPage is one page of a list; next, when set, is the cursor of the next.
@@ -157,7 +160,7 @@ func listItem(ref evaluations.Ref, rec *eventsv1.Evaluation) ListItem {
 		item.OpportunityID = ref.Opportunity
 		for _, o := range rec.GetOpenOpportunities() {
 			if o.GetOpportunityId() == ref.Opportunity {
-				item.OwnerID = o.GetOwnerId()
+				item.OwnerID, item.Links = o.GetOwnerId(), linkViews(o)
 			}
 		}
 	}

@@ -235,7 +235,8 @@ func (s *Service) input(ctx context.Context, r *reads, org string, row *state.Ro
 }
 
 // inScope applies the three rules: the contact is owned by a sync user, or
-// its account is, or it is linked to an opportunity owned by one. The path
+// its account is, or it is linked to an opportunity owned by one (by the
+// opportunity's lookups, or by a stakeholder connection). The path
 // records each rule tried, for explain.
 func (s *Service) inScope(ctx context.Context, r *reads, org string, contact, account *state.Row) (*eventsv1.ScopePath, error) {
 	path := &eventsv1.ScopePath{}
@@ -247,7 +248,7 @@ func (s *Service) inScope(ctx context.Context, r *reads, org string, contact, ac
 		path.Checks = append(path.Checks, &eventsv1.ScopeCheck{Via: via, UserId: user, RowId: row, SyncUser: ok})
 		if ok {
 			path.InScope, path.Via, path.UserId = true, via, user
-			if via == scopeOpportunityOwner {
+			if via == scopeOpportunityOwner || via == scopeOpportunityConnection {
 				path.OpportunityId = row
 			}
 		}
@@ -277,7 +278,7 @@ func (s *Service) inScope(ctx context.Context, r *reads, org string, contact, ac
 			return path, err
 		}
 	}
-	return path, nil
+	return path, s.scopeByConnection(ctx, r, org, contact.ID, path, try)
 }
 
 // The scope rules, as a scope path names them.
