@@ -115,7 +115,9 @@ func (s *Service) listIndex(index string) http.HandlerFunc {
 				continue
 			}
 			item := listItem(ref, rec)
-			if index == evaluations.IndexAtRisk {
+			// The evidence, for where the person went: one member key
+			// read per item, and only for the page.
+			{
 				ev, erased, err := s.explain.OpenEvidence(ctx, rec.GetResult())
 				if err != nil {
 					s.unavailable(w, r, "open the evidence", err)
