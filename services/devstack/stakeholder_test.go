@@ -87,7 +87,7 @@ func TestBackfillReadsConnections(t *testing.T) {
 	})
 	tell(t, stack, []person{p})
 	time.Sleep(300 * time.Millisecond) // the profile is applied; the contact is not known yet
-	st := runJob(t, stack, "backfill")
+	runJob(t, stack, "backfill")
 	if flagOf(t, stack, p.id) != 0 {
 		t.Fatal("a contact owned by another user was flagged without a connection")
 	}
@@ -95,7 +95,7 @@ func TestBackfillReadsConnections(t *testing.T) {
 		"_record1id_value": devstack.DemoOpportunityID, "record1objecttypecode": float64(3),
 		"_record2id_value": p.id, "record2objecttypecode": float64(2), "statecode": float64(0), "modifiedon": now,
 	})
-	st = runJob(t, stack, "backfill")
+	st := runJob(t, stack, "backfill")
 	if tb := tableOf(st, "connection"); tb.Rows < 1 || !tb.Done {
 		t.Errorf("connection table read %+v, want the connection", tb)
 	}
