@@ -21,7 +21,7 @@ ARCH    ?= amd64
 BUILDINFO := github.com/notatcompany/notatcompany/services/shared/buildinfo
 LDFLAGS   := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).date=$(DATE)
 
-.PHONY: help run build image chart-lint test quality faults soak test-rules test-alone bench bench-e2e fuzz proto proto-check proto-compat tools fmt vet lint
+.PHONY: help run demo clean build image chart-lint test quality faults soak test-rules test-alone bench bench-e2e fuzz proto proto-check proto-compat tools fmt vet lint api-lint
 
 .DEFAULT_GOAL := help
 
@@ -35,6 +35,15 @@ help:
 run:
 	@go build -o $(BIN)/nac-devstack ./services/devstack/cmd/devstack
 	@exec $(BIN)/nac-devstack
+
+## demo: with make run going, load a demo organization through its public paths and print what was flagged and why
+demo:
+	@go build -o $(BIN)/nac-demo ./services/devstack/cmd/demo
+	@$(BIN)/nac-demo
+
+## clean: once make run is stopped, remove the devstack's data (NAC_DATA_DIR, default .data): the next start is a first
+clean:
+	@go run ./services/devstack/cmd/devstack clean
 
 ## build: build every service binary and nacctl into .bin/, stamped with VERSION, COMMIT and DATE
 build:
@@ -149,6 +158,17 @@ proto-compat: tools
 		cd proto && $(BIN)/buf breaking --against '../.git#ref=HEAD~1,subdir=proto'; \
 	else \
 		echo "proto-compat: skipped, no previous commit in this clone"; \
+	fi
+
+# Redocly CLI, pinned; npx fetches it from the npm registry (about 20 MB, once).
+REDOCLY_VERSION := 2.77.0
+
+## api-lint: api/openapi.yaml against redocly's recommended ruleset (api/redocly.yaml; skipped without npx)
+api-lint:
+	@if command -v npx >/dev/null; then \
+		npx --yes @redocly/cli@$(REDOCLY_VERSION) lint --config api/redocly.yaml api/openapi.yaml; \
+	else \
+		echo "api-lint: skipped, npx is not installed (it comes with Node.js and npm)"; \
 	fi
 
 ## fmt: gofmt every Go file but the generated ones

@@ -46,9 +46,14 @@ func TestDefaults(t *testing.T) {
 			t.Errorf("%s mounts %v (volumes %v), want nothing", name, keys, pod.Spec.Volumes)
 		}
 	}
-	// The writer's budget is every replica's together: Dataverse's limits.
+	// The writer fills the evidence columns provisioning creates and runs
+	// the sync workers; its budget is every replica's together: Dataverse's
+	// limits.
 	we := env(podOf(t, r, "Deployment/notatcompany-writer").Spec.Containers[0])
 	for k, want := range map[string]string{
+		"NAC_EVIDENCE_OFF": "false", "NAC_REASON_COLUMN": "nac_orgchangereason", "NAC_SUGGESTED_COMPANY_COLUMN": "nac_suggestedcompany",
+		"NAC_DETECTED_ON_COLUMN": "nac_orgchangedetectedon", "NAC_CONFIDENCE_COLUMN": "nac_orgchangeconfidence",
+		"NAC_SYNC_OFF": "false", "NAC_SYNC_INTERVAL": "24h", "NAC_SYNC_PAGE_SIZE": "5000", "NAC_SYNC_MAX_LAG": "2000",
 		"NAC_BUDGET_REQUESTS": "6000", "NAC_BUDGET_EXECUTION_TIME": "20m", "NAC_BUDGET_WINDOW": "5m", "NAC_BUDGET_CONCURRENT": "52",
 	} {
 		if we[k] != want {
@@ -292,5 +297,41 @@ func TestTrialWithoutAdminAPI(t *testing.T) {
 		if !strings.Contains(r.Notes, want) {
 			t.Errorf("NOTES without %q:\n%s", want, r.Notes)
 		}
+	}
+}
+
+// LinkedIn's status column reaches the three that read it — the validator
+// (corroboration), the writer (its sync workers' reads) and provisioning
+// (the steps' attributes) — and no one when it is not set.
+func TestLinkedInStatusColumn(t *testing.T) {
+	c := load(t)
+	provisioning := map[string]any{"dataverseUrl": "https://contoso.crm.dynamics.com", "tokenUrl": "https://login.example/t",
+		"clientId": "c", "webhookUrl": "https://nac.example.com/webhooks/dataverse", "job": map[string]any{"enabled": true}}
+	for _, tc := range []struct {
+		name   string
+		column any // nil: the default
+		want   map[string]string
+	}{
+		{name: "default", want: map[string]string{}},
+		{name: "set", column: "msdyn_orgchangestatus", want: map[string]string{
+			"Deployment/notatcompany-validator": "msdyn_orgchangestatus",
+			"Deployment/notatcompany-writer":    "msdyn_orgchangestatus",
+			"Job/notatcompany-provision":        "msdyn_orgchangestatus",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			values := map[string]any{"provisioning": provisioning}
+			if tc.column != nil {
+				values["linkedinStatusColumn"] = tc.column
+			}
+			r := render(t, c, Release{Name: "notatcompany", Values: values})
+			for _, owner := range []string{"Deployment/notatcompany-ingest", "Deployment/notatcompany-validator",
+				"Deployment/notatcompany-writer", "Job/notatcompany-provision"} {
+				got, ok := env(podOf(t, r, owner).Spec.Containers[0])["NAC_LINKEDIN_STATUS_COLUMN"]
+				if want, wantOK := tc.want[owner]; got != want || ok != wantOK {
+					t.Errorf("%s NAC_LINKEDIN_STATUS_COLUMN=%q (set %v), want %q (set %v)", owner, got, ok, want, wantOK)
+				}
+			}
+		})
 	}
 }

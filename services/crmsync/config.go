@@ -43,6 +43,7 @@ func (c *Config) Define(p *conf.Parser) {
 	p.String(&c.Columns.ProfileURL, "profile-url-column", "NAC_PROFILE_URL_COLUMN", "", "contact column holding a LinkedIn profile URL, if any (as the validator's)")
 	p.String(&c.Columns.MemberID, "member-id-column", "NAC_MEMBER_ID_COLUMN", "", "contact column holding the member id, if any (as the validator's)")
 	p.String(&c.Columns.CompanyID, "company-id-column", "NAC_COMPANY_ID_COLUMN", "", "account column holding the company id, if any (as the validator's)")
+	p.String(&c.Columns.LinkedInStatus, "linkedin-status-column", "NAC_LINKEDIN_STATUS_COLUMN", "", "LinkedIn's msdyn_orgchangestatus on contact, if the validator reads it beside the flag column (as the validator's)")
 }
 
 // Validate records the problems of c in p.
@@ -53,7 +54,10 @@ func (c *Config) Validate(p *conf.Parser) {
 	p.Check(c.Interval >= 15*time.Minute, "NAC_SYNC_INTERVAL=%s: want at least 15m", c.Interval)
 	p.Check(c.PageSize >= 1 && c.PageSize <= 5000, "NAC_SYNC_PAGE_SIZE=%d: want 1-5000", c.PageSize)
 	p.Check(c.MaxLag >= 100, "NAC_SYNC_MAX_LAG=%d: want at least 100", c.MaxLag)
-	for env, col := range map[string]string{"NAC_PROFILE_URL_COLUMN": c.Columns.ProfileURL, "NAC_MEMBER_ID_COLUMN": c.Columns.MemberID, "NAC_COMPANY_ID_COLUMN": c.Columns.CompanyID} {
+	for env, col := range map[string]string{"NAC_PROFILE_URL_COLUMN": c.Columns.ProfileURL, "NAC_MEMBER_ID_COLUMN": c.Columns.MemberID,
+		"NAC_COMPANY_ID_COLUMN": c.Columns.CompanyID, "NAC_LINKEDIN_STATUS_COLUMN": c.Columns.LinkedInStatus} {
 		p.Check(col == "" || columnRE.MatchString(col), "%s=%q: want a Dataverse logical name", env, col)
 	}
+	p.Check(c.Columns.LinkedInStatus == "" || c.Columns.LinkedInStatus != c.Columns.Flag,
+		"NAC_LINKEDIN_STATUS_COLUMN: the flag column itself holds our own writes, not an independent source")
 }

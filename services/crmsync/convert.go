@@ -27,16 +27,25 @@ const MessageSync = "Sync"
 var lookups = map[string]string{
 	"parentcustomerid": "account", "ownerid": "systemuser", "parentcontactid": "contact",
 	"customerid": "account", "parentaccountid": "account",
+	// A connection's ends may be of any table: the annotation, else the
+	// end's object type code, names it.
+	"record1id": "", "record2id": "", "record1roleid": "connectionrole", "record2roleid": "connectionrole",
 }
 
+// objectTypeTables are the tables of the object type codes of a
+// connection's ends the validator tells apart.
+var objectTypeTables = map[float64]string{1: "account", 2: "contact", 3: "opportunity", 8: "systemuser"}
+
 // choices are the choice columns besides the flag.
-var choices = map[string]bool{"statecode": true, "statuscode": true}
+var choices = map[string]bool{"statecode": true, "statuscode": true,
+	"record1objecttypecode": true, "record2objecttypecode": true}
 
 const lookupAnnotation = "@Microsoft.Dynamics.CRM.lookuplogicalname"
 
 // entitySets are the Web API collections of the tables the validator keeps.
 var entitySets = map[string]string{
 	"contact": "contacts", "account": "accounts", "opportunity": "opportunities", "systemuser": "systemusers",
+	"connection": "connections",
 }
 
 // selectOf is the $select of a table read: every column the validator
@@ -120,7 +129,7 @@ func changeOf(org, table string, row map[string]any, cols crmschema.Columns, rea
 		ch.RowModifiedAt = timestamppb.New(info.modifiedOn)
 	}
 	for _, c := range cols.Read(table) {
-		ch.Columns[c] = valueOf(c, row, cols.Flag)
+		ch.Columns[c] = valueOf(c, row, cols)
 		ch.ChangedColumns = append(ch.ChangedColumns, c)
 	}
 	ch.EventId = eventID
@@ -146,7 +155,7 @@ func deleteOf(org, table, id, link string, readAt time.Time) *eventsv1.CrmChange
 
 // valueOf is column c of row as the typed value ingest would have made of
 // the webhook's attribute.
-func valueOf(c string, row map[string]any, flag string) *eventsv1.Value {
+func valueOf(c string, row map[string]any, cols crmschema.Columns) *eventsv1.Value {
 	if target, ok := lookups[c]; ok {
 		id, _ := row["_"+c+"_value"].(string)
 		if !dataverse.IsGUID(id) {
@@ -154,6 +163,9 @@ func valueOf(c string, row map[string]any, flag string) *eventsv1.Value {
 		}
 		if t, ok := row["_"+c+"_value"+lookupAnnotation].(string); ok && t != "" {
 			target = t
+		} else if target == "" {
+			otc, _ := row[strings.TrimSuffix(c, "id")+"objecttypecode"].(float64)
+			target = objectTypeTables[otc]
 		}
 		return &eventsv1.Value{Kind: &eventsv1.Value_Reference{Reference: &eventsv1.EntityReference{Table: target, Id: strings.ToLower(id)}}}
 	}
@@ -164,7 +176,7 @@ func valueOf(c string, row map[string]any, flag string) *eventsv1.Value {
 		return &eventsv1.Value{Kind: &eventsv1.Value_Boolean{Boolean: v}}
 	case float64:
 		if v == math.Trunc(v) && math.Abs(v) < 1<<31 {
-			if c == flag || choices[c] {
+			if c == cols.Flag || c == cols.LinkedInStatus || choices[c] {
 				return &eventsv1.Value{Kind: &eventsv1.Value_Choice{Choice: int32(v)}}
 			}
 			return &eventsv1.Value{Kind: &eventsv1.Value_Integer{Integer: int64(v)}}

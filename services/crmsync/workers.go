@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -104,6 +105,12 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 	}
 	if s.decisionStream, err = d.JS.Stream(ctx, bus.StreamDecisions); err != nil {
 		return nil, fmt.Errorf("bind stream %s: %w", bus.StreamDecisions, err)
+	}
+	// Replicas sharing a registry (the devstack's two writers) report the
+	// same stored jobs: the first registration serves both.
+	var dup prometheus.AlreadyRegisteredError
+	if err := d.Registerer.Register(jobCollector{kv: s.jobs.kv, timeout: 2 * time.Second}); err != nil && !errors.As(err, &dup) {
+		return nil, fmt.Errorf("register sync job metrics: %w", err)
 	}
 	return s, nil
 }

@@ -20,6 +20,9 @@ const (
 	// DemoSyncUserID owns the demo contact and account: a sync user, so
 	// they are in scope.
 	DemoSyncUserID = "0c9a8b7d-6e5f-4a3b-9c2d-1e0f9a8b7c6d"
+	// DemoOpportunityID is an open opportunity of the demo contact: at
+	// risk while the contact is flagged.
+	DemoOpportunityID = "7f3e2d1c-0b9a-4876-8543-210fedcba987"
 )
 
 // demoSeededAt dates the demo's admin changes: any real change is newer.
@@ -62,6 +65,12 @@ var DemoRows = []DemoRow{
 		"firstname": "Avery", "lastname": "Quinn", "fullname": "Avery Quinn", "emailaddress1": "avery.quinn@contoso.com",
 		"jobtitle": "Procurement Manager", "statecode": 0, "nac_orgchangestatus": 0,
 		"_parentcustomerid_value": DemoAccountID, "_parentcustomerid_value@Microsoft.Dynamics.CRM.lookuplogicalname": "account",
+		"_ownerid_value": DemoSyncUserID, "_ownerid_value@Microsoft.Dynamics.CRM.lookuplogicalname": "systemuser",
+	}},
+	{EntitySet: "opportunities", ID: DemoOpportunityID, Columns: map[string]any{
+		"name": "Contoso renewal", "statecode": 0,
+		"_parentcontactid_value": DemoContactID, "_parentcontactid_value@Microsoft.Dynamics.CRM.lookuplogicalname": "contact",
+		"_parentaccountid_value": DemoAccountID, "_parentaccountid_value@Microsoft.Dynamics.CRM.lookuplogicalname": "account",
 		"_ownerid_value": DemoSyncUserID, "_ownerid_value@Microsoft.Dynamics.CRM.lookuplogicalname": "systemuser",
 	}},
 }

@@ -22,10 +22,12 @@ const (
 // The streams' subjects (see bus), to deny publishing to those a service never produces.
 var (
 	crm, profile, admin = "nac.crm.>", "nac.profile.>", "nac.admin.>"
-	decision, audit     = "nac.decision.>", "nac.audit.>"
 	work, deadletter    = "nac.work.>", "nac.deadletter.>"
 	memberKeys          = "nac.memberkey.>"
 	syncs               = "nac.sync.>"
+	// The audit records of the pipeline, which ingest never writes; its
+	// own (nac.audit.deadletter.>, the admin's redrives and discards) it may.
+	pipelineAudit = []string{"nac.audit.decision.>", "nac.audit.write.>", "nac.audit.override.>", "nac.audit.erasure.>", "nac.audit.review.>"}
 )
 
 // natsDenied lists, per service, the stream subjects it may not publish to:
@@ -33,9 +35,13 @@ var (
 // process runs the sync workers, which feed rows read from Dynamics in as
 // CRM changes and hand decisions to the writer again (the writer holds the
 // Dataverse credentials, so keeping those from it would protect nothing).
+// Ingest's admin API redrives dead letters to where they came from, the
+// decision and work streams included (SECURITY.md weighs what that
+// widens); the pipeline's audit records, dead letters and member keys stay
+// out of its reach.
 // The JetStream API stays open to every service (each declares the topology).
 var natsDenied = map[string][]string{
-	NATSUserIngest:    {decision, audit, work, deadletter, memberKeys},
+	NATSUserIngest:    append([]string{deadletter, memberKeys}, pipelineAudit...),
 	NATSUserValidator: {crm, profile, admin, syncs},
 	NATSUserWriter:    {profile, admin, work, memberKeys},
 }

@@ -25,7 +25,8 @@ func connectAs(t *testing.T, url string, opts ...nats.Option) (*nats.Conn, error
 
 // The devstack's NATS is like production's: no credentials, no connection;
 // each service has its own user, and ingest, the one facing the internet,
-// cannot publish a decision.
+// cannot write the pipeline's audit trail (it may redrive a dead decision,
+// which the dead letter test shows).
 func TestNATSIsAuthenticated(t *testing.T) {
 	stack, _ := startStack(t, t.TempDir())
 	pw := stack.Secrets.NATS
@@ -44,7 +45,7 @@ func TestNATSIsAuthenticated(t *testing.T) {
 	cliJS, _ := jetstream.New(cli)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	decisions, err := cliJS.Stream(ctx, "NAC_DECISIONS")
+	audit, err := cliJS.Stream(ctx, "NAC_AUDIT")
 	if err != nil {
 		t.Fatalf("the CLI user reads JetStream: %v", err)
 	}
@@ -56,11 +57,11 @@ func TestNATSIsAuthenticated(t *testing.T) {
 		t.Fatalf("ingest's user: %v", err)
 	}
 	ingestJS, _ := jetstream.New(ingest)
-	subject := "nac.decision." + devstack.DemoOrganizationID + "." + devstack.DemoContactID
+	subject := "nac.audit.decision." + devstack.DemoOrganizationID
 	pubCtx, pubCancel := context.WithTimeout(ctx, 2*time.Second)
 	defer pubCancel()
 	if _, err := ingestJS.Publish(pubCtx, subject, []byte("forged")); err == nil {
-		t.Fatal("ingest's user published a decision")
+		t.Fatal("ingest's user published a decision's audit record")
 	}
 	select {
 	case err := <-violations:
@@ -70,8 +71,8 @@ func TestNATSIsAuthenticated(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no permissions violation reported")
 	}
-	if _, err := decisions.GetLastMsgForSubject(ctx, subject); !errors.Is(err, jetstream.ErrMsgNotFound) {
-		t.Fatalf("NAC_DECISIONS has a message on %s (err %v)", subject, err)
+	if _, err := audit.GetLastMsgForSubject(ctx, subject); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Fatalf("NAC_AUDIT has a message on %s (err %v)", subject, err)
 	}
 }
 

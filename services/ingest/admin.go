@@ -54,6 +54,8 @@ func (s *Service) adminRoutes(r chi.Router) {
 	r.Post("/orgs/{org}/backfill", s.requestSync(syncjobs.KindBackfill))
 	r.Post("/orgs/{org}/sync", s.requestSync(syncjobs.KindSweep))
 	r.Get("/orgs/{org}/sync-status", s.getSyncStatus)
+	s.explainRoutes(r)
+	s.deadLetterRoutes(r)
 }
 
 // adminAuth admits requests with the admin bearer token; without a token

@@ -4,7 +4,10 @@ import (
 	"context"
 	"time"
 
+	"github.com/notatcompany/notatcompany/services/ingest/console"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
+	"github.com/notatcompany/notatcompany/services/shared/deadletters"
+	"github.com/notatcompany/notatcompany/services/shared/evaluations"
 	"github.com/notatcompany/notatcompany/services/shared/httpserver"
 	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
 	"github.com/notatcompany/notatcompany/services/shared/orgs"
@@ -16,7 +19,7 @@ import (
 const SecretPollInterval = 5 * time.Second
 
 // Build is the composition root of ingest, for its own process and the
-// devstack alike: the admin and sync-status readers and the publisher on JetStream, the
+// devstack alike: the admin, sync-status and dead letter readers and the publisher on JetStream, the
 // public webhook API on cfg.HTTPAddr, and the worker that rereads mounted
 // secret files.
 func Build(ctx context.Context, cfg Config, env lifecycle.Env) (lifecycle.Parts, error) {
@@ -28,8 +31,20 @@ func Build(ctx context.Context, cfg Config, env lifecycle.Env) (lifecycle.Parts,
 	if err != nil {
 		return lifecycle.Parts{}, err
 	}
+	explain, err := evaluations.NewReader(ctx, env.JS)
+	if err != nil {
+		return lifecycle.Parts{}, err
+	}
 	svc := New(cfg, bus.NewPublisher(env.JS, cfg.PublishTimeout), admin, jobs, env.Log, env.Registerer)
-	public, err := httpserver.Listen(cfg.HTTPAddr, svc.Routes())
+	svc.SetExplainReader(explain)
+	if svc.deadLetters, err = deadletters.New(ctx, env.JS, cfg.PublishTimeout, env.Log); err != nil {
+		return lifecycle.Parts{}, err
+	}
+	handler, err := svc.WithConsole(svc.Routes(), console.Options{Orgs: admin, Sync: jobs})
+	if err != nil {
+		return lifecycle.Parts{}, err
+	}
+	public, err := httpserver.Listen(cfg.HTTPAddr, handler)
 	if err != nil {
 		return lifecycle.Parts{}, err
 	}

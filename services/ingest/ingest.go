@@ -31,6 +31,7 @@ type Service struct {
 	cfg        Config
 	admin      AdminReader // nil: no admin API
 	syncStatus SyncStatusReader
+	explain    ExplainReader // nil: no explain, lists or reviews
 	creds      atomic.Pointer[credentials]
 	inflight   *semaphore.Weighted // request body bytes held at once
 	challenges *clientLimiter
@@ -39,6 +40,9 @@ type Service struct {
 	log        *slog.Logger
 	metrics    *metrics
 	now        func() time.Time
+
+	// deadLetters serves the admin API's dead letters; nil: not here.
+	deadLetters DeadLetterAdmin
 }
 
 // New returns the ingest service publishing through pub; it serves the

@@ -1,8 +1,11 @@
 // Package nacctl is the admin's command line: it provisions a Dynamics 365
 // organization for notatcompany (`nacctl provision`, with --dry-run and
 // --check), removes the webhook registration again (`nacctl
-// deprovision`), and back-fills or sweeps an organization through the
-// running service (`nacctl backfill`, `nacctl sync`).
+// deprovision`), back-fills or sweeps an organization through the
+// running service (`nacctl backfill`, `nacctl sync`), explains, lists and
+// reviews contacts' evaluations through its admin API (`nacctl explain`,
+// `nacctl list`, `nacctl review`), and handles dead letters through it
+// (`nacctl dlq`).
 package nacctl
 
 import (
@@ -47,6 +50,11 @@ commands:
   backfill      read every contact, account, opportunity and user of --org into the pipeline
                 (through the running service's admin API), with a progress bar and a summary
   sync          run the reconciliation sweep of --org now (delta reads), likewise
+  explain       why a contact is, or is not, flagged: nacctl explain <contact> --org <org> [--json]
+  list          nacctl list flagged|at-risk|candidates --org <org> [--limit N] [--all] [--json]
+  review        approve or reject a candidate below the threshold:
+                nacctl review approve|reject <contact> --org <org> --reviewer <who>
+  dlq           list, show, redrive or discard dead letters (nacctl dlq -h)
 
 nacctl --version prints the build. Every flag is also a NAC_* environment variable;
 nacctl <command> -h lists them.

@@ -103,7 +103,7 @@ func accountEvent(name string, version int64) *eventsv1.CrmChange {
 func (e *benchEnv) apply(b *testing.B, ch *eventsv1.CrmChange) {
 	b.Helper()
 	data, _ := proto.Marshal(ch)
-	if err := e.svc.HandleCRM(e.ctx, &fakeMsg{subject: bus.CRMSubject(ch.GetOrganizationId(), ch.GetTable(), ch.GetRowId()), data: data}); err != nil {
+	if err := e.svc.HandleCRM(e.ctx, &testkit.Msg{Subj: bus.CRMSubject(ch.GetOrganizationId(), ch.GetTable(), ch.GetRowId()), Payload: data}); err != nil {
 		b.Fatal(err)
 	}
 }
@@ -181,7 +181,7 @@ func BenchmarkEvaluateSingleContact(b *testing.B) {
 			Operation: eventsv1.Operation_OPERATION_UPDATE, RowModifiedAt: timestamppb.New(time.Unix(int64(100+i), 0)),
 			Columns: map[string]*eventsv1.Value{"jobtitle": strV(fmt.Sprint("Title ", i))},
 		})
-		if err := e.svc.HandleCRM(e.ctx, &fakeMsg{subject: bus.CRMSubject(benchOrg, "contact", id), data: data}); err != nil {
+		if err := e.svc.HandleCRM(e.ctx, &testkit.Msg{Subj: bus.CRMSubject(benchOrg, "contact", id), Payload: data}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -246,7 +246,7 @@ func BenchmarkFlip(b *testing.B) {
 			EmailSha256: []string{eventsv1.HashEmail(fmt.Sprintf("person%d@contoso.com", member))},
 			ObservedAt:  timestamppb.New(now), ReceivedAt: timestamppb.New(now), Positions: positions,
 		})
-		msg := &fakeMsg{subject: bus.ProfileMemberSubject(fmt.Sprint("m-", member)), data: data, arrived: now}
+		msg := &testkit.Msg{Subj: bus.ProfileMemberSubject(fmt.Sprint("m-", member)), Payload: data, Stored: now}
 		if err := e.svc.HandleProfile(e.ctx, msg); err != nil {
 			b.Fatal(err)
 		}

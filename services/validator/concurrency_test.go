@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,7 +35,7 @@ type scenarioEvent struct {
 }
 
 func handleEvent(ctx context.Context, svc *Service, ev scenarioEvent, delivered uint64) error {
-	msg := &fakeMsg{subject: ev.subject, data: ev.data, delivered: delivered}
+	msg := &testkit.Msg{Subj: ev.subject, Payload: ev.data, Delivered: delivered}
 	switch ev.handler {
 	case "crm":
 		return svc.HandleCRM(ctx, msg)
@@ -396,6 +397,17 @@ func TestConcurrentReplicasMatchSequentialReference(t *testing.T) {
 		t.Fatalf("reference outcome too uniform to test anything: %v", counts)
 	}
 	t.Logf("%d events; reference outcome %v", len(sc.events), counts)
+	// The contacts share names in threes: the name counts have something
+	// to agree on.
+	shared := 0
+	for _, c := range sc.contacts {
+		if st := namesOf(ref.ctx, t, ref.svc, c); st != nil && st.Contacts > 1 {
+			shared++
+		}
+	}
+	if shared < 20 {
+		t.Fatalf("reference: %d contacts share their name with another, want most", shared)
+	}
 
 	wantState, err := testkit.DumpBuckets(ref.ctx, ref.js, validatorBuckets...)
 	if err != nil {
@@ -452,6 +464,15 @@ func TestConcurrentReplicasMatchSequentialReference(t *testing.T) {
 			for k := range gotState {
 				if _, ok := wantState[k]; !ok && !strings.HasPrefix(k, bus.BucketIndex+"/") {
 					t.Errorf("seed %d: %s, which the reference does not have", seed, k)
+				}
+			}
+			// And the name counts (each deployment hashes under a key of
+			// its own, so they are compared as an evaluation reads them).
+			for _, c := range sc.contacts {
+				for i, svc := range svcs {
+					if g, w := namesOf(ctx, t, svc, c), namesOf(ctx, t, ref.svc, c); !reflect.DeepEqual(g, w) {
+						t.Errorf("seed %d: replica %d reads the name counts of %s as %+v, the reference %+v", seed, i, c, g, w)
+					}
 				}
 			}
 			var conflicts, corrections float64

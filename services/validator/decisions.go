@@ -12,6 +12,8 @@ import (
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
+	"github.com/notatcompany/notatcompany/services/validator/decide"
+	"github.com/notatcompany/notatcompany/services/validator/state"
 )
 
 // Headers of a decision message: what the next decision is compared with.
@@ -68,4 +70,19 @@ func (d streamDecisions) Publish(ctx context.Context, dec *eventsv1.Decision, me
 		return fmt.Errorf("publish decision: %w", err)
 	}
 	return nil
+}
+
+// decided is what decide compares the next decision with (nil: none).
+func (l *LastDecision) decided() *decide.Last {
+	if l == nil {
+		return nil
+	}
+	return &decide.Last{Value: l.Value, Digest: l.Digest, Underlying: l.Underlying, FlagSeen: l.FlagSeen}
+}
+
+// flagColumn is the contact's flag column as the CRM holds it.
+func (s *Service) flagColumn(row *state.Row) decide.Column {
+	cell := row.Cols[s.cfg.FlagColumn]
+	v, _ := strconv.Atoi(cell.V)
+	return decide.Column{Value: v, At: cell.At}
 }

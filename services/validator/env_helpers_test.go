@@ -14,7 +14,7 @@ import (
 )
 
 // Helpers shared by the scope, settings, fan-out and concurrency tests, on
-// top of newEnv and fakeMsg.
+// top of newEnv and msgOf.
 
 const (
 	// otherUser is a Dynamics user who is not a sync user.
@@ -145,7 +145,7 @@ func (e *env) verdict(contact string) (decide.Result, bool) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	in, err := e.svc.input(e.ctx, freshReads(e.svc.store), org, row, last)
+	in, _, err := e.svc.input(e.ctx, freshReads(e.svc.store), org, row, last)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
+	"github.com/notatcompany/notatcompany/services/shared/evaluations"
 	"github.com/notatcompany/notatcompany/services/shared/testkit"
 	"github.com/notatcompany/notatcompany/services/validator/decide"
 )
@@ -210,6 +211,13 @@ func (p *pipeline) scan(needles map[string]string) []string {
 // erasureScenario flags two contacts on two members' profiles, sets aside
 // a bad event of the member to be erased, and erases that member.
 func erasureScenario(t *testing.T) (p *pipeline, before *eventsv1.Decision, kept *eventsv1.Decision) {
+	p, before, kept, _ = erasureScenarioKept(t)
+	return p, before, kept
+}
+
+// erasureScenarioKept is erasureScenario, and the erased member's contact's
+// kept evaluation from before the erasure.
+func erasureScenarioKept(t *testing.T) (p *pipeline, before, kept *eventsv1.Decision, keptBefore *eventsv1.Evaluation) {
 	p = startPipeline(t)
 	p.publish(bus.AdminSyncUserSubject(org, syncUser), &eventsv1.SyncUserChange{EventId: "su", OrganizationId: org,
 		UserId: syncUser, Enabled: true, ChangedAt: at(0)})
@@ -245,15 +253,31 @@ func erasureScenario(t *testing.T) (p *pipeline, before *eventsv1.Decision, kept
 	if found := p.scan(erasedNeedles()); len(found) == 0 {
 		t.Fatal("the scan finds nothing of the member before the erasure: it cannot tell")
 	}
+	// The kept evaluation reads in full too, its member part sealed.
+	keptBefore = p.evaluation(contactID)
+	if ev, err := p.svc.OpenEvidence(p.ctx, keptBefore.GetResult()); err != nil || ev.GetMemberId() != erasedMember ||
+		keptBefore.GetResult().GetEvidence().GetSealed() == nil || keptBefore.GetResult().GetEvidence().GetMemberId() != "" {
+		t.Fatalf("kept evaluation before the erasure: %v, %v", ev, err)
+	}
 
 	p.publish(bus.ProfileErasureSubject(erasedMember), &eventsv1.MemberErased{EventId: "erase-ada", Source: "feed",
 		MemberId: erasedMember, ObservedAt: at(20), ReceivedAt: at(20)})
 	p.idle()
-	return p, before, kept
+	return p, before, kept, keptBefore
+}
+
+// evaluation is the contact's kept evaluation.
+func (p *pipeline) evaluation(contact string) *eventsv1.Evaluation {
+	p.t.Helper()
+	rec, _, err := p.svc.evals.get(p.ctx, evaluations.Key(org, contact))
+	if err != nil || rec == nil {
+		p.t.Fatalf("evaluation of %s: %v, %v", contact, rec, err)
+	}
+	return rec
 }
 
 func TestErasureLeavesNothingOfTheMember(t *testing.T) {
-	p, _, _ := erasureScenario(t)
+	p, _, _, keptBefore := erasureScenarioKept(t)
 
 	// The contact the member flagged is back to No Feedback; the other
 	// member's contact still stands.
@@ -267,6 +291,17 @@ func TestErasureLeavesNothingOfTheMember(t *testing.T) {
 	}
 	for _, f := range p.scan(erasedNeedles()) {
 		t.Errorf("after the erasure: %s", f)
+	}
+	// The kept evaluation is the new one, and a copy of the old one no
+	// longer opens: its member part was sealed with the destroyed key.
+	if rec := p.evaluation(contactID); rec.GetResult().GetReason() != decide.ReasonUnmatched || rec.GetResult().GetCauseEventId() != "erase-ada" {
+		t.Errorf("kept evaluation after the erasure: %q caused by %q", rec.GetResult().GetReason(), rec.GetResult().GetCauseEventId())
+	}
+	if _, err := p.svc.OpenEvidence(p.ctx, keptBefore.GetResult()); !errors.Is(err, ErrShredded) {
+		t.Errorf("the kept evaluation from before the erasure opens: %v, want ErrShredded", err)
+	}
+	if s, err := p.js.Stream(p.ctx, "KV_"+bus.BucketEvaluations); err != nil || s.CachedInfo().State.Msgs == 0 {
+		t.Errorf("the scan above did not cover the kept evaluations: %v", err)
 	}
 	// The scan is not blind: the member not erased is still there.
 	if found := p.scan(map[string]string{"kept member": keptMember}); len(found) == 0 {

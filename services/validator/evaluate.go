@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
@@ -82,6 +83,7 @@ func (s *Service) enqueue(ctx context.Context, kind string, refs []state.Contact
 func (s *Service) evaluate(ctx context.Context, kind string, ref state.ContactRef, cause string, redelivered bool, shared *reads) error {
 	s.metrics.evaluations.WithLabelValues(kind).Inc()
 	published := false
+	var sealed *sealedEvidence // the evidence last sealed here, to keep
 	for attempt := range 6 {
 		r := shared
 		if attempt > 0 {
@@ -91,7 +93,7 @@ func (s *Service) evaluate(ctx context.Context, kind string, ref state.ContactRe
 		if err != nil || row == nil {
 			return err
 		}
-		in, err := s.input(ctx, r, ref.Org, row, last)
+		in, scope, err := s.input(ctx, r, ref.Org, row, last)
 		if err != nil {
 			return err
 		}
@@ -99,22 +101,37 @@ func (s *Service) evaluate(ctx context.Context, kind string, ref state.ContactRe
 		if err != nil {
 			return err
 		}
-		res := decide.Evaluate(in)
-		if !s.worthPublishing(res, last, row, settings.KeepPersonOverride) {
+		res, evidence, candidate, review, err := s.reviewed(ctx, ref, decide.Evaluate(in))
+		if err != nil {
+			return err
+		}
+		if !decide.WorthPublishing(res, last.decided(), s.flagColumn(row), settings.KeepPersonOverride) {
 			if redelivered && !published && last != nil && last.Decision.GetCauseEventId() == cause {
 				// An earlier attempt published this decision and may have
 				// failed before its audit record was stored.
-				return s.audit(ctx, last.Decision)
+				if err := s.audit(ctx, last.Decision); err != nil {
+					return err
+				}
 			}
-			return nil
+			err := s.keep(ctx, evaluated{ref: ref, res: res, in: in, scope: scope, evidence: evidence, candidate: candidate,
+				review: review, flag: row.Cols[s.cfg.FlagColumn], last: last, cause: cause, sealed: sealed})
+			if errors.Is(err, errEvaluationConflict) {
+				continue
+			}
+			return err
 		}
 		if published {
 			s.metrics.corrections.Inc()
 		}
 		d := s.decision(ref, res, last, in.Contact.Flag, seq, cause)
+		if review != nil && res.Value == decide.NotAtCompany {
+			d.Reviewer = review.GetReviewer()
+		}
+		plain := proto.CloneOf(d.Evidence)
 		if err := s.seal(ctx, ref.Org, ref.ID, d.Evidence); err != nil {
 			return err
 		}
+		sealed = &sealedEvidence{plain: plain, sealed: d.Evidence}
 		meta := DecisionMeta{Digest: res.Digest(), Underlying: res.Underlying, FlagSeen: row.Cols[s.cfg.FlagColumn].At}
 		err = s.decisions.Publish(ctx, d, meta, seq)
 		if errors.Is(err, ErrConflict) {
@@ -128,6 +145,7 @@ func (s *Service) evaluate(ctx context.Context, kind string, ref state.ContactRe
 			return err
 		}
 		s.metrics.decisions.WithLabelValues(strconv.Itoa(res.Value), res.Reason).Inc()
+		s.logDecision(kind, d)
 		published = true
 	}
 	return errors.New("decision still contended; will retry")
@@ -147,55 +165,22 @@ func (s *Service) audit(ctx context.Context, d *eventsv1.Decision) error {
 	return s.pub.PublishProto(ctx, bus.AuditSubject("decision", d.GetOrganizationId()), "audit."+d.GetDecisionId(), d)
 }
 
-// worthPublishing: a decision goes out when its value differs from the last
-// one (or, first time, from the column in Dynamics), when a flag's evidence
-// changed, when the evidence behind an Ignore changed, or when a user
-// changed the column since our last decision (unless the organization
-// keeps a person's value until the evidence changes).
-func (s *Service) worthPublishing(res decide.Result, last *LastDecision, row *state.Row, keepOverride bool) bool {
-	flag := row.Cols[s.cfg.FlagColumn]
-	current, _ := strconv.Atoi(flag.V)
-	if last == nil {
-		return res.Value != current
-	}
-	switch {
-	case res.Value != last.Value:
-		return true
-	case res.Value == decide.NotAtCompany && res.Digest() != last.Digest:
-		return true
-	case res.Value == decide.Ignore && res.Underlying != last.Underlying && last.Underlying == "":
-		return true // remember what the user overrode
-	case flag.At > last.FlagSeen && current != res.Value && res.Value != decide.Ignore && !keepOverride:
-		return true
-	}
-	return false
-}
-
 // input reads what deciding the contact takes, in parallel where one read
 // does not need another: the settings, the candidate members and the
 // account (then its scope and its companies side by side), and last the
-// companies the members and the account name.
-func (s *Service) input(ctx context.Context, r *reads, org string, row *state.Row, last *LastDecision) (decide.Input, error) {
+// companies the members and the account name, and the counts of the
+// contact's name when a member shares it.
+func (s *Service) input(ctx context.Context, r *reads, org string, row *state.Row, last *LastDecision) (decide.Input, *eventsv1.ScopePath, error) {
 	in := decide.Input{
 		Contact: row.Contact(s.cfg.Columns()), Threshold: s.cfg.Threshold,
 		Now: s.now(), MaxProfileAge: s.cfg.MaxProfileAge,
 	}
-	if last != nil && last.Value == decide.Ignore {
-		in.IgnoredDigest = last.Underlying
-	}
-	in.IgnoredAt = ignoredAt(in.Contact, row.Cols[s.cfg.FlagColumn])
-	// An Ignore the last decision saw and still decided otherwise on is one
-	// a re-flag overrode: the column holds our flag now, though our write
-	// never comes back (ingest drops it as our own echo). Only a user's
-	// change after that decision is their word again.
-	if last != nil && last.Value != decide.Ignore && in.Contact.Flag == decide.Ignore &&
-		row.Cols[s.cfg.FlagColumn].At <= last.FlagSeen {
-		in.Contact.Flag = last.Value
-	}
+	in.Recall(last.decided(), row.Cols[s.cfg.FlagColumn].At)
 	var (
 		settings         orgs.Settings
 		members          []*state.MemberRecord
 		accountCompanies []string
+		scope            *eventsv1.ScopePath
 	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() (err error) { settings, err = r.Settings(gctx, org); return err })
@@ -213,13 +198,14 @@ func (s *Service) input(ctx context.Context, r *reads, org string, row *state.Ro
 			}
 		}
 		side, sctx := errgroup.WithContext(gctx)
-		side.Go(func() (err error) { in.InScope, err = s.inScope(sctx, r, org, row, acct); return err })
+		side.Go(func() (err error) { scope, err = s.inScope(sctx, r, org, row, acct); return err })
 		side.Go(func() (err error) { accountCompanies, err = r.CompanyIDsOfAccount(sctx, org, in.Account); return err })
 		return side.Wait()
 	})
 	if err := g.Wait(); err != nil {
-		return in, err
+		return in, nil, err
 	}
+	in.InScope = scope.GetInScope()
 	in.ReflagAfterIgnore = settings.ReflagAfterIgnore
 	if settings.Threshold > 0 {
 		in.Threshold = settings.Threshold
@@ -231,40 +217,76 @@ func (s *Service) input(ctx context.Context, r *reads, org string, row *state.Ro
 			companyIDs = append(companyIDs, p.CompanyID)
 		}
 	}
-	var err error
-	in.Companies, err = s.store.CompaniesWithFamily(ctx, uniq(append(companyIDs, accountCompanies...)))
-	return in, err
+	// The companies, and beside them the counts of the contact's name when
+	// a member has it.
+	g, gctx = errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		in.Companies, err = s.store.CompaniesWithFamily(gctx, uniq(append(companyIDs, accountCompanies...)))
+		return err
+	})
+	if decide.SharesFullName(in.Contact, in.Members) {
+		g.Go(func() (err error) {
+			in.Names, err = s.store.NameStats(gctx, org, in.Contact, accountCompanies)
+			return err
+		})
+	}
+	err := g.Wait()
+	return in, scope, err
 }
 
 // inScope applies the three rules: the contact is owned by a sync user, or
-// its account is, or it is linked to an opportunity owned by one.
-func (s *Service) inScope(ctx context.Context, r *reads, org string, contact, account *state.Row) (bool, error) {
-	if ok, err := r.IsSyncUser(ctx, org, contact.Owner()); ok || err != nil {
-		return ok, err
+// its account is, or it is linked to an opportunity owned by one (by the
+// opportunity's lookups, or by a stakeholder connection). The path
+// records each rule tried, for explain.
+func (s *Service) inScope(ctx context.Context, r *reads, org string, contact, account *state.Row) (*eventsv1.ScopePath, error) {
+	path := &eventsv1.ScopePath{}
+	try := func(via, row, user string) (bool, error) {
+		ok, err := r.IsSyncUser(ctx, org, user)
+		if err != nil {
+			return false, err
+		}
+		path.Checks = append(path.Checks, &eventsv1.ScopeCheck{Via: via, UserId: user, RowId: row, SyncUser: ok})
+		if ok {
+			path.InScope, path.Via, path.UserId = true, via, user
+			if via == scopeOpportunityOwner || via == scopeOpportunityConnection {
+				path.OpportunityId = row
+			}
+		}
+		return ok, nil
+	}
+	if ok, err := try(scopeContactOwner, "", contact.Owner()); ok || err != nil {
+		return path, err
 	}
 	if account != nil && !account.Deleted {
-		if ok, err := r.IsSyncUser(ctx, org, account.Owner()); ok || err != nil {
-			return ok, err
+		if ok, err := try(scopeAccountOwner, account.ID, account.Owner()); ok || err != nil {
+			return path, err
 		}
 	}
 	opps, err := s.store.OpportunitiesOfContact(ctx, org, contact.ID)
 	if err != nil {
-		return false, err
+		return path, err
 	}
 	for _, id := range opps {
 		opp, err := r.Row(ctx, org, "opportunity", id)
 		if err != nil {
-			return false, err
+			return path, err
 		}
 		if opp == nil || opp.Deleted || !slices.Contains(opp.LinkedContacts(), contact.ID) {
 			continue // an index entry the row no longer backs
 		}
-		if ok, err := r.IsSyncUser(ctx, org, opp.Owner()); ok || err != nil {
-			return ok, err
+		if ok, err := try(scopeOpportunityOwner, id, opp.Owner()); ok || err != nil {
+			return path, err
 		}
 	}
-	return false, nil
+	return path, s.scopeByConnection(ctx, r, org, contact.ID, path, try)
 }
+
+// The scope rules, as a scope path names them.
+const (
+	scopeContactOwner     = "contact_owner"
+	scopeAccountOwner     = "account_owner"
+	scopeOpportunityOwner = "opportunity_owner"
+)
 
 func (s *Service) decision(ref state.ContactRef, res decide.Result, last *LastDecision, crmFlag int, seq uint64, cause string) *eventsv1.Decision {
 	previous := crmFlag
@@ -274,8 +296,7 @@ func (s *Service) decision(ref state.ContactRef, res decide.Result, last *LastDe
 	// Deterministic for a redelivered event (same state, same last
 	// decision), so a repeated publish is deduplicated.
 	sum := sha256.Sum256(fmt.Appendf(nil, "%s|%s|%s|%d", ref.Org, ref.ID, res.Digest(), seq))
-	e := res.Evidence
-	d := &eventsv1.Decision{
+	return &eventsv1.Decision{
 		DecisionId:     hex.EncodeToString(sum[:16]),
 		OrganizationId: ref.Org,
 		ContactId:      ref.ID,
@@ -285,19 +306,25 @@ func (s *Service) decision(ref state.ContactRef, res decide.Result, last *LastDe
 		Confidence:     res.Confidence,
 		DecidedAt:      timestamppb.New(s.now()),
 		CauseEventId:   cause,
-		Evidence: &eventsv1.Evidence{
-			MemberId: e.MemberID, MemberMatch: e.MemberMatch, MemberConfidence: e.MemberConfidence,
-			CompanyId: e.CompanyID, CompanyName: e.CompanyName, CompanyMatch: e.CompanyMatch,
-			CompanyConfidence: e.CompanyConfidence, Contradicts: e.Contradicts,
-			EndedPosition: position(e.Ended), CurrentPosition: position(e.Current),
-			ProfileSource: e.ProfileSource,
-		},
+		Evidence:       evidenceOf(res.Evidence),
+	}
+}
+
+// evidenceOf is a result's evidence as decisions and kept evaluations
+// carry it, before sealing.
+func evidenceOf(e decide.Evidence) *eventsv1.Evidence {
+	ev := &eventsv1.Evidence{
+		MemberId: e.MemberID, MemberMatch: e.MemberMatch, MemberConfidence: e.MemberConfidence,
+		CompanyId: e.CompanyID, CompanyName: e.CompanyName, CompanyMatch: e.CompanyMatch,
+		CompanyConfidence: e.CompanyConfidence, Contradicts: e.Contradicts,
+		EndedPosition: position(e.Ended), CurrentPosition: position(e.Current),
+		ProfileSource: e.ProfileSource,
 	}
 	if !e.ProfileObservedAt.IsZero() {
-		d.Evidence.ProfileObservedAt = timestamppb.New(e.ProfileObservedAt)
+		ev.ProfileObservedAt = timestamppb.New(e.ProfileObservedAt)
 	}
-	d.Evidence.Features, d.Evidence.MatchWeight, d.Evidence.Candidates = matchEvidence(e)
-	return d
+	ev.Features, ev.MatchWeight, ev.Candidates = matchEvidence(e)
+	return ev
 }
 
 func position(p *decide.Position) *eventsv1.Position {

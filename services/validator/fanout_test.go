@@ -10,6 +10,7 @@ import (
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
+	"github.com/notatcompany/notatcompany/services/shared/testkit"
 	"github.com/notatcompany/notatcompany/services/validator/decide"
 )
 
@@ -95,7 +96,7 @@ func TestLargeFanoutGoesToWorkQueue(t *testing.T) {
 	}
 
 	// The account change redelivered: the same chunks, deduplicated.
-	acctMsg.delivered = 2
+	acctMsg.Delivered = 2
 	if err := e.svc.HandleCRM(e.ctx, acctMsg); err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +109,7 @@ func TestLargeFanoutGoesToWorkQueue(t *testing.T) {
 
 	// The work consumer's turn.
 	for _, w := range work {
-		if err := e.svc.HandleWork(e.ctx, &fakeMsg{subject: w.subject, data: w.data, seq: w.seq}); err != nil {
+		if err := e.svc.HandleWork(e.ctx, &testkit.Msg{Subj: w.subject, Payload: w.data, Seq: w.seq}); err != nil {
 			t.Fatalf("HandleWork(%s): %v", w.req.GetRequestId(), err)
 		}
 	}
@@ -122,7 +123,7 @@ func TestLargeFanoutGoesToWorkQueue(t *testing.T) {
 		t.Errorf("%d decisions from the work, want 11", n-decisions)
 	}
 	// A chunk redelivered: nothing new.
-	if err := e.svc.HandleWork(e.ctx, &fakeMsg{subject: work[0].subject, data: work[0].data, seq: work[0].seq, delivered: 2}); err != nil {
+	if err := e.svc.HandleWork(e.ctx, &testkit.Msg{Subj: work[0].subject, Payload: work[0].data, Seq: work[0].seq, Delivered: 2}); err != nil {
 		t.Fatal(err)
 	}
 	if n := e.published(bus.StreamDecisions); n != decisions+11 {

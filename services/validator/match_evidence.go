@@ -1,11 +1,8 @@
 package validator
 
 import (
-	"time"
-
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/validator/decide"
-	"github.com/notatcompany/notatcompany/services/validator/state"
 )
 
 // matchEvidence renders how a match was weighed: each feature's weight,
@@ -21,13 +18,4 @@ func matchEvidence(e decide.Evidence) ([]*eventsv1.MatchFeature, float64, []*eve
 		candidates = append(candidates, &eventsv1.MatchCandidate{MemberId: c.MemberID, Match: c.Match, Weight: c.Weight, Value: eventsv1.Flag(c.Value)})
 	}
 	return features, e.MatchWeight, candidates
-}
-
-// ignoredAt is when the contact's column was set to Ignore: the version
-// (unix ms) of the change that set it; zero when it is not Ignore.
-func ignoredAt(c decide.Contact, flag state.Cell) time.Time {
-	if c.Flag != decide.Ignore || flag.At <= 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(flag.At).UTC()
 }

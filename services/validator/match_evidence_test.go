@@ -30,14 +30,18 @@ func TestNameMatchWeightsAreSealedEvidence(t *testing.T) {
 		t.Fatalf("published evidence shows the match's weights unsealed: %v", ev)
 	}
 	ev := e.opened(d)
-	if ev.GetMemberMatch() != "name+company+title+country" {
+	// The name counts are known: the only contact and member of the name.
+	if ev.GetMemberMatch() != "name+company+title+country+uniqueness" {
 		t.Errorf("member match %q", ev.GetMemberMatch())
 	}
-	want := map[string]bool{"prior": true, "name": true, "title": true, "country": true}
+	want := map[string]bool{"prior": true, "name": true, "title": true, "country": true, "uniqueness": true}
 	sum := 0.0
 	for _, f := range ev.GetFeatures() {
 		if !want[f.GetName()] || f.GetWeight() == 0 {
 			t.Errorf("feature %v: want one of %v with a weight", f, want)
+		}
+		if f.GetName() == "name" && f.GetLevel() != "0 others in 2" {
+			t.Errorf("name feature level %q, want the counts' 0 others in 2 (one contact, one member)", f.GetLevel())
 		}
 		delete(want, f.GetName())
 		sum += f.GetWeight()

@@ -72,6 +72,10 @@ func Open(ctx context.Context, cfg Config, js jetstream.JetStream, log *slog.Log
 	if err != nil {
 		return nil, fmt.Errorf("bind stream %s: %w", bus.StreamDecisions, err)
 	}
-	return New(cfg, store, profileStream{profiles: profiles, dead: dead}, streamDecisions{js: js, stream: decisions},
-		bus.NewPublisher(js, 5*time.Second), log, reg), nil
+	svc := New(cfg, store, profileStream{profiles: profiles, dead: dead}, streamDecisions{js: js, stream: decisions},
+		bus.NewPublisher(js, 5*time.Second), log, reg)
+	if svc.evals, err = openEvaluations(ctx, js, reg); err != nil {
+		return nil, err
+	}
+	return svc, nil
 }

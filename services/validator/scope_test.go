@@ -318,7 +318,7 @@ func TestRedeliveredSystemUserChangeIsEvaluated(t *testing.T) {
 		t.Fatalf("err = %v, want a transient error", err)
 	}
 	e.svc.decisions = good
-	msg.delivered = 2
+	msg.Delivered = 2
 	if err := e.svc.HandleCRM(e.ctx, msg); err != nil {
 		t.Fatal(err)
 	}

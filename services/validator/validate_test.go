@@ -80,11 +80,11 @@ func TestInvalidMessagesAreRefusedAndChangeNothing(t *testing.T) {
 			if tc.subject != nil {
 				subject = *tc.subject
 			}
-			handle := map[string]func(*fakeMsg) error{
-				"crm":     func(m *fakeMsg) error { return e.svc.HandleCRM(e.ctx, m) },
-				"profile": func(m *fakeMsg) error { return e.svc.HandleProfile(e.ctx, m) },
-				"admin":   func(m *fakeMsg) error { return e.svc.HandleAdmin(e.ctx, m) },
-				"work":    func(m *fakeMsg) error { return e.svc.HandleWork(e.ctx, m) },
+			handle := map[string]func(*testkit.Msg) error{
+				"crm":     func(m *testkit.Msg) error { return e.svc.HandleCRM(e.ctx, m) },
+				"profile": func(m *testkit.Msg) error { return e.svc.HandleProfile(e.ctx, m) },
+				"admin":   func(m *testkit.Msg) error { return e.svc.HandleAdmin(e.ctx, m) },
+				"work":    func(m *testkit.Msg) error { return e.svc.HandleWork(e.ctx, m) },
 			}[tc.handler]
 			err := handle(msgOf(t, subject, tc.msg))
 			if !bus.IsPermanent(err) || !strings.Contains(err.Error(), tc.reason) {
@@ -158,7 +158,7 @@ func TestFarFutureVersionsDoNotFreezeState(t *testing.T) {
 	handleCRM := func(ch *eventsv1.CrmChange, arrived time.Time) {
 		t.Helper()
 		m := msgOf(t, bus.CRMSubject(org, ch.GetTable(), ch.GetRowId()), ch)
-		m.arrived = arrived
+		m.Stored = arrived
 		if err := e.svc.HandleCRM(e.ctx, m); err != nil {
 			t.Fatal(err)
 		}
@@ -166,7 +166,7 @@ func TestFarFutureVersionsDoNotFreezeState(t *testing.T) {
 	handleProfile := func(p *eventsv1.ProfileChange, arrived time.Time) {
 		t.Helper()
 		m := msgOf(t, bus.ProfileMemberSubject(p.GetMemberId()), p)
-		m.arrived = arrived
+		m.Stored = arrived
 		if err := e.svc.HandleProfile(e.ctx, m); err != nil {
 			t.Fatal(err)
 		}

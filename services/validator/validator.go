@@ -18,11 +18,6 @@ import (
 	"github.com/notatcompany/notatcompany/services/validator/state"
 )
 
-// Publisher stores a protobuf message in JetStream; nil means stored.
-type Publisher interface {
-	PublishProto(ctx context.Context, subject, msgID string, m proto.Message) error
-}
-
 // Decisions is the decision stream: it keeps the latest decision per
 // contact, and a publish names the last one it replaces, so that two
 // replicas deciding the same contact cannot both win.
@@ -59,7 +54,8 @@ type Service struct {
 	store     *state.Store
 	events    ProfileEvents
 	decisions Decisions
-	pub       Publisher
+	evals     *evaluationStore
+	pub       bus.Publishing
 	log       *slog.Logger
 	metrics   *metrics
 	now       func() time.Time
@@ -67,7 +63,7 @@ type Service struct {
 
 // New returns a validator over store, publishing decisions to decisions
 // and the audit trail and work chunks through pub.
-func New(cfg Config, store *state.Store, events ProfileEvents, decisions Decisions, pub Publisher, log *slog.Logger, reg prometheus.Registerer) *Service {
+func New(cfg Config, store *state.Store, events ProfileEvents, decisions Decisions, pub bus.Publishing, log *slog.Logger, reg prometheus.Registerer) *Service {
 	return &Service{cfg: cfg, store: store, events: events, decisions: decisions, pub: pub, log: log,
 		metrics: newMetrics(reg), now: time.Now}
 }
@@ -106,7 +102,7 @@ func (s *Service) HandleCRM(ctx context.Context, msg jetstream.Msg) error {
 	var affected []state.ContactRef
 	switch ch.GetTable() {
 	case "contact":
-		affected = []state.ContactRef{{Org: org, ID: id}}
+		affected, err = s.contactAndNamesakes(ctx, org, id, before, after, redelivered(msg))
 	case "account":
 		affected, err = s.store.ContactsOfAccount(ctx, org, id)
 	case "opportunity":
@@ -119,6 +115,9 @@ func (s *Service) HandleCRM(ctx context.Context, msg jetstream.Msg) error {
 				}
 			}
 		}
+		affected, err = s.withStakeholders(ctx, org, id, affected)
+	case "connection":
+		affected = connectionContacts(org, before, after)
 	case "systemuser":
 		// Only isdisabled moves scope. A redelivery finds the row as the
 		// first attempt left it, which may have changed isdisabled and
@@ -134,7 +133,8 @@ func (s *Service) HandleCRM(ctx context.Context, msg jetstream.Msg) error {
 }
 
 // ownedContacts lists the contacts whose scope depends on user: those it
-// owns, those of the accounts it owns, those linked to its opportunities.
+// owns, those of the accounts it owns, those linked to its opportunities
+// (stakeholders included).
 func (s *Service) ownedContacts(ctx context.Context, org, user string) ([]state.ContactRef, error) {
 	contacts, err := s.store.Owned(ctx, org, user, "c")
 	if err != nil {
@@ -164,12 +164,14 @@ func (s *Service) ownedContacts(ctx context.Context, org, user string) ([]state.
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, refs...)
+		if out, err = s.withStakeholders(ctx, org, o, append(out, refs...)); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
 
-// HandleAdmin applies a sync user or settings change from the admin API.
+// HandleAdmin applies a sync user or settings change, or a review, from the admin API.
 func (s *Service) HandleAdmin(ctx context.Context, msg jetstream.Msg) error {
 	subject := msg.Subject()
 	switch {
@@ -194,6 +196,8 @@ func (s *Service) HandleAdmin(ctx context.Context, msg jetstream.Msg) error {
 			return err
 		}
 		return s.evaluateAll(ctx, "sync_user", affected, c.GetEventId(), redelivered(msg))
+	case strings.Contains(subject, ".review."):
+		return s.handleReview(ctx, msg)
 	case strings.HasSuffix(subject, ".settings"):
 		var c eventsv1.OrgSettingsChange
 		if err := proto.Unmarshal(msg.Data(), &c); err != nil {

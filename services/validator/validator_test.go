@@ -35,37 +35,14 @@ var t0 = time.Date(2025, 5, 1, 8, 0, 0, 0, time.UTC)
 
 func at(n int) *timestamppb.Timestamp { return timestamppb.New(t0.Add(time.Duration(n) * time.Minute)) }
 
-// fakeMsg is a jetstream.Msg as a consumer hands it to a handler.
-type fakeMsg struct {
-	subject   string
-	data      []byte
-	delivered uint64
-	seq       uint64    // stream sequence
-	arrived   time.Time // when JetStream stored it
-}
-
-func (m *fakeMsg) Metadata() (*jetstream.MsgMetadata, error) {
-	return &jetstream.MsgMetadata{NumDelivered: max(m.delivered, 1), Stream: "TEST", Sequence: jetstream.SequencePair{Stream: m.seq},
-		Timestamp: m.arrived}, nil
-}
-func (m *fakeMsg) Data() []byte                     { return m.data }
-func (m *fakeMsg) Headers() nats.Header             { return nil }
-func (m *fakeMsg) Subject() string                  { return m.subject }
-func (m *fakeMsg) Reply() string                    { return "" }
-func (m *fakeMsg) Ack() error                       { return nil }
-func (m *fakeMsg) DoubleAck(context.Context) error  { return nil }
-func (m *fakeMsg) Nak() error                       { return nil }
-func (m *fakeMsg) NakWithDelay(time.Duration) error { return nil }
-func (m *fakeMsg) InProgress() error                { return nil }
-func (m *fakeMsg) Term() error                      { return nil }
-func (m *fakeMsg) TermWithReason(string) error      { return nil }
-func msgOf(t *testing.T, subject string, m proto.Message) *fakeMsg {
+// msgOf is m as a consumer hands it to a handler.
+func msgOf(t *testing.T, subject string, m proto.Message) *testkit.Msg {
 	t.Helper()
 	data, err := proto.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fakeMsg{subject: subject, data: data}
+	return &testkit.Msg{Subj: subject, Payload: data}
 }
 
 type env struct {
@@ -332,13 +309,20 @@ func TestContactChangeEvaluatesOnlyThatContact(t *testing.T) {
 		t.Errorf("account change evaluated %v contacts, want its 2", got)
 	}
 	before := e.counter(evalContact)
-	e.mustCRM(contactChange(contactID, 5, map[string]*eventsv1.Value{"lastname": strV("King")}))
+	e.mustCRM(contactChange(contactID, 5, map[string]*eventsv1.Value{"jobtitle": strV("Engineer")}))
 	if got := e.counter(evalContact) - before; got != 1 {
 		t.Errorf("contact change evaluated %v contacts, want 1", got)
 	}
+	// A rename takes the contact out of its name's counts: the other Ada
+	// Lovelace of the account is no longer one of two.
+	before = e.counter(evalContact)
+	e.mustCRM(contactChange(contactID, 6, map[string]*eventsv1.Value{"lastname": strV("King")}))
+	if got := e.counter(evalContact) - before; got != 2 {
+		t.Errorf("rename evaluated %v contacts, want it and its former namesake", got)
+	}
 	// A change that changes nothing evaluates nobody.
 	before = e.counter(evalContact)
-	e.mustCRM(contactChange(contactID, 5, map[string]*eventsv1.Value{"lastname": strV("King")}))
+	e.mustCRM(contactChange(contactID, 6, map[string]*eventsv1.Value{"lastname": strV("King")}))
 	if got := e.counter(evalContact) - before; got != 0 {
 		t.Errorf("duplicate contact change evaluated %v contacts, want 0", got)
 	}
@@ -359,16 +343,16 @@ func TestPermanentErrors(t *testing.T) {
 	garbage := []byte("this is not protobuf")
 	for name, call := range map[string]func() error{
 		"crm garbage": func() error {
-			return e.svc.HandleCRM(e.ctx, &fakeMsg{subject: "nac.crm.x.contact.y", data: garbage})
+			return e.svc.HandleCRM(e.ctx, &testkit.Msg{Subj: "nac.crm.x.contact.y", Payload: garbage})
 		},
 		"profile garbage": func() error {
-			return e.svc.HandleProfile(e.ctx, &fakeMsg{subject: bus.ProfileMemberSubject("m"), data: garbage})
+			return e.svc.HandleProfile(e.ctx, &testkit.Msg{Subj: bus.ProfileMemberSubject("m"), Payload: garbage})
 		},
 		"erasure garbage": func() error {
-			return e.svc.HandleProfile(e.ctx, &fakeMsg{subject: bus.ProfileErasureSubject("m"), data: garbage})
+			return e.svc.HandleProfile(e.ctx, &testkit.Msg{Subj: bus.ProfileErasureSubject("m"), Payload: garbage})
 		},
 		"company garbage": func() error {
-			return e.svc.HandleProfile(e.ctx, &fakeMsg{subject: bus.ProfileCompanySubject("c"), data: garbage})
+			return e.svc.HandleProfile(e.ctx, &testkit.Msg{Subj: bus.ProfileCompanySubject("c"), Payload: garbage})
 		},
 		"unknown profile subject": func() error {
 			return e.svc.HandleProfile(e.ctx, msgOf(t, "nac.profile.other.x", leftProfile("x", 1)))
@@ -510,10 +494,23 @@ func TestDeletedContactIsUnflagged(t *testing.T) {
 	}
 }
 
+// failingPublisher stores nothing.
 type failingPublisher struct{ err error }
 
 func (p failingPublisher) PublishProto(context.Context, string, string, proto.Message) error {
 	return p.err
+}
+
+func (p failingPublisher) Publish(context.Context, string, string, []byte, nats.Header) error {
+	return p.err
+}
+
+func (p failingPublisher) PublishAll(_ context.Context, out []bus.Outgoing) []error {
+	errs := make([]error, len(out))
+	for i := range errs {
+		errs[i] = p.err
+	}
+	return errs
 }
 
 func TestPublishFailureIsTransientAndRetried(t *testing.T) {
@@ -534,7 +531,7 @@ func TestPublishFailureIsTransientAndRetried(t *testing.T) {
 	// The redelivery finds the profile applied and the decision published
 	// already; it stores the audit record the first attempt could not.
 	e.svc.pub = good
-	msg.delivered = 2
+	msg.Delivered = 2
 	if err := e.svc.HandleProfile(e.ctx, msg); err != nil {
 		t.Fatal(err)
 	}
@@ -549,7 +546,7 @@ func TestPublishFailureIsTransientAndRetried(t *testing.T) {
 		t.Errorf("audit record %q, want the decision %q", audited.GetDecisionId(), d.GetDecisionId())
 	}
 	// Redelivered again (say the ack was lost): nothing new.
-	msg.delivered = 3
+	msg.Delivered = 3
 	if err := e.svc.HandleProfile(e.ctx, msg); err != nil {
 		t.Fatal(err)
 	}
@@ -568,7 +565,7 @@ func TestRedeliveredCRMChangeIsEvaluated(t *testing.T) {
 		t.Fatalf("err = %v, want a transient error", err)
 	}
 	e.svc.pub = bus.NewPublisher(e.js, 5*time.Second)
-	account.delivered = 2
+	account.Delivered = 2
 	if err := e.svc.HandleCRM(e.ctx, account); err != nil {
 		t.Fatal(err)
 	}
@@ -738,7 +735,7 @@ func TestErasurePurgesStoredProfilesAndIsAudited(t *testing.T) {
 	// A redelivery of the erasure changes nothing: the later profile stays,
 	// the audit record is not repeated, no decision goes out.
 	again := msgOf(t, bus.ProfileErasureSubject("m-1"), erasure)
-	again.delivered, again.seq = 2, erasureSeq
+	again.Delivered, again.Seq = 2, erasureSeq
 	if err := e.svc.HandleProfile(e.ctx, again); err != nil {
 		t.Fatal(err)
 	}

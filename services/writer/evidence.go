@@ -110,6 +110,9 @@ func renderEvidence(d *eventsv1.Decision, member *eventsv1.MemberEvidence) (reas
 		notes = append(notes, m+" match")
 	}
 	notes = append(notes, fmt.Sprintf("confidence %.2f", math.Round(d.GetConfidence()*100)/100))
+	if r := d.GetReviewer(); r != "" {
+		notes = append(notes, "reviewed by "+r)
+	}
 	b.WriteString(" (" + strings.Join(notes, ", ") + ")")
 	return cutChars(b.String(), maxReason), company
 }

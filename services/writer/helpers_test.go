@@ -150,6 +150,11 @@ func (p *fakePublisher) PublishAll(_ context.Context, out []bus.Outgoing) []erro
 	return errs
 }
 
+// PublishProto records m as PublishAll would.
+func (p *fakePublisher) PublishProto(ctx context.Context, subject, msgID string, m proto.Message) error {
+	return p.PublishAll(ctx, []bus.Outgoing{{Subject: subject, MsgID: msgID, Message: m}})[0]
+}
+
 func (p *fakePublisher) Publish(_ context.Context, subject, msgID string, data []byte, header nats.Header) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()

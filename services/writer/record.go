@@ -51,16 +51,13 @@ func (s *Service) settle(ctx context.Context, items []*item) {
 		}
 		s.metrics.writes.WithLabelValues(it.out.GetOutcome(), statusClass(int(it.out.GetHttpStatus()))).Inc()
 		s.backlog.done(it)
+		s.logOutcome(it)
 		switch it.out.GetOutcome() {
 		case OutcomeFailed:
 			s.metrics.failures.WithLabelValues(it.class).Inc()
 			s.settler.Settle(ctx, it.msg, bus.Permanent(errors.New(it.out.GetError())))
 		case OutcomeObsolete:
 			s.metrics.failures.WithLabelValues(classNotFound).Inc()
-			if ok, n := s.failures.Allow(classNotFound); ok {
-				s.log.Warn("contact not in Dataverse; decision recorded obsolete", "organization", it.out.GetOrganizationId(),
-					"contact", it.out.GetContactId(), "decision", it.out.GetDecisionId(), "suppressed", n)
-			}
 			s.settler.Settle(ctx, it.msg, nil)
 		default:
 			s.settler.Settle(ctx, it.msg, nil)

@@ -27,6 +27,12 @@ func TestRenderEvidence(t *testing.T) {
 			&eventsv1.MemberEvidence{EndedPosition: &eventsv1.Position{CompanyName: "Contoso", End: &eventsv1.YearMonth{Year: 2026, Month: 3}}},
 			"Left Contoso in 2026-03 (profile_url match, confidence 1.00)", ""},
 		{"nothing known", d("", "", 0), nil, "Left the company (confidence 0.00)", ""},
+		{"approved below the threshold", func() *eventsv1.Decision {
+			r := d("Contoso", "email", 0.62)
+			r.Reviewer = "ops@contoso.example"
+			return r
+		}(), nil,
+			"Left Contoso (email match, confidence 0.62, reviewed by ops@contoso.example)", ""},
 	} {
 		reason, newCo := renderEvidence(c.d, c.m)
 		if reason != c.reason || newCo != c.newCo {

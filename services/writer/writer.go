@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
@@ -20,12 +19,6 @@ import (
 type Dataverse interface {
 	PatchFlag(ctx context.Context, w dataverse.FlagWrite) error
 	Batch(ctx context.Context, ws []dataverse.FlagWrite) ([]error, error)
-}
-
-// Publisher stores messages in JetStream: audit records and dead letters.
-type Publisher interface {
-	PublishAll(ctx context.Context, out []bus.Outgoing) []error
-	Publish(ctx context.Context, subject, msgID string, data []byte, header nats.Header) error
 }
 
 // Target is where one organization's decisions go.
@@ -63,8 +56,9 @@ type Deps struct {
 	Decisions Decisions // nil: every decision handed over is the latest
 	// Leases keep writes of one contact from overlapping across workers
 	// and replicas; nil: none (one worker, in tests).
-	Leases    Leases
-	Publisher Publisher
+	Leases Leases
+	// Publisher stores audit records and dead letters.
+	Publisher bus.Publishing
 	// Settler settles the messages; nil: one with the topology's retry
 	// policy of the writer and Publisher.
 	Settler *bus.Settler
@@ -80,7 +74,7 @@ type Service struct {
 	switches  Switch
 	decisions Decisions
 	leases    Leases
-	pub       Publisher
+	pub       bus.Publishing
 	settler   *bus.Settler
 	log       *slog.Logger
 	metrics   *Metrics

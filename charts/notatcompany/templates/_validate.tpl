@@ -8,6 +8,7 @@
 {{- $a := (index $v $name).autoscaling }}
 {{- if and $a.enabled (gt (int $a.minReplicas) (int $a.maxReplicas)) }}{{ fail (printf "%s.autoscaling: minReplicas %v is above maxReplicas %v" $name $a.minReplicas $a.maxReplicas) }}{{ end }}
 {{- end }}
+{{- if and $v.linkedinStatusColumn (eq $v.linkedinStatusColumn $v.flagColumn) }}{{ fail "linkedinStatusColumn: the flag column itself holds our own writes, not an independent source; leave it empty or name LinkedIn's column beside flagColumn" }}{{ end -}}
 {{- if and $v.ingress.enabled (not $v.ingress.host) }}{{ fail "ingress.host is required with ingress.enabled (Dynamics posts to https://<host>/webhooks/dataverse)" }}{{ end -}}
 {{- if $v.writer.dataverseUrl }}
 {{- if not (and $v.writer.tokenUrl $v.writer.clientId) }}{{ fail "writer.tokenUrl and writer.clientId are required with writer.dataverseUrl" }}{{ end }}

@@ -11,6 +11,18 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
+// Publishing is what a service publishes through: raw data (dead
+// letters), one protobuf message, or many without waiting for each
+// acknowledgement in turn. *Publisher is the one services run with; tests
+// put a recording or failing one in its place.
+type Publishing interface {
+	RawPublisher
+	PublishProto(ctx context.Context, subject, msgID string, m proto.Message) error
+	PublishAll(ctx context.Context, out []Outgoing) []error
+}
+
+var _ Publishing = (*Publisher)(nil)
+
 // Publisher publishes to JetStream and waits, for a bounded time, for the
 // stream's acknowledgement: a nil error means the message is stored.
 type Publisher struct {

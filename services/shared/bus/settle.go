@@ -249,33 +249,40 @@ func (s *Settler) Settle(ctx context.Context, m jetstream.Msg, err error) Settle
 		_ = m.NakWithDelay(delay)
 		return s.count(OutcomeHeld, delay)
 	case IsPermanent(err):
-		return s.deadLetter(ctx, m, delivered, err.Error())
+		return s.deadLetter(ctx, m, delivered, err.Error(), ClassPermanent)
 	case s.Retry.GivesUp(delivered, age):
-		return s.deadLetter(ctx, m, delivered, fmt.Sprintf("gave up after %d deliveries in %s: %v", delivered, age.Round(time.Second), err))
+		return s.deadLetter(ctx, m, delivered, fmt.Sprintf("gave up after %d deliveries in %s: %v", delivered, age.Round(time.Second), err), ClassGaveUp)
 	}
 	delay := s.Jitter(s.Retry.Delay(delivered))
 	if errors.As(err, &ra) && delay < ra.after {
 		delay = JitterUp(ra.after)
 	}
 	if ok, n := s.limiter.Allow(s.Consumer + "/retried"); ok {
-		s.log(m, delivered).Warn("transient failure; retrying", "err", err, "delay", delay, "suppressed", n)
+		s.log(m, delivered).Warn("transient failure; retrying", "class", ClassTransient, "err", err, "delay", delay, "suppressed", n)
 	}
 	_ = m.NakWithDelay(delay)
 	return s.count(OutcomeRetried, delay)
 }
 
-func (s *Settler) deadLetter(ctx context.Context, m jetstream.Msg, delivered uint64, reason string) Settled {
+// Failure classes of the settler's log lines.
+const (
+	ClassTransient = "transient" // retried with backoff
+	ClassPermanent = "permanent" // set aside at once
+	ClassGaveUp    = "gave_up"   // set aside once the retry policy gave up
+)
+
+func (s *Settler) deadLetter(ctx context.Context, m jetstream.Msg, delivered uint64, reason, class string) Settled {
 	meta, _ := m.Metadata()
 	// The handler may have used up ctx (a timeout is a failure like any
 	// other); the dead letter gets its own time, bounded by the publisher.
 	if err := DeadLetter(context.WithoutCancel(ctx), s.Publisher, s.Consumer, m, meta, reason); err != nil {
 		// Not set aside, so not dropped either: try again later.
-		s.log(m, delivered).Error("dead letter failed; retrying the message", "err", err, "reason", reason)
+		s.log(m, delivered).Error("dead letter failed; retrying the message", "class", class, "err", err, "reason", reason)
 		delay := s.Jitter(s.Retry.Delay(delivered))
 		_ = m.NakWithDelay(delay)
 		return s.count(OutcomeRetried, delay)
 	}
-	s.log(m, delivered).Error("message set aside in the dead letter stream", "reason", reason)
+	s.log(m, delivered).Error("message set aside in the dead letter stream", "class", class, "reason", reason)
 	_ = m.TermWithReason(truncate(reason, 200))
 	return s.count(OutcomeDeadLettered, 0)
 }

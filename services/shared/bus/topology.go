@@ -33,7 +33,8 @@ const (
 	// nac.deadletter.<consumer>.
 	StreamDeadLetter = "NAC_DEADLETTER"
 	// StreamAdmin holds the latest admin change per subject:
-	// nac.admin.<organization>.syncuser.<user>, nac.admin.<organization>.settings.
+	// nac.admin.<organization>.syncuser.<user>, nac.admin.<organization>.settings,
+	// nac.admin.<organization>.review.<contact>.
 	StreamAdmin = "NAC_ADMIN"
 	// StreamWork is a work queue of evaluation chunks of large fan-outs:
 	// nac.work.<organization>.
@@ -74,7 +75,22 @@ const (
 	BucketRows      = "nac_rows"
 	BucketSyncUsers = "nac_syncusers"
 	BucketOrgs      = "nac_orgs"
+	// BucketNames counts full names under a keyed hash: the contacts of an
+	// organization and of an account, the members, the members at a
+	// company, and what each contact and member is counted under. Written
+	// with WriteKeys.
+	BucketNames = "nac_names"
 )
+
+// BucketEvaluations holds the validator's latest evaluation of each
+// contact, whatever its outcome, for the admin API's explain, with one index
+// key per contact flagged, per candidate below the threshold and per open
+// opportunity of a flagged contact, and the review verdicts:
+// <organization>.eval.<contact>, <organization>.flagged.<contact>,
+// <organization>.candidate.<contact>, <organization>.atrisk.<opportunity>.<contact>,
+// <organization>.review.<contact>. Index keys that go are purged with a
+// marker that expires.
+const BucketEvaluations = "nac_evaluations"
 
 // KV buckets of the writer, shared by its replicas.
 const (
@@ -122,6 +138,11 @@ func AdminSyncUserSubject(org, user string) string {
 }
 
 func AdminSettingsSubject(org string) string { return "nac.admin." + Token(org) + ".settings" }
+
+// AdminReviewSubject is where an admin's review of a candidate goes.
+func AdminReviewSubject(org, contact string) string {
+	return "nac.admin." + Token(org) + ".review." + Token(contact)
+}
 
 func WorkSubject(org string) string { return "nac.work." + Token(org) }
 
@@ -298,6 +319,8 @@ func (o Options) buckets() []jetstream.KeyValueConfig {
 	// needs per-key TTLs; the markers of expired keys go after a minute.
 	leases := kv(BucketWriteLeases, "Per-contact write leases of the writer replicas")
 	leases.LimitMarkerTTL = time.Minute
+	evaluations := kv(BucketEvaluations, "Latest evaluation per contact, its list indexes and reviews")
+	evaluations.LimitMarkerTTL = time.Minute
 	return []jetstream.KeyValueConfig{
 		kv(BucketContacts, "Contacts by organization and id"),
 		kv(BucketAccounts, "Accounts by organization and id"),
@@ -307,10 +330,12 @@ func (o Options) buckets() []jetstream.KeyValueConfig {
 		kv(BucketRows, "Opportunities and system users by organization and id"),
 		kv(BucketSyncUsers, "Sync users by organization and user"),
 		kv(BucketOrgs, "Validation settings by organization"),
+		kv(BucketNames, "Name counts under a keyed hash, and what each contact and member is counted under"),
 		leases,
 		kv(BucketBudgets, "Dataverse request budget per organization and application user"),
 		kv(BucketSyncJobs, "Sync job of each organization"),
 		kv(BucketSyncLinks, "Delta link of each organization's table"),
+		evaluations,
 	}
 }
 
@@ -326,7 +351,7 @@ func Declare(ctx context.Context, js jetstream.JetStream, o Options) error {
 		}
 	}
 	for _, cfg := range o.buckets() {
-		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
+		if err := declareBucket(ctx, js, cfg); err != nil {
 			return fmt.Errorf("declare bucket %s: %w", cfg.Bucket, o.replicasHint(err))
 		}
 	}

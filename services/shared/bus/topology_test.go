@@ -106,6 +106,7 @@ func TestSubjects(t *testing.T) {
 		{bus.AuditSubject("decision", "org1"), "nac.audit.decision.org1"},
 		{bus.AuditSubject("write", "x.y"), "nac.audit.write." + dot},
 		{bus.DeadLetterSubject(bus.ConsumerWriter), "nac.deadletter.writer"},
+		{bus.AdminReviewSubject("org1", guid), "nac.admin.org1.review." + guid},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("subject = %q, want %q", tc.got, tc.want)
@@ -205,8 +206,8 @@ func TestDeclare(t *testing.T) {
 	}
 
 	buckets := []string{bus.BucketContacts, bus.BucketAccounts, bus.BucketMembers, bus.BucketCompanies, bus.BucketIndex,
-		bus.BucketRows, bus.BucketSyncUsers, bus.BucketOrgs, bus.BucketWriteLeases, bus.BucketBudgets,
-		bus.BucketSyncJobs, bus.BucketSyncLinks}
+		bus.BucketRows, bus.BucketSyncUsers, bus.BucketOrgs, bus.BucketNames, bus.BucketWriteLeases, bus.BucketBudgets,
+		bus.BucketSyncJobs, bus.BucketSyncLinks, bus.BucketEvaluations}
 	for _, b := range buckets {
 		kv, err := js.KeyValue(ctx, b)
 		if err != nil {

@@ -489,7 +489,7 @@ func TestEvaluateMemberMatch(t *testing.T) {
 			name:    "same name, both at the company: ambiguous",
 			contact: func(c *Contact) { c.EmailHashes = nil },
 			members: []Member{namesake("m1", contosoEnded, fabrikamNow), namesake("m2", contosoNow)},
-			value:   NoFeedback, reason: ReasonAmbiguous,
+			value:   NoFeedback, reason: ReasonAmbiguous, how: "name+company", memberID: "m1",
 		},
 		{
 			name:    "same name, both at the company, a title does not tell them apart",
@@ -503,7 +503,7 @@ func TestEvaluateMemberMatch(t *testing.T) {
 				}(),
 			},
 			companies: contosoPage,
-			value:     NoFeedback, reason: ReasonAmbiguous,
+			value:     NoFeedback, reason: ReasonAmbiguous, how: "name+company+title+country", memberID: "m1",
 		},
 		{
 			name:    "same name, only one ever at the company",

@@ -164,14 +164,20 @@ var personalMail = map[string]bool{
 const otherContactBits = 6
 
 // uniqueness weighs how many contacts on the account and members at the
-// company share the name, when the counts are known.
+// company share the name, when the counts are known: the members are the
+// namesakes among the candidates, or the count of those who held a
+// position at the company when it knows more.
 func uniqueness(stats *NameStats, namesakes int) (Feature, bool) {
+	members := namesakes
+	if stats != nil {
+		members = max(members, stats.MembersAtCompany)
+	}
 	switch {
 	case stats != nil && stats.ContactsOnAccount > 1:
 		n := stats.ContactsOnAccount
 		return Feature{Name: FeatureUniqueness, Level: fmt.Sprintf("%d contacts of the name on the account", n), Weight: round2(-math.Log2(float64(n)) - otherContactBits)}, true
-	case namesakes > 1:
-		return Feature{Name: FeatureUniqueness, Level: fmt.Sprintf("%d members of the name at the company", namesakes), Weight: 0}, true
+	case members > 1:
+		return Feature{Name: FeatureUniqueness, Level: fmt.Sprintf("%d members of the name at the company", members), Weight: 0}, true
 	case stats != nil && stats.ContactsOnAccount == 1:
 		return feature(FeatureUniqueness, "one contact and one member of the name", uniqueWeight), true
 	}

@@ -92,6 +92,21 @@ func findCandidates(in Input, e employer) []candidate {
 	return kept
 }
 
+// SharesFullName reports whether a member has the contact's full name:
+// only then may a name match, and the name's counts, weigh in.
+func SharesFullName(c Contact, members []Member) bool {
+	k := NameKey(c.FirstName, c.LastName)
+	if !strings.Contains(k, " ") {
+		return false
+	}
+	for _, m := range members {
+		if NameKey(m.FirstName, m.LastName) == k {
+			return true
+		}
+	}
+	return false
+}
+
 // hasPosition reports whether any position of m is at the employer.
 func (e employer) hasPosition(m Member) bool {
 	for _, p := range m.Positions {
@@ -121,7 +136,7 @@ func decideAmong(in Input, cands []candidate) Result {
 			continue
 		}
 		if chosen.tier != tierName || chosen.bits-c.bits < separationBits {
-			return Result{Value: NoFeedback, Reason: ReasonAmbiguous}
+			return Result{Value: NoFeedback, Reason: ReasonAmbiguous, Evidence: ambiguity(cands, best)}
 		}
 	}
 	ev := chosen.ev
@@ -223,3 +238,20 @@ func nameMatchLabel(fs []Feature) string {
 
 // defaultNameWeight is the name's weight when its frequency is unknown.
 var defaultNameWeight = round2(math.Log2(nameM / defaultNameFrequency))
+
+// ambiguity is the evidence of an ambiguous match: the strongest member,
+// and the others with the outcome each leads to (with whom it is ambiguous).
+func ambiguity(cands []candidate, best int) Evidence {
+	chosen := cands[best]
+	ev := Evidence{MemberID: chosen.m.ID, MemberMatch: chosen.label(), Features: chosen.features,
+		ProfileSource: chosen.m.Source, ProfileObservedAt: chosen.m.ObservedAt}
+	if chosen.tier == tierName {
+		ev.MatchWeight = round2(chosen.bits)
+	}
+	for i, c := range cands {
+		if i != best {
+			ev.Candidates = append(ev.Candidates, Candidate{MemberID: c.m.ID, Match: c.label(), Weight: round2(c.bits), Value: c.value})
+		}
+	}
+	return ev
+}

@@ -109,6 +109,55 @@ func TestNameFrequency(t *testing.T) {
 	}
 }
 
+func TestSharesFullName(t *testing.T) {
+	ada := Contact{FirstName: "Ada", LastName: "Byron"}
+	tests := []struct {
+		name    string
+		c       Contact
+		members []Member
+		want    bool
+	}{
+		{"no members", ada, nil, false},
+		{"the name however written", ada, []Member{{FirstName: "Grace", LastName: "Hopper"}, {FirstName: "ÁDA", LastName: "byron"}}, true},
+		{"other names", ada, []Member{{FirstName: "Ada", LastName: "King"}}, false},
+		{"a single name is no full name", Contact{FirstName: "Cher"}, []Member{{FirstName: "Cher"}}, false},
+		{"members without names", ada, []Member{{ID: "m1"}}, false},
+	}
+	for _, tt := range tests {
+		if got := SharesFullName(tt.c, tt.members); got != tt.want {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestUniqueness(t *testing.T) {
+	tests := []struct {
+		name      string
+		stats     *NameStats
+		namesakes int // candidates of the name at the company
+		level     string
+		weight    float64 // compared when ok
+		ok        bool
+	}{
+		{name: "counts unknown, one candidate", namesakes: 1},
+		{name: "counts unknown, two candidates", namesakes: 2, level: "2 members of the name at the company", ok: true},
+		{name: "one contact, one member", stats: &NameStats{ContactsOnAccount: 1, MembersAtCompany: 1}, namesakes: 1,
+			level: "one contact and one member of the name", weight: round2(uniqueWeight.bits()), ok: true},
+		{name: "the counts know a second member at the company", stats: &NameStats{ContactsOnAccount: 1, MembersAtCompany: 2}, namesakes: 1,
+			level: "2 members of the name at the company", ok: true},
+		{name: "two candidates, the counts one", stats: &NameStats{ContactsOnAccount: 1, MembersAtCompany: 1}, namesakes: 2,
+			level: "2 members of the name at the company", ok: true},
+		{name: "two contacts on the account", stats: &NameStats{ContactsOnAccount: 2, MembersAtCompany: 1}, namesakes: 1,
+			level: "2 contacts of the name on the account", weight: -1 - otherContactBits, ok: true},
+	}
+	for _, tt := range tests {
+		f, ok := uniqueness(tt.stats, tt.namesakes)
+		if ok != tt.ok || f.Level != tt.level || ok && f.Weight != tt.weight {
+			t.Errorf("%s: %+v %v, want %q %v %v", tt.name, f, ok, tt.level, tt.weight, tt.ok)
+		}
+	}
+}
+
 func TestPositionIsCurrent(t *testing.T) {
 	tests := []struct {
 		name string

@@ -90,6 +90,7 @@ type scenario struct {
 		Contacts   int `json:"contacts"`
 		OnAccount  int `json:"on_account"`
 		Members    int `json:"members"`
+		AtCompany  int `json:"at_company"`
 		Population int `json:"population"`
 	} `json:"names"`
 	// Reflag and Ignored: the organization lets new evidence re-flag, and
@@ -201,7 +202,8 @@ func (s scenario) input(clock suiteClock) (decide.Input, error) {
 		}
 	}
 	if n := s.Names; n != nil {
-		in.Names = &decide.NameStats{Contacts: n.Contacts, ContactsOnAccount: n.OnAccount, Members: n.Members, Population: n.Population}
+		in.Names = &decide.NameStats{Contacts: n.Contacts, ContactsOnAccount: n.OnAccount, Members: n.Members,
+			MembersAtCompany: n.AtCompany, Population: n.Population}
 	}
 	if a := s.Account; a != nil {
 		in.Account = &decide.Account{ID: "account-" + s.Name, Name: a.Name, Website: a.Website, CompanyID: a.CompanyID}

@@ -119,7 +119,10 @@ type NameStats struct {
 	Contacts          int // the organization's contacts of this name, the contact itself included
 	ContactsOnAccount int // of them, those on the contact's account
 	Members           int // members of this name the feed has sent
-	Population        int // the organization's contacts and the members, all names
+	// MembersAtCompany: of them, those who held a position at the
+	// account's company (the most at any one of its pages).
+	MembersAtCompany int
+	Population       int // the organization's contacts and the members, all names
 }
 
 // probability is the probability of log2 odds.

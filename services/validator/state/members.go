@@ -96,8 +96,18 @@ func memberEdges(m *MemberRecord) []string {
 	return out
 }
 
-// ApplyProfile stores a profile observation unless a newer one is stored.
+// ApplyProfile stores a profile observation unless a newer one is
+// stored, and moves the name counts to the member as stored when its name
+// or companies changed (and on a redelivery).
 func (s *Store) ApplyProfile(ctx context.Context, p *eventsv1.ProfileChange) (before, after *MemberRecord, changed bool, err error) {
+	before, after, changed, err = s.applyProfile(ctx, p)
+	if err == nil && (!changed || memberCountedAs(before) != memberCountedAs(after)) {
+		err = s.countMember(ctx, p.GetMemberId())
+	}
+	return before, after, changed, err
+}
+
+func (s *Store) applyProfile(ctx context.Context, p *eventsv1.ProfileChange) (before, after *MemberRecord, changed bool, err error) {
 	next := memberFrom(p)
 	key := MemberKey(next.ID)
 	err = casUpdate(ctx, s.members, key, func(cur []byte) ([]byte, error) {
@@ -154,8 +164,17 @@ func (s *Store) liveMemberEdges(ctx context.Context, key string) ([]string, erro
 // revision of its record is purged, then a tombstone without the id takes its place, so that an older
 // observation arriving late stays erased, and the member's index edges are
 // purged. It returns the contacts the member could match, to re-evaluate;
-// a redelivered erasure returns them again until ErasureDone.
+// a redelivered erasure returns them again until ErasureDone. The member
+// leaves the name counts, and its record of them goes.
 func (s *Store) EraseMember(ctx context.Context, e *eventsv1.MemberErased) (affected []ContactRef, changed bool, err error) {
+	affected, changed, err = s.eraseMember(ctx, e)
+	if err == nil {
+		err = s.countMember(ctx, e.GetMemberId())
+	}
+	return affected, changed, err
+}
+
+func (s *Store) eraseMember(ctx context.Context, e *eventsv1.MemberErased) (affected []ContactRef, changed bool, err error) {
 	key := MemberKey(e.GetMemberId())
 	at := e.GetObservedAt().AsTime().UnixMilli()
 	var pending []ContactRef // of the record this erasure removed, if any

@@ -33,6 +33,7 @@ type Store struct {
 	// direct reads many keys, and index edges under many prefixes, in one
 	// request each.
 	direct *directGets
+	names  *nameCounts
 }
 
 // Open binds the store to the buckets bus.Declare created.
@@ -47,7 +48,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cols Columns) (*Store, er
 	}
 	var err error
 	for table, bucket := range map[string]string{"contact": bus.BucketContacts, "account": bus.BucketAccounts,
-		"opportunity": bus.BucketRows, "systemuser": bus.BucketRows} {
+		"opportunity": bus.BucketRows, "systemuser": bus.BucketRows, "connection": bus.BucketRows} {
 		if s.rows[table], err = bind(bucket); err != nil {
 			return nil, err
 		}
@@ -75,11 +76,19 @@ func Open(ctx context.Context, js jetstream.JetStream, cols Columns) (*Store, er
 	if s.direct, err = newDirectGets(js); err != nil {
 		return nil, err
 	}
+	if s.names, err = openNames(ctx, js, s.direct); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
+// messageTableRead is the message name of a change the sync workers read
+// from a table (crmsync.MessageSync), not a webhook's.
+const messageTableRead = "Sync"
+
 // rowKey is the key of a row: contacts and accounts have buckets of their
-// own; opportunities and system users share one, told apart by table.
+// own; opportunities, system users and connections share one, told apart
+// by table.
 func rowKey(org, table, id string) string {
 	if table == "contact" || table == "account" {
 		return bus.Token(org) + "." + bus.Token(id)
@@ -87,9 +96,22 @@ func rowKey(org, table, id string) string {
 	return bus.Token(org) + "." + table + "." + bus.Token(id)
 }
 
-// ApplyChange folds a CRM change into its row and the indexes. It returns
-// the row before and after (nil when absent) and whether it changed.
+// ApplyChange folds a CRM change into its row, the indexes and, for a
+// contact, the name counts. It returns the row before and after (nil when
+// absent) and whether it changed.
 func (s *Store) ApplyChange(ctx context.Context, ch *eventsv1.CrmChange) (before, after *Row, changed bool, err error) {
+	before, after, changed, err = s.applyChange(ctx, ch)
+	// When the change moved what the counts follow; when it changed
+	// nothing (a redelivery finishes what a failed attempt began); and on
+	// every table read, so that a back-fill counts a contact stored before
+	// counts were kept.
+	if err == nil && ch.GetTable() == "contact" && (!changed || ch.GetMessageName() == messageTableRead || s.NameCountsMoved(before, after)) {
+		err = s.countContact(ctx, ch.GetOrganizationId(), ch.GetRowId())
+	}
+	return before, after, changed, err
+}
+
+func (s *Store) applyChange(ctx context.Context, ch *eventsv1.CrmChange) (before, after *Row, changed bool, err error) {
 	kv, ok := s.rows[ch.GetTable()]
 	if !ok {
 		return nil, nil, false, nil

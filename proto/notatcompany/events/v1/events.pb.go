@@ -1310,7 +1310,10 @@ type Decision struct {
 	Confidence float64                `protobuf:"fixed64,8,opt,name=confidence,proto3" json:"confidence,omitempty"`
 	DecidedAt  *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
 	// The event that caused the evaluation.
-	CauseEventId  string `protobuf:"bytes,10,opt,name=cause_event_id,json=causeEventId,proto3" json:"cause_event_id,omitempty"`
+	CauseEventId string `protobuf:"bytes,10,opt,name=cause_event_id,json=causeEventId,proto3" json:"cause_event_id,omitempty"`
+	// Who approved a candidate below the threshold (reason "reviewed"):
+	// the reviewer the admin API was given.
+	Reviewer      string `protobuf:"bytes,11,opt,name=reviewer,proto3" json:"reviewer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1411,6 +1414,13 @@ func (x *Decision) GetDecidedAt() *timestamppb.Timestamp {
 func (x *Decision) GetCauseEventId() string {
 	if x != nil {
 		return x.CauseEventId
+	}
+	return ""
+}
+
+func (x *Decision) GetReviewer() string {
+	if x != nil {
+		return x.Reviewer
 	}
 	return ""
 }
@@ -2474,6 +2484,775 @@ func (x *EvaluateRequest) GetCauseEventId() string {
 	return ""
 }
 
+// Evaluation is the validator's latest evaluation of one contact, whatever
+// its outcome, kept per contact in KV (nac_evaluations) for the admin API's
+// explain: a decision is published only when it changes, an evaluation is
+// kept however it came out. It is stored again only when its content
+// changes, so its result's decided_at is when an evaluation first came to
+// this.
+type Evaluation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The outcome as a decision carries it: value, reason, confidence,
+	// evidence (the member's part sealed with the member's data key, bound to
+	// the organization and contact as a decision's is), the event that caused
+	// it, and in decided_at when it was evaluated. Its decision_id is empty.
+	Result *Decision `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	// Identifies the content (not evaluated_at or the cause): equal digests,
+	// nothing to store.
+	Digest string     `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	Scope  *ScopePath `protobuf:"bytes,3,opt,name=scope,proto3" json:"scope,omitempty"`
+	// The least confidence that may flag, as the evaluation applied it.
+	Threshold float64 `protobuf:"fixed64,4,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	// A profile observed longer before the evaluation than this is stale.
+	MaxProfileAge *durationpb.Duration `protobuf:"bytes,5,opt,name=max_profile_age,json=maxProfileAge,proto3" json:"max_profile_age,omitempty"`
+	// The contact's flag column as the validator's state holds it: the value
+	// of the newest CRM change (webhook or sync read) that carried it. Our own
+	// writes come back as webhooks ingest drops, so after a write the state
+	// may still hold the value from before it.
+	CrmFlag Flag `protobuf:"varint,6,opt,name=crm_flag,json=crmFlag,proto3,enum=notatcompany.events.v1.Flag" json:"crm_flag,omitempty"`
+	// The version (the change's modifiedon) of the flag column the
+	// evaluation that stored this record saw; 0 when the state has none.
+	CrmFlagVersion *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=crm_flag_version,json=crmFlagVersion,proto3" json:"crm_flag_version,omitempty"`
+	// The last decision published for the contact, when there is one.
+	LastDecisionId string `protobuf:"bytes,8,opt,name=last_decision_id,json=lastDecisionId,proto3" json:"last_decision_id,omitempty"`
+	// Below the threshold before any review: the contact may be reviewed.
+	Candidate bool `protobuf:"varint,9,opt,name=candidate,proto3" json:"candidate,omitempty"`
+	// The digest of the outcome before a review or a user's Ignore: what a
+	// review approves or rejects, and what "the evidence changed" means.
+	EvidenceDigest string `protobuf:"bytes,10,opt,name=evidence_digest,json=evidenceDigest,proto3" json:"evidence_digest,omitempty"`
+	// The review applied to this evaluation, if any.
+	Review *ReviewAction `protobuf:"bytes,11,opt,name=review,proto3" json:"review,omitempty"`
+	// Of a contact the evaluation flags: the open opportunities linked to it
+	// (as parentcontactid or customerid, or as a stakeholder through a
+	// connection), the opportunities at risk.
+	OpenOpportunities []*OpportunityRef `protobuf:"bytes,12,rep,name=open_opportunities,json=openOpportunities,proto3" json:"open_opportunities,omitempty"`
+	AccountId         string            `protobuf:"bytes,13,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *Evaluation) Reset() {
+	*x = Evaluation{}
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Evaluation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Evaluation) ProtoMessage() {}
+
+func (x *Evaluation) ProtoReflect() protoreflect.Message {
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Evaluation.ProtoReflect.Descriptor instead.
+func (*Evaluation) Descriptor() ([]byte, []int) {
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *Evaluation) GetResult() *Decision {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *Evaluation) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *Evaluation) GetScope() *ScopePath {
+	if x != nil {
+		return x.Scope
+	}
+	return nil
+}
+
+func (x *Evaluation) GetThreshold() float64 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+func (x *Evaluation) GetMaxProfileAge() *durationpb.Duration {
+	if x != nil {
+		return x.MaxProfileAge
+	}
+	return nil
+}
+
+func (x *Evaluation) GetCrmFlag() Flag {
+	if x != nil {
+		return x.CrmFlag
+	}
+	return Flag_FLAG_NO_FEEDBACK
+}
+
+func (x *Evaluation) GetCrmFlagVersion() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CrmFlagVersion
+	}
+	return nil
+}
+
+func (x *Evaluation) GetLastDecisionId() string {
+	if x != nil {
+		return x.LastDecisionId
+	}
+	return ""
+}
+
+func (x *Evaluation) GetCandidate() bool {
+	if x != nil {
+		return x.Candidate
+	}
+	return false
+}
+
+func (x *Evaluation) GetEvidenceDigest() string {
+	if x != nil {
+		return x.EvidenceDigest
+	}
+	return ""
+}
+
+func (x *Evaluation) GetReview() *ReviewAction {
+	if x != nil {
+		return x.Review
+	}
+	return nil
+}
+
+func (x *Evaluation) GetOpenOpportunities() []*OpportunityRef {
+	if x != nil {
+		return x.OpenOpportunities
+	}
+	return nil
+}
+
+func (x *Evaluation) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+// ScopePath is how a contact is in scope, or why it is not: the three rules
+// tried in order, contact owner, account owner, then the owner of each
+// opportunity linked to the contact (its parentcontactid or customerid, then
+// through a stakeholder connection), up to the first sync user.
+type ScopePath struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	InScope bool                   `protobuf:"varint,1,opt,name=in_scope,json=inScope,proto3" json:"in_scope,omitempty"`
+	// "contact_owner", "account_owner", "opportunity_owner" or
+	// "opportunity_connection"; empty when out of scope.
+	Via string `protobuf:"bytes,2,opt,name=via,proto3" json:"via,omitempty"`
+	// The sync user the contact is in scope through.
+	UserId string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// With via "opportunity_owner" or "opportunity_connection": the opportunity.
+	OpportunityId string `protobuf:"bytes,4,opt,name=opportunity_id,json=opportunityId,proto3" json:"opportunity_id,omitempty"`
+	// Every rule tried, in order, the last one the one that held when in scope.
+	Checks []*ScopeCheck `protobuf:"bytes,5,rep,name=checks,proto3" json:"checks,omitempty"`
+	// With via "opportunity_connection": the connection and the contact's role in it.
+	ConnectionId  string `protobuf:"bytes,6,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	RoleId        string `protobuf:"bytes,7,opt,name=role_id,json=roleId,proto3" json:"role_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScopePath) Reset() {
+	*x = ScopePath{}
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScopePath) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScopePath) ProtoMessage() {}
+
+func (x *ScopePath) ProtoReflect() protoreflect.Message {
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScopePath.ProtoReflect.Descriptor instead.
+func (*ScopePath) Descriptor() ([]byte, []int) {
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ScopePath) GetInScope() bool {
+	if x != nil {
+		return x.InScope
+	}
+	return false
+}
+
+func (x *ScopePath) GetVia() string {
+	if x != nil {
+		return x.Via
+	}
+	return ""
+}
+
+func (x *ScopePath) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *ScopePath) GetOpportunityId() string {
+	if x != nil {
+		return x.OpportunityId
+	}
+	return ""
+}
+
+func (x *ScopePath) GetChecks() []*ScopeCheck {
+	if x != nil {
+		return x.Checks
+	}
+	return nil
+}
+
+func (x *ScopePath) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+func (x *ScopePath) GetRoleId() string {
+	if x != nil {
+		return x.RoleId
+	}
+	return ""
+}
+
+// ScopeCheck is one rule of the scope tried on one row.
+type ScopeCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "contact_owner", "account_owner", "opportunity_owner" or
+	// "opportunity_connection" (the owner of an opportunity a connection links
+	// the contact to).
+	Via string `protobuf:"bytes,1,opt,name=via,proto3" json:"via,omitempty"`
+	// The row's owner; empty when it has none that is a user (a team, or unknown).
+	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// The account or opportunity the owner is of (empty for the contact's own).
+	RowId string `protobuf:"bytes,3,opt,name=row_id,json=rowId,proto3" json:"row_id,omitempty"`
+	// Whether the owner is an enabled sync user, not disabled in Dynamics.
+	SyncUser bool `protobuf:"varint,4,opt,name=sync_user,json=syncUser,proto3" json:"sync_user,omitempty"`
+	// With via "opportunity_connection": the connection and the contact's role in it.
+	ConnectionId  string `protobuf:"bytes,5,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	RoleId        string `protobuf:"bytes,6,opt,name=role_id,json=roleId,proto3" json:"role_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScopeCheck) Reset() {
+	*x = ScopeCheck{}
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScopeCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScopeCheck) ProtoMessage() {}
+
+func (x *ScopeCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScopeCheck.ProtoReflect.Descriptor instead.
+func (*ScopeCheck) Descriptor() ([]byte, []int) {
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ScopeCheck) GetVia() string {
+	if x != nil {
+		return x.Via
+	}
+	return ""
+}
+
+func (x *ScopeCheck) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *ScopeCheck) GetRowId() string {
+	if x != nil {
+		return x.RowId
+	}
+	return ""
+}
+
+func (x *ScopeCheck) GetSyncUser() bool {
+	if x != nil {
+		return x.SyncUser
+	}
+	return false
+}
+
+func (x *ScopeCheck) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+func (x *ScopeCheck) GetRoleId() string {
+	if x != nil {
+		return x.RoleId
+	}
+	return ""
+}
+
+// OpportunityRef is an open opportunity linked to a contact.
+type OpportunityRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OpportunityId string                 `protobuf:"bytes,1,opt,name=opportunity_id,json=opportunityId,proto3" json:"opportunity_id,omitempty"`
+	OwnerId       string                 `protobuf:"bytes,2,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	AccountId     string                 `protobuf:"bytes,3,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// How the opportunity links the contact, one entry per link.
+	Links         []*OpportunityLink `protobuf:"bytes,4,rep,name=links,proto3" json:"links,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpportunityRef) Reset() {
+	*x = OpportunityRef{}
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpportunityRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpportunityRef) ProtoMessage() {}
+
+func (x *OpportunityRef) ProtoReflect() protoreflect.Message {
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpportunityRef.ProtoReflect.Descriptor instead.
+func (*OpportunityRef) Descriptor() ([]byte, []int) {
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *OpportunityRef) GetOpportunityId() string {
+	if x != nil {
+		return x.OpportunityId
+	}
+	return ""
+}
+
+func (x *OpportunityRef) GetOwnerId() string {
+	if x != nil {
+		return x.OwnerId
+	}
+	return ""
+}
+
+func (x *OpportunityRef) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *OpportunityRef) GetLinks() []*OpportunityLink {
+	if x != nil {
+		return x.Links
+	}
+	return nil
+}
+
+// OpportunityLink is one way an opportunity links a contact.
+type OpportunityLink struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "parentcontactid", "customerid" or "connection" (a stakeholder).
+	Via string `protobuf:"bytes,1,opt,name=via,proto3" json:"via,omitempty"`
+	// With via "connection": the connection and the contact's role in it.
+	ConnectionId  string `protobuf:"bytes,2,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	RoleId        string `protobuf:"bytes,3,opt,name=role_id,json=roleId,proto3" json:"role_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpportunityLink) Reset() {
+	*x = OpportunityLink{}
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpportunityLink) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpportunityLink) ProtoMessage() {}
+
+func (x *OpportunityLink) ProtoReflect() protoreflect.Message {
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpportunityLink.ProtoReflect.Descriptor instead.
+func (*OpportunityLink) Descriptor() ([]byte, []int) {
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *OpportunityLink) GetVia() string {
+	if x != nil {
+		return x.Via
+	}
+	return ""
+}
+
+func (x *OpportunityLink) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+func (x *OpportunityLink) GetRoleId() string {
+	if x != nil {
+		return x.RoleId
+	}
+	return ""
+}
+
+// ReviewAction approves or rejects a contact whose evaluation is below the
+// threshold (admin API). Approved, the validator decides Not at Company with
+// reason "reviewed"; rejected, No Feedback with reason "review_rejected",
+// until the evidence changes. Its audit record (nac.audit.review.<org>)
+// carries the outcome.
+type ReviewAction struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	EventId        string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	OrganizationId string                 `protobuf:"bytes,2,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	ContactId      string                 `protobuf:"bytes,3,opt,name=contact_id,json=contactId,proto3" json:"contact_id,omitempty"`
+	// "approve" or "reject".
+	Action string `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
+	// Who reviewed, as the admin API was told.
+	Reviewer string `protobuf:"bytes,5,opt,name=reviewer,proto3" json:"reviewer,omitempty"`
+	// The evidence reviewed: the evaluation's evidence_digest then.
+	EvidenceDigest string                 `protobuf:"bytes,6,opt,name=evidence_digest,json=evidenceDigest,proto3" json:"evidence_digest,omitempty"`
+	RequestedAt    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
+	// On the audit record: "applied" (the evidence is the one reviewed) or
+	// "stale" (it changed since: the review applies to nothing).
+	Outcome       string                 `protobuf:"bytes,8,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	RecordedAt    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReviewAction) Reset() {
+	*x = ReviewAction{}
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReviewAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReviewAction) ProtoMessage() {}
+
+func (x *ReviewAction) ProtoReflect() protoreflect.Message {
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReviewAction.ProtoReflect.Descriptor instead.
+func (*ReviewAction) Descriptor() ([]byte, []int) {
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ReviewAction) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *ReviewAction) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *ReviewAction) GetContactId() string {
+	if x != nil {
+		return x.ContactId
+	}
+	return ""
+}
+
+func (x *ReviewAction) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *ReviewAction) GetReviewer() string {
+	if x != nil {
+		return x.Reviewer
+	}
+	return ""
+}
+
+func (x *ReviewAction) GetEvidenceDigest() string {
+	if x != nil {
+		return x.EvidenceDigest
+	}
+	return ""
+}
+
+func (x *ReviewAction) GetRequestedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RequestedAt
+	}
+	return nil
+}
+
+func (x *ReviewAction) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *ReviewAction) GetRecordedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RecordedAt
+	}
+	return nil
+}
+
+// DeadLetterAction is an admin's redrive or discard of a message set aside
+// in the dead letter stream (admin API, nacctl dlq): the audit trail's
+// record of what was done, by whom and when. It names the message by
+// sequences and ids, never by its content.
+type DeadLetterAction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Deterministic per dead letter and action: the deduplication key.
+	EventId string `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// "redrive" (stored again on its origin subject, then deleted) or
+	// "discard" (deleted).
+	Action string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	// The dead letter: its sequence in NAC_DEADLETTER, the consumer that set
+	// it aside and why.
+	Sequence uint64 `protobuf:"varint,3,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Consumer string `protobuf:"bytes,4,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	Reason   string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Where the message came from. The subject of a profile event leaves
+	// the member's or company's id out ("nac.profile.member.*"): the audit
+	// trail outlives an erasure.
+	OriginStream   string `protobuf:"bytes,6,opt,name=origin_stream,json=originStream,proto3" json:"origin_stream,omitempty"`
+	OriginSequence uint64 `protobuf:"varint,7,opt,name=origin_sequence,json=originSequence,proto3" json:"origin_sequence,omitempty"`
+	OriginSubject  string `protobuf:"bytes,8,opt,name=origin_subject,json=originSubject,proto3" json:"origin_subject,omitempty"`
+	// The organization the origin subject names; empty for profile events.
+	OrganizationId string `protobuf:"bytes,9,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// Redrive: the sequence the message was stored at again.
+	RedrivenSequence uint64 `protobuf:"varint,10,opt,name=redriven_sequence,json=redrivenSequence,proto3" json:"redriven_sequence,omitempty"`
+	// Who: the name the admin gave (X-Nac-Actor, as stated, not verified)
+	// and the fingerprint of the admin token that authenticated the request.
+	Actor            string                 `protobuf:"bytes,11,opt,name=actor,proto3" json:"actor,omitempty"`
+	TokenFingerprint string                 `protobuf:"bytes,12,opt,name=token_fingerprint,json=tokenFingerprint,proto3" json:"token_fingerprint,omitempty"`
+	ActedAt          *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=acted_at,json=actedAt,proto3" json:"acted_at,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *DeadLetterAction) Reset() {
+	*x = DeadLetterAction{}
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeadLetterAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeadLetterAction) ProtoMessage() {}
+
+func (x *DeadLetterAction) ProtoReflect() protoreflect.Message {
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeadLetterAction.ProtoReflect.Descriptor instead.
+func (*DeadLetterAction) Descriptor() ([]byte, []int) {
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *DeadLetterAction) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *DeadLetterAction) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *DeadLetterAction) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *DeadLetterAction) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
+}
+
+func (x *DeadLetterAction) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DeadLetterAction) GetOriginStream() string {
+	if x != nil {
+		return x.OriginStream
+	}
+	return ""
+}
+
+func (x *DeadLetterAction) GetOriginSequence() uint64 {
+	if x != nil {
+		return x.OriginSequence
+	}
+	return 0
+}
+
+func (x *DeadLetterAction) GetOriginSubject() string {
+	if x != nil {
+		return x.OriginSubject
+	}
+	return ""
+}
+
+func (x *DeadLetterAction) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *DeadLetterAction) GetRedrivenSequence() uint64 {
+	if x != nil {
+		return x.RedrivenSequence
+	}
+	return 0
+}
+
+func (x *DeadLetterAction) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *DeadLetterAction) GetTokenFingerprint() string {
+	if x != nil {
+		return x.TokenFingerprint
+	}
+	return ""
+}
+
+func (x *DeadLetterAction) GetActedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ActedAt
+	}
+	return nil
+}
+
 var File_notatcompany_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_notatcompany_events_v1_events_proto_rawDesc = "" +
@@ -2589,7 +3368,7 @@ const file_notatcompany_events_v1_events_proto_rawDesc = "" +
 	"\vobserved_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"observedAt\x12;\n" +
 	"\vreceived_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"receivedAt\"\xb8\x03\n" +
+	"receivedAt\"\xd4\x03\n" +
 	"\bDecision\x12\x1f\n" +
 	"\vdecision_id\x18\x01 \x01(\tR\n" +
 	"decisionId\x12'\n" +
@@ -2606,7 +3385,8 @@ const file_notatcompany_events_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"decided_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\x12$\n" +
 	"\x0ecause_event_id\x18\n" +
-	" \x01(\tR\fcauseEventId\"\x98\a\n" +
+	" \x01(\tR\fcauseEventId\x12\x1a\n" +
+	"\breviewer\x18\v \x01(\tR\breviewer\"\x98\a\n" +
 	"\bEvidence\x12\x1b\n" +
 	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12!\n" +
 	"\fmember_match\x18\x02 \x01(\tR\vmemberMatch\x12+\n" +
@@ -2722,7 +3502,77 @@ const file_notatcompany_events_v1_events_proto_rawDesc = "" +
 	"\vcontact_ids\x18\x03 \x03(\tR\n" +
 	"contactIds\x12\x12\n" +
 	"\x04kind\x18\x04 \x01(\tR\x04kind\x12$\n" +
-	"\x0ecause_event_id\x18\x05 \x01(\tR\fcauseEventId*\x9d\x01\n" +
+	"\x0ecause_event_id\x18\x05 \x01(\tR\fcauseEventId\"\x9c\x05\n" +
+	"\n" +
+	"Evaluation\x128\n" +
+	"\x06result\x18\x01 \x01(\v2 .notatcompany.events.v1.DecisionR\x06result\x12\x16\n" +
+	"\x06digest\x18\x02 \x01(\tR\x06digest\x127\n" +
+	"\x05scope\x18\x03 \x01(\v2!.notatcompany.events.v1.ScopePathR\x05scope\x12\x1c\n" +
+	"\tthreshold\x18\x04 \x01(\x01R\tthreshold\x12A\n" +
+	"\x0fmax_profile_age\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\rmaxProfileAge\x127\n" +
+	"\bcrm_flag\x18\x06 \x01(\x0e2\x1c.notatcompany.events.v1.FlagR\acrmFlag\x12D\n" +
+	"\x10crm_flag_version\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0ecrmFlagVersion\x12(\n" +
+	"\x10last_decision_id\x18\b \x01(\tR\x0elastDecisionId\x12\x1c\n" +
+	"\tcandidate\x18\t \x01(\bR\tcandidate\x12'\n" +
+	"\x0fevidence_digest\x18\n" +
+	" \x01(\tR\x0eevidenceDigest\x12<\n" +
+	"\x06review\x18\v \x01(\v2$.notatcompany.events.v1.ReviewActionR\x06review\x12U\n" +
+	"\x12open_opportunities\x18\f \x03(\v2&.notatcompany.events.v1.OpportunityRefR\x11openOpportunities\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\r \x01(\tR\taccountId\"\xf2\x01\n" +
+	"\tScopePath\x12\x19\n" +
+	"\bin_scope\x18\x01 \x01(\bR\ainScope\x12\x10\n" +
+	"\x03via\x18\x02 \x01(\tR\x03via\x12\x17\n" +
+	"\auser_id\x18\x03 \x01(\tR\x06userId\x12%\n" +
+	"\x0eopportunity_id\x18\x04 \x01(\tR\ropportunityId\x12:\n" +
+	"\x06checks\x18\x05 \x03(\v2\".notatcompany.events.v1.ScopeCheckR\x06checks\x12#\n" +
+	"\rconnection_id\x18\x06 \x01(\tR\fconnectionId\x12\x17\n" +
+	"\arole_id\x18\a \x01(\tR\x06roleId\"\xa9\x01\n" +
+	"\n" +
+	"ScopeCheck\x12\x10\n" +
+	"\x03via\x18\x01 \x01(\tR\x03via\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x15\n" +
+	"\x06row_id\x18\x03 \x01(\tR\x05rowId\x12\x1b\n" +
+	"\tsync_user\x18\x04 \x01(\bR\bsyncUser\x12#\n" +
+	"\rconnection_id\x18\x05 \x01(\tR\fconnectionId\x12\x17\n" +
+	"\arole_id\x18\x06 \x01(\tR\x06roleId\"\xb0\x01\n" +
+	"\x0eOpportunityRef\x12%\n" +
+	"\x0eopportunity_id\x18\x01 \x01(\tR\ropportunityId\x12\x19\n" +
+	"\bowner_id\x18\x02 \x01(\tR\aownerId\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x03 \x01(\tR\taccountId\x12=\n" +
+	"\x05links\x18\x04 \x03(\v2'.notatcompany.events.v1.OpportunityLinkR\x05links\"a\n" +
+	"\x0fOpportunityLink\x12\x10\n" +
+	"\x03via\x18\x01 \x01(\tR\x03via\x12#\n" +
+	"\rconnection_id\x18\x02 \x01(\tR\fconnectionId\x12\x17\n" +
+	"\arole_id\x18\x03 \x01(\tR\x06roleId\"\xe4\x02\n" +
+	"\fReviewAction\x12\x19\n" +
+	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12'\n" +
+	"\x0forganization_id\x18\x02 \x01(\tR\x0eorganizationId\x12\x1d\n" +
+	"\n" +
+	"contact_id\x18\x03 \x01(\tR\tcontactId\x12\x16\n" +
+	"\x06action\x18\x04 \x01(\tR\x06action\x12\x1a\n" +
+	"\breviewer\x18\x05 \x01(\tR\breviewer\x12'\n" +
+	"\x0fevidence_digest\x18\x06 \x01(\tR\x0eevidenceDigest\x12=\n" +
+	"\frequested_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x12\x18\n" +
+	"\aoutcome\x18\b \x01(\tR\aoutcome\x12;\n" +
+	"\vrecorded_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"recordedAt\"\xda\x03\n" +
+	"\x10DeadLetterAction\x12\x19\n" +
+	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\x12\x1a\n" +
+	"\bsequence\x18\x03 \x01(\x04R\bsequence\x12\x1a\n" +
+	"\bconsumer\x18\x04 \x01(\tR\bconsumer\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12#\n" +
+	"\rorigin_stream\x18\x06 \x01(\tR\foriginStream\x12'\n" +
+	"\x0forigin_sequence\x18\a \x01(\x04R\x0eoriginSequence\x12%\n" +
+	"\x0eorigin_subject\x18\b \x01(\tR\roriginSubject\x12'\n" +
+	"\x0forganization_id\x18\t \x01(\tR\x0eorganizationId\x12+\n" +
+	"\x11redriven_sequence\x18\n" +
+	" \x01(\x04R\x10redrivenSequence\x12\x14\n" +
+	"\x05actor\x18\v \x01(\tR\x05actor\x12+\n" +
+	"\x11token_fingerprint\x18\f \x01(\tR\x10tokenFingerprint\x125\n" +
+	"\bacted_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\aactedAt*\x9d\x01\n" +
 	"\tOperation\x12\x19\n" +
 	"\x15OPERATION_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10OPERATION_CREATE\x10\x01\x12\x14\n" +
@@ -2748,7 +3598,7 @@ func file_notatcompany_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_notatcompany_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_notatcompany_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_notatcompany_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_notatcompany_events_v1_events_proto_goTypes = []any{
 	(Operation)(0),                // 0: notatcompany.events.v1.Operation
 	(Flag)(0),                     // 1: notatcompany.events.v1.Flag
@@ -2775,70 +3625,89 @@ var file_notatcompany_events_v1_events_proto_goTypes = []any{
 	(*SyncRequest)(nil),           // 22: notatcompany.events.v1.SyncRequest
 	(*FlagOverride)(nil),          // 23: notatcompany.events.v1.FlagOverride
 	(*EvaluateRequest)(nil),       // 24: notatcompany.events.v1.EvaluateRequest
-	nil,                           // 25: notatcompany.events.v1.CrmChange.ColumnsEntry
-	nil,                           // 26: notatcompany.events.v1.Entity.ColumnsEntry
-	nil,                           // 27: notatcompany.events.v1.Evidence.ContradictsEntry
-	nil,                           // 28: notatcompany.events.v1.MemberEvidence.ContradictsEntry
-	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 30: google.protobuf.Duration
+	(*Evaluation)(nil),            // 25: notatcompany.events.v1.Evaluation
+	(*ScopePath)(nil),             // 26: notatcompany.events.v1.ScopePath
+	(*ScopeCheck)(nil),            // 27: notatcompany.events.v1.ScopeCheck
+	(*OpportunityRef)(nil),        // 28: notatcompany.events.v1.OpportunityRef
+	(*OpportunityLink)(nil),       // 29: notatcompany.events.v1.OpportunityLink
+	(*ReviewAction)(nil),          // 30: notatcompany.events.v1.ReviewAction
+	(*DeadLetterAction)(nil),      // 31: notatcompany.events.v1.DeadLetterAction
+	nil,                           // 32: notatcompany.events.v1.CrmChange.ColumnsEntry
+	nil,                           // 33: notatcompany.events.v1.Entity.ColumnsEntry
+	nil,                           // 34: notatcompany.events.v1.Evidence.ContradictsEntry
+	nil,                           // 35: notatcompany.events.v1.MemberEvidence.ContradictsEntry
+	(*timestamppb.Timestamp)(nil), // 36: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 37: google.protobuf.Duration
 }
 var file_notatcompany_events_v1_events_proto_depIdxs = []int32{
 	0,  // 0: notatcompany.events.v1.CrmChange.operation:type_name -> notatcompany.events.v1.Operation
-	25, // 1: notatcompany.events.v1.CrmChange.columns:type_name -> notatcompany.events.v1.CrmChange.ColumnsEntry
-	29, // 2: notatcompany.events.v1.CrmChange.occurred_at:type_name -> google.protobuf.Timestamp
-	29, // 3: notatcompany.events.v1.CrmChange.row_modified_at:type_name -> google.protobuf.Timestamp
-	29, // 4: notatcompany.events.v1.CrmChange.received_at:type_name -> google.protobuf.Timestamp
+	32, // 1: notatcompany.events.v1.CrmChange.columns:type_name -> notatcompany.events.v1.CrmChange.ColumnsEntry
+	36, // 2: notatcompany.events.v1.CrmChange.occurred_at:type_name -> google.protobuf.Timestamp
+	36, // 3: notatcompany.events.v1.CrmChange.row_modified_at:type_name -> google.protobuf.Timestamp
+	36, // 4: notatcompany.events.v1.CrmChange.received_at:type_name -> google.protobuf.Timestamp
 	4,  // 5: notatcompany.events.v1.CrmChange.related:type_name -> notatcompany.events.v1.EntityReference
-	29, // 6: notatcompany.events.v1.Value.date_time:type_name -> google.protobuf.Timestamp
+	36, // 6: notatcompany.events.v1.Value.date_time:type_name -> google.protobuf.Timestamp
 	4,  // 7: notatcompany.events.v1.Value.reference:type_name -> notatcompany.events.v1.EntityReference
 	5,  // 8: notatcompany.events.v1.Value.choices:type_name -> notatcompany.events.v1.Choices
 	6,  // 9: notatcompany.events.v1.Value.collection:type_name -> notatcompany.events.v1.EntityCollection
 	7,  // 10: notatcompany.events.v1.EntityCollection.entities:type_name -> notatcompany.events.v1.Entity
-	26, // 11: notatcompany.events.v1.Entity.columns:type_name -> notatcompany.events.v1.Entity.ColumnsEntry
+	33, // 11: notatcompany.events.v1.Entity.columns:type_name -> notatcompany.events.v1.Entity.ColumnsEntry
 	9,  // 12: notatcompany.events.v1.ProfileChange.positions:type_name -> notatcompany.events.v1.Position
-	29, // 13: notatcompany.events.v1.ProfileChange.observed_at:type_name -> google.protobuf.Timestamp
-	29, // 14: notatcompany.events.v1.ProfileChange.received_at:type_name -> google.protobuf.Timestamp
+	36, // 13: notatcompany.events.v1.ProfileChange.observed_at:type_name -> google.protobuf.Timestamp
+	36, // 14: notatcompany.events.v1.ProfileChange.received_at:type_name -> google.protobuf.Timestamp
 	10, // 15: notatcompany.events.v1.Position.start:type_name -> notatcompany.events.v1.YearMonth
 	10, // 16: notatcompany.events.v1.Position.end:type_name -> notatcompany.events.v1.YearMonth
-	29, // 17: notatcompany.events.v1.CompanyChange.observed_at:type_name -> google.protobuf.Timestamp
-	29, // 18: notatcompany.events.v1.CompanyChange.received_at:type_name -> google.protobuf.Timestamp
-	29, // 19: notatcompany.events.v1.MemberErased.observed_at:type_name -> google.protobuf.Timestamp
-	29, // 20: notatcompany.events.v1.MemberErased.received_at:type_name -> google.protobuf.Timestamp
+	36, // 17: notatcompany.events.v1.CompanyChange.observed_at:type_name -> google.protobuf.Timestamp
+	36, // 18: notatcompany.events.v1.CompanyChange.received_at:type_name -> google.protobuf.Timestamp
+	36, // 19: notatcompany.events.v1.MemberErased.observed_at:type_name -> google.protobuf.Timestamp
+	36, // 20: notatcompany.events.v1.MemberErased.received_at:type_name -> google.protobuf.Timestamp
 	1,  // 21: notatcompany.events.v1.Decision.value:type_name -> notatcompany.events.v1.Flag
 	1,  // 22: notatcompany.events.v1.Decision.previous:type_name -> notatcompany.events.v1.Flag
 	14, // 23: notatcompany.events.v1.Decision.evidence:type_name -> notatcompany.events.v1.Evidence
-	29, // 24: notatcompany.events.v1.Decision.decided_at:type_name -> google.protobuf.Timestamp
+	36, // 24: notatcompany.events.v1.Decision.decided_at:type_name -> google.protobuf.Timestamp
 	9,  // 25: notatcompany.events.v1.Evidence.ended_position:type_name -> notatcompany.events.v1.Position
 	9,  // 26: notatcompany.events.v1.Evidence.current_position:type_name -> notatcompany.events.v1.Position
-	27, // 27: notatcompany.events.v1.Evidence.contradicts:type_name -> notatcompany.events.v1.Evidence.ContradictsEntry
-	29, // 28: notatcompany.events.v1.Evidence.profile_observed_at:type_name -> google.protobuf.Timestamp
+	34, // 27: notatcompany.events.v1.Evidence.contradicts:type_name -> notatcompany.events.v1.Evidence.ContradictsEntry
+	36, // 28: notatcompany.events.v1.Evidence.profile_observed_at:type_name -> google.protobuf.Timestamp
 	17, // 29: notatcompany.events.v1.Evidence.sealed:type_name -> notatcompany.events.v1.SealedEvidence
 	15, // 30: notatcompany.events.v1.Evidence.features:type_name -> notatcompany.events.v1.MatchFeature
 	16, // 31: notatcompany.events.v1.Evidence.candidates:type_name -> notatcompany.events.v1.MatchCandidate
 	1,  // 32: notatcompany.events.v1.MatchCandidate.value:type_name -> notatcompany.events.v1.Flag
 	9,  // 33: notatcompany.events.v1.MemberEvidence.ended_position:type_name -> notatcompany.events.v1.Position
 	9,  // 34: notatcompany.events.v1.MemberEvidence.current_position:type_name -> notatcompany.events.v1.Position
-	28, // 35: notatcompany.events.v1.MemberEvidence.contradicts:type_name -> notatcompany.events.v1.MemberEvidence.ContradictsEntry
-	29, // 36: notatcompany.events.v1.MemberEvidence.profile_observed_at:type_name -> google.protobuf.Timestamp
+	35, // 35: notatcompany.events.v1.MemberEvidence.contradicts:type_name -> notatcompany.events.v1.MemberEvidence.ContradictsEntry
+	36, // 36: notatcompany.events.v1.MemberEvidence.profile_observed_at:type_name -> google.protobuf.Timestamp
 	15, // 37: notatcompany.events.v1.MemberEvidence.features:type_name -> notatcompany.events.v1.MatchFeature
 	16, // 38: notatcompany.events.v1.MemberEvidence.candidates:type_name -> notatcompany.events.v1.MatchCandidate
 	1,  // 39: notatcompany.events.v1.WriteOutcome.value:type_name -> notatcompany.events.v1.Flag
-	30, // 40: notatcompany.events.v1.WriteOutcome.latency:type_name -> google.protobuf.Duration
-	29, // 41: notatcompany.events.v1.WriteOutcome.recorded_at:type_name -> google.protobuf.Timestamp
-	29, // 42: notatcompany.events.v1.SyncUserChange.changed_at:type_name -> google.protobuf.Timestamp
-	29, // 43: notatcompany.events.v1.OrgSettingsChange.changed_at:type_name -> google.protobuf.Timestamp
-	29, // 44: notatcompany.events.v1.SyncRequest.requested_at:type_name -> google.protobuf.Timestamp
+	37, // 40: notatcompany.events.v1.WriteOutcome.latency:type_name -> google.protobuf.Duration
+	36, // 41: notatcompany.events.v1.WriteOutcome.recorded_at:type_name -> google.protobuf.Timestamp
+	36, // 42: notatcompany.events.v1.SyncUserChange.changed_at:type_name -> google.protobuf.Timestamp
+	36, // 43: notatcompany.events.v1.OrgSettingsChange.changed_at:type_name -> google.protobuf.Timestamp
+	36, // 44: notatcompany.events.v1.SyncRequest.requested_at:type_name -> google.protobuf.Timestamp
 	1,  // 45: notatcompany.events.v1.FlagOverride.value:type_name -> notatcompany.events.v1.Flag
 	1,  // 46: notatcompany.events.v1.FlagOverride.decided:type_name -> notatcompany.events.v1.Flag
-	29, // 47: notatcompany.events.v1.FlagOverride.changed_at:type_name -> google.protobuf.Timestamp
-	29, // 48: notatcompany.events.v1.FlagOverride.recorded_at:type_name -> google.protobuf.Timestamp
-	3,  // 49: notatcompany.events.v1.CrmChange.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
-	3,  // 50: notatcompany.events.v1.Entity.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
-	51, // [51:51] is the sub-list for method output_type
-	51, // [51:51] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	36, // 47: notatcompany.events.v1.FlagOverride.changed_at:type_name -> google.protobuf.Timestamp
+	36, // 48: notatcompany.events.v1.FlagOverride.recorded_at:type_name -> google.protobuf.Timestamp
+	13, // 49: notatcompany.events.v1.Evaluation.result:type_name -> notatcompany.events.v1.Decision
+	26, // 50: notatcompany.events.v1.Evaluation.scope:type_name -> notatcompany.events.v1.ScopePath
+	37, // 51: notatcompany.events.v1.Evaluation.max_profile_age:type_name -> google.protobuf.Duration
+	1,  // 52: notatcompany.events.v1.Evaluation.crm_flag:type_name -> notatcompany.events.v1.Flag
+	36, // 53: notatcompany.events.v1.Evaluation.crm_flag_version:type_name -> google.protobuf.Timestamp
+	30, // 54: notatcompany.events.v1.Evaluation.review:type_name -> notatcompany.events.v1.ReviewAction
+	28, // 55: notatcompany.events.v1.Evaluation.open_opportunities:type_name -> notatcompany.events.v1.OpportunityRef
+	27, // 56: notatcompany.events.v1.ScopePath.checks:type_name -> notatcompany.events.v1.ScopeCheck
+	29, // 57: notatcompany.events.v1.OpportunityRef.links:type_name -> notatcompany.events.v1.OpportunityLink
+	36, // 58: notatcompany.events.v1.ReviewAction.requested_at:type_name -> google.protobuf.Timestamp
+	36, // 59: notatcompany.events.v1.ReviewAction.recorded_at:type_name -> google.protobuf.Timestamp
+	36, // 60: notatcompany.events.v1.DeadLetterAction.acted_at:type_name -> google.protobuf.Timestamp
+	3,  // 61: notatcompany.events.v1.CrmChange.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
+	3,  // 62: notatcompany.events.v1.Entity.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
+	63, // [63:63] is the sub-list for method output_type
+	63, // [63:63] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_notatcompany_events_v1_events_proto_init() }
@@ -2866,7 +3735,7 @@ func file_notatcompany_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_notatcompany_events_v1_events_proto_rawDesc), len(file_notatcompany_events_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   27,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,5 +1,6 @@
 // Command nacctl is the admin's CLI: nacctl provision [--dry-run|--check],
-// nacctl deprovision [--dry-run], nacctl backfill|sync --org <id>.
+// nacctl deprovision [--dry-run], nacctl backfill|sync --org <id>,
+// nacctl explain|list|review, nacctl dlq list|show|redrive|discard.
 package main
 
 import (
@@ -28,12 +29,26 @@ func main() {
 
 // run is the composition root of nacctl.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if nacctl.IsDLQCommand(args) {
+		cfg, err := nacctl.ParseDLQConfig(args, getenv, stdout)
+		if err != nil {
+			return err
+		}
+		return nacctl.RunDLQ(ctx, cfg, &http.Client{Timeout: time.Minute}, stdout)
+	}
 	if nacctl.IsSyncCommand(args) {
 		cfg, err := nacctl.ParseSyncConfig(args, getenv, stdout)
 		if err != nil {
 			return err
 		}
 		return nacctl.RunSync(ctx, cfg, &http.Client{Timeout: 30 * time.Second}, stdout)
+	}
+	if nacctl.IsExplainCommand(args) {
+		cfg, err := nacctl.ParseExplainConfig(args, getenv, stdout)
+		if err != nil {
+			return err
+		}
+		return nacctl.RunExplain(ctx, cfg, &http.Client{Timeout: 60 * time.Second}, stdout)
 	}
 	cfg, err := nacctl.ParseConfig(args, getenv, stdout)
 	if err != nil {
