@@ -21,7 +21,7 @@ ARCH    ?= amd64
 BUILDINFO := github.com/notatcompany/notatcompany/services/shared/buildinfo
 LDFLAGS   := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).date=$(DATE)
 
-.PHONY: help run build image chart-lint test quality faults soak test-rules test-alone bench bench-e2e fuzz proto proto-check proto-compat tools fmt vet lint api-lint
+.PHONY: help run demo clean build image chart-lint test quality faults soak test-rules test-alone bench bench-e2e fuzz proto proto-check proto-compat tools fmt vet lint api-lint
 
 .DEFAULT_GOAL := help
 
@@ -35,6 +35,15 @@ help:
 run:
 	@go build -o $(BIN)/nac-devstack ./services/devstack/cmd/devstack
 	@exec $(BIN)/nac-devstack
+
+## demo: with make run going, load a demo organization through its public paths and print what was flagged and why
+demo:
+	@go build -o $(BIN)/nac-demo ./services/devstack/cmd/demo
+	@$(BIN)/nac-demo
+
+## clean: once make run is stopped, remove the devstack's data (NAC_DATA_DIR, default .data): the next start is a first
+clean:
+	@go run ./services/devstack/cmd/devstack clean
 
 ## build: build every service binary and nacctl into .bin/, stamped with VERSION, COMMIT and DATE
 build:

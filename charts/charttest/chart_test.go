@@ -46,12 +46,15 @@ func TestDefaults(t *testing.T) {
 			t.Errorf("%s mounts %v (volumes %v), want nothing", name, keys, pod.Spec.Volumes)
 		}
 	}
-	// The writer fills the evidence columns provisioning creates and runs the sync workers.
+	// The writer fills the evidence columns provisioning creates and runs
+	// the sync workers; its budget is every replica's together: Dataverse's
+	// limits.
 	we := env(podOf(t, r, "Deployment/notatcompany-writer").Spec.Containers[0])
 	for k, want := range map[string]string{
 		"NAC_EVIDENCE_OFF": "false", "NAC_REASON_COLUMN": "nac_orgchangereason", "NAC_SUGGESTED_COMPANY_COLUMN": "nac_suggestedcompany",
 		"NAC_DETECTED_ON_COLUMN": "nac_orgchangedetectedon", "NAC_CONFIDENCE_COLUMN": "nac_orgchangeconfidence",
 		"NAC_SYNC_OFF": "false", "NAC_SYNC_INTERVAL": "24h", "NAC_SYNC_PAGE_SIZE": "5000", "NAC_SYNC_MAX_LAG": "2000",
+		"NAC_BUDGET_REQUESTS": "6000", "NAC_BUDGET_EXECUTION_TIME": "20m", "NAC_BUDGET_WINDOW": "5m", "NAC_BUDGET_CONCURRENT": "52",
 	} {
 		if we[k] != want {
 			t.Errorf("writer %s=%q, want %q", k, we[k], want)

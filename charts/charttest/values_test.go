@@ -35,6 +35,8 @@ func TestBadValues(t *testing.T) {
 		{"LinkedIn column not a logical name", `linkedinStatusColumn: "msdyn OrgChangeStatus"`, []string{"'/linkedinStatusColumn'"}},
 		{"LinkedIn column is the flag column", `{flagColumn: msdyn_orgchangestatus, linkedinStatusColumn: msdyn_orgchangestatus}`, []string{"linkedinStatusColumn", "flag column itself"}},
 		{"no memory limit", `writer: {resources: {limits: {memory: null}}}`, []string{"'/writer/resources/limits'", "memory"}},
+		{"budget window", `writer: {budget: {window: "five minutes"}}`, []string{"'/writer/budget/window'"}},
+		{"budget concurrency", `writer: {budget: {concurrent: 0}}`, []string{"'/writer/budget/concurrent'", "minimum"}},
 		{"secret name", `existingSecret: "Not_A_Name"`, []string{"existingSecret"}},
 		{"ingress without host", `ingress: {enabled: true}`, []string{"ingress.host is required"}},
 		{"no Dataverse key", `ingest: {secrets: {dataverseWebhookKey: false}}`, []string{"dataverseWebhookKey or dataverseOrgs"}},

@@ -27,16 +27,25 @@ const MessageSync = "Sync"
 var lookups = map[string]string{
 	"parentcustomerid": "account", "ownerid": "systemuser", "parentcontactid": "contact",
 	"customerid": "account", "parentaccountid": "account",
+	// A connection's ends may be of any table: the annotation, else the
+	// end's object type code, names it.
+	"record1id": "", "record2id": "", "record1roleid": "connectionrole", "record2roleid": "connectionrole",
 }
 
+// objectTypeTables are the tables of the object type codes of a
+// connection's ends the validator tells apart.
+var objectTypeTables = map[float64]string{1: "account", 2: "contact", 3: "opportunity", 8: "systemuser"}
+
 // choices are the choice columns besides the flag.
-var choices = map[string]bool{"statecode": true, "statuscode": true}
+var choices = map[string]bool{"statecode": true, "statuscode": true,
+	"record1objecttypecode": true, "record2objecttypecode": true}
 
 const lookupAnnotation = "@Microsoft.Dynamics.CRM.lookuplogicalname"
 
 // entitySets are the Web API collections of the tables the validator keeps.
 var entitySets = map[string]string{
 	"contact": "contacts", "account": "accounts", "opportunity": "opportunities", "systemuser": "systemusers",
+	"connection": "connections",
 }
 
 // selectOf is the $select of a table read: every column the validator
@@ -154,6 +163,9 @@ func valueOf(c string, row map[string]any, cols crmschema.Columns) *eventsv1.Val
 		}
 		if t, ok := row["_"+c+"_value"+lookupAnnotation].(string); ok && t != "" {
 			target = t
+		} else if target == "" {
+			otc, _ := row[strings.TrimSuffix(c, "id")+"objecttypecode"].(float64)
+			target = objectTypeTables[otc]
 		}
 		return &eventsv1.Value{Kind: &eventsv1.Value_Reference{Reference: &eventsv1.EntityReference{Table: target, Id: strings.ToLower(id)}}}
 	}

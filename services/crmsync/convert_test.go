@@ -102,6 +102,41 @@ func upper(s string) string {
 	return string(b)
 }
 
+// A connection row's ends name their table by the annotation, else by
+// their object type code; its roles point at connection roles.
+func TestChangeOfConnection(t *testing.T) {
+	const conn, opp, role = "c0c0c0c0-0000-4000-8000-000000000001", "0bb0b0b0-0000-4000-8000-000000000001", "e0e0e0e0-0000-4000-8000-000000000001"
+	sel := selectOf("connection", cols)
+	for _, want := range []string{"_record1id_value", "_record2id_value", "record1objecttypecode", "record2objecttypecode", "_record2roleid_value", "statecode"} {
+		if !slices.Contains(sel, want) {
+			t.Errorf("connection $select %v lacks %s", sel, want)
+		}
+	}
+	var row map[string]any
+	if err := json.Unmarshal([]byte(`{"connectionid":"`+conn+`","_record1id_value":"`+opp+`","record1objecttypecode":3,
+		"_record2id_value":"`+contact+`","_record2id_value@Microsoft.Dynamics.CRM.lookuplogicalname":"contact","record2objecttypecode":2,
+		"_record2roleid_value":"`+role+`","_record1roleid_value":null,"statecode":0,"versionnumber":12}`), &row); err != nil {
+		t.Fatal(err)
+	}
+	ch, _, err := changeOf(org, "connection", row, cols, time.Now(), MessageSync, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ch.GetColumns()
+	if r := c["record1id"].GetReference(); r.GetTable() != "opportunity" || r.GetId() != opp {
+		t.Errorf("record1id %v, want the opportunity by its object type code", r)
+	}
+	if r := c["record2id"].GetReference(); r.GetTable() != "contact" || r.GetId() != contact {
+		t.Errorf("record2id %v, want the contact", r)
+	}
+	if r := c["record2roleid"].GetReference(); r.GetTable() != "connectionrole" || r.GetId() != role {
+		t.Errorf("record2roleid %v", r)
+	}
+	if !c["record1roleid"].GetNull() || c["record1objecttypecode"].GetChoice() != 3 || c["statecode"].GetChoice() != 0 {
+		t.Errorf("record1roleid %v, record1objecttypecode %v, statecode %v", c["record1roleid"], c["record1objecttypecode"], c["statecode"])
+	}
+}
+
 func TestDeleteOfDependsOnTheDelta(t *testing.T) {
 	now := time.Now()
 	a, b := deleteOf(org, "contact", contact, "link-1", now), deleteOf(org, "contact", contact, "link-2", now)

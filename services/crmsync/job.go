@@ -14,9 +14,9 @@ import (
 )
 
 // tableOrder is the order tables are read in: a contact is evaluated when
-// its row arrives, so the users, accounts and opportunities that decide
-// its scope are read before it.
-var tableOrder = []string{"systemuser", "account", "opportunity", "contact"}
+// its row arrives, so the users, accounts, opportunities and connections
+// that decide its scope are read before it.
+var tableOrder = []string{"systemuser", "account", "opportunity", "connection", "contact"}
 
 // job is one run of a back-fill, sweep or enable job of an organization.
 type job struct {
@@ -233,6 +233,7 @@ func (j *job) call(ctx context.Context, f func() error) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			err = aerr // the answer if no attempt gets through
 			// Paused after a 429, or the budget is spent for now.
 			if err := sleep(ctx, time.Second); err != nil {
 				return err

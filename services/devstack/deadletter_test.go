@@ -23,7 +23,6 @@ import (
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse/dataversetest"
 	"github.com/notatcompany/notatcompany/services/shared/deadletters"
-	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
 	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
 
@@ -31,22 +30,7 @@ import (
 // info, and returns what it logged.
 func startLoggedStack(t *testing.T) (*devstack.Stack, *testkit.SyncBuffer) {
 	t.Helper()
-	env := map[string]string{
-		"NAC_DATA_DIR": t.TempDir(), "NAC_HTTP_ADDR": "127.0.0.1:0", "NAC_OPS_ADDR": "127.0.0.1:0",
-		"NAC_STANDIN_ADDR": "127.0.0.1:0", "NAC_NATS_ADDR": "127.0.0.1:-1", "NAC_LOG_LEVEL": "info", "NAC_LOG_FORMAT": "text",
-	}
-	cfg, err := devstack.ParseConfig(nil, func(k string) string { return env[k] }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stack *devstack.Stack
-	running := testkit.RunService(t, func(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) (*lifecycle.Process, error) {
-		var err error
-		if stack, err = devstack.Open(ctx, cfg, getenv, stdout); err != nil {
-			return nil, err
-		}
-		return stack.Process, nil
-	}, nil, env)
+	stack, running := runStack(t, map[string]string{"NAC_LOG_LEVEL": "info", "NAC_LOG_FORMAT": "text"})
 	return stack, running.Logs
 }
 

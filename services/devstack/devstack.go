@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/notatcompany/notatcompany/services/ingest"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
@@ -79,6 +80,11 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	unlock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	own.OnStopped = append(own.OnStopped, unlock)
 	if s.Secrets, err = loadSecrets(filepath.Join(cfg.DataDir, "secrets.json"), getenv); err != nil {
 		return nil, err
 	}
@@ -94,7 +100,8 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 	if err != nil {
 		return nil, err
 	}
-	own.OnStopped = append(own.OnStopped, func() { ns.Shutdown(); ns.WaitForShutdown() })
+	// The broker stops before the data directory is unlocked.
+	own.OnStopped = slices.Insert(own.OnStopped, 0, func() { ns.Shutdown(); ns.WaitForShutdown() })
 	s.NATSURL = ns.ClientURL()
 
 	// Write-through: a row the stand-in answered as written is on disk,
@@ -109,8 +116,13 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 			log.Error("closing the stand-in's journal failed", "err", err)
 		}
 	})
+	missingRows := prometheus.NewCounter(prometheus.CounterOpts{Name: "nac_standin_missing_row_patches_total",
+		Help: "PATCHes the Dataverse stand-in answered 404 because it holds no such row (the writer records them obsolete)."})
 	s.Standin = dataversetest.New(dataversetest.Options{ClientID: ClientID, ClientSecret: s.Secrets.ClientSecret, AnonymousReads: true,
-		OnChange: journal.Append})
+		OnChange: journal.Append, OnMissingRow: func(set, id string) {
+			missingRows.Inc()
+			log.Warn("the Dataverse stand-in refused a PATCH: it holds no such row", "service", "dataverse-standin", "entity_set", set, "id", id)
+		}})
 	s.Standin.SetIdentity(dataversetest.Identity{OrganizationID: DemoOrganizationID, OrganizationName: "devstack"})
 	s.Standin.Restore(rows)
 	for _, r := range DemoRows {
@@ -149,9 +161,9 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 	}
 
 	services := []lifecycle.Service{
-		{Name: "dataverse-standin", Build: func(context.Context, lifecycle.Env) (lifecycle.Parts, error) {
+		{Name: "dataverse-standin", Build: func(_ context.Context, env lifecycle.Env) (lifecycle.Parts, error) {
 			owned = true // from here on, lifecycle.Start releases it on a failure
-			return own, nil
+			return own, env.Registerer.Register(missingRows)
 		}},
 		{Name: "ingest", Common: ingestCfg.Common, Build: func(ctx context.Context, env lifecycle.Env) (lifecycle.Parts, error) {
 			if err := seedAdmin(ctx, bus.NewPublisher(env.JS, ingestCfg.PublishTimeout)); err != nil {
@@ -225,8 +237,10 @@ func (s *Stack) Banner(w io.Writer) {
 	fmt.Fprintf(w, `
 notatcompany devstack is running
   public API             %[1]s   POST /webhooks/dataverse?code=<key>, POST /webhooks/profile, /admin/...
+  admin console          %[1]s/console/   (log in with NAC_ADMIN_TOKEN)
   ops                    %[2]s   /healthz /readyz /metrics
-  Dataverse stand-in     %[3]s/api/data/v9.2
+  Dataverse stand-in     %[3]s/api/data/v9.2   OAuth2 token: %[3]s%[11]s
+                         client id %[12]s, client secret %[13]s
   NATS JetStream         %[4]s   user %[9]s (each service has its own user)
   data                   %[5]s
 
@@ -236,5 +250,5 @@ notatcompany devstack is running
   nats context save nac-devstack --server %[4]s --user %[9]s --password %[10]s
 
 `, s.HTTPURL, s.OpsURL, s.StandinURL, s.NATSURL, s.dataDir, s.Secrets.WebhookKey, s.Secrets.ProfileSecret, s.Secrets.AdminToken,
-		NATSUserCLI, s.Secrets.NATS.CLI)
+		NATSUserCLI, s.Secrets.NATS.CLI, dataversetest.TokenPath, ClientID, s.Secrets.ClientSecret)
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,12 +25,20 @@ import (
 // until the test ends or stop.
 func startStack(t *testing.T, dir string) (*devstack.Stack, func() error) {
 	t.Helper()
-	env := map[string]string{
-		"NAC_DATA_DIR": dir, "NAC_HTTP_ADDR": "127.0.0.1:0", "NAC_OPS_ADDR": "127.0.0.1:0",
+	stack, running := runStack(t, map[string]string{"NAC_DATA_DIR": dir, "NAC_LOG_LEVEL": "warn"})
+	return stack, running.Stop
+}
+
+// runStack runs a devstack on free loopback ports, its settings changed by
+// env, until the test ends.
+func runStack(t *testing.T, env map[string]string) (*devstack.Stack, *testkit.Running) {
+	t.Helper()
+	all := map[string]string{
+		"NAC_DATA_DIR": t.TempDir(), "NAC_HTTP_ADDR": "127.0.0.1:0", "NAC_OPS_ADDR": "127.0.0.1:0",
 		"NAC_STANDIN_ADDR": "127.0.0.1:0", "NAC_NATS_ADDR": "127.0.0.1:-1", "NAC_LOG_LEVEL": "warn",
 	}
-	getenv := func(k string) string { return env[k] }
-	cfg, err := devstack.ParseConfig(nil, getenv, io.Discard)
+	maps.Copy(all, env)
+	cfg, err := devstack.ParseConfig(nil, func(k string) string { return all[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,8 +49,8 @@ func startStack(t *testing.T, dir string) (*devstack.Stack, func() error) {
 			return nil, err
 		}
 		return stack.Process, nil
-	}, nil, env)
-	return stack, running.Stop
+	}, nil, all)
+	return stack, running
 }
 
 func example(t *testing.T, name string) []byte {

@@ -41,7 +41,7 @@ func loadSecrets(path string, getenv func(string) string) (Secrets, error) {
 	}{
 		{&sec.WebhookKey, "NAC_DATAVERSE_WEBHOOK_KEY"},
 		{&sec.ProfileSecret, "NAC_PROFILE_SECRET"},
-		{&sec.ClientSecret, ""},
+		{&sec.ClientSecret, "NAC_DATAVERSE_CLIENT_SECRET"},
 		{&sec.AdminToken, "NAC_ADMIN_TOKEN"},
 		{&sec.NATS.Ingest, ""},
 		{&sec.NATS.Validator, ""},

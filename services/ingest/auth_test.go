@@ -310,7 +310,7 @@ func TestParseConfig(t *testing.T) {
 		if len(cfg.DataverseKeys) != 0 || len(cfg.DataverseOrgs) != 3 || cfg.DataverseOrgs[0].OrganizationID != hookOrg {
 			t.Errorf("keys %v, organizations %+v", cfg.DataverseKeys, cfg.DataverseOrgs)
 		}
-		if cfg.FlagColumn != "nac_orgchangestatus" || !slices.Equal(cfg.Tables, []string{"contact", "account", "opportunity", "systemuser"}) {
+		if cfg.FlagColumn != "nac_orgchangestatus" || !slices.Equal(cfg.Tables, []string{"contact", "account", "opportunity", "systemuser", "connection"}) {
 			t.Errorf("defaults: flag %q, tables %v", cfg.FlagColumn, cfg.Tables)
 		}
 	})

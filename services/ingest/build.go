@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/notatcompany/notatcompany/services/ingest/console"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/deadletters"
 	"github.com/notatcompany/notatcompany/services/shared/evaluations"
@@ -39,7 +40,11 @@ func Build(ctx context.Context, cfg Config, env lifecycle.Env) (lifecycle.Parts,
 	if svc.deadLetters, err = deadletters.New(ctx, env.JS, cfg.PublishTimeout, env.Log); err != nil {
 		return lifecycle.Parts{}, err
 	}
-	public, err := httpserver.Listen(cfg.HTTPAddr, svc.Routes())
+	handler, err := svc.WithConsole(svc.Routes(), console.Options{Orgs: admin, Sync: jobs})
+	if err != nil {
+		return lifecycle.Parts{}, err
+	}
+	public, err := httpserver.Listen(cfg.HTTPAddr, handler)
 	if err != nil {
 		return lifecycle.Parts{}, err
 	}

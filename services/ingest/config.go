@@ -46,6 +46,9 @@ type Config struct {
 	// AdminTokens are the bearer tokens of the admin API (two while
 	// rotating); none: no admin API.
 	AdminTokens []string
+	// ConsoleSecureCookies marks the console's cookies Secure on plain
+	// HTTP too, for a console behind a proxy that terminates TLS.
+	ConsoleSecureCookies bool
 	// Secrets are where the settings above that are secret came from; when
 	// they come from files, a change of a file replaces them (nil: fixed).
 	Secrets *conf.SecretSet
@@ -111,10 +114,11 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	p.Int(&c.DataverseMaxBodyBytes, "dataverse-max-body-bytes", "NAC_DATAVERSE_MAX_BODY_BYTES", 4<<20, "largest Dataverse webhook body accepted")
 	p.Int(&c.ProfileMaxBodyBytes, "profile-max-body-bytes", "NAC_PROFILE_MAX_BODY_BYTES", 1<<20, "largest profile webhook body accepted")
 	p.Int(&c.MaxInflightBytes, "max-inflight-bytes", "NAC_MAX_INFLIGHT_BYTES", 32<<20, "request body bytes held at once across all requests")
-	p.String(&tables, "tables", "NAC_TABLES", "contact,account,opportunity,systemuser", "Dataverse tables whose changes are published")
+	p.String(&tables, "tables", "NAC_TABLES", "contact,account,opportunity,systemuser,connection", "Dataverse tables whose changes are published")
 	p.String(&c.WriteTag, "write-tag", "NAC_WRITE_TAG", "notatcompany", "tag the writer sets on its Dataverse writes")
 	p.String(&c.AppUserID, "app-user-id", "NAC_APP_USER_ID", "", "Dataverse application user id of the writer (its changes are ignored)")
 	p.String(&c.FlagColumn, "flag-column", "NAC_FLAG_COLUMN", crmschema.DefaultFlagColumn, "logical name of the contact's Not at Company column")
+	p.Bool(&c.ConsoleSecureCookies, "console-secure-cookies", "NAC_CONSOLE_SECURE_COOKIES", false, "mark the console's cookies Secure on plain HTTP too (behind a proxy that terminates TLS)")
 	if err := p.Parse(args); err != nil {
 		return c, err
 	}

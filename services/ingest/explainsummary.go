@@ -119,9 +119,12 @@ func outOfScope(s ScopeView) string {
 			parts = append(parts, "the owner of account "+c.RowID+" ("+who+") is not")
 		case "opportunity_owner":
 			parts = append(parts, "the owner of opportunity "+c.RowID+" ("+who+") is not")
+		case "opportunity_connection":
+			parts = append(parts, "the owner of opportunity "+c.RowID+", linked through connection "+c.ConnectionID+
+				" (role "+orDefault(c.RoleID, "none")+"), ("+who+") is not")
 		}
 	}
-	if !hasVia(s, "opportunity_owner") {
+	if !hasVia(s, "opportunity_owner") && !hasVia(s, "opportunity_connection") {
 		parts = append(parts, "no opportunity links the contact")
 	}
 	return strings.Join(parts, "; ")

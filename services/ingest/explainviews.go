@@ -89,11 +89,14 @@ type CandidateView struct {
 
 // ScopeView is how the contact is in scope, or why not.
 type ScopeView struct {
-	InScope       bool             `json:"inScope"`
-	Via           string           `json:"via,omitempty"`
-	UserID        string           `json:"userId,omitempty"`
-	OpportunityID string           `json:"opportunityId,omitempty"`
-	Checks        []ScopeCheckView `json:"checks"`
+	InScope       bool   `json:"inScope"`
+	Via           string `json:"via,omitempty"`
+	UserID        string `json:"userId,omitempty"`
+	OpportunityID string `json:"opportunityId,omitempty"`
+	// With via opportunity_connection: the connection and the contact's role in it.
+	ConnectionID string           `json:"connectionId,omitempty"`
+	RoleID       string           `json:"roleId,omitempty"`
+	Checks       []ScopeCheckView `json:"checks"`
 }
 
 // ScopeCheckView is one scope rule tried.
@@ -102,6 +105,9 @@ type ScopeCheckView struct {
 	UserID   string `json:"userId,omitempty"`
 	RowID    string `json:"rowId,omitempty"`
 	SyncUser bool   `json:"syncUser"`
+	// With via opportunity_connection: the connection and the contact's role in it.
+	ConnectionID string `json:"connectionId,omitempty"`
+	RoleID       string `json:"roleId,omitempty"`
 }
 
 // OpportunityView is an open opportunity of a flagged contact.
@@ -109,6 +115,25 @@ type OpportunityView struct {
 	OpportunityID string `json:"opportunityId"`
 	OwnerID       string `json:"ownerId,omitempty"`
 	AccountID     string `json:"accountId,omitempty"`
+	// Links are how the opportunity links the contact.
+	Links []OpportunityLinkView `json:"links"`
+}
+
+// OpportunityLinkView is one way an opportunity links a contact: via
+// parentcontactid, customerid or connection (a stakeholder, with the
+// connection and the contact's role in it).
+type OpportunityLinkView struct {
+	Via          string `json:"via"`
+	ConnectionID string `json:"connectionId,omitempty"`
+	RoleID       string `json:"roleId,omitempty"`
+}
+
+func linkViews(o *eventsv1.OpportunityRef) []OpportunityLinkView {
+	out := []OpportunityLinkView{}
+	for _, l := range o.GetLinks() {
+		out = append(out, OpportunityLinkView{Via: l.GetVia(), ConnectionID: l.GetConnectionId(), RoleID: l.GetRoleId()})
+	}
+	return out
 }
 
 // FlagView is the flag column as the validator's state holds it.
@@ -226,7 +251,8 @@ func evaluationView(rec *eventsv1.Evaluation, ev *eventsv1.Evidence, erased bool
 		CRMFlag: FlagView{Value: int(rec.GetCrmFlag()), Version: timeOf(rec.GetCrmFlagVersion())},
 	}
 	for _, o := range rec.GetOpenOpportunities() {
-		v.OpenOpportunities = append(v.OpenOpportunities, OpportunityView{OpportunityID: o.GetOpportunityId(), OwnerID: o.GetOwnerId(), AccountID: o.GetAccountId()})
+		v.OpenOpportunities = append(v.OpenOpportunities, OpportunityView{OpportunityID: o.GetOpportunityId(), OwnerID: o.GetOwnerId(),
+			AccountID: o.GetAccountId(), Links: linkViews(o)})
 	}
 	return v
 }
@@ -264,9 +290,11 @@ func positionView(p *eventsv1.Position) *PositionView {
 }
 
 func scopeView(s *eventsv1.ScopePath) ScopeView {
-	v := ScopeView{InScope: s.GetInScope(), Via: s.GetVia(), UserID: s.GetUserId(), OpportunityID: s.GetOpportunityId(), Checks: []ScopeCheckView{}}
+	v := ScopeView{InScope: s.GetInScope(), Via: s.GetVia(), UserID: s.GetUserId(), OpportunityID: s.GetOpportunityId(),
+		ConnectionID: s.GetConnectionId(), RoleID: s.GetRoleId(), Checks: []ScopeCheckView{}}
 	for _, c := range s.GetChecks() {
-		v.Checks = append(v.Checks, ScopeCheckView{Via: c.GetVia(), UserID: c.GetUserId(), RowID: c.GetRowId(), SyncUser: c.GetSyncUser()})
+		v.Checks = append(v.Checks, ScopeCheckView{Via: c.GetVia(), UserID: c.GetUserId(), RowID: c.GetRowId(), SyncUser: c.GetSyncUser(),
+			ConnectionID: c.GetConnectionId(), RoleID: c.GetRoleId()})
 	}
 	return v
 }

@@ -32,10 +32,13 @@ type ListItem struct {
 	// EvidenceDigest is what a review of a candidate refers to.
 	EvidenceDigest string `json:"evidenceDigest,omitempty"`
 	// Of the at-risk list: the opportunity, and the contact's evidence.
-	OpportunityID  string        `json:"opportunityId,omitempty"`
-	OwnerID        string        `json:"ownerId,omitempty"`
-	Evidence       *EvidenceView `json:"evidence,omitempty"`
-	EvidenceErased bool          `json:"evidenceErased,omitempty"`
+	OpportunityID string `json:"opportunityId,omitempty"`
+	OwnerID       string `json:"ownerId,omitempty"`
+	// Links are how the opportunity links the contact (its contact, its
+	// customer, or a stakeholder connection).
+	Links          []OpportunityLinkView `json:"links,omitempty"`
+	Evidence       *EvidenceView         `json:"evidence,omitempty"`
+	EvidenceErased bool                  `json:"evidenceErased,omitempty"`
 }
 
 // ListPage is one page of a list; next, when set, is the cursor of the next.
@@ -45,8 +48,8 @@ type ListPage struct {
 	Next           string     `json:"next,omitempty"`
 }
 
-// cursorRE is the shape of an index position: tokens of GUIDs.
-var cursorRE = regexp.MustCompile(`^[0-9a-f-]{36}(\.[0-9a-f-]{36})?$`)
+// cursorRE is the shape of an index position: a stream sequence.
+var cursorRE = regexp.MustCompile(`^[1-9][0-9]{0,19}$`)
 
 // pageParams reads limit and cursor, answering 400 naming the one that is wrong.
 func pageParams(w http.ResponseWriter, r *http.Request) (limit int, cursor string, ok bool) {
@@ -112,7 +115,9 @@ func (s *Service) listIndex(index string) http.HandlerFunc {
 				continue
 			}
 			item := listItem(ref, rec)
-			if index == evaluations.IndexAtRisk {
+			// The evidence, for where the person went: one member key
+			// read per item, and only for the page.
+			{
 				ev, erased, err := s.explain.OpenEvidence(ctx, rec.GetResult())
 				if err != nil {
 					s.unavailable(w, r, "open the evidence", err)
@@ -157,7 +162,7 @@ func listItem(ref evaluations.Ref, rec *eventsv1.Evaluation) ListItem {
 		item.OpportunityID = ref.Opportunity
 		for _, o := range rec.GetOpenOpportunities() {
 			if o.GetOpportunityId() == ref.Opportunity {
-				item.OwnerID = o.GetOwnerId()
+				item.OwnerID, item.Links = o.GetOwnerId(), linkViews(o)
 			}
 		}
 	}

@@ -1,9 +1,7 @@
 package nacctl
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -131,7 +129,7 @@ func ParseDLQConfig(args []string, getenv func(string) string, out io.Writer) (D
 
 // RunDLQ runs the subcommand against the admin API.
 func RunDLQ(ctx context.Context, cfg DLQConfig, hc *http.Client, out io.Writer) error {
-	api := dlqAPI{hc: hc, cfg: cfg}
+	api := dlqAPI{adminClient: newAdminClient(hc, cfg.APIURL, cfg.Token, cfg.Actor), cfg: cfg}
 	switch {
 	case cfg.Sub == DLQList:
 		return listDeadLetters(ctx, api, out)
@@ -247,53 +245,6 @@ func actOnAll(ctx context.Context, api dlqAPI, out io.Writer) error {
 
 // dlqAPI calls the admin API as the configured admin.
 type dlqAPI struct {
-	hc  *http.Client
+	adminClient
 	cfg DLQConfig
-}
-
-func (a dlqAPI) call(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(a.cfg.APIURL, "/")+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+a.cfg.Token)
-	if a.cfg.Actor != "" {
-		req.Header.Set("X-Nac-Actor", a.cfg.Actor)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if resp.StatusCode/100 != 2 {
-		var p struct {
-			Title  string `json:"title"`
-			Detail string `json:"detail"`
-			Errors []struct {
-				Field, Reason string
-			} `json:"errors"`
-		}
-		_ = json.Unmarshal(b, &p)
-		detail := p.Detail
-		for _, e := range p.Errors {
-			detail += "; " + e.Field + ": " + e.Reason
-		}
-		return &adminError{status: resp.StatusCode, detail: p.Title + ": " + detail}
-	}
-	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	return nil
 }

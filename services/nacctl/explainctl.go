@@ -111,11 +111,11 @@ func ParseExplainConfig(args []string, getenv func(string) string, out io.Writer
 
 // RunExplain runs explain, list or review against the admin API.
 func RunExplain(ctx context.Context, cfg ExplainConfig, hc *http.Client, out io.Writer) error {
-	api := apiClient{hc: hc, base: strings.TrimRight(cfg.APIURL, "/"), token: cfg.Token}
+	api := newAdminClient(hc, cfg.APIURL, cfg.Token, "")
 	org := "/admin/orgs/" + cfg.Org
 	switch cfg.Command {
 	case CmdExplain:
-		raw, err := api.call(ctx, http.MethodGet, org+"/contacts/"+cfg.Contact, nil)
+		raw, err := api.raw(ctx, http.MethodGet, org+"/contacts/"+cfg.Contact, nil)
 		if err != nil {
 			return err
 		}
@@ -132,7 +132,7 @@ func RunExplain(ctx context.Context, cfg ExplainConfig, hc *http.Client, out io.
 		return runList(ctx, api, cfg, org, out)
 	default:
 		body, _ := json.Marshal(map[string]string{"reviewer": cfg.Reviewer})
-		raw, err := api.call(ctx, http.MethodPost, org+"/candidates/"+cfg.Contact+"/"+cfg.Kind, body)
+		raw, err := api.raw(ctx, http.MethodPost, org+"/candidates/"+cfg.Contact+"/"+cfg.Kind, body)
 		if err != nil {
 			return err
 		}
@@ -146,14 +146,14 @@ func RunExplain(ctx context.Context, cfg ExplainConfig, hc *http.Client, out io.
 	}
 }
 
-func runList(ctx context.Context, api apiClient, cfg ExplainConfig, org string, out io.Writer) error {
+func runList(ctx context.Context, api adminClient, cfg ExplainConfig, org string, out io.Writer) error {
 	cursor, header := cfg.Cursor, true
 	for {
 		q := url.Values{"limit": {fmt.Sprint(cfg.Limit)}}
 		if cursor != "" {
 			q.Set("cursor", cursor)
 		}
-		raw, err := api.call(ctx, http.MethodGet, org+"/"+cfg.Kind+"?"+q.Encode(), nil)
+		raw, err := api.raw(ctx, http.MethodGet, org+"/"+cfg.Kind+"?"+q.Encode(), nil)
 		if err != nil {
 			return err
 		}
@@ -178,50 +178,6 @@ func runList(ctx context.Context, api apiClient, cfg ExplainConfig, org string, 
 		}
 		cursor = page.Next
 	}
-}
-
-// apiClient calls the admin API with the bearer token.
-type apiClient struct {
-	hc    *http.Client
-	base  string
-	token string
-}
-
-func (a apiClient) call(ctx context.Context, method, path string, body []byte) ([]byte, error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+a.token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		var p struct {
-			Title, Detail string
-			Errors        []struct{ Field, Reason string }
-		}
-		_ = json.Unmarshal(raw, &p)
-		detail := p.Title + ": " + p.Detail
-		for _, e := range p.Errors {
-			detail += "; " + e.Field + ": " + e.Reason
-		}
-		return nil, &adminError{status: resp.StatusCode, detail: detail}
-	}
-	return raw, nil
 }
 
 func indentJSON(out io.Writer, raw []byte) error {

@@ -61,16 +61,21 @@ type evaluation struct {
 		Via           string `json:"via"`
 		UserID        string `json:"userId"`
 		OpportunityID string `json:"opportunityId"`
+		ConnectionID  string `json:"connectionId"`
+		RoleID        string `json:"roleId"`
 		Checks        []struct {
-			Via      string
-			UserID   string `json:"userId"`
-			RowID    string `json:"rowId"`
-			SyncUser bool   `json:"syncUser"`
+			Via          string
+			UserID       string `json:"userId"`
+			RowID        string `json:"rowId"`
+			SyncUser     bool   `json:"syncUser"`
+			ConnectionID string `json:"connectionId"`
+			RoleID       string `json:"roleId"`
 		}
 	}
 	OpenOpportunities []struct {
 		OpportunityID string `json:"opportunityId"`
 		OwnerID       string `json:"ownerId"`
+		Links         []opportunityLink
 	} `json:"openOpportunities"`
 	CRMFlag struct {
 		Value   int
@@ -205,6 +210,10 @@ func writeExplanation(out io.Writer, x explanation) {
 		scope := "out of scope"
 		if e.Scope.InScope {
 			scope = "in scope through the " + strings.ReplaceAll(e.Scope.Via, "_", " ") + ", sync user " + e.Scope.UserID
+			if e.Scope.Via == "opportunity_connection" {
+				scope = "in scope through a connection (role " + orDash(e.Scope.RoleID) + ") to opportunity " + e.Scope.OpportunityID +
+					", sync user " + e.Scope.UserID
+			}
 		}
 		fmt.Fprintf(tw, "scope\t%s\n", scope)
 		for _, c := range e.Scope.Checks {
@@ -212,7 +221,7 @@ func writeExplanation(out io.Writer, x explanation) {
 		}
 		writeEvidence(tw, e.Evidence, e.EvidenceErased)
 		for _, o := range e.OpenOpportunities {
-			fmt.Fprintf(tw, "at risk\topportunity %s (owner %s)\n", o.OpportunityID, orDash(o.OwnerID))
+			fmt.Fprintf(tw, "at risk\topportunity %s (owner %s, %s)\n", o.OpportunityID, orDash(o.OwnerID), linksText(o.Links))
 		}
 		fmt.Fprintf(tw, "flag column\t%d in the validator's state (the CRM change of %s)\n", e.CRMFlag.Value, when(e.CRMFlag.Version))
 	}
@@ -328,4 +337,28 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// opportunityLink is one way an opportunity links a contact.
+type opportunityLink struct {
+	Via          string
+	ConnectionID string `json:"connectionId"`
+	RoleID       string `json:"roleId"`
+}
+
+// linksText says how an opportunity links the contact: "as parentcontactid,
+// through connection k (role r)".
+func linksText(links []opportunityLink) string {
+	var parts []string
+	for _, l := range links {
+		if l.Via == "connection" {
+			parts = append(parts, "through connection "+l.ConnectionID+" (role "+orDash(l.RoleID)+")")
+			continue
+		}
+		parts = append(parts, "as "+l.Via)
+	}
+	if len(parts) == 0 {
+		return "linked"
+	}
+	return strings.Join(parts, ", ")
 }

@@ -2,7 +2,6 @@ package nacctl
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -66,6 +65,7 @@ func ParseSyncConfig(args []string, getenv func(string) string, out io.Writer) (
 // RunSync asks for the job, then shows its progress until it ends and
 // prints a summary; a failed job is an error.
 func RunSync(ctx context.Context, cfg SyncConfig, hc *http.Client, out io.Writer) error {
+	api := newAdminClient(hc, cfg.APIURL, cfg.Token, "")
 	path := "/admin/orgs/" + cfg.Org + "/backfill"
 	if cfg.Command == CmdSync {
 		path = "/admin/orgs/" + cfg.Org + "/sync"
@@ -73,7 +73,7 @@ func RunSync(ctx context.Context, cfg SyncConfig, hc *http.Client, out io.Writer
 	var acc struct {
 		RequestID string `json:"requestId"`
 	}
-	if err := adminCall(ctx, hc, cfg, http.MethodPost, path, &acc); err != nil {
+	if err := api.call(ctx, http.MethodPost, path, nil, &acc); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "%s of organization %s requested (%s)\n", cfg.Command, cfg.Org, acc.RequestID)
@@ -85,7 +85,7 @@ func RunSync(ctx context.Context, cfg SyncConfig, hc *http.Client, out io.Writer
 	start := time.Now()
 	var st syncjobs.Status
 	for {
-		err := adminCall(ctx, hc, cfg, http.MethodGet, "/admin/orgs/"+cfg.Org+"/sync-status", &st)
+		err := api.call(ctx, http.MethodGet, "/admin/orgs/"+cfg.Org+"/sync-status", nil, &st)
 		var se *adminError
 		switch {
 		case errors.As(err, &se) && se.status == http.StatusNotFound:
@@ -156,37 +156,4 @@ func WriteSummary(out io.Writer, st syncjobs.Status) {
 	fmt.Fprintf(out, "%s %s in %s: %d events published, %d contacts evaluated, %d decisions handed to the writer again, %d overrides found, %d flags still to write\n",
 		st.Kind, st.State, took.Round(time.Millisecond), st.EventsPublished, st.ContactsEvaluated, st.DecisionsRewritten, st.Overrides, st.FlagsToWrite)
 	fmt.Fprintf(out, "Dataverse requests: %d (%.2f%% of 6000 per 5 minutes)\n", st.Requests, float64(st.Requests)/60)
-}
-
-type adminError struct {
-	status int
-	detail string
-}
-
-func (e *adminError) Error() string { return fmt.Sprintf("admin API %d: %s", e.status, e.detail) }
-
-func adminCall(ctx context.Context, hc *http.Client, cfg SyncConfig, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(cfg.APIURL, "/")+path, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+cfg.Token)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode/100 != 2 {
-		var p struct {
-			Detail string `json:"detail"`
-			Title  string `json:"title"`
-		}
-		_ = json.Unmarshal(body, &p)
-		return &adminError{status: resp.StatusCode, detail: p.Title + ": " + p.Detail}
-	}
-	if err := json.Unmarshal(body, out); err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	return nil
 }

@@ -103,7 +103,11 @@ func (s *Service) keep(ctx context.Context, ev evaluated) error {
 			return err
 		}
 		for _, o := range opps {
-			rec.OpenOpportunities = append(rec.OpenOpportunities, &eventsv1.OpportunityRef{OpportunityId: o.ID, OwnerId: o.Owner, AccountId: o.Account})
+			ref := &eventsv1.OpportunityRef{OpportunityId: o.ID, OwnerId: o.Owner, AccountId: o.Account}
+			for _, l := range o.Links {
+				ref.Links = append(ref.Links, &eventsv1.OpportunityLink{Via: l.Via, ConnectionId: l.Connection, RoleId: l.Role})
+			}
+			rec.OpenOpportunities = append(rec.OpenOpportunities, ref)
 		}
 	}
 	s.fillRecord(rec, ev)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"golang.org/x/sync/errgroup"
 
@@ -38,10 +39,11 @@ type snapshot struct {
 	edges        map[string][]string
 	members      map[string]*state.MemberRecord
 	opps         map[state.RowRef]*state.Row
+	conns        map[state.RowRef]*state.Row // stakeholder connections
 	companies    map[string]decide.Company
 	// What each read depended on, by contact, account, prefix, key and id.
-	contactDeps, accountDeps, oppDeps map[state.RowRef]state.Dep
-	edgeDeps, memberDeps, companyDeps map[string]state.Dep
+	contactDeps, accountDeps, oppDeps, connDeps map[state.RowRef]state.Dep
+	edgeDeps, memberDeps, companyDeps           map[string]state.Dep
 }
 
 // lookups are how a contact's candidate members are found.
@@ -142,7 +144,7 @@ func (s *Service) readGroup(ctx context.Context, refs []state.ContactRef, floor 
 	var prefixes []string
 	for r, l := range snap.lookups {
 		prefixes = append(prefixes, l.prefixes...)
-		prefixes = append(prefixes, state.OpportunitiesPrefix(r.Org, r.ID))
+		prefixes = append(prefixes, state.OpportunitiesPrefix(r.Org, r.ID), state.StakeholdingsPrefix(r.Org, r.ID))
 	}
 	snap.accountViews = make(map[state.RowRef]accountView, len(snap.accounts))
 	for r, a := range snap.accounts {
@@ -158,7 +160,7 @@ func (s *Service) readGroup(ctx context.Context, refs []state.ContactRef, floor 
 	}
 
 	var keys []string
-	var opps []state.RowRef
+	var opps, conns []state.RowRef
 	for r, l := range snap.lookups {
 		keys = append(keys, l.explicit...)
 		for _, prefix := range l.prefixes {
@@ -166,6 +168,11 @@ func (s *Service) readGroup(ctx context.Context, refs []state.ContactRef, floor 
 		}
 		for _, id := range snap.edges[state.OpportunitiesPrefix(r.Org, r.ID)] {
 			opps = append(opps, state.RowRef{Org: r.Org, ID: id})
+		}
+		for _, t := range snap.edges[state.StakeholdingsPrefix(r.Org, r.ID)] {
+			opp, _, _ := strings.Cut(t, ".")
+			opps = append(opps, state.RowRef{Org: r.Org, ID: opp})
+			conns = append(conns, state.RowRef{Org: r.Org, ID: state.StakeholdingConnection(t)})
 		}
 	}
 	g, gctx = errgroup.WithContext(ctx)
@@ -175,6 +182,13 @@ func (s *Service) readGroup(ctx context.Context, refs []state.ContactRef, floor 
 			return nil
 		}
 		snap.opps, snap.oppDeps, err = s.store.RowsOf(gctx, "opportunity", opps)
+		return err
+	})
+	g.Go(func() (err error) {
+		if len(conns) == 0 {
+			return nil
+		}
+		snap.conns, snap.connDeps, err = s.store.RowsOf(gctx, "connection", conns)
 		return err
 	})
 	if err := g.Wait(); err != nil {
@@ -283,18 +297,30 @@ func (s *Service) evaluation(ctx context.Context, snap *snapshot, ref state.Cont
 		}
 	}
 
-	if ev.path, err = s.inScope(snap, ev, account); err != nil {
+	// The opportunities linked to the contact, by lookup and by
+	// connection, as the rows back the index.
+	coppPrefix, copkPrefix := state.OpportunitiesPrefix(ref.Org, ref.ID), state.StakeholdingsPrefix(ref.Org, ref.ID)
+	ev.deps = append(ev.deps, snap.edgeDeps[coppPrefix], snap.edgeDeps[copkPrefix])
+	oppRows, connRows := map[string]*state.Row{}, map[string]*state.Row{}
+	for _, id := range snap.edges[coppPrefix] {
+		oref := state.RowRef{Org: ref.Org, ID: id}
+		ev.deps = append(ev.deps, snap.oppDeps[oref])
+		oppRows[id] = snap.opps[oref]
+	}
+	for _, t := range snap.edges[copkPrefix] {
+		opp, _, _ := strings.Cut(t, ".")
+		oref, cref := state.RowRef{Org: ref.Org, ID: opp}, state.RowRef{Org: ref.Org, ID: state.StakeholdingConnection(t)}
+		ev.deps = append(ev.deps, snap.oppDeps[oref], snap.connDeps[cref])
+		oppRows[opp], connRows[cref.ID] = snap.opps[oref], snap.conns[cref]
+	}
+	stakes := state.Stakeholdings(ref.ID, snap.edges[copkPrefix], connRows)
+
+	if ev.path, err = s.inScope(snap, ev, account, snap.edges[coppPrefix], stakes, oppRows); err != nil {
 		return nil, err
 	}
 	ev.in.InScope = ev.path.GetInScope()
 	kept := snap.kept[ref]
-	prefix := state.OpportunitiesPrefix(ref.Org, ref.ID)
-	for _, id := range snap.edges[prefix] {
-		if o, open := state.OpenOpportunity(snap.opps[state.RowRef{Org: ref.Org, ID: id}], ref.ID); open {
-			kept.opps = append(kept.opps, o)
-		}
-	}
-	state.SortOpportunities(kept.opps)
+	kept.opps = state.OpenOpportunities(ref.ID, snap.edges[coppPrefix], stakes, oppRows)
 	ev.kept = &kept
 	if decide.SharesFullName(ev.in.Contact, ev.in.Members) {
 		var deps []state.Dep
@@ -329,9 +355,12 @@ func (s *Service) evaluation(ctx context.Context, snap *snapshot, ref state.Cont
 }
 
 // inScope applies the three rules: the contact is owned by a sync user, or
-// its account is, or it is linked to an opportunity owned by one. The path
-// records each rule tried, for explain.
-func (s *Service) inScope(snap *snapshot, ev *evaluation, account *state.Row) (*eventsv1.ScopePath, error) {
+// its account is, or it is linked to an opportunity owned by one (by the
+// opportunity's lookups, opps, or by a stakeholder connection, stakes;
+// oppRows are the opportunities by id). The path records each rule tried,
+// for explain.
+func (s *Service) inScope(snap *snapshot, ev *evaluation, account *state.Row, opps []string, stakes []state.Stakeholder,
+	oppRows map[string]*state.Row) (*eventsv1.ScopePath, error) {
 	path := &eventsv1.ScopePath{}
 	try := func(via, row, user string) (bool, error) {
 		ok, keys, err := snap.scope.IsSyncUser(ev.ref.Org, user)
@@ -342,7 +371,7 @@ func (s *Service) inScope(snap *snapshot, ev *evaluation, account *state.Row) (*
 		path.Checks = append(path.Checks, &eventsv1.ScopeCheck{Via: via, UserId: user, RowId: row, SyncUser: ok})
 		if ok {
 			path.InScope, path.Via, path.UserId = true, via, user
-			if via == scopeOpportunityOwner {
+			if via == scopeOpportunityOwner || via == scopeOpportunityConnection {
 				path.OpportunityId = row
 			}
 		}
@@ -356,12 +385,8 @@ func (s *Service) inScope(snap *snapshot, ev *evaluation, account *state.Row) (*
 			return path, err
 		}
 	}
-	prefix := state.OpportunitiesPrefix(ev.ref.Org, ev.ref.ID)
-	ev.deps = append(ev.deps, snap.edgeDeps[prefix])
-	for _, id := range snap.edges[prefix] {
-		oref := state.RowRef{Org: ev.ref.Org, ID: id}
-		ev.deps = append(ev.deps, snap.oppDeps[oref])
-		opp := snap.opps[oref]
+	for _, id := range opps {
+		opp := oppRows[id]
 		if opp == nil || opp.Deleted || !slices.Contains(opp.LinkedContacts(), ev.ref.ID) {
 			continue // an index entry the row no longer backs
 		}
@@ -369,7 +394,7 @@ func (s *Service) inScope(snap *snapshot, ev *evaluation, account *state.Row) (*
 			return path, err
 		}
 	}
-	return path, nil
+	return path, scopeByConnection(path, stakes, oppRows, try)
 }
 
 // The scope rules, as a scope path names them.

@@ -129,6 +129,9 @@ func (s *Service) HandleCRM(ctx context.Context, msg jetstream.Msg) error {
 				}
 			}
 		}
+		affected, err = s.withStakeholders(ctx, org, id, affected)
+	case "connection":
+		affected = connectionContacts(org, before, after)
 	case "systemuser":
 		// Only isdisabled moves scope. A redelivery finds the row as the
 		// first attempt left it, which may have changed isdisabled and
@@ -181,7 +184,8 @@ func (s *Service) settleScope(ctx context.Context, msg jetstream.Msg, affected [
 var errSettling = errors.New("evaluated; once more when every replica's scope cache has the change")
 
 // ownedContacts lists the contacts whose scope depends on user: those it
-// owns, those of the accounts it owns, those linked to its opportunities.
+// owns, those of the accounts it owns, those linked to its opportunities
+// (stakeholders included).
 func (s *Service) ownedContacts(ctx context.Context, org, user string) ([]state.ContactRef, error) {
 	contacts, err := s.store.Owned(ctx, org, user, "c")
 	if err != nil {
@@ -211,7 +215,9 @@ func (s *Service) ownedContacts(ctx context.Context, org, user string) ([]state.
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, refs...)
+		if out, err = s.withStakeholders(ctx, org, o, append(out, refs...)); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }

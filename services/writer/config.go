@@ -28,7 +28,8 @@ type Config struct {
 	Evidence EvidenceConfig
 	// BatchSize is the most writes per $batch request (1: one PATCH each).
 	BatchSize int
-	// Linger is how long a batch waits to fill after its first decision.
+	// Linger is how long a batch waits to fill after its first decision
+	// while more are pending (bus.BatchRunner); a lone one goes at once.
 	Linger         time.Duration
 	Budget         Budget
 	RequestTimeout time.Duration
@@ -65,12 +66,20 @@ func (t TargetConfig) credentials() dataverse.Credentials {
 }
 
 // Budget is the share of Dataverse's service protection limits the writer
-// may use, per organization and application user.
+// may use, per environment and application user, every replica together
+// (budget.go cites the limits).
 type Budget struct {
-	Off        bool
-	Requests   int           // per Window; Dataverse allows 6000
-	Window     time.Duration // Dataverse: 5 minutes
-	Concurrent int           // Dataverse allows 52
+	Off bool
+	// Requests per Window; Dataverse allows 6000. A $batch is one.
+	Requests int
+	// ExecutionTime is the combined execution time of the requests per
+	// Window; Dataverse allows 20 minutes. Every operation of a $batch
+	// counts.
+	ExecutionTime time.Duration
+	Window        time.Duration // sliding; Dataverse: 5 minutes
+	// Concurrent requests in progress at once (a $batch is one); Dataverse
+	// allows 52, and its x-ms-dop-hint lowers it when it says less.
+	Concurrent int
 }
 
 // ParseConfig reads the configuration from args and the environment.
@@ -94,11 +103,12 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	p.String(&c.Evidence.Columns.DetectedOn, "detected-on-column", "NAC_DETECTED_ON_COLUMN", ev.DetectedOn, "logical name of the contact's detected-on date column")
 	p.String(&c.Evidence.Columns.Confidence, "confidence-column", "NAC_CONFIDENCE_COLUMN", ev.Confidence, "logical name of the contact's confidence column")
 	p.Int(&c.BatchSize, "batch-size", "NAC_BATCH_SIZE", 10, "writes per $batch request, 1-1000 (1: one PATCH per decision)")
-	p.Duration(&c.Linger, "batch-linger", "NAC_BATCH_LINGER", 20*time.Millisecond, "how long a batch waits to fill after its first decision")
+	p.Duration(&c.Linger, "batch-linger", "NAC_BATCH_LINGER", 20*time.Millisecond, "how long a batch waits to fill after its first decision while more are pending (a lone decision goes at once)")
 	p.Bool(&c.Budget.Off, "budget-off", "NAC_BUDGET_OFF", false, "write as fast as Dataverse answers (benchmarks only)")
-	p.Int(&c.Budget.Requests, "budget-requests", "NAC_BUDGET_REQUESTS", 6000, "requests per window per environment and application user, shared by every replica (each operation of a batch counts)")
-	p.Duration(&c.Budget.Window, "budget-window", "NAC_BUDGET_WINDOW", 5*time.Minute, "window of the request budget")
-	p.Int(&c.Budget.Concurrent, "budget-concurrent", "NAC_BUDGET_CONCURRENT", 52, "operations in progress at once per organization in this replica (replicas share Dataverse's 52)")
+	p.Int(&c.Budget.Requests, "budget-requests", "NAC_BUDGET_REQUESTS", 6000, "requests per window per environment and application user, every replica together (a $batch is one)")
+	p.Duration(&c.Budget.ExecutionTime, "budget-execution-time", "NAC_BUDGET_EXECUTION_TIME", 20*time.Minute, "combined execution time of the requests per window, every replica together (each operation of a $batch counts)")
+	p.Duration(&c.Budget.Window, "budget-window", "NAC_BUDGET_WINDOW", 5*time.Minute, "sliding window of the request and execution time budgets")
+	p.Int(&c.Budget.Concurrent, "budget-concurrent", "NAC_BUDGET_CONCURRENT", 52, "requests in progress at once per environment and application user, every replica together (x-ms-dop-hint lowers it)")
 	p.Duration(&c.RequestTimeout, "request-timeout", "NAC_DATAVERSE_TIMEOUT", 15*time.Second, "timeout of one Dataverse request")
 	p.Int(&c.Workers, "workers", "NAC_WORKERS", 4, "batches written at once")
 	p.Duration(&c.HandleTimeout, "handle-timeout", "NAC_HANDLE_TIMEOUT", 25*time.Second, "longest time one batch may take (keep under the 30 s ack wait)")
@@ -163,9 +173,12 @@ func (c *Config) Validate(p *conf.Parser) {
 	p.Check(c.BatchSize >= 1 && c.BatchSize <= dataverse.MaxBatch, "NAC_BATCH_SIZE=%d: want 1-%d", c.BatchSize, dataverse.MaxBatch)
 	p.Check(c.Linger >= 0 && c.Linger <= time.Second, "NAC_BATCH_LINGER=%s: want 0-1s", c.Linger)
 	if !c.Budget.Off {
-		p.Check(c.Budget.Requests >= 2*c.BatchSize, "NAC_BUDGET_REQUESTS=%d: want at least twice NAC_BATCH_SIZE", c.Budget.Requests)
+		p.Check(c.Budget.Requests >= 1, "NAC_BUDGET_REQUESTS=%d: want at least 1", c.Budget.Requests)
 		p.Check(c.Budget.Window >= time.Second, "NAC_BUDGET_WINDOW=%s: want at least 1s", c.Budget.Window)
-		p.Check(c.Budget.Concurrent >= 1, "NAC_BUDGET_CONCURRENT=%d: want at least 1", c.Budget.Concurrent)
+		// A request waits for execution time only up to the whole window's.
+		p.Check(c.Budget.ExecutionTime >= time.Second && c.Budget.ExecutionTime <= 1000*c.Budget.Window,
+			"NAC_BUDGET_EXECUTION_TIME=%s: want at least 1s and at most 1000 times NAC_BUDGET_WINDOW", c.Budget.ExecutionTime)
+		p.Check(c.Budget.Concurrent >= 1 && c.Budget.Concurrent <= 1000, "NAC_BUDGET_CONCURRENT=%d: want 1-1000", c.Budget.Concurrent)
 	}
 	p.Check(c.RequestTimeout > 0, "NAC_DATAVERSE_TIMEOUT: must be positive")
 	p.Check(c.Workers >= 1 && c.Workers <= 52, "NAC_WORKERS=%d: want 1-52", c.Workers)

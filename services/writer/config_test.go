@@ -17,8 +17,8 @@ func TestParseConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.BatchSize != 10 || cfg.Budget != (Budget{Requests: 6000, Window: 5 * time.Minute, Concurrent: 52}) {
-		t.Errorf("batch size %d, budget %+v; want 10 and 6000/5m/52", cfg.BatchSize, cfg.Budget)
+	if cfg.BatchSize != 10 || cfg.Budget != (Budget{Requests: 6000, ExecutionTime: 20 * time.Minute, Window: 5 * time.Minute, Concurrent: 52}) {
+		t.Errorf("batch size %d, budget %+v; want 10 and Dataverse's 6000 requests and 20m of execution per 5m, 52 at once", cfg.BatchSize, cfg.Budget)
 	}
 	if !cfg.Default.DryRun() || len(cfg.Targets) != 0 {
 		t.Errorf("default %+v, targets %+v; want a dry run and none", cfg.Default, cfg.Targets)
@@ -127,9 +127,11 @@ func TestParseConfigProblems(t *testing.T) {
 		},
 		"batch size 0":    {env: with("NAC_BATCH_SIZE", "0"), want: []string{"NAC_BATCH_SIZE=0"}},
 		"batch size 1001": {env: with("NAC_BATCH_SIZE", "1001"), want: []string{"NAC_BATCH_SIZE=1001"}},
-		"budget below two batches": {
-			env: with("NAC_BATCH_SIZE", "100", "NAC_BUDGET_REQUESTS", "150"), want: []string{"NAC_BUDGET_REQUESTS=150"},
+		"no requests":     {env: with("NAC_BUDGET_REQUESTS", "0"), want: []string{"NAC_BUDGET_REQUESTS=0"}},
+		"no execution time": {
+			env: with("NAC_BUDGET_EXECUTION_TIME", "0s", "NAC_BUDGET_CONCURRENT", "0"), want: []string{"NAC_BUDGET_EXECUTION_TIME=0s", "NAC_BUDGET_CONCURRENT=0"},
 		},
+		"short window":                     {env: with("NAC_BUDGET_WINDOW", "500ms"), want: []string{"NAC_BUDGET_WINDOW=500ms"}},
 		"handle timeout over the ack wait": {env: with("NAC_HANDLE_TIMEOUT", "30s"), want: []string{"NAC_HANDLE_TIMEOUT"}},
 		"bad column":                       {env: with("NAC_FLAG_COLUMN", "Not A Column"), want: []string{"NAC_FLAG_COLUMN"}},
 	} {

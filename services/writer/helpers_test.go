@@ -329,7 +329,7 @@ func testConfig() Config {
 	return Config{
 		FlagColumn: flagCol, WriteTag: "notatcompany", BatchSize: 10,
 		Evidence: EvidenceConfig{Columns: crmschema.EvidenceColumns(crmschema.DefaultPrefix)}, Linger: 20 * time.Millisecond,
-		Budget:         Budget{Requests: 6000, Window: 5 * time.Minute, Concurrent: 52},
+		Budget:         Budget{Requests: 6000, ExecutionTime: 20 * time.Minute, Window: 5 * time.Minute, Concurrent: 52},
 		RequestTimeout: 5 * time.Second, Workers: 1, HandleTimeout: 10 * time.Second,
 	}
 }
@@ -360,7 +360,7 @@ func newEnv(t testing.TB, cfg Config) *env {
 func newFakeEnv(t testing.TB, cfg Config, dv Dataverse) *env {
 	t.Helper()
 	e := &env{t: t, pub: &fakePublisher{}, reg: prometheus.NewRegistry()}
-	targets := &Targets{ByOrg: map[string]*Target{}, Default: &Target{Dataverse: dv, Throttle: NewThrottle(cfg.Budget, cfg.BatchSize)}}
+	targets := &Targets{ByOrg: map[string]*Target{}, Default: &Target{Dataverse: dv, Throttle: NewThrottle(cfg.Budget)}}
 	e.svc = New(cfg, Deps{Targets: targets, Publisher: e.pub}, slog.New(slog.DiscardHandler), NewMetrics(e.reg))
 	return e
 }

@@ -34,11 +34,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nac_writer_throttled_total",
-			Help: "Writes held back, by reason: retry_after (Dataverse answered 429) or budget (our own budget).",
+			Help: "Writes held back, by reason: retry_after (Dataverse answered 429, or another replica saw one), the budget's limit they waited for (requests, execution_time, concurrency), or budget (the handling ended while waiting).",
 		}, []string{"reason"}),
 		throttleWait: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "nac_writer_throttle_wait_seconds",
-			Help:    "Time a write request waited for the request budget.",
+			Help:    "Time a write request waited for the budget (requests, execution time and concurrency).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
 		}),
 		superseded: prometheus.NewCounter(prometheus.CounterOpts{

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/notatcompany/notatcompany/services/shared/bus"
@@ -91,15 +92,21 @@ func (s *Service) Runner(cons jetstream.Consumer) *bus.BatchRunner {
 // and application user is kept in budgets, shared by every replica; nil
 // keeps it in this process.
 func BuildTargets(ctx context.Context, cfg Config, m *Metrics, log *slog.Logger, budgets jetstream.KeyValue) (*Targets, error) {
+	// The replica's name in the budgets' holds: unique, as replicas may
+	// share a process (the devstack).
+	host, _ := os.Hostname()
+	owner := host + "/" + strconv.Itoa(os.Getpid()) + "/" + nuid.Next()
 	build := func(tc TargetConfig) (*Target, error) {
 		t := &Target{Disabled: tc.Disabled}
 		if tc.DryRun() || tc.Disabled {
 			return t, nil
 		}
 		if budgets != nil {
-			t.Throttle = NewSharedThrottle(cfg.Budget, NewKVSpender(budgets, tc.URL, tc.ClientID, cfg.Budget, cfg.BatchSize))
+			// A request in progress of a replica that died stops counting
+			// once no request can be.
+			t.Throttle = NewSharedThrottle(cfg.Budget, NewKVLedger(budgets, tc.URL, tc.ClientID, owner, cfg.Budget, cfg.HandleTimeout+cfg.RequestTimeout))
 		} else {
-			t.Throttle = NewThrottle(cfg.Budget, cfg.BatchSize)
+			t.Throttle = NewThrottle(cfg.Budget)
 		}
 		// Token fetches must outlive shutdown's start: in-flight writes finish.
 		client, err := dataverse.New(context.WithoutCancel(ctx), tc.URL, tc.credentials(), dataverse.Options{

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"sync"
@@ -133,12 +134,25 @@ func (s *Service) writeChunk(ctx context.Context, t *Target, chunk []*item) {
 		}
 		return
 	}
+	// One request, whatever its operations: a $batch counts once toward
+	// the requests and the concurrency, its operations' time toward the
+	// execution time.
 	release, waited, err := t.Throttle.Acquire(ctx, len(chunk))
 	s.metrics.throttleWait.Observe(waited.Seconds())
 	if err != nil {
-		s.metrics.throttled.WithLabelValues("budget").Add(float64(len(chunk)))
+		// Held until the budget would allow it (at least a second), not
+		// retried: waiting is no failure.
+		reason, hold := "budget", max(time.Second, t.Throttle.Blocked())
+		var be *BudgetError
+		if errors.As(err, &be) {
+			// Five sixths of the wait: the settler adds up to a fifth, so
+			// they are back by the time the budget allows them (those back
+			// early wait again, briefly), not up to a fifth later.
+			reason, hold = be.Limit, max(hold, be.Wait*5/6)
+		}
+		s.metrics.throttled.WithLabelValues(reason).Add(float64(len(chunk)))
 		for _, it := range chunk {
-			it.retry(classThrottled, bus.Hold(errors.New("waiting for the request budget: "+err.Error()), max(time.Second, t.Throttle.Blocked())))
+			it.retry(classThrottled, bus.Hold(fmt.Errorf("waiting for the request budget: %w", err), hold))
 		}
 		return
 	}

@@ -2,96 +2,90 @@ package writer
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
-
-	"golang.org/x/sync/semaphore"
 
 	"github.com/notatcompany/notatcompany/services/shared/dataverse"
 )
 
-// Throttle keeps one organization's writes inside its budget: a request
-// rate that never exceeds Requests in any Window, at most Concurrent
-// operations at once, and a full stop until the moment a 429 named.
+// Throttle keeps one organization's requests inside its budget (a Ledger:
+// Dataverse's three service protection limits, shared by the replicas)
+// and stops them until the moment a 429 named.
 type Throttle struct {
-	budget     Spender             // nil: no request budget
-	sem        *semaphore.Weighted // nil: no concurrency limit
-	concurrent int64
+	ledger *Ledger // nil: no budget
 
 	mu           sync.Mutex
-	blockedUntil time.Time
+	blockedUntil time.Time // a 429 pauses even with the budget off
 }
 
-// NewThrottle returns a throttle for budget b in this process alone;
-// batch is the largest number of operations acquired at once.
-func NewThrottle(b Budget, batch int) *Throttle {
+// NewThrottle returns a throttle for budget b in this process alone.
+func NewThrottle(b Budget) *Throttle {
 	if b.Off {
 		return &Throttle{}
 	}
-	return NewSharedThrottle(b, newLocalSpender(b, batch))
+	return NewSharedThrottle(b, NewLocalLedger(b))
 }
 
-// NewSharedThrottle returns a throttle for budget b that spends its
-// requests from spender, which other replicas may share.
-func NewSharedThrottle(b Budget, spender Spender) *Throttle {
+// NewSharedThrottle returns a throttle for budget b kept in ledger, which
+// other replicas may share.
+func NewSharedThrottle(b Budget, ledger *Ledger) *Throttle {
 	if b.Off {
 		return &Throttle{}
 	}
-	return &Throttle{budget: spender, sem: semaphore.NewWeighted(int64(b.Concurrent)), concurrent: int64(b.Concurrent)}
+	return &Throttle{ledger: ledger}
 }
-
-// ErrBlocked means the organization is paused after a 429.
-var ErrBlocked = errors.New("organization throttled by Dataverse")
 
 // Blocked returns how long the organization stays paused, or 0.
 func (t *Throttle) Blocked() time.Duration {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	return max(0, time.Until(t.blockedUntil))
+	d := max(0, time.Until(t.blockedUntil))
+	t.mu.Unlock()
+	if t.ledger != nil {
+		d = max(d, t.ledger.Paused())
+	}
+	return d
 }
 
-// Block pauses the organization for d (a 429's Retry-After).
+// Block pauses the organization for d (a 429's Retry-After), in every
+// replica sharing the budget.
 func (t *Throttle) Block(d time.Duration) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if until := time.Now().Add(d); until.After(t.blockedUntil) {
 		t.blockedUntil = until
 	}
+	t.mu.Unlock()
+	if t.ledger != nil {
+		t.ledger.Observe(dataverse.RateLimit{BurstRemaining: -1, TimeRemaining: -1, RetryAfter: d})
+	}
 }
 
-// Acquire waits until n operations may be sent and returns how long it
-// waited and the release to call when they are answered.
+// Acquire waits until one request of n operations (a PATCH, a GET, or a
+// $batch of n parts) may be sent, and returns how long it waited and the
+// release to call when it is answered.
 func (t *Throttle) Acquire(ctx context.Context, n int) (release func(), waited time.Duration, err error) {
 	if d := t.Blocked(); d > 0 {
-		return nil, 0, ErrBlocked
+		return nil, 0, &BudgetError{Limit: limitRetryAfter, Wait: d}
+	}
+	if t.ledger == nil {
+		return func() {}, 0, nil
 	}
 	start := time.Now()
-	if t.budget != nil {
-		if err := t.budget.Take(ctx, n); err != nil {
-			return nil, time.Since(start), err
-		}
-	}
-	release = func() {}
-	if t.sem != nil {
-		w := min(int64(n), t.concurrent)
-		if err := t.sem.Acquire(ctx, w); err != nil {
-			return nil, time.Since(start), err
-		}
-		release = func() { t.sem.Release(w) }
-	}
-	return release, time.Since(start), nil
+	release, err = t.ledger.Acquire(ctx, n)
+	return release, time.Since(start), err
 }
 
 // Observe adapts to what Dataverse said: a 429 pauses the organization,
-// and fewer requests left than the local budget holds drains the budget to
-// match, so that the server's count, not ours, is the one respected.
+// and what the server says is left lowers the budget to match, so that
+// the server's count, not ours, is the one respected.
 func (t *Throttle) Observe(rl dataverse.RateLimit) {
 	if rl.RetryAfter > 0 {
-		t.Block(rl.RetryAfter)
+		t.mu.Lock()
+		if until := time.Now().Add(rl.RetryAfter); until.After(t.blockedUntil) {
+			t.blockedUntil = until
+		}
+		t.mu.Unlock()
 	}
-	if t.budget == nil || rl.BurstRemaining < 0 {
-		return
+	if t.ledger != nil {
+		t.ledger.Observe(rl)
 	}
-	t.budget.Drain(rl.BurstRemaining)
 }

@@ -181,8 +181,9 @@ func (s Step) Name() string { return "notatcompany: " + s.Message + " of " + s.T
 const imageAlias = "nac_image"
 
 // Steps are the desired steps: Create, Update and Delete of contact,
-// account and opportunity, Update of systemuser, each filtered on and
-// imaging exactly the columns the validator reads.
+// account, opportunity and connection (an opportunity's stakeholders),
+// Update of systemuser, each filtered on and imaging exactly the columns
+// the validator reads.
 func Steps(cols crmschema.Columns) []Step {
 	var steps []Step
 	for _, table := range crmschema.Tables() {

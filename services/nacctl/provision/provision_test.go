@@ -12,8 +12,8 @@ func TestProvisionTwice(t *testing.T) {
 	e := newEnv(t)
 	first := e.provision(t, Apply)
 	got := actions(first)
-	// publisher, solution, flag, 4 evidence columns, 4 views, endpoint, 10 steps; publish
-	if got[Create] != 22 || got[Update] != 1 || got[Conflict] != 0 {
+	// publisher, solution, flag, 4 evidence columns, 4 views, endpoint, 13 steps; publish
+	if got[Create] != 25 || got[Update] != 1 || got[Conflict] != 0 {
 		t.Fatalf("first run: %v\n%+v", got, first.Items)
 	}
 	if p := e.standin.Publishes(); len(p) != 1 || strings.Join(p[0].Entities, ",") != "contact,opportunity" {
@@ -41,7 +41,7 @@ func TestProvisionTwice(t *testing.T) {
 		}
 		inSolution[c.Kind]++
 	}
-	if inSolution["attribute"] != 5 || inSolution["savedqueries"] != 4 || inSolution["serviceendpoints"] != 1 || inSolution["sdkmessageprocessingsteps"] != 10 {
+	if inSolution["attribute"] != 5 || inSolution["savedqueries"] != 4 || inSolution["serviceendpoints"] != 1 || inSolution["sdkmessageprocessingsteps"] != 13 {
 		t.Errorf("solution components: %v", inSolution)
 	}
 	if av := e.standin.AuthValue(endpointID(t, e)); av != webhookKey {
@@ -52,7 +52,7 @@ func TestProvisionTwice(t *testing.T) {
 func TestDryRunChangesNothing(t *testing.T) {
 	e := newEnv(t)
 	plan := e.provision(t, DryRun)
-	if got := actions(plan); got[Create] != 22 {
+	if got := actions(plan); got[Create] != 25 {
 		t.Fatalf("plan: %v", got)
 	}
 	status, body := e.webAPI(t, http.MethodGet, "publishers?$filter=uniquename%20eq%20'notatcompany'", "", "")
@@ -89,6 +89,44 @@ func stepID(t *testing.T, e *env, name string) string {
 	}
 	t.Fatalf("no step %q in %s", name, body)
 	return ""
+}
+
+// Connections (an opportunity's stakeholders) get Create, Update and
+// Delete steps like the other tables: filtered on and imaging the
+// connection columns the validator reads, post-image on Create and Update
+// (of Id on Create), pre-image on Delete.
+func TestConnectionSteps(t *testing.T) {
+	e := newEnv(t)
+	e.provision(t, Apply)
+	want := "record1id,record1objecttypecode,record1roleid,record2id,record2objecttypecode,record2roleid,statecode"
+	for _, tc := range []struct {
+		message, filtering, property string
+		imageType                    float64
+	}{
+		{"Create", "", "Id", 1}, {"Update", want, "Target", 1}, {"Delete", "", "Target", 0},
+	} {
+		id := stepID(t, e, "notatcompany: "+tc.message+" of connection")
+		_, body := e.webAPI(t, http.MethodGet, "sdkmessageprocessingsteps("+id+")?$select=filteringattributes,stage,mode,statecode", "", "")
+		step := decode(t, body)
+		if f, _ := step["filteringattributes"].(string); f != tc.filtering || step["stage"] != float64(40) || step["mode"] != float64(1) {
+			t.Errorf("%s of connection: %s", tc.message, body)
+		}
+		_, body = e.webAPI(t, http.MethodGet, "sdkmessageprocessingstepimages?$select=attributes,imagetype,messagepropertyname,_sdkmessageprocessingstepid_value", "", "")
+		found := false
+		for _, r := range decode(t, body)["value"].([]any) {
+			img := r.(map[string]any)
+			if img["_sdkmessageprocessingstepid_value"] != id {
+				continue
+			}
+			found = true
+			if img["attributes"] != want || img["imagetype"] != tc.imageType || img["messagepropertyname"] != tc.property {
+				t.Errorf("image of %s of connection: %v", tc.message, img)
+			}
+		}
+		if !found {
+			t.Errorf("%s of connection has no image", tc.message)
+		}
+	}
 }
 
 func TestCheckFindsDriftAndProvisionRepairs(t *testing.T) {

@@ -13,8 +13,13 @@ import (
 )
 
 // BatchRunner pulls from one durable consumer and hands messages to Handle
-// in batches: up to Size messages, waiting at most Linger after the first
-// for the batch to fill. Handle settles every message through Settler.
+// in batches of up to Size messages. A batch goes to the first free worker
+// at once when nothing else is pending on the consumer (a lone message is
+// never held back); while more are pending, or its first message is a
+// redelivery (those come back in waves after a wait), it waits at most
+// Linger after its first message to fill; and while every worker is busy
+// it keeps filling. So batches form under load only. Handle settles every message
+// through Settler.
 // Workers batches are handled at once. A Handle that panics does not stop
 // the runner: the messages it left unsettled are handled again one by one,
 // and one that panics on its own is set aside with the panic as reason.
@@ -24,7 +29,7 @@ type BatchRunner struct {
 	Handle   func(ctx context.Context, msgs []jetstream.Msg)
 	Settler  *Settler
 	Size     int           // default 1
-	Linger   time.Duration // default 0: a batch is what is at hand
+	Linger   time.Duration // default 0: a batch is what is at hand when a worker is free
 	Workers  int           // default 1
 	// HandleTimeout bounds one Handle call (default 25 s); keep it under
 	// the AckWait.
@@ -102,35 +107,87 @@ func (r *BatchRunner) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	// The iterator blocks; a pump turns it into a channel the batching can
+	// wait on beside a free worker.
+	in := make(chan jetstream.Msg)
 	var runErr error
-	for {
-		first, err := iter.Next()
-		if err != nil {
-			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				runErr = fmt.Errorf("consume %s: %w", r.Name, err)
-				iter.Stop()
-			}
-			break
-		}
-		batch := []jetstream.Msg{first}
-		deadline := time.Now().Add(r.Linger)
-		for len(batch) < size {
-			wait := time.Until(deadline)
-			if wait <= 0 {
-				break
-			}
-			m, err := iter.Next(jetstream.NextMaxWait(wait))
+	go func() {
+		defer close(in)
+		for {
+			m, err := iter.Next()
 			if err != nil {
-				break // lingered long enough, or closed: the outer Next tells
+				if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					runErr = fmt.Errorf("consume %s: %w", r.Name, err)
+					iter.Stop()
+				}
+				return
 			}
-			batch = append(batch, m)
+			in <- m
 		}
-		batches <- batch
+	}()
+	for first := range in {
+		if batch, handed := r.fill(first, in, batches, size); !handed {
+			batches <- batch
+		}
 	}
 	close(batches)
 	close(stopped)
 	wg.Wait()
 	return runErr
+}
+
+// fill makes a batch starting with first, taking what arrives on in, and
+// hands it to a free worker as soon as nothing else is pending (or Linger
+// has passed since first); until a worker is free it keeps taking more. A
+// batch that filled up (or the end of in) is returned for the caller to
+// hand over, with handed false.
+func (r *BatchRunner) fill(first jetstream.Msg, in <-chan jetstream.Msg, batches chan<- []jetstream.Msg, size int) (batch []jetstream.Msg, handed bool) {
+	batch = []jetstream.Msg{first}
+	// More is pending on the consumer, or first is back after a wait
+	// (redeliveries come in waves, unseen by the consumer's pending
+	// count): worth lingering for, up to Linger.
+	var linger <-chan time.Time
+	if r.Linger > 0 && worthLingering(first) {
+		t := time.NewTimer(r.Linger)
+		defer t.Stop()
+		linger = t.C
+	}
+	for len(batch) < size {
+		if linger != nil {
+			select {
+			case m, ok := <-in:
+				if !ok {
+					return batch, false
+				}
+				batch = append(batch, m)
+				if !worthLingering(m) {
+					linger = nil // nothing more to wait for
+				}
+			case <-linger:
+				linger = nil
+			}
+			continue
+		}
+		// Hand it to a free worker now, or take more while none is.
+		select {
+		case batches <- batch:
+			return batch, true
+		case m, ok := <-in:
+			if !ok {
+				return batch, false
+			}
+			batch = append(batch, m)
+		}
+	}
+	return batch, false
+}
+
+// worthLingering reports whether more messages are likely to follow m at
+// once: the consumer held more beyond m when m was delivered, or m is a
+// redelivery.
+func worthLingering(m jetstream.Msg) bool {
+	meta, err := m.Metadata()
+	return err == nil && (meta.NumPending > 0 || meta.NumDelivered > 1)
 }
 
 // watchLag reads the consumer's backlog into the metrics until stopped.

@@ -97,8 +97,9 @@ const (
 	// BucketWriteLeases holds one lease per contact being written, with a
 	// per-key TTL: <organization>.<contact>.
 	BucketWriteLeases = "nac_write_leases"
-	// BucketBudgets holds the Dataverse request budget of each organization
-	// and application user: one token bucket per key.
+	// BucketBudgets holds the Dataverse budget of each environment and
+	// application user: one ledger of requests, execution time and
+	// requests in progress per key (the writer's budget.go).
 	BucketBudgets = "nac_budgets"
 )
 

@@ -20,7 +20,9 @@ var columnRE = regexp.MustCompile(`^[a-z][a-z0-9_]{1,99}$`)
 func IsColumnName(s string) bool { return columnRE.MatchString(s) }
 
 // Tables the validator keeps rows of, in the order provisioning registers them.
-func Tables() []string { return []string{"contact", "account", "opportunity", "systemuser"} }
+func Tables() []string {
+	return []string{"contact", "account", "opportunity", "systemuser", "connection"}
+}
 
 // Kept returns the standard columns the validator keeps of table, by
 // logical name, or nil for a table it does not track.
@@ -35,6 +37,12 @@ func Kept(table string) []string {
 		return []string{"parentcontactid", "customerid", "parentaccountid", "ownerid", "statecode"}
 	case "systemuser":
 		return []string{"isdisabled"}
+	case "connection":
+		// A connection links two records, each end with its table (its
+		// object type code when the lookup does not name it) and its role:
+		// an opportunity's stakeholder contacts.
+		return []string{"record1id", "record2id", "record1objecttypecode", "record2objecttypecode",
+			"record1roleid", "record2roleid", "statecode"}
 	}
 	return nil
 }

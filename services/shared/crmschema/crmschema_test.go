@@ -16,6 +16,7 @@ func TestRead(t *testing.T) {
 		{"account", []string{"nac_companyid", "name", "ownerid", "statecode", "websiteurl"}},
 		{"opportunity", []string{"customerid", "ownerid", "parentaccountid", "parentcontactid", "statecode"}},
 		{"systemuser", []string{"isdisabled"}},
+		{"connection", []string{"record1id", "record1objecttypecode", "record1roleid", "record2id", "record2objecttypecode", "record2roleid", "statecode"}},
 		{"lead", nil},
 	}
 	for _, tt := range tests {

@@ -2,11 +2,13 @@ package dataverse
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -70,12 +72,56 @@ type authTransport struct {
 	observe func(RateLimit)
 }
 
-// RateLimit is what a response said about the service protection limits.
+// RateLimit is what a response said about the service protection limits
+// (Microsoft Learn, "Service protection API limits", section "HTTP
+// Response headers": https://learn.microsoft.com/power-apps/developer/data-platform/api-limits#http-response-headers;
+// "Send parallel requests", section "Optimum degree of parallelism (DOP)":
+// https://learn.microsoft.com/power-apps/developer/data-platform/send-parallel-requests).
 type RateLimit struct {
-	// BurstRemaining is x-ms-ratelimit-burst-remaining-xrm-requests, or -1.
+	// BurstRemaining is x-ms-ratelimit-burst-remaining-xrm-requests, the
+	// requests left on this connection's web server in the 300 s window,
+	// or -1.
 	BurstRemaining int
+	// TimeRemaining is x-ms-ratelimit-time-remaining-xrm-requests, the
+	// combined execution time left to every connection of the user in the
+	// window, or -1. Dataverse sends seconds with a thousands separator
+	// and two decimals ("1,200.00" in the response Microsoft Learn shows
+	// in "Use PowerShell and Visual Studio Code with the Dataverse Web
+	// API", section "Debug using Fiddler").
+	TimeRemaining time.Duration
+	// DOPHint is x-ms-dop-hint, the degree of parallelism Dataverse
+	// recommends for the environment, or 0.
+	DOPHint int
 	// RetryAfter is set on a 429.
 	RetryAfter time.Duration
+}
+
+// Present reports whether the response said anything about the limits.
+func (rl RateLimit) Present() bool {
+	return rl.BurstRemaining >= 0 || rl.TimeRemaining >= 0 || rl.DOPHint > 0 || rl.RetryAfter > 0
+}
+
+// ReadRateLimit reads the service protection headers of a response with
+// status; what is absent or unreadable is left out.
+func ReadRateLimit(status int, h http.Header) RateLimit {
+	rl := RateLimit{BurstRemaining: -1, TimeRemaining: -1}
+	if v, err := strconv.Atoi(strings.TrimSpace(h.Get("x-ms-ratelimit-burst-remaining-xrm-requests"))); err == nil && v >= 0 {
+		rl.BurstRemaining = v
+	}
+	if v := strings.ReplaceAll(strings.TrimSpace(h.Get("x-ms-ratelimit-time-remaining-xrm-requests")), ",", ""); v != "" {
+		if secs, err := strconv.ParseFloat(v, 64); err == nil && secs >= 0 && secs < 1e9 {
+			rl.TimeRemaining = time.Duration(secs * float64(time.Second))
+		}
+	}
+	if v, err := strconv.Atoi(strings.TrimSpace(h.Get("x-ms-dop-hint"))); err == nil && v > 0 {
+		rl.DOPHint = v
+	}
+	if status == http.StatusTooManyRequests {
+		// A 429 without a usable Retry-After still pauses: Dataverse
+		// always sends one, so its absence is no reason to go on.
+		rl.RetryAfter = cmp.Or(retryAfter(h), time.Second)
+	}
+	return rl
 }
 
 func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -108,14 +154,7 @@ func (t *authTransport) report(resp *http.Response) {
 	if t.observe == nil {
 		return
 	}
-	rl := RateLimit{BurstRemaining: -1}
-	if v, err := strconv.Atoi(resp.Header.Get("x-ms-ratelimit-burst-remaining-xrm-requests")); err == nil {
-		rl.BurstRemaining = v
-	}
-	if resp.StatusCode == http.StatusTooManyRequests {
-		rl.RetryAfter = retryAfter(resp.Header)
-	}
-	if rl.BurstRemaining >= 0 || resp.StatusCode == http.StatusTooManyRequests {
+	if rl := ReadRateLimit(resp.StatusCode, resp.Header); rl.Present() {
 		t.observe(rl)
 	}
 }
@@ -123,7 +162,8 @@ func (t *authTransport) report(resp *http.Response) {
 // retryAfter reads Retry-After in seconds (Dataverse does not send dates).
 func retryAfter(h http.Header) time.Duration {
 	if secs, err := strconv.Atoi(h.Get("Retry-After")); err == nil && secs > 0 {
-		return time.Duration(secs) * time.Second
+		// A day at most: more would overflow, and no pause is that long.
+		return time.Duration(min(secs, 86400)) * time.Second
 	}
 	return 0
 }

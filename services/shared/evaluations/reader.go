@@ -1,11 +1,10 @@
 package evaluations
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -20,7 +19,9 @@ import (
 // Reader reads evaluations, their indexes, the contact's latest decision and
 // its history in the audit trail, and opens sealed evidence.
 type Reader struct {
-	kv               jetstream.KeyValue
+	kv jetstream.KeyValue
+	// index is the bucket's stream, which the lists page through.
+	index            jetstream.Stream
 	audit, decisions jetstream.Stream
 	members          *memberkeys.Opener
 }
@@ -30,6 +31,10 @@ func NewReader(ctx context.Context, js jetstream.JetStream) (*Reader, error) {
 	kv, err := js.KeyValue(ctx, bus.BucketEvaluations)
 	if err != nil {
 		return nil, fmt.Errorf("bind bucket %s: %w", bus.BucketEvaluations, err)
+	}
+	index, err := js.Stream(ctx, "KV_"+bus.BucketEvaluations)
+	if err != nil {
+		return nil, fmt.Errorf("bind the stream of bucket %s: %w", bus.BucketEvaluations, err)
 	}
 	audit, err := js.Stream(ctx, bus.StreamAudit)
 	if err != nil {
@@ -43,7 +48,7 @@ func NewReader(ctx context.Context, js jetstream.JetStream) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Reader{kv: kv, audit: audit, decisions: decisions, members: members}, nil
+	return &Reader{kv: kv, index: index, audit: audit, decisions: decisions, members: members}, nil
 }
 
 // Get returns the contact's latest evaluation; nil when it has none yet.
@@ -129,26 +134,45 @@ type Ref struct {
 // MaxPage is the most entries one page holds.
 const MaxPage = 200
 
-// Page lists one index of org in key order, the entries after cursor ("":
-// from the start), at most limit of them; next is the cursor of the
-// following page, "" after the last. It lists the index's keys, one per
-// entry, never the contacts that are not in it.
+// Page lists one index of org in the order its entries were last written,
+// the entries after cursor ("": from the start), at most limit of them;
+// next is the cursor of the following page, "" after the last. Each entry
+// is one "next message of the index's subjects" direct get from the
+// cursor's stream position on, so a page costs its own entries, never the
+// whole index: the bucket keeps one message per key, and a key that went
+// leaves only its marker, skipped.
 func (r *Reader) Page(ctx context.Context, org, index, cursor string, limit int) (refs []Ref, next string, err error) {
 	if limit < 1 || limit > MaxPage {
 		return nil, "", fmt.Errorf("page limit %d: want 1-%d", limit, MaxPage)
 	}
-	lister, err := r.kv.ListKeysFiltered(ctx, indexFilter(org, index))
-	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return nil, "", nil
+	var seq uint64 = 1
+	if cursor != "" {
+		n, err := strconv.ParseUint(cursor, 10, 64)
+		if err != nil {
+			return nil, "", fmt.Errorf("page cursor %q: not a position", cursor)
 		}
-		return nil, "", fmt.Errorf("list %s: %w", index, err)
+		seq = n + 1
 	}
-	defer func() { _ = lister.Stop() }()
-	var all []Ref
-	for k := range lister.Keys() {
-		parts := ids(k, org, index)
-		ref := Ref{Cursor: strings.Join(parts, ".")}
+	filter := "$KV." + bus.BucketEvaluations + "." + indexFilter(org, index)
+	for {
+		m, err := r.index.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return refs, "", nil
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("list %s: %w", index, err)
+		}
+		seq = m.Sequence + 1
+		if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+			continue
+		}
+		if len(refs) == limit {
+			// One entry beyond the page: there is a next page.
+			return refs, refs[len(refs)-1].Cursor, nil
+		}
+		key := strings.TrimPrefix(m.Subject, "$KV."+bus.BucketEvaluations+".")
+		parts := ids(key, org, index)
+		ref := Ref{Cursor: strconv.FormatUint(m.Sequence, 10)}
 		switch {
 		case index == IndexAtRisk && len(parts) == 2:
 			ref.Opportunity, ref.Contact = parts[0], parts[1]
@@ -157,13 +181,6 @@ func (r *Reader) Page(ctx context.Context, org, index, cursor string, limit int)
 		default:
 			continue // not a key of this layout
 		}
-		if ref.Cursor > cursor {
-			all = append(all, ref)
-		}
+		refs = append(refs, ref)
 	}
-	slices.SortFunc(all, func(a, b Ref) int { return cmp.Compare(a.Cursor, b.Cursor) })
-	if len(all) > limit {
-		return all[:limit], all[limit-1].Cursor, nil
-	}
-	return all, "", nil
 }

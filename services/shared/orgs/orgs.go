@@ -5,6 +5,7 @@ package orgs
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -101,6 +102,38 @@ func (r *Reader) SyncUsers(ctx context.Context, org string) ([]string, error) {
 	}
 	slices.Sort(users)
 	return users, nil
+}
+
+// Organizations lists the organizations whose settings an admin ever set,
+// sorted: those the admin API and the console know of.
+func (r *Reader) Organizations(ctx context.Context) ([]string, error) {
+	lister, err := r.settings.ListKeys(ctx)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return []string{}, nil
+		}
+		return nil, fmt.Errorf("list organizations: %w", err)
+	}
+	defer lister.Stop()
+	out := []string{}
+	for k := range lister.Keys() {
+		out = append(out, untoken(k))
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// untoken reverses bus.Token, which leaves a GUID as it is.
+func untoken(tok string) string {
+	enc, ok := strings.CutPrefix(tok, "b64_")
+	if !ok {
+		return tok
+	}
+	b, err := base64.RawURLEncoding.DecodeString(enc)
+	if err != nil {
+		return tok
+	}
+	return string(b)
 }
 
 func getJSON(ctx context.Context, kv jetstream.KeyValue, key string, dst any) (bool, error) {

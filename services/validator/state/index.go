@@ -80,6 +80,8 @@ func (s *Store) rowEdges(org string, r *Row) []string {
 			at(opportunityContactsKey(org, r.ID), c)
 			at(contactOpportunitiesKey(org, c), r.ID)
 		}
+	case "connection":
+		edges = append(edges, connectionEdges(org, r)...)
 	}
 	return edges
 }

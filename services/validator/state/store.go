@@ -49,7 +49,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cols Columns) (*Store, er
 	}
 	var err error
 	for table, bucket := range map[string]string{"contact": bus.BucketContacts, "account": bus.BucketAccounts,
-		"opportunity": bus.BucketRows, "systemuser": bus.BucketRows} {
+		"opportunity": bus.BucketRows, "systemuser": bus.BucketRows, "connection": bus.BucketRows} {
 		if s.rows[table], err = bind(bucket); err != nil {
 			return nil, err
 		}
@@ -94,7 +94,8 @@ func (s *Store) Scope() *ScopeCache { return s.scope }
 const messageTableRead = "Sync"
 
 // rowKey is the key of a row: contacts and accounts have buckets of their
-// own; opportunities and system users share one, told apart by table.
+// own; opportunities, system users and connections share one, told apart
+// by table.
 func rowKey(org, table, id string) string {
 	if table == "contact" || table == "account" {
 		return bus.Token(org) + "." + bus.Token(id)

@@ -2523,7 +2523,8 @@ type Evaluation struct {
 	// The review applied to this evaluation, if any.
 	Review *ReviewAction `protobuf:"bytes,11,opt,name=review,proto3" json:"review,omitempty"`
 	// Of a contact the evaluation flags: the open opportunities linked to it
-	// (as parentcontactid or customerid), the opportunities at risk.
+	// (as parentcontactid or customerid, or as a stakeholder through a
+	// connection), the opportunities at risk.
 	OpenOpportunities []*OpportunityRef `protobuf:"bytes,12,rep,name=open_opportunities,json=openOpportunities,proto3" json:"open_opportunities,omitempty"`
 	AccountId         string            `protobuf:"bytes,13,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
 	unknownFields     protoimpl.UnknownFields
@@ -2652,20 +2653,24 @@ func (x *Evaluation) GetAccountId() string {
 }
 
 // ScopePath is how a contact is in scope, or why it is not: the three rules
-// tried in order, contact owner, account owner, then each linked
-// opportunity's owner, up to the first sync user.
+// tried in order, contact owner, account owner, then the owner of each
+// opportunity linked to the contact (its parentcontactid or customerid, then
+// through a stakeholder connection), up to the first sync user.
 type ScopePath struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	InScope bool                   `protobuf:"varint,1,opt,name=in_scope,json=inScope,proto3" json:"in_scope,omitempty"`
-	// "contact_owner", "account_owner" or "opportunity_owner"; empty when out
-	// of scope.
+	// "contact_owner", "account_owner", "opportunity_owner" or
+	// "opportunity_connection"; empty when out of scope.
 	Via string `protobuf:"bytes,2,opt,name=via,proto3" json:"via,omitempty"`
 	// The sync user the contact is in scope through.
 	UserId string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// With via "opportunity_owner": the opportunity.
+	// With via "opportunity_owner" or "opportunity_connection": the opportunity.
 	OpportunityId string `protobuf:"bytes,4,opt,name=opportunity_id,json=opportunityId,proto3" json:"opportunity_id,omitempty"`
 	// Every rule tried, in order, the last one the one that held when in scope.
-	Checks        []*ScopeCheck `protobuf:"bytes,5,rep,name=checks,proto3" json:"checks,omitempty"`
+	Checks []*ScopeCheck `protobuf:"bytes,5,rep,name=checks,proto3" json:"checks,omitempty"`
+	// With via "opportunity_connection": the connection and the contact's role in it.
+	ConnectionId  string `protobuf:"bytes,6,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	RoleId        string `protobuf:"bytes,7,opt,name=role_id,json=roleId,proto3" json:"role_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2735,17 +2740,36 @@ func (x *ScopePath) GetChecks() []*ScopeCheck {
 	return nil
 }
 
+func (x *ScopePath) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+func (x *ScopePath) GetRoleId() string {
+	if x != nil {
+		return x.RoleId
+	}
+	return ""
+}
+
 // ScopeCheck is one rule of the scope tried on one row.
 type ScopeCheck struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "contact_owner", "account_owner" or "opportunity_owner".
+	// "contact_owner", "account_owner", "opportunity_owner" or
+	// "opportunity_connection" (the owner of an opportunity a connection links
+	// the contact to).
 	Via string `protobuf:"bytes,1,opt,name=via,proto3" json:"via,omitempty"`
 	// The row's owner; empty when it has none that is a user (a team, or unknown).
 	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// The account or opportunity the owner is of (empty for the contact's own).
 	RowId string `protobuf:"bytes,3,opt,name=row_id,json=rowId,proto3" json:"row_id,omitempty"`
 	// Whether the owner is an enabled sync user, not disabled in Dynamics.
-	SyncUser      bool `protobuf:"varint,4,opt,name=sync_user,json=syncUser,proto3" json:"sync_user,omitempty"`
+	SyncUser bool `protobuf:"varint,4,opt,name=sync_user,json=syncUser,proto3" json:"sync_user,omitempty"`
+	// With via "opportunity_connection": the connection and the contact's role in it.
+	ConnectionId  string `protobuf:"bytes,5,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	RoleId        string `protobuf:"bytes,6,opt,name=role_id,json=roleId,proto3" json:"role_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2808,12 +2832,28 @@ func (x *ScopeCheck) GetSyncUser() bool {
 	return false
 }
 
+func (x *ScopeCheck) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+func (x *ScopeCheck) GetRoleId() string {
+	if x != nil {
+		return x.RoleId
+	}
+	return ""
+}
+
 // OpportunityRef is an open opportunity linked to a contact.
 type OpportunityRef struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	OpportunityId string                 `protobuf:"bytes,1,opt,name=opportunity_id,json=opportunityId,proto3" json:"opportunity_id,omitempty"`
 	OwnerId       string                 `protobuf:"bytes,2,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
 	AccountId     string                 `protobuf:"bytes,3,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// How the opportunity links the contact, one entry per link.
+	Links         []*OpportunityLink `protobuf:"bytes,4,rep,name=links,proto3" json:"links,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2869,6 +2909,76 @@ func (x *OpportunityRef) GetAccountId() string {
 	return ""
 }
 
+func (x *OpportunityRef) GetLinks() []*OpportunityLink {
+	if x != nil {
+		return x.Links
+	}
+	return nil
+}
+
+// OpportunityLink is one way an opportunity links a contact.
+type OpportunityLink struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "parentcontactid", "customerid" or "connection" (a stakeholder).
+	Via string `protobuf:"bytes,1,opt,name=via,proto3" json:"via,omitempty"`
+	// With via "connection": the connection and the contact's role in it.
+	ConnectionId  string `protobuf:"bytes,2,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	RoleId        string `protobuf:"bytes,3,opt,name=role_id,json=roleId,proto3" json:"role_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpportunityLink) Reset() {
+	*x = OpportunityLink{}
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpportunityLink) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpportunityLink) ProtoMessage() {}
+
+func (x *OpportunityLink) ProtoReflect() protoreflect.Message {
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpportunityLink.ProtoReflect.Descriptor instead.
+func (*OpportunityLink) Descriptor() ([]byte, []int) {
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *OpportunityLink) GetVia() string {
+	if x != nil {
+		return x.Via
+	}
+	return ""
+}
+
+func (x *OpportunityLink) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+func (x *OpportunityLink) GetRoleId() string {
+	if x != nil {
+		return x.RoleId
+	}
+	return ""
+}
+
 // ReviewAction approves or rejects a contact whose evaluation is below the
 // threshold (admin API). Approved, the validator decides Not at Company with
 // reason "reviewed"; rejected, No Feedback with reason "review_rejected",
@@ -2896,7 +3006,7 @@ type ReviewAction struct {
 
 func (x *ReviewAction) Reset() {
 	*x = ReviewAction{}
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[27]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2908,7 +3018,7 @@ func (x *ReviewAction) String() string {
 func (*ReviewAction) ProtoMessage() {}
 
 func (x *ReviewAction) ProtoReflect() protoreflect.Message {
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[27]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2921,7 +3031,7 @@ func (x *ReviewAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviewAction.ProtoReflect.Descriptor instead.
 func (*ReviewAction) Descriptor() ([]byte, []int) {
-	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ReviewAction) GetEventId() string {
@@ -3024,7 +3134,7 @@ type DeadLetterAction struct {
 
 func (x *DeadLetterAction) Reset() {
 	*x = DeadLetterAction{}
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[28]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3036,7 +3146,7 @@ func (x *DeadLetterAction) String() string {
 func (*DeadLetterAction) ProtoMessage() {}
 
 func (x *DeadLetterAction) ProtoReflect() protoreflect.Message {
-	mi := &file_notatcompany_events_v1_events_proto_msgTypes[28]
+	mi := &file_notatcompany_events_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3049,7 +3159,7 @@ func (x *DeadLetterAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetterAction.ProtoReflect.Descriptor instead.
 func (*DeadLetterAction) Descriptor() ([]byte, []int) {
-	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_notatcompany_events_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DeadLetterAction) GetEventId() string {
@@ -3409,24 +3519,33 @@ const file_notatcompany_events_v1_events_proto_rawDesc = "" +
 	"\x06review\x18\v \x01(\v2$.notatcompany.events.v1.ReviewActionR\x06review\x12U\n" +
 	"\x12open_opportunities\x18\f \x03(\v2&.notatcompany.events.v1.OpportunityRefR\x11openOpportunities\x12\x1d\n" +
 	"\n" +
-	"account_id\x18\r \x01(\tR\taccountId\"\xb4\x01\n" +
+	"account_id\x18\r \x01(\tR\taccountId\"\xf2\x01\n" +
 	"\tScopePath\x12\x19\n" +
 	"\bin_scope\x18\x01 \x01(\bR\ainScope\x12\x10\n" +
 	"\x03via\x18\x02 \x01(\tR\x03via\x12\x17\n" +
 	"\auser_id\x18\x03 \x01(\tR\x06userId\x12%\n" +
 	"\x0eopportunity_id\x18\x04 \x01(\tR\ropportunityId\x12:\n" +
-	"\x06checks\x18\x05 \x03(\v2\".notatcompany.events.v1.ScopeCheckR\x06checks\"k\n" +
+	"\x06checks\x18\x05 \x03(\v2\".notatcompany.events.v1.ScopeCheckR\x06checks\x12#\n" +
+	"\rconnection_id\x18\x06 \x01(\tR\fconnectionId\x12\x17\n" +
+	"\arole_id\x18\a \x01(\tR\x06roleId\"\xa9\x01\n" +
 	"\n" +
 	"ScopeCheck\x12\x10\n" +
 	"\x03via\x18\x01 \x01(\tR\x03via\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x15\n" +
 	"\x06row_id\x18\x03 \x01(\tR\x05rowId\x12\x1b\n" +
-	"\tsync_user\x18\x04 \x01(\bR\bsyncUser\"q\n" +
+	"\tsync_user\x18\x04 \x01(\bR\bsyncUser\x12#\n" +
+	"\rconnection_id\x18\x05 \x01(\tR\fconnectionId\x12\x17\n" +
+	"\arole_id\x18\x06 \x01(\tR\x06roleId\"\xb0\x01\n" +
 	"\x0eOpportunityRef\x12%\n" +
 	"\x0eopportunity_id\x18\x01 \x01(\tR\ropportunityId\x12\x19\n" +
 	"\bowner_id\x18\x02 \x01(\tR\aownerId\x12\x1d\n" +
 	"\n" +
-	"account_id\x18\x03 \x01(\tR\taccountId\"\xe4\x02\n" +
+	"account_id\x18\x03 \x01(\tR\taccountId\x12=\n" +
+	"\x05links\x18\x04 \x03(\v2'.notatcompany.events.v1.OpportunityLinkR\x05links\"a\n" +
+	"\x0fOpportunityLink\x12\x10\n" +
+	"\x03via\x18\x01 \x01(\tR\x03via\x12#\n" +
+	"\rconnection_id\x18\x02 \x01(\tR\fconnectionId\x12\x17\n" +
+	"\arole_id\x18\x03 \x01(\tR\x06roleId\"\xe4\x02\n" +
 	"\fReviewAction\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12'\n" +
 	"\x0forganization_id\x18\x02 \x01(\tR\x0eorganizationId\x12\x1d\n" +
@@ -3479,7 +3598,7 @@ func file_notatcompany_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_notatcompany_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_notatcompany_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_notatcompany_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_notatcompany_events_v1_events_proto_goTypes = []any{
 	(Operation)(0),                // 0: notatcompany.events.v1.Operation
 	(Flag)(0),                     // 1: notatcompany.events.v1.Flag
@@ -3510,83 +3629,85 @@ var file_notatcompany_events_v1_events_proto_goTypes = []any{
 	(*ScopePath)(nil),             // 26: notatcompany.events.v1.ScopePath
 	(*ScopeCheck)(nil),            // 27: notatcompany.events.v1.ScopeCheck
 	(*OpportunityRef)(nil),        // 28: notatcompany.events.v1.OpportunityRef
-	(*ReviewAction)(nil),          // 29: notatcompany.events.v1.ReviewAction
-	(*DeadLetterAction)(nil),      // 30: notatcompany.events.v1.DeadLetterAction
-	nil,                           // 31: notatcompany.events.v1.CrmChange.ColumnsEntry
-	nil,                           // 32: notatcompany.events.v1.Entity.ColumnsEntry
-	nil,                           // 33: notatcompany.events.v1.Evidence.ContradictsEntry
-	nil,                           // 34: notatcompany.events.v1.MemberEvidence.ContradictsEntry
-	(*timestamppb.Timestamp)(nil), // 35: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 36: google.protobuf.Duration
+	(*OpportunityLink)(nil),       // 29: notatcompany.events.v1.OpportunityLink
+	(*ReviewAction)(nil),          // 30: notatcompany.events.v1.ReviewAction
+	(*DeadLetterAction)(nil),      // 31: notatcompany.events.v1.DeadLetterAction
+	nil,                           // 32: notatcompany.events.v1.CrmChange.ColumnsEntry
+	nil,                           // 33: notatcompany.events.v1.Entity.ColumnsEntry
+	nil,                           // 34: notatcompany.events.v1.Evidence.ContradictsEntry
+	nil,                           // 35: notatcompany.events.v1.MemberEvidence.ContradictsEntry
+	(*timestamppb.Timestamp)(nil), // 36: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 37: google.protobuf.Duration
 }
 var file_notatcompany_events_v1_events_proto_depIdxs = []int32{
 	0,  // 0: notatcompany.events.v1.CrmChange.operation:type_name -> notatcompany.events.v1.Operation
-	31, // 1: notatcompany.events.v1.CrmChange.columns:type_name -> notatcompany.events.v1.CrmChange.ColumnsEntry
-	35, // 2: notatcompany.events.v1.CrmChange.occurred_at:type_name -> google.protobuf.Timestamp
-	35, // 3: notatcompany.events.v1.CrmChange.row_modified_at:type_name -> google.protobuf.Timestamp
-	35, // 4: notatcompany.events.v1.CrmChange.received_at:type_name -> google.protobuf.Timestamp
+	32, // 1: notatcompany.events.v1.CrmChange.columns:type_name -> notatcompany.events.v1.CrmChange.ColumnsEntry
+	36, // 2: notatcompany.events.v1.CrmChange.occurred_at:type_name -> google.protobuf.Timestamp
+	36, // 3: notatcompany.events.v1.CrmChange.row_modified_at:type_name -> google.protobuf.Timestamp
+	36, // 4: notatcompany.events.v1.CrmChange.received_at:type_name -> google.protobuf.Timestamp
 	4,  // 5: notatcompany.events.v1.CrmChange.related:type_name -> notatcompany.events.v1.EntityReference
-	35, // 6: notatcompany.events.v1.Value.date_time:type_name -> google.protobuf.Timestamp
+	36, // 6: notatcompany.events.v1.Value.date_time:type_name -> google.protobuf.Timestamp
 	4,  // 7: notatcompany.events.v1.Value.reference:type_name -> notatcompany.events.v1.EntityReference
 	5,  // 8: notatcompany.events.v1.Value.choices:type_name -> notatcompany.events.v1.Choices
 	6,  // 9: notatcompany.events.v1.Value.collection:type_name -> notatcompany.events.v1.EntityCollection
 	7,  // 10: notatcompany.events.v1.EntityCollection.entities:type_name -> notatcompany.events.v1.Entity
-	32, // 11: notatcompany.events.v1.Entity.columns:type_name -> notatcompany.events.v1.Entity.ColumnsEntry
+	33, // 11: notatcompany.events.v1.Entity.columns:type_name -> notatcompany.events.v1.Entity.ColumnsEntry
 	9,  // 12: notatcompany.events.v1.ProfileChange.positions:type_name -> notatcompany.events.v1.Position
-	35, // 13: notatcompany.events.v1.ProfileChange.observed_at:type_name -> google.protobuf.Timestamp
-	35, // 14: notatcompany.events.v1.ProfileChange.received_at:type_name -> google.protobuf.Timestamp
+	36, // 13: notatcompany.events.v1.ProfileChange.observed_at:type_name -> google.protobuf.Timestamp
+	36, // 14: notatcompany.events.v1.ProfileChange.received_at:type_name -> google.protobuf.Timestamp
 	10, // 15: notatcompany.events.v1.Position.start:type_name -> notatcompany.events.v1.YearMonth
 	10, // 16: notatcompany.events.v1.Position.end:type_name -> notatcompany.events.v1.YearMonth
-	35, // 17: notatcompany.events.v1.CompanyChange.observed_at:type_name -> google.protobuf.Timestamp
-	35, // 18: notatcompany.events.v1.CompanyChange.received_at:type_name -> google.protobuf.Timestamp
-	35, // 19: notatcompany.events.v1.MemberErased.observed_at:type_name -> google.protobuf.Timestamp
-	35, // 20: notatcompany.events.v1.MemberErased.received_at:type_name -> google.protobuf.Timestamp
+	36, // 17: notatcompany.events.v1.CompanyChange.observed_at:type_name -> google.protobuf.Timestamp
+	36, // 18: notatcompany.events.v1.CompanyChange.received_at:type_name -> google.protobuf.Timestamp
+	36, // 19: notatcompany.events.v1.MemberErased.observed_at:type_name -> google.protobuf.Timestamp
+	36, // 20: notatcompany.events.v1.MemberErased.received_at:type_name -> google.protobuf.Timestamp
 	1,  // 21: notatcompany.events.v1.Decision.value:type_name -> notatcompany.events.v1.Flag
 	1,  // 22: notatcompany.events.v1.Decision.previous:type_name -> notatcompany.events.v1.Flag
 	14, // 23: notatcompany.events.v1.Decision.evidence:type_name -> notatcompany.events.v1.Evidence
-	35, // 24: notatcompany.events.v1.Decision.decided_at:type_name -> google.protobuf.Timestamp
+	36, // 24: notatcompany.events.v1.Decision.decided_at:type_name -> google.protobuf.Timestamp
 	9,  // 25: notatcompany.events.v1.Evidence.ended_position:type_name -> notatcompany.events.v1.Position
 	9,  // 26: notatcompany.events.v1.Evidence.current_position:type_name -> notatcompany.events.v1.Position
-	33, // 27: notatcompany.events.v1.Evidence.contradicts:type_name -> notatcompany.events.v1.Evidence.ContradictsEntry
-	35, // 28: notatcompany.events.v1.Evidence.profile_observed_at:type_name -> google.protobuf.Timestamp
+	34, // 27: notatcompany.events.v1.Evidence.contradicts:type_name -> notatcompany.events.v1.Evidence.ContradictsEntry
+	36, // 28: notatcompany.events.v1.Evidence.profile_observed_at:type_name -> google.protobuf.Timestamp
 	17, // 29: notatcompany.events.v1.Evidence.sealed:type_name -> notatcompany.events.v1.SealedEvidence
 	15, // 30: notatcompany.events.v1.Evidence.features:type_name -> notatcompany.events.v1.MatchFeature
 	16, // 31: notatcompany.events.v1.Evidence.candidates:type_name -> notatcompany.events.v1.MatchCandidate
 	1,  // 32: notatcompany.events.v1.MatchCandidate.value:type_name -> notatcompany.events.v1.Flag
 	9,  // 33: notatcompany.events.v1.MemberEvidence.ended_position:type_name -> notatcompany.events.v1.Position
 	9,  // 34: notatcompany.events.v1.MemberEvidence.current_position:type_name -> notatcompany.events.v1.Position
-	34, // 35: notatcompany.events.v1.MemberEvidence.contradicts:type_name -> notatcompany.events.v1.MemberEvidence.ContradictsEntry
-	35, // 36: notatcompany.events.v1.MemberEvidence.profile_observed_at:type_name -> google.protobuf.Timestamp
+	35, // 35: notatcompany.events.v1.MemberEvidence.contradicts:type_name -> notatcompany.events.v1.MemberEvidence.ContradictsEntry
+	36, // 36: notatcompany.events.v1.MemberEvidence.profile_observed_at:type_name -> google.protobuf.Timestamp
 	15, // 37: notatcompany.events.v1.MemberEvidence.features:type_name -> notatcompany.events.v1.MatchFeature
 	16, // 38: notatcompany.events.v1.MemberEvidence.candidates:type_name -> notatcompany.events.v1.MatchCandidate
 	1,  // 39: notatcompany.events.v1.WriteOutcome.value:type_name -> notatcompany.events.v1.Flag
-	36, // 40: notatcompany.events.v1.WriteOutcome.latency:type_name -> google.protobuf.Duration
-	35, // 41: notatcompany.events.v1.WriteOutcome.recorded_at:type_name -> google.protobuf.Timestamp
-	35, // 42: notatcompany.events.v1.SyncUserChange.changed_at:type_name -> google.protobuf.Timestamp
-	35, // 43: notatcompany.events.v1.OrgSettingsChange.changed_at:type_name -> google.protobuf.Timestamp
-	35, // 44: notatcompany.events.v1.SyncRequest.requested_at:type_name -> google.protobuf.Timestamp
+	37, // 40: notatcompany.events.v1.WriteOutcome.latency:type_name -> google.protobuf.Duration
+	36, // 41: notatcompany.events.v1.WriteOutcome.recorded_at:type_name -> google.protobuf.Timestamp
+	36, // 42: notatcompany.events.v1.SyncUserChange.changed_at:type_name -> google.protobuf.Timestamp
+	36, // 43: notatcompany.events.v1.OrgSettingsChange.changed_at:type_name -> google.protobuf.Timestamp
+	36, // 44: notatcompany.events.v1.SyncRequest.requested_at:type_name -> google.protobuf.Timestamp
 	1,  // 45: notatcompany.events.v1.FlagOverride.value:type_name -> notatcompany.events.v1.Flag
 	1,  // 46: notatcompany.events.v1.FlagOverride.decided:type_name -> notatcompany.events.v1.Flag
-	35, // 47: notatcompany.events.v1.FlagOverride.changed_at:type_name -> google.protobuf.Timestamp
-	35, // 48: notatcompany.events.v1.FlagOverride.recorded_at:type_name -> google.protobuf.Timestamp
+	36, // 47: notatcompany.events.v1.FlagOverride.changed_at:type_name -> google.protobuf.Timestamp
+	36, // 48: notatcompany.events.v1.FlagOverride.recorded_at:type_name -> google.protobuf.Timestamp
 	13, // 49: notatcompany.events.v1.Evaluation.result:type_name -> notatcompany.events.v1.Decision
 	26, // 50: notatcompany.events.v1.Evaluation.scope:type_name -> notatcompany.events.v1.ScopePath
-	36, // 51: notatcompany.events.v1.Evaluation.max_profile_age:type_name -> google.protobuf.Duration
+	37, // 51: notatcompany.events.v1.Evaluation.max_profile_age:type_name -> google.protobuf.Duration
 	1,  // 52: notatcompany.events.v1.Evaluation.crm_flag:type_name -> notatcompany.events.v1.Flag
-	35, // 53: notatcompany.events.v1.Evaluation.crm_flag_version:type_name -> google.protobuf.Timestamp
-	29, // 54: notatcompany.events.v1.Evaluation.review:type_name -> notatcompany.events.v1.ReviewAction
+	36, // 53: notatcompany.events.v1.Evaluation.crm_flag_version:type_name -> google.protobuf.Timestamp
+	30, // 54: notatcompany.events.v1.Evaluation.review:type_name -> notatcompany.events.v1.ReviewAction
 	28, // 55: notatcompany.events.v1.Evaluation.open_opportunities:type_name -> notatcompany.events.v1.OpportunityRef
 	27, // 56: notatcompany.events.v1.ScopePath.checks:type_name -> notatcompany.events.v1.ScopeCheck
-	35, // 57: notatcompany.events.v1.ReviewAction.requested_at:type_name -> google.protobuf.Timestamp
-	35, // 58: notatcompany.events.v1.ReviewAction.recorded_at:type_name -> google.protobuf.Timestamp
-	35, // 59: notatcompany.events.v1.DeadLetterAction.acted_at:type_name -> google.protobuf.Timestamp
-	3,  // 60: notatcompany.events.v1.CrmChange.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
-	3,  // 61: notatcompany.events.v1.Entity.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
-	62, // [62:62] is the sub-list for method output_type
-	62, // [62:62] is the sub-list for method input_type
-	62, // [62:62] is the sub-list for extension type_name
-	62, // [62:62] is the sub-list for extension extendee
-	0,  // [0:62] is the sub-list for field type_name
+	29, // 57: notatcompany.events.v1.OpportunityRef.links:type_name -> notatcompany.events.v1.OpportunityLink
+	36, // 58: notatcompany.events.v1.ReviewAction.requested_at:type_name -> google.protobuf.Timestamp
+	36, // 59: notatcompany.events.v1.ReviewAction.recorded_at:type_name -> google.protobuf.Timestamp
+	36, // 60: notatcompany.events.v1.DeadLetterAction.acted_at:type_name -> google.protobuf.Timestamp
+	3,  // 61: notatcompany.events.v1.CrmChange.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
+	3,  // 62: notatcompany.events.v1.Entity.ColumnsEntry.value:type_name -> notatcompany.events.v1.Value
+	63, // [63:63] is the sub-list for method output_type
+	63, // [63:63] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_notatcompany_events_v1_events_proto_init() }
@@ -3614,7 +3735,7 @@ func file_notatcompany_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_notatcompany_events_v1_events_proto_rawDesc), len(file_notatcompany_events_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   33,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

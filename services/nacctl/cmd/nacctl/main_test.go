@@ -46,7 +46,7 @@ func TestProvisionCheckDeprovision(t *testing.T) {
 	if err != nil || nacctl.ExitCode(err) != 0 {
 		t.Fatalf("dry run: %v\n%s", err, out)
 	}
-	for _, want := range []string{"COMPONENT", "ACTION", "column contact.nac_orgchangestatus", "create", "view My Opportunities at Risk – Contact Left", "step Update of systemuser", "plan: 22 to create"} {
+	for _, want := range []string{"COMPONENT", "ACTION", "column contact.nac_orgchangestatus", "create", "view My Opportunities at Risk – Contact Left", "step Update of systemuser", "plan: 25 to create"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dry run output lacks %q:\n%s", want, out)
 		}
@@ -60,7 +60,7 @@ func TestProvisionCheckDeprovision(t *testing.T) {
 		t.Fatalf("provision: %v\n%s", err, out)
 	}
 	if !strings.Contains(out, "create     service endpoint notatcompany: webhook to https://nac.example.com/webhooks/dataverse, WebhookKey ... done") ||
-		!strings.Contains(out, "summary: 22 created, 1 updated, 0 deleted, 0 unchanged, 0 conflicts; published contact, opportunity") {
+		!strings.Contains(out, "summary: 25 created, 1 updated, 0 deleted, 0 unchanged, 0 conflicts; published contact, opportunity") {
 		t.Errorf("provision output:\n%s", out)
 	}
 	var endpoint string
@@ -74,7 +74,7 @@ func TestProvisionCheckDeprovision(t *testing.T) {
 	}
 
 	out, err = nac(t, env, "provision")
-	if err != nil || !strings.Contains(out, "summary: nothing to do: all 23 components are as desired") {
+	if err != nil || !strings.Contains(out, "summary: nothing to do: all 26 components are as desired") {
 		t.Fatalf("second provision: %v\n%s", err, out)
 	}
 	out, err = nac(t, env, "provision", "--check")
@@ -96,11 +96,11 @@ func TestProvisionCheckDeprovision(t *testing.T) {
 	}
 
 	out, err = nac(t, env, "deprovision", "--dry-run")
-	if err != nil || strings.Count(out, "  delete  ") != 11 {
+	if err != nil || strings.Count(out, "  delete  ") != 14 {
 		t.Fatalf("deprovision dry run: %v\n%s", err, out)
 	}
 	out, err = nac(t, env, "deprovision")
-	if err != nil || !strings.Contains(out, "summary: 0 created, 0 updated, 11 deleted") {
+	if err != nil || !strings.Contains(out, "summary: 0 created, 0 updated, 14 deleted") {
 		t.Fatalf("deprovision: %v\n%s", err, out)
 	}
 	out, err = nac(t, env, "deprovision")
@@ -109,7 +109,7 @@ func TestProvisionCheckDeprovision(t *testing.T) {
 	}
 	// Columns and views stay; only the registration is missing.
 	out, err = nac(t, env, "provision", "--check")
-	if nacctl.ExitCode(err) != 1 || strings.Contains(out, "column contact.") || strings.Contains(out, "view ") || !strings.Contains(out, "drift: 11 of 23") {
+	if nacctl.ExitCode(err) != 1 || strings.Contains(out, "column contact.") || strings.Contains(out, "view ") || !strings.Contains(out, "drift: 14 of 26") {
 		t.Fatalf("check after deprovision: %v\n%s", err, out)
 	}
 }
@@ -155,7 +155,7 @@ func TestConflictsAreReportedAndLeftAlone(t *testing.T) {
 		t.Fatalf("err = %v\n%s", err, out)
 	}
 	// Everything else was provisioned.
-	if !strings.Contains(out, "1 conflicts") || !strings.Contains(out, "21 created") {
+	if !strings.Contains(out, "1 conflicts") || !strings.Contains(out, "24 created") {
 		t.Errorf("summary:\n%s", out)
 	}
 	out, err = nac(t, env, "provision", "--dry-run")

@@ -40,18 +40,31 @@ func parseBatch(w http.ResponseWriter, r *http.Request) ([]partRequest, bool) {
 // answered in a part of the response, in order. A change set (a nested
 // multipart/mixed part) is run part by part as well.
 func (s *Server) batch(w http.ResponseWriter, r *http.Request, reqs []partRequest) {
-	if !s.admit(w, len(reqs)) {
+	// One request toward the number of requests and the concurrency; each
+	// part's execution time counts.
+	adm, ok := s.admit(w, r, len(reqs))
+	if !ok {
 		return
 	}
-	defer s.release(len(reqs))
+	defer adm.release()
 	continueOnError := strings.Contains(r.Header.Get("Prefer"), "odata.continue-on-error")
 	respBoundary := "batchresponse_" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	w.Header().Set("Content-Type", "multipart/mixed; boundary="+respBoundary)
-	w.Header().Set("OData-Version", "4.0")
-	w.WriteHeader(http.StatusOK)
-	mw := multipart.NewWriter(w)
+	// The parts run first: the answer (and what its headers say is left)
+	// comes once they are done.
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
 	_ = mw.SetBoundary(respBoundary)
+	defer func() {
+		adm.headers(w)
+		w.Header().Set("Content-Type", "multipart/mixed; boundary="+respBoundary)
+		w.Header().Set("OData-Version", "4.0")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(body.Bytes())
+	}()
 	for _, p := range reqs {
+		if !s.execute(r) {
+			break // the client went away
+		}
 		rec := httptest.NewRecorder()
 		s.serveOne(rec, p.req, strings.TrimPrefix(p.req.URL.Path, dataverse.APIPath+"/"))
 		ph := textproto.MIMEHeader{}

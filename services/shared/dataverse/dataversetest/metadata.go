@@ -45,6 +45,13 @@ func entityDefs() map[string]*entityDef {
 		"opportunity": def("opportunity", "name", 3, map[string]string{"name": "String", "parentcontactid": "Lookup",
 			"parentaccountid": "Lookup", "customerid": "Customer", "estimatedvalue": "Money",
 			"estimatedclosedate": "DateTime"}, owned),
+		// A connection links two records, each end in a role; Dataverse
+		// sets each end's object type code from its lookup.
+		"connection": def("connection", "name", 3234, map[string]string{"name": "String", "record1id": "Lookup",
+			"record2id": "Lookup", "record1objecttypecode": "Picklist", "record2objecttypecode": "Picklist",
+			"record1roleid": "Lookup", "record2roleid": "Lookup"}, owned),
+		"connectionrole": def("connectionrole", "name", 3231, map[string]string{"name": "String", "category": "Picklist"},
+			map[string]string{"statecode": "State", "statuscode": "Status"}),
 		"systemuser": def("systemuser", "fullname", 8, map[string]string{"fullname": "String", "isdisabled": "Boolean",
 			"internalemailaddress": "String", "azureactivedirectoryobjectid": "Uniqueidentifier",
 			"applicationid": "Uniqueidentifier", "businessunitid": "Lookup"}),

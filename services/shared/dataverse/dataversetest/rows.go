@@ -28,6 +28,7 @@ var lookupTargets = map[string]string{
 	"createdby": "systemuser", "sdkmessageid": "sdkmessage", "sdkmessagefilterid": "sdkmessagefilter",
 	"sdkmessageprocessingstepid": "sdkmessageprocessingstep", "publisherid": "publisher",
 	"eventhandler": "serviceendpoint", "businessunitid": "businessunit",
+	"record1roleid": "connectionrole", "record2roleid": "connectionrole",
 }
 
 // normalizeWrite checks the columns of a write of set and turns
@@ -70,6 +71,11 @@ func (s *Server) normalizeWrite(set string, cols map[string]any) (map[string]any
 		attr := strings.TrimSuffix(nav, "_"+target)
 		out["_"+attr+"_value"] = id
 		out["_"+attr+"_value"+lookupAnnotation] = target
+		if set == "connections" && (attr == "record1id" || attr == "record2id") {
+			if d := entityDefs()[target]; d != nil {
+				out[strings.TrimSuffix(attr, "id")+"objecttypecode"] = float64(d.otc)
+			}
+		}
 	}
 	return out, nil
 }
@@ -198,7 +204,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, set string) {
 }
 
 // ownedTables are the user-owned tables whose new rows belong to the caller.
-var ownedTables = map[string]bool{"contacts": true, "accounts": true, "opportunities": true}
+var ownedTables = map[string]bool{"contacts": true, "accounts": true, "opportunities": true, "connections": true}
 
 func selectOf(r *http.Request) []string {
 	sel := r.URL.Query().Get("$select")

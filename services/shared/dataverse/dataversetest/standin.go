@@ -43,6 +43,11 @@ type Options struct {
 	// an error answers 503 and leaves the row as it was. A Journal makes
 	// the changes durable here.
 	OnChange func(entitySet, id string, row map[string]any) error
+	// OnMissingRow, when set, is told of every PATCH (direct or in a
+	// batch) answered 404 because the row does not exist: the writer
+	// records such a write as obsolete, and whoever runs the stand-in
+	// should hear of it too. It is called without the server's lock.
+	OnMissingRow func(entitySet, id string)
 }
 
 // Received is one operation the stand-in answered.
@@ -66,14 +71,15 @@ type Server struct {
 	requests int                  // HTTP requests to the API
 	tokenReq int                  // tokens issued
 
-	faults    []Fault
-	rowFaults []Fault
-	writing   map[string]int // entity set/id → PATCHes in progress
-	overlaps  int            // PATCHes begun while another of the same row was in progress
-	window    []time.Time    // when each operation in the limit window came
-	inflight  int
-	throttled int        // 429s answered
-	received  []Received // every PATCH operation answered
+	faults     []Fault
+	rowFaults  []Fault
+	writing    map[string]int         // entity set/id → PATCHes in progress
+	overlaps   int                    // PATCHes begun while another of the same row was in progress
+	limits     map[string]*userLimits // user → use of the limits (limits.go)
+	limitStats LimitStats
+	throttled  int        // 429s answered
+	missing    int        // PATCHes answered 404: no such row
+	received   []Received // every PATCH operation answered
 
 	ext extension      // metadata, customizations and webhooks (extension.go)
 	ct  changeTracking // deltas and tombstones (changes.go)
@@ -85,7 +91,7 @@ func New(opts Options) *Server {
 		opts.TokenLifetime = time.Hour
 	}
 	return &Server{opts: opts, rows: map[string]map[string]map[string]any{},
-		versions: map[string]int64{}, tokens: map[string]time.Time{}, writing: map[string]int{}}
+		versions: map[string]int64{}, tokens: map[string]time.Time{}, writing: map[string]int{}, limits: map[string]*userLimits{}}
 }
 
 // TokenPath is where the stand-in issues tokens.
@@ -126,6 +132,14 @@ func (s *Server) Patches() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.patches
+}
+
+// MissingRowPatches counts the PATCHes answered 404 because the row does
+// not exist.
+func (s *Server) MissingRowPatches() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.missing
 }
 
 // odataError writes Dataverse's error shape.
@@ -174,10 +188,15 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 		s.batch(w, r, parts)
 		return
 	}
-	if !s.admit(w, 1) {
+	adm, ok := s.admit(w, r, 1)
+	if !ok {
 		return
 	}
-	defer s.release(1)
+	defer adm.release()
+	if !s.execute(r) {
+		return
+	}
+	adm.headers(w)
 	s.serveOne(w, r, rest)
 }
 
@@ -256,7 +275,11 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, set, id string) {
 	old, exists := s.rows[set][id]
 	switch {
 	case r.Header.Get("If-Match") == "*" && !exists:
+		s.missing++
 		s.mu.Unlock()
+		if s.opts.OnMissingRow != nil {
+			s.opts.OnMissingRow(set, id)
+		}
 		odataError(w, http.StatusNotFound, "0x80040217", fmt.Sprintf("%s With Id = %s Does Not Exist", strings.TrimSuffix(set, "s"), id))
 		return
 	case r.Header.Get("If-None-Match") == "*" && exists:

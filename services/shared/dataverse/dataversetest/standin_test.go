@@ -77,14 +77,28 @@ func TestPatchWithoutIfMatchUpserts(t *testing.T) {
 	}
 }
 
+// A PATCH of a row that does not exist is refused, counted and reported,
+// directly and as a part of a batch.
 func TestPatchIfMatchMissing(t *testing.T) {
-	s, srv := serve(t, dataversetest.Options{})
+	var told []string
+	s, srv := serve(t, dataversetest.Options{OnMissingRow: func(set, id string) { told = append(told, set+"("+id+")") }})
 	resp := do(t, http.MethodPatch, contactURL(srv, missing), `{"nac_flag":1}`, map[string]string{"If-Match": "*"})
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("PATCH If-Match:* on a missing row = %d, want 404", resp.StatusCode)
 	}
 	if _, ok := s.Row("contacts", missing); ok {
 		t.Error("row created")
+	}
+	s.Seed("contacts", idA, nil)
+	body, ct := batchBody(t, []string{idA, missing})
+	if got := statuses(t, do(t, http.MethodPost, srv.URL+dataverse.APIPath+"/$batch", body, map[string]string{"Content-Type": ct})); fmt.Sprint(got) != "[204 404]" {
+		t.Fatalf("batch statuses %v, want [204 404]", got)
+	}
+	if got := s.MissingRowPatches(); got != 2 {
+		t.Errorf("MissingRowPatches = %d, want 2", got)
+	}
+	if want := "[contacts(" + missing + ") contacts(" + missing + ")]"; fmt.Sprint(told) != want {
+		t.Errorf("OnMissingRow told %v, want %s", told, want)
 	}
 }
 
