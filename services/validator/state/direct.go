@@ -127,6 +127,12 @@ func (d *directGets) request(ctx context.Context, stream string, req any, most i
 	if err != nil {
 		return answer{}, err
 	}
+	return d.send(ctx, stream, "DIRECT.GET."+stream, body, most, false)
+}
+
+// send publishes body to the API subject and collects the answer: a batch
+// ends with its end-of-batch marker, a single get (one) with its message.
+func (d *directGets) send(ctx context.Context, stream, subject string, body []byte, most int, one bool) (answer, error) {
 	token := strconv.FormatUint(d.next.Add(1), 36)
 	ch := make(chan *nats.Msg, most+1)
 	d.mu.Lock()
@@ -137,7 +143,7 @@ func (d *directGets) request(ctx context.Context, stream string, req any, most i
 		delete(d.answer, token)
 		d.mu.Unlock()
 	}()
-	if err := d.nc.PublishRequest(d.api+"DIRECT.GET."+stream, d.inbox+token, body); err != nil {
+	if err := d.nc.PublishRequest(d.api+subject, d.inbox+token, body); err != nil {
 		return answer{}, fmt.Errorf("direct get %s: %w", stream, err)
 	}
 	var a answer
@@ -160,6 +166,10 @@ func (d *directGets) request(ctx context.Context, stream string, req any, most i
 			op := m.Header.Get("KV-Operation")
 			a.msgs = append(a.msgs, Msg{Subject: m.Header.Get(jetstream.SubjectHeader), Seq: seq, Header: m.Header, Data: m.Data,
 				Deleted: op == "DEL" || op == "PURGE"})
+			if one {
+				a.pos = Pos(seq)
+				return a, nil
+			}
 		case status == "204": // end of batch
 			a.pending, _ = strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
 			// A multi-last answer says where the stream stood; a page does
@@ -178,12 +188,20 @@ func (d *directGets) request(ctx context.Context, stream string, req any, most i
 }
 
 // lastFor returns the last message of every subject of stream that
-// matches one of filters, from sequence since on (0 or 1: all), and for
-// each filter the position the answer is complete up to: in one request
-// when the server allows, else in halves, a single filter in pages.
+// matches one of filters, from sequence since on (0 or 1: all; of a
+// single subject, a message at or after since, which says it changed),
+// and for each filter the position the answer is complete up to: in one
+// request when the server allows, else in halves, a single filter in
+// pages.
 func (d *directGets) lastFor(ctx context.Context, stream string, filters []string, since uint64) ([]Msg, []Pos, error) {
 	if len(filters) == 0 {
 		return nil, nil, nil
+	}
+	if len(filters) == 1 && !strings.ContainsAny(filters[0], "*>") {
+		// One subject: a get of its last message, or of its next one from
+		// since (a change), answers with the message alone.
+		a, err := d.one(ctx, stream, filters[0], since)
+		return a.msgs, []Pos{a.pos}, err
 	}
 	a, err := d.request(ctx, stream, multiLastRequest{MultiLast: filters, Seq: since}, maxMultiLast)
 	switch {
@@ -209,6 +227,24 @@ func (d *directGets) lastFor(ctx context.Context, stream string, filters []strin
 		pos[i] = a.pos
 	}
 	return a.msgs, pos, nil
+}
+
+// one reads the last message of subject, or from since (above 1) the
+// first at or after since: a message alone, no end-of-batch marker. The
+// answer is complete up to that message's sequence (a subject's writes
+// after it are newer), or says nothing (0) when there is none.
+func (d *directGets) one(ctx context.Context, stream, subject string, since uint64) (answer, error) {
+	if since <= 1 {
+		return d.send(ctx, stream, "DIRECT.GET."+stream+"."+subject, nil, 1, true)
+	}
+	body, err := json.Marshal(struct {
+		Seq     uint64 `json:"seq"`
+		NextFor string `json:"next_by_subj"`
+	}{since, subject})
+	if err != nil {
+		return answer{}, err
+	}
+	return d.send(ctx, stream, "DIRECT.GET."+stream, body, 1, true)
 }
 
 // pages reads every message on subjects matching filter, from sequence
