@@ -191,8 +191,20 @@ func BenchmarkEvaluateSingleContact(b *testing.B) {
 }
 
 // BenchmarkAccountFanout: renaming an account with 10,000 contacts
-// re-evaluates every one of them through the work queue.
+// re-evaluates every one of them through the work queue; no decision
+// changes.
 func BenchmarkAccountFanout(b *testing.B) {
+	benchmarkFanout(b, func(version int64) string { return fmt.Sprintf("Contoso Ltd %d", version%2) })
+}
+
+// BenchmarkAccountFanoutFlips: the account of 10,000 contacts renamed to
+// the company the leavers moved to and back, so that every tenth contact
+// flips each time (1,000 decisions a fan-out).
+func BenchmarkAccountFanoutFlips(b *testing.B) {
+	benchmarkFanout(b, func(version int64) string { return []string{"Fabrikam", "Contoso Ltd"}[version%2] })
+}
+
+func benchmarkFanout(b *testing.B, name func(version int64) string) {
 	const contacts = 10000
 	e := newBenchEnv(b, contacts)
 	version := int64(1)
@@ -202,7 +214,7 @@ func BenchmarkAccountFanout(b *testing.B) {
 	for b.Loop() {
 		version++
 		start, cpuStart, sentStart, decidedStart := time.Now(), processCPU(), nc.Stats().OutMsgs, e.decisionsStored(b)
-		e.apply(b, accountEvent(fmt.Sprintf("Contoso Ltd %d", version%2), version))
+		e.apply(b, accountEvent(name(version), version))
 		if n := e.drainWork(b, 4, contacts); n != contacts {
 			b.Fatalf("%d contacts evaluated, want %d", n, contacts)
 		}
