@@ -123,18 +123,27 @@ func TestDeadLetterRedriveEndToEnd(t *testing.T) {
 	// The diary of the flip: the decision, the refused write with its
 	// class, the dead letter, its redrive, the write that landed.
 	contact := regexp.QuoteMeta(devstack.DemoContactID)
-	diary := logs.String()
-	for _, line := range []string{
+	lines := []string{
 		`level=INFO msg=decision .*contact=` + contact + ` .*value=1 previous=0 reason=\S+ confidence=`,
 		`level=WARN msg=write .*contact=` + contact + ` .*value=1 outcome=failed reason=\S+ status=400 .*class=bad_request`,
 		`level=ERROR msg="message set aside in the dead letter stream" .*consumer=writer .*class=permanent`,
 		`level=INFO msg="dead letter redriven" .*sequence=` + strconv.FormatUint(l.Sequence, 10) + ` consumer=writer`,
 		`level=INFO msg=write .*contact=` + contact + ` .*value=1 outcome=written reason=\S+ status=204`,
-	} {
-		if !regexp.MustCompile(line).MatchString(diary) {
-			t.Errorf("the log has no line matching %s", line)
-		}
 	}
+	// The write's line follows its PATCH and audit record by a moment.
+	diary := ""
+	missing := func() []string {
+		diary = logs.String()
+		var out []string
+		for _, line := range lines {
+			if !regexp.MustCompile(line).MatchString(diary) {
+				out = append(out, line)
+			}
+		}
+		return out
+	}
+	testkit.Eventually(t, "the flip's diary in the log", 10*time.Second, func() bool { return len(missing()) == 0 },
+		func() string { return fmt.Sprintf("the log has no line matching %q", missing()) })
 	for _, personal := range []string{"Avery", "Quinn", "avery.quinn@contoso.com", "Head of Procurement"} {
 		if strings.Contains(diary, personal) {
 			t.Errorf("the log holds %q", personal)

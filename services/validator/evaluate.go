@@ -272,30 +272,6 @@ func (s *Service) audit(ctx context.Context, d *eventsv1.Decision) error {
 	return s.pub.PublishProto(ctx, bus.AuditSubject("decision", d.GetOrganizationId()), "audit."+d.GetDecisionId(), d)
 }
 
-// worthPublishing: a decision goes out when its value differs from the last
-// one (or, first time, from the column in Dynamics), when a flag's evidence
-// changed, when the evidence behind an Ignore changed, or when a user
-// changed the column since our last decision (unless the organization
-// keeps a person's value until the evidence changes).
-func (s *Service) worthPublishing(res decide.Result, last *LastDecision, row *state.Row, keepOverride bool) bool {
-	flag := row.Cols[s.cfg.FlagColumn]
-	current, _ := strconv.Atoi(flag.V)
-	if last == nil {
-		return res.Value != current
-	}
-	switch {
-	case res.Value != last.Value:
-		return true
-	case res.Value == decide.NotAtCompany && res.Digest() != last.Digest:
-		return true
-	case res.Value == decide.Ignore && res.Underlying != last.Underlying && last.Underlying == "":
-		return true // remember what the user overrode
-	case flag.At > last.FlagSeen && current != res.Value && res.Value != decide.Ignore && !keepOverride:
-		return true
-	}
-	return false
-}
-
 // baseInput is the part of a decision's input the contact's row (c is
 // its view) and its last decision say; the rest comes from the reads of
 // its group.
