@@ -103,16 +103,9 @@ func (s *Service) afterMember(ctx context.Context, kind string, before, after *s
 	if !evaluate {
 		return nil
 	}
-	var affected []state.ContactRef
-	for _, m := range []*state.MemberRecord{before, after} {
-		if m == nil {
-			continue
-		}
-		refs, err := s.store.ContactsMatchable(ctx, m)
-		if err != nil {
-			return err
-		}
-		affected = append(affected, refs...)
+	affected, err := s.store.ContactsMatchableAny(ctx, before, after)
+	if err != nil {
+		return err
 	}
 	return s.evaluateAll(ctx, kind, affected, cause, redelivered)
 }

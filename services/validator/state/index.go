@@ -255,20 +255,29 @@ func (s *Store) inOrg(ctx context.Context, org, prefix string) ([]ContactRef, er
 // ContactsMatchable lists the contacts, in any organization, that a member
 // as described could match: by email, explicit id, profile URL or name.
 func (s *Store) ContactsMatchable(ctx context.Context, m *MemberRecord) ([]ContactRef, error) {
-	if m == nil || m.Erased {
-		return nil, nil
+	return s.ContactsMatchableAny(ctx, m)
+}
+
+// ContactsMatchableAny lists, in one request, the contacts any of members
+// (nil ones ignored) could match: as a member was and as it is now.
+func (s *Store) ContactsMatchableAny(ctx context.Context, members ...*MemberRecord) ([]ContactRef, error) {
+	var prefixes []string
+	for _, m := range members {
+		if m == nil || m.Erased {
+			continue
+		}
+		prefixes = append(prefixes, contactMemberKey(m.ID))
+		for _, h := range m.EmailHashes {
+			prefixes = append(prefixes, contactEmailKey(h))
+		}
+		if u := decide.ProfileURLKey(m.ProfileURL); u != "" {
+			prefixes = append(prefixes, contactURLKey(u))
+		}
+		if k := decide.NameKey(m.FirstName, m.LastName); strings.Contains(k, " ") {
+			prefixes = append(prefixes, contactNameKey(k))
+		}
 	}
-	prefixes := []string{contactMemberKey(m.ID)}
-	for _, h := range m.EmailHashes {
-		prefixes = append(prefixes, contactEmailKey(h))
-	}
-	if u := decide.ProfileURLKey(m.ProfileURL); u != "" {
-		prefixes = append(prefixes, contactURLKey(u))
-	}
-	if k := decide.NameKey(m.FirstName, m.LastName); strings.Contains(k, " ") {
-		prefixes = append(prefixes, contactNameKey(k))
-	}
-	return s.refsUnder(ctx, prefixes)
+	return s.refsUnder(ctx, uniqStrings(prefixes))
 }
 
 // AccountsByCompany lists accounts whose name or website matches a company.
