@@ -47,6 +47,13 @@ func (s *Service) run(ctx context.Context, org string, st syncjobs.Status, rev u
 		s.log.Info("sync job handed over: a newer claim of the organization replaced it", "org", org, "job", st.JobID)
 		return
 	}
+	if err != nil && ctx.Err() != nil {
+		// The process is stopping (a rolling deploy): the job stays running
+		// with its last heartbeat, so the next replica resumes it once stale,
+		// instead of a failed job and its alert on every deploy.
+		s.log.Info("sync job interrupted by shutdown; resumed once its heartbeat is stale", "org", org, "job", st.JobID, "kind", st.Kind)
+		return
+	}
 	j.st.FinishedAt, j.st.State = s.now().UnixMilli(), syncjobs.StateDone
 	outcome := "done"
 	if err != nil {
