@@ -62,7 +62,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (err error) {
 	l := newLoader(c, a, cfg.contacts)
 	var legs []legResult
 	for _, rate := range cfg.rates {
-		res, err := profiled(ctx, stack, cfg, fmt.Sprintf("rate-%d-contacts-%d", rate, cfg.contacts), func() (legResult, error) {
+		res, err := profiled(ctx, out, stack, cfg, fmt.Sprintf("rate-%d-contacts-%d", rate, cfg.contacts), func() (legResult, error) {
 			return l.leg(ctx, rate, cfg.duration, cfg.drain)
 		})
 		if err != nil {
@@ -80,7 +80,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (err error) {
 		}
 		fmt.Fprintf(out, "grew to %d contacts in %.1fs\n", cfg.grow, time.Since(t0).Seconds())
 		grown := newLoader(c, a, cfg.grow)
-		res, err := profiled(ctx, stack, cfg, fmt.Sprintf("rate-%d-contacts-%d", cfg.growRate, cfg.grow), func() (legResult, error) {
+		res, err := profiled(ctx, out, stack, cfg, fmt.Sprintf("rate-%d-contacts-%d", cfg.growRate, cfg.grow), func() (legResult, error) {
 			return grown.leg(ctx, cfg.growRate, cfg.duration, cfg.drain)
 		})
 		if err != nil {
@@ -126,10 +126,11 @@ func openStack(ctx context.Context, cfg config) (*Stack, error) {
 }
 
 // profiled runs leg while the stack's CPU profile is taken, when asked.
-func profiled(ctx context.Context, stack *Stack, cfg config, name string, leg func() (legResult, error)) (legResult, error) {
+func profiled(ctx context.Context, out io.Writer, stack *Stack, cfg config, name string, leg func() (legResult, error)) (legResult, error) {
 	if cfg.profileDir == "" || stack.Pprof == "" {
 		return leg()
 	}
+	before, _ := fetchConnz(ctx, stack.Pprof) // nil: a stack without it
 	done := make(chan error, 1)
 	go func() {
 		done <- fetchProfile(ctx, stack.Pprof, cfg.duration, filepath.Join(cfg.profileDir, name+".pprof"))
@@ -137,6 +138,11 @@ func profiled(ctx context.Context, stack *Stack, cfg config, name string, leg fu
 	res, err := leg()
 	if perr := <-done; perr != nil && err == nil {
 		err = perr
+	}
+	if before != nil && err == nil {
+		if after, cerr := fetchConnz(ctx, stack.Pprof); cerr == nil {
+			printConnz(out, name, before, after, res.Matched)
+		}
 	}
 	return res, err
 }

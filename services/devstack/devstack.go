@@ -136,7 +136,7 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 	}
 	own.Backing = []*httpserver.Server{standinSrv}
 	if cfg.PprofAddr != "" {
-		pprofSrv, err := pprofServer(cfg.PprofAddr)
+		pprofSrv, err := pprofServer(cfg.PprofAddr, ns)
 		if err != nil {
 			_ = standinSrv.Close()
 			return nil, err

@@ -2,9 +2,12 @@ package devstack
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/pprof"
 	rpprof "runtime/pprof"
+
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/notatcompany/notatcompany/services/shared/httpserver"
 	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
@@ -13,7 +16,8 @@ import (
 // Profiling: with NAC_PPROF_ADDR set, the devstack serves net/http/pprof
 // there and labels the work of each part ("service" = nats-server, ingest,
 // validator, writer, standin), so that a CPU profile of the one process
-// says what each service costs (`go tool pprof -tags`). Off by default.
+// says what each service costs (`go tool pprof -tags`), and the broker's
+// connections at /debug/nats/connz. Off by default.
 
 // labeler runs work under a part's label when profiling is on.
 type labeler struct{ on bool }
@@ -59,8 +63,20 @@ func (l labeler) handler(name string, h http.Handler) http.Handler {
 	})
 }
 
-func pprofServer(addr string) (*httpserver.Server, error) {
+func pprofServer(addr string, ns *server.Server) (*httpserver.Server, error) {
 	mux := http.NewServeMux()
+	// The broker's connections with their message counts (nats-server's
+	// monitoring /connz), so that a benchmark can say which service sends
+	// how many messages per event.
+	mux.HandleFunc("/debug/nats/connz", func(w http.ResponseWriter, r *http.Request) {
+		cz, err := ns.Connz(&server.ConnzOptions{Limit: 1024, SubscriptionsDetail: r.URL.Query().Get("subs") == "detail"})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(cz)
+	})
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/net/publicsuffix"
 	"golang.org/x/text/runes"
@@ -14,12 +15,18 @@ import (
 // fold lower-cases s, removes accents and turns punctuation into spaces, so
 // that "Société Générale, S.A." and "societe generale sa" compare equal.
 func fold(s string) string {
-	t := transform.Chain(norm.NFD, runes.Remove(runes.In(unicode.Mn)), norm.NFC)
-	out, _, err := transform.String(t, s)
-	if err != nil {
-		out = s
+	out := s
+	// ASCII has no accents to remove; the transform allocates a few KB
+	// per call, and names and companies are folded at every evaluation.
+	if !isASCII(s) {
+		t := transform.Chain(norm.NFD, runes.Remove(runes.In(unicode.Mn)), norm.NFC)
+		var err error
+		if out, _, err = transform.String(t, s); err != nil {
+			out = s
+		}
 	}
 	var b strings.Builder
+	b.Grow(len(out))
 	space := true
 	for _, r := range strings.ToLower(out) {
 		if unicode.IsLetter(r) || unicode.IsDigit(r) {
@@ -36,6 +43,15 @@ func fold(s string) string {
 		}
 	}
 	return strings.TrimSpace(b.String())
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // legalSuffixes are legal-form words dropped from the end of company names.

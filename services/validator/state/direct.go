@@ -60,7 +60,50 @@ type directGets struct {
 	sub    *nats.Subscription
 	next   atomic.Uint64
 	mu     sync.Mutex
-	answer map[string]chan *nats.Msg
+	answer map[string]*collector
+}
+
+// collector gathers the messages of one request's answer as they arrive:
+// a buffer that grows with the answer (a channel sized for the largest
+// answer cost 8 KB a request), and a signal that there are more.
+type collector struct {
+	mu    sync.Mutex
+	msgs  []*nats.Msg
+	most  int
+	ready chan struct{} // one pending signal
+}
+
+func (c *collector) add(m *nats.Msg) {
+	c.mu.Lock()
+	if len(c.msgs) >= c.most {
+		c.mu.Unlock()
+		return // more than the request can have asked for: not ours
+	}
+	c.msgs = append(c.msgs, m)
+	c.mu.Unlock()
+	select {
+	case c.ready <- struct{}{}:
+	default:
+	}
+}
+
+// take returns what arrived since the last take, waiting for at least one.
+func (c *collector) take(ctx context.Context, into []*nats.Msg) ([]*nats.Msg, error) {
+	for {
+		c.mu.Lock()
+		if len(c.msgs) > 0 {
+			into = append(into[:0], c.msgs...)
+			c.msgs = c.msgs[:0]
+			c.mu.Unlock()
+			return into, nil
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 func newDirectGets(js jetstream.JetStream) (*directGets, error) {
@@ -71,7 +114,7 @@ func newDirectGets(js jetstream.JetStream) (*directGets, error) {
 	} else if !strings.HasSuffix(api, ".") {
 		api += "."
 	}
-	d := &directGets{nc: nc, api: api, inbox: nc.NewInbox() + ".", answer: map[string]chan *nats.Msg{}}
+	d := &directGets{nc: nc, api: api, inbox: nc.NewInbox() + ".", answer: map[string]*collector{}}
 	sub, err := nc.Subscribe(d.inbox+"*", d.dispatch)
 	if err != nil {
 		return nil, fmt.Errorf("direct get inbox: %w", err)
@@ -86,13 +129,10 @@ func newDirectGets(js jetstream.JetStream) (*directGets, error) {
 
 func (d *directGets) dispatch(m *nats.Msg) {
 	d.mu.Lock()
-	ch := d.answer[m.Subject[len(d.inbox):]]
+	c := d.answer[m.Subject[len(d.inbox):]]
 	d.mu.Unlock()
-	if ch != nil {
-		select {
-		case ch <- m:
-		default: // more than the request can have asked for: not ours
-		}
+	if c != nil {
+		c.add(m)
 	}
 }
 
@@ -134,9 +174,9 @@ func (d *directGets) request(ctx context.Context, stream string, req any, most i
 // ends with its end-of-batch marker, a single get (one) with its message.
 func (d *directGets) send(ctx context.Context, stream, subject string, body []byte, most int, one bool) (answer, error) {
 	token := strconv.FormatUint(d.next.Add(1), 36)
-	ch := make(chan *nats.Msg, most+1)
+	c := &collector{most: most + 1, ready: make(chan struct{}, 1)}
 	d.mu.Lock()
-	d.answer[token] = ch
+	d.answer[token] = c
 	d.mu.Unlock()
 	defer func() {
 		d.mu.Lock()
@@ -148,42 +188,55 @@ func (d *directGets) send(ctx context.Context, stream, subject string, body []by
 	}
 	var a answer
 	var seen uint64 // the highest sequence of the answer, deletes included
+	var batch []*nats.Msg
 	for {
-		var m *nats.Msg
-		select {
-		case m = <-ch:
-		case <-ctx.Done():
-			return answer{}, fmt.Errorf("direct get %s: %w", stream, ctx.Err())
+		var err error
+		if batch, err = c.take(ctx, batch); err != nil {
+			return answer{}, fmt.Errorf("direct get %s: %w", stream, err)
 		}
-		status := m.Header.Get("Status")
-		switch {
-		case status == "" && len(m.Header) > 0:
-			seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		for _, m := range batch {
+			done, err := a.add(m, stream, &seen, one)
 			if err != nil {
-				return answer{}, fmt.Errorf("direct get %s: bad sequence header", stream)
+				return answer{}, err
 			}
-			seen = max(seen, seq)
-			op := m.Header.Get("KV-Operation")
-			a.msgs = append(a.msgs, Msg{Subject: m.Header.Get(jetstream.SubjectHeader), Seq: seq, Header: m.Header, Data: m.Data,
-				Deleted: op == "DEL" || op == "PURGE"})
-			if one {
-				a.pos = Pos(seq)
+			if done {
 				return a, nil
 			}
-		case status == "204": // end of batch
-			a.pending, _ = strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
-			// A multi-last answer says where the stream stood; a page does
-			// not, and is complete up to the last message it holds.
-			upTo, _ := strconv.ParseUint(m.Header.Get("Nats-UpTo-Sequence"), 10, 64)
-			a.pos = Pos(max(upTo, seen))
-			return a, nil
-		case status == "404":
-			return a, nil
-		case status == "413":
-			return answer{}, errTooMany
-		default:
-			return answer{}, fmt.Errorf("direct get %s: %s %s", stream, status, m.Header.Get("Description"))
 		}
+	}
+}
+
+// add takes one message of an answer; done when the answer is complete.
+func (a *answer) add(m *nats.Msg, stream string, seen *uint64, one bool) (done bool, err error) {
+	status := m.Header.Get("Status")
+	switch {
+	case status == "" && len(m.Header) > 0:
+		seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		if err != nil {
+			return true, fmt.Errorf("direct get %s: bad sequence header", stream)
+		}
+		*seen = max(*seen, seq)
+		op := m.Header.Get("KV-Operation")
+		a.msgs = append(a.msgs, Msg{Subject: m.Header.Get(jetstream.SubjectHeader), Seq: seq, Header: m.Header, Data: m.Data,
+			Deleted: op == "DEL" || op == "PURGE"})
+		if one {
+			a.pos = Pos(seq)
+			return true, nil
+		}
+		return false, nil
+	case status == "204": // end of batch
+		a.pending, _ = strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
+		// A multi-last answer says where the stream stood; a page does
+		// not, and is complete up to the last message it holds.
+		upTo, _ := strconv.ParseUint(m.Header.Get("Nats-UpTo-Sequence"), 10, 64)
+		a.pos = Pos(max(upTo, *seen))
+		return true, nil
+	case status == "404":
+		return true, nil
+	case status == "413":
+		return true, errTooMany
+	default:
+		return true, fmt.Errorf("direct get %s: %s %s", stream, status, m.Header.Get("Description"))
 	}
 }
 

@@ -114,6 +114,7 @@ type nameCounts struct {
 	js     jetstream.JetStream
 	direct *directGets
 	key    []byte // of the name hashes
+	pop    *populations
 	// emptyTTL is how long a zero count or an emptied record stays.
 	emptyTTL time.Duration
 }
@@ -123,7 +124,7 @@ func openNames(ctx context.Context, js jetstream.JetStream, direct *directGets) 
 	if err != nil {
 		return nil, fmt.Errorf("bind bucket %s: %w", bus.BucketNames, err)
 	}
-	n := &nameCounts{js: js, direct: direct, emptyTTL: time.Minute}
+	n := &nameCounts{js: js, direct: direct, emptyTTL: time.Minute, pop: newPopulations(direct)}
 	// The first replica to start makes the key; the others read it.
 	for range 2 {
 		e, err := kv.Get(ctx, hashKeyKey)
@@ -247,6 +248,10 @@ func (n *nameCounts) move(ctx context.Context, record string, want func(context.
 			rec.TTL = n.emptyTTL
 		}
 		err = bus.WriteKeys(ctx, n.js, bus.BucketNames, append(writes, rec))
+		if slices.ContainsFunc(moved, func(subject string) bool { return isPopulationKey(namesKeyOf(subject)) }) {
+			// Even when refused or failed: it may have been stored.
+			n.pop.movedHere()
+		}
 		if !errors.Is(err, bus.ErrKeysChanged) {
 			return err
 		}
@@ -341,7 +346,8 @@ func (s *Store) countMember(ctx context.Context, memberID string) error {
 // NameStats reads, in one request, the counts of the contact's full name:
 // the organization's and the account's contacts of the name, the members
 // of the name and those who held a position at one of the account's
-// companies (the most at any one), and the populations. Nil when the name
+// companies (the most at any one); the populations come from memory
+// (population.go). Nil when the name
 // is not a full name, or the contact is not counted yet (stored before
 // counts were kept, until a back-fill reads it again): unknown, a name is
 // taken as common.
@@ -357,10 +363,7 @@ func (s *Store) NameStatsOf(ctx context.Context, org string, c decide.Contact, c
 		return nil, nil, nil
 	}
 	hc, hm := s.names.contactHash(org, k), s.names.memberHash(k)
-	subjects := []string{
-		namesSubject(orgNameCountKey(org, hc)), namesSubject(orgTotalKey(org, "*")),
-		namesSubject(memberNameCountKey(hm)), namesSubject(membersTotalKey("*")),
-	}
+	subjects := []string{namesSubject(orgNameCountKey(org, hc)), namesSubject(memberNameCountKey(hm))}
 	if c.AccountID != "" {
 		subjects = append(subjects, namesSubject(accountNameCountKey(org, c.AccountID, hc)))
 	}
@@ -375,14 +378,14 @@ func (s *Store) NameStatsOf(ctx context.Context, org string, c decide.Contact, c
 	if st.Contacts == 0 {
 		return nil, deps, nil
 	}
+	if st.Population, err = s.names.pop.of(ctx, org); err != nil {
+		return nil, nil, err
+	}
 	if c.AccountID != "" {
 		st.ContactsOnAccount = count(got[accountNameCountKey(org, c.AccountID, hc)])
 	}
 	for key, m := range got {
-		switch {
-		case strings.HasPrefix(key, "ot."), strings.HasPrefix(key, "mt."):
-			st.Population += count(m)
-		case strings.HasPrefix(key, "mc."):
+		if strings.HasPrefix(key, "mc.") {
 			st.MembersAtCompany = max(st.MembersAtCompany, count(m))
 		}
 	}

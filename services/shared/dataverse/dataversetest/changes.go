@@ -139,7 +139,7 @@ func (s *Server) trackedList(w http.ResponseWriter, r *http.Request, set string)
 	table := tableOf(set)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if entityDefs()[table] == nil {
+	if s.defs[table] == nil {
 		notFound(w, set)
 		return
 	}
@@ -267,7 +267,7 @@ func (s *Server) totalRecordCount(w http.ResponseWriter, rest string) {
 	var keys []string
 	var values []float64
 	for _, m := range names {
-		if entityDefs()[m[1]] == nil {
+		if s.defs[m[1]] == nil {
 			odataError(w, http.StatusBadRequest, "0x80040217", fmt.Sprintf("The entity with a name = '%s' was not found in the MetadataCache.", m[1]))
 			return
 		}

@@ -138,7 +138,7 @@ func validateSavedQuery(s *Server, id string, old, cols map[string]any) error {
 		return invalid("0x80040203", "querytype must be 0 (a public view).")
 	}
 	table := str(row, "returnedtypecode")
-	if entityDefs()[table] == nil {
+	if s.defs[table] == nil {
 		return invalid("0x80040203", "returnedtypecode %q is not a table.", table)
 	}
 	f, err := fetchxml.Parse(str(row, "fetchxml"))

@@ -181,7 +181,7 @@ func (s *Server) contextLocked(r *http.Request, run execution, table, id, stepID
 		target = s.entity(table, id, post, cols, now, true)
 	}
 	var preImages, postImages []kv
-	primary := entityDefs()[table]
+	primary := s.defs[table]
 	for _, imgID := range slices.Sorted(mapsKeys(s.rows["sdkmessageprocessingstepimages"])) {
 		img := s.rows["sdkmessageprocessingstepimages"][imgID]
 		if str(img, "_sdkmessageprocessingstepid_value") != stepID {

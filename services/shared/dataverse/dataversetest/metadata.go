@@ -76,7 +76,7 @@ func (s *Server) attrTypeLocked(table, col string) string {
 	if a := s.ext.attrs[table][col]; a != nil {
 		return a.typ
 	}
-	if d := entityDefs()[table]; d != nil {
+	if d := s.defs[table]; d != nil {
 		return d.attrs[col]
 	}
 	return ""

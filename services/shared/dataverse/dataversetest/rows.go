@@ -72,7 +72,7 @@ func (s *Server) normalizeWrite(set string, cols map[string]any) (map[string]any
 		out["_"+attr+"_value"] = id
 		out["_"+attr+"_value"+lookupAnnotation] = target
 		if set == "connections" && (attr == "record1id" || attr == "record2id") {
-			if d := entityDefs()[target]; d != nil {
+			if d := s.defs[target]; d != nil {
 				out[strings.TrimSuffix(attr, "id")+"objecttypecode"] = float64(d.otc)
 			}
 		}
@@ -326,7 +326,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, set string) {
 	}
 	sel := selectOf(r)
 	s.mu.Lock()
-	if _, known := s.rows[set]; !known && !customizationSets[set] && entityDefs()[tableOf(set)] == nil {
+	if _, known := s.rows[set]; !known && !customizationSets[set] && s.defs[tableOf(set)] == nil {
 		s.mu.Unlock()
 		notFound(w, set)
 		return

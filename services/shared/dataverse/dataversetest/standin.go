@@ -61,6 +61,9 @@ type Received struct {
 // Server is the stand-in. Its zero value is not usable; call New.
 type Server struct {
 	opts Options
+	// defs are the built-in table definitions, read-only (trackedDefs
+	// copies them to switch tracking).
+	defs map[string]*entityDef
 
 	mu       sync.Mutex
 	rows     map[string]map[string]map[string]any // entity set → id → columns
@@ -90,7 +93,7 @@ func New(opts Options) *Server {
 	if opts.TokenLifetime == 0 {
 		opts.TokenLifetime = time.Hour
 	}
-	return &Server{opts: opts, rows: map[string]map[string]map[string]any{},
+	return &Server{opts: opts, defs: entityDefs(), rows: map[string]map[string]map[string]any{},
 		versions: map[string]int64{}, tokens: map[string]time.Time{}, writing: map[string]int{}, limits: map[string]*userLimits{}}
 }
 
