@@ -144,6 +144,14 @@ func profiled(ctx context.Context, out io.Writer, stack *Stack, cfg config, name
 			printConnz(out, name, before, after, res.Matched)
 		}
 	}
+	if err == nil {
+		shares, serr := serviceShares(filepath.Join(cfg.profileDir, name+".pprof"))
+		if serr != nil {
+			return res, serr
+		}
+		res.Shares = shares
+		printShares(out, name, shares, res)
+	}
 	return res, err
 }
 
@@ -291,15 +299,18 @@ func printFloor(out io.Writer, f floor) {
 }
 
 func printLegs(out io.Writer, legs []legResult, f floor) {
-	fmt.Fprintln(out, "| contacts | rate/s | achieved/s | p50 ms | p95 ms | p99 ms | max ms | decided p50 | 202 p50 | CPU ms/flip | × floor | unsent or lost | RSS MiB |")
-	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(out, "| contacts | rate/s | achieved/s | p50 ms | p95 ms | p99 ms | max ms | decided p50 | 202 p50 | CPU ms/flip | stand-in aside | × floor | unsent or lost | RSS MiB |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range legs {
+		cpu := float64(r.CPUPerEvent.Microseconds()) / 1000
+		// Without a profile the stand-in's share is unknown: all of it.
+		product := cpu * (1 - r.Shares["standin"])
 		ratio := 0.0
 		if f.PerFlip() > 0 {
-			ratio = float64(r.CPUPerEvent) / float64(f.PerFlip())
+			ratio = product / (float64(f.PerFlip().Microseconds()) / 1000)
 		}
-		fmt.Fprintf(out, "| %d | %d | %.0f | %s | %s | %s | %s | %s | %s | %.3f | %.1f | %d | %.0f |\n",
+		fmt.Fprintf(out, "| %d | %d | %.0f | %s | %s | %s | %s | %s | %s | %.3f | %.3f | %.1f | %d | %.0f |\n",
 			r.Contacts, r.Rate, r.Achieved, ms(r.P50), ms(r.P95), ms(r.P99), ms(r.Max), ms(r.DecideP50), ms(r.AcceptP50),
-			float64(r.CPUPerEvent.Microseconds())/1000, ratio, r.Lost+r.NoFreeContact, r.RSS/(1<<20))
+			cpu, product, ratio, r.Lost+r.NoFreeContact, r.RSS/(1<<20))
 	}
 }

@@ -3,6 +3,7 @@ module github.com/notatcompany/notatcompany/scripts/loadgen
 go 1.26.0
 
 require (
+	github.com/google/pprof v0.0.0-20261105003125-4bf881d7fb0b
 	github.com/nats-io/nats.go v1.55.0
 	github.com/notatcompany/notatcompany/proto v0.0.0
 	google.golang.org/protobuf v1.36.12

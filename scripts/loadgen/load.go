@@ -124,6 +124,7 @@ type legResult struct {
 	AcceptP50           time.Duration // scheduled send → 202
 	CPUPerEvent         time.Duration // of the stack's process, per flip written
 	RSS, Heap           float64
+	Shares              map[string]float64 // of the CPU, by service (with a profile)
 }
 
 // loader sends flips at a fixed open-loop rate.

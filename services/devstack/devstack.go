@@ -165,7 +165,7 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 			owned = true // from here on, lifecycle.Start releases it on a failure
 			return own, env.Registerer.Register(missingRows)
 		}},
-		{Name: "ingest", Common: ingestCfg.Common, Build: func(ctx context.Context, env lifecycle.Env) (lifecycle.Parts, error) {
+		{Name: "ingest", Common: ingestCfg.Common, Around: lab.around("ingest"), Build: func(ctx context.Context, env lifecycle.Env) (lifecycle.Parts, error) {
 			if err := seedAdmin(ctx, bus.NewPublisher(env.JS, ingestCfg.PublishTimeout)); err != nil {
 				return lifecycle.Parts{}, err
 			}
@@ -176,14 +176,14 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 			}
 			return parts, err
 		}},
-		{Name: "validator", Common: validatorCfg.Common, Build: func(ctx context.Context, env lifecycle.Env) (lifecycle.Parts, error) {
+		{Name: "validator", Common: validatorCfg.Common, Around: lab.around("validator"), Build: func(ctx context.Context, env lifecycle.Env) (lifecycle.Parts, error) {
 			return lab.parts("validator")(validator.Build(ctx, validatorCfg, env))
 		}},
 	}
 	// Writer replicas share the consumer, the leases and the budget, as
 	// the pods of a deployment do; each has its own connection.
 	for i := range cfg.WriterReplicas {
-		services = append(services, lifecycle.Service{Name: "writer", Replica: i, Common: writerCfg.Common,
+		services = append(services, lifecycle.Service{Name: "writer", Replica: i, Common: writerCfg.Common, Around: lab.around("writer"),
 			Build: func(ctx context.Context, env lifecycle.Env) (lifecycle.Parts, error) {
 				return lab.parts("writer")(writer.Build(ctx, writerCfg, env))
 			}})

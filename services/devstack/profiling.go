@@ -31,6 +31,12 @@ func (l labeler) do(name string, f func()) {
 	rpprof.Do(context.Background(), rpprof.Labels("service", name), func(context.Context) { f() })
 }
 
+// around runs f labelled service=name: a service's NATS connection (its
+// read and write loops) and the goroutines its build starts.
+func (l labeler) around(name string) func(func()) {
+	return func(f func()) { l.do(name, f) }
+}
+
 // worker labels a service's consume loop.
 func (l labeler) worker(name string, w func(context.Context) error) func(context.Context) error {
 	if !l.on {

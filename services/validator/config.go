@@ -58,7 +58,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 func (c *Config) define(p *conf.Parser) {
 	p.String(&c.FlagColumn, "flag-column", "NAC_FLAG_COLUMN", DefaultFlagColumn, "logical name of the contact's Not at Company column (or msdyn_orgchangestatus)")
 	p.Float(&c.Threshold, "confidence-threshold", "NAC_CONFIDENCE_THRESHOLD", DefaultThreshold, "least match confidence that may flag a contact")
-	p.Int(&c.Workers, "workers", "NAC_WORKERS", 4, "messages handled concurrently per consumer")
+	p.Int(&c.Workers, "workers", "NAC_WORKERS", 16, "messages handled concurrently per consumer (each mostly waits on JetStream round trips)")
 	p.Duration(&c.HandleTimeout, "handle-timeout", "NAC_HANDLE_TIMEOUT", 20*time.Second, "longest time one event may take (keep under the 30 s ack wait)")
 	p.String(&c.ProfileURLColumn, "profile-url-column", "NAC_PROFILE_URL_COLUMN", "", "contact column holding a LinkedIn profile URL, if the organization has one")
 	p.String(&c.MemberIDColumn, "member-id-column", "NAC_MEMBER_ID_COLUMN", "", "contact column holding the member id, if the organization has one")

@@ -68,6 +68,10 @@ type Service struct {
 	Build  Build
 	// Replica tells copies of one service in one process apart.
 	Replica int
+	// Around, when set, runs the service's connection and build, so that
+	// the goroutines they start inherit what it sets up (the devstack's
+	// profiling labels).
+	Around func(func())
 }
 
 // Options of a process.
@@ -149,8 +153,13 @@ func Start(ctx context.Context, o Options, services ...Service) (_ *Process, err
 		if err := env.Registerer.Register(buildinfo.Get().Collector()); err != nil {
 			return nil, fmt.Errorf("%s: register nac_build_info: %w", id, err)
 		}
+		around := s.Around
+		if around == nil {
+			around = func(f func()) { f() }
+		}
 		if s.Common.NATSURL != "" {
-			nc, err := natsconn.ConnectCommon(s.Common, "nac-"+id, env.Log)
+			var nc *nats.Conn
+			around(func() { nc, err = natsconn.ConnectCommon(s.Common, "nac-"+id, env.Log) })
 			if err != nil {
 				return nil, err
 			}
@@ -173,7 +182,8 @@ func Start(ctx context.Context, o Options, services ...Service) (_ *Process, err
 				declared[env.Topology.Replicas] = true
 			}
 		}
-		parts, err := s.Build(ctx, env)
+		var parts Parts
+		around(func() { parts, err = s.Build(ctx, env) })
 		if err != nil {
 			if len(services) > 1 {
 				err = fmt.Errorf("%s: %w", id, err)
