@@ -24,6 +24,7 @@ import (
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/testkit"
+	"github.com/notatcompany/notatcompany/services/validator/state"
 )
 
 // scenarioEvent is one message of a scenario, for one of the handlers.
@@ -470,7 +471,9 @@ func TestConcurrentReplicasMatchSequentialReference(t *testing.T) {
 				}
 			}
 			// And the name counts (each deployment hashes under a key of
-			// its own, so they are compared as an evaluation reads them).
+			// its own, so they are compared as an evaluation reads them),
+			// once a replica's populations reflect the others' moves.
+			time.Sleep(state.ScopeLease)
 			for _, c := range sc.contacts {
 				for i, svc := range svcs {
 					if g, w := namesOf(ctx, t, svc, c), namesOf(ctx, t, ref.svc, c); !reflect.DeepEqual(g, w) {
