@@ -79,7 +79,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (err error) {
 			return err
 		}
 		fmt.Fprintf(out, "grew to %d contacts in %.1fs\n", cfg.grow, time.Since(t0).Seconds())
-		grown := newLoader(c, a, cfg.grow)
+		grown := l.grown(cfg.grow)
 		res, err := profiled(ctx, out, stack, cfg, fmt.Sprintf("rate-%d-contacts-%d", cfg.growRate, cfg.grow), func() (legResult, error) {
 			return grown.leg(ctx, cfg.growRate, cfg.duration, cfg.drain)
 		})
@@ -303,14 +303,19 @@ func printLegs(out io.Writer, legs []legResult, f floor) {
 	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range legs {
 		cpu := float64(r.CPUPerEvent.Microseconds()) / 1000
-		// Without a profile the stand-in's share is unknown: all of it.
-		product := cpu * (1 - r.Shares["standin"])
+		// The stand-in's share comes from the leg's profile; without one,
+		// the ratio is of all of it.
+		product, aside := cpu, "-"
+		if r.Shares != nil {
+			product = cpu * (1 - r.Shares["standin"])
+			aside = fmt.Sprintf("%.3f", product)
+		}
 		ratio := 0.0
 		if f.PerFlip() > 0 {
 			ratio = product / (float64(f.PerFlip().Microseconds()) / 1000)
 		}
-		fmt.Fprintf(out, "| %d | %d | %.0f | %s | %s | %s | %s | %s | %s | %.3f | %.3f | %.1f | %d | %.0f |\n",
+		fmt.Fprintf(out, "| %d | %d | %.0f | %s | %s | %s | %s | %s | %s | %.3f | %s | %.1f | %d | %.0f |\n",
 			r.Contacts, r.Rate, r.Achieved, ms(r.P50), ms(r.P95), ms(r.P99), ms(r.Max), ms(r.DecideP50), ms(r.AcceptP50),
-			cpu, product, ratio, r.Lost+r.NoFreeContact, r.RSS/(1<<20))
+			cpu, aside, ratio, r.Lost+r.NoFreeContact, r.RSS/(1<<20))
 	}
 }

@@ -133,7 +133,6 @@ type loader struct {
 	a       *audit
 	free    chan int // contacts with no flip in flight
 	flipped []bool   // by contact: moved away at the last flip
-	seq     atomic.Int64
 	legs    int
 }
 
@@ -143,6 +142,14 @@ func newLoader(c *client, a *audit, contacts int) *loader {
 		l.free <- i
 	}
 	return l
+}
+
+// grown is a loader of more contacts that goes on from l: the contacts l
+// flipped are where l left them.
+func (l *loader) grown(contacts int) *loader {
+	g := newLoader(l.c, l.a, contacts)
+	copy(g.flipped, l.flipped)
+	return g
 }
 
 // leg sends rate flips a second for d, open loop: each at its scheduled
@@ -296,7 +303,7 @@ func (l *loader) send(ctx context.Context, leg, contact int, at time.Time) error
 	f := &flight{leg: leg, contact: contact, want: want, scheduled: at}
 	id := l.c.pop.contactID(contact)
 	l.a.track(id, f)
-	ev := l.c.pop.profileEvent(contact, fmt.Sprintf("lg-%s-%d", l.c.pop.run, l.seq.Add(1)), left, time.Now())
+	ev := l.c.pop.profileEvent(contact, fmt.Sprintf("lg-%s-%d", l.c.pop.run, l.c.flips.Add(1)), left, time.Now())
 	err := l.c.profiles(ctx, ev)
 	l.a.mu.Lock()
 	f.accepted = time.Now() // read only after every send returned

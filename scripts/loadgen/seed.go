@@ -19,6 +19,10 @@ type client struct {
 	stack *Stack
 	http  *http.Client
 	pop   population
+	// flips numbers the flip events of every loader: their ids are the
+	// events' Nats-Msg-Id, and one reused within the duplicate window
+	// would be dropped as a duplicate.
+	flips atomic.Int64
 
 	tokenOnce sync.Once
 	token     string
