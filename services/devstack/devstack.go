@@ -119,7 +119,7 @@ func Open(ctx context.Context, cfg Config, getenv func(string) string, stdout io
 	missingRows := prometheus.NewCounter(prometheus.CounterOpts{Name: "nac_standin_missing_row_patches_total",
 		Help: "PATCHes the Dataverse stand-in answered 404 because it holds no such row (the writer records them obsolete)."})
 	s.Standin = dataversetest.New(dataversetest.Options{ClientID: ClientID, ClientSecret: s.Secrets.ClientSecret, AnonymousReads: true,
-		OnChange: journal.Append, OnMissingRow: func(set, id string) {
+		OnChange: journal.Append, Durable: journal.Sync, OnMissingRow: func(set, id string) {
 			missingRows.Inc()
 			log.Warn("the Dataverse stand-in refused a PATCH: it holds no such row", "service", "dataverse-standin", "entity_set", set, "id", id)
 		}})

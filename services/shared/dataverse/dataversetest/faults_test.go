@@ -93,7 +93,7 @@ func TestJournalIsWriteThrough(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, srv := serve(t, dataversetest.Options{OnChange: j.Append})
+	s, srv := serve(t, dataversetest.Options{OnChange: j.Append, Durable: j.Sync})
 	s.Restore(snap)
 	s.Seed("contacts", idA, map[string]any{"firstname": "Ada"})
 	if got := patch(t, srv.URL, idA); got != http.StatusNoContent {
@@ -107,6 +107,24 @@ func TestJournalIsWriteThrough(t *testing.T) {
 	row := again.Rows["contacts"][idA]
 	if row["nac_flag"] != float64(1) || row["firstname"] != "Ada" {
 		t.Errorf("row after a crash = %v, want the patched flag and the seeded columns", row)
+	}
+}
+
+// A change that cannot be made durable is not answered as written, and a
+// read does not wait for durability.
+func TestDurableFailureAnswers503(t *testing.T) {
+	syncs := 0
+	s, srv := serve(t, dataversetest.Options{Durable: func() error { syncs++; return os.ErrClosed }})
+	s.Seed("contacts", idA, nil)
+	if got := patch(t, srv.URL, idA); got != http.StatusServiceUnavailable {
+		t.Errorf("PATCH = %d, want 503", got)
+	}
+	if syncs != 1 {
+		t.Errorf("Durable called %d times for one PATCH, want 1", syncs)
+	}
+	resp := do(t, http.MethodGet, srv.URL+dataverse.APIPath+"/contacts("+idA+")", "", nil)
+	if resp.StatusCode != http.StatusOK || syncs != 1 {
+		t.Errorf("GET = %d after %d syncs, want 200 without a sync", resp.StatusCode, syncs)
 	}
 }
 

@@ -10,12 +10,17 @@ import (
 )
 
 // Journal keeps a stand-in's rows in a file, write-through: each change is
-// appended and synced before the stand-in answers it, so a row Dataverse
+// appended, and synced before the stand-in answers it, so a row Dataverse
 // said it wrote is there after a crash. Use Journal.Append as
-// Options.OnChange and restore the snapshot OpenJournal returns.
+// Options.OnChange, Journal.Sync as Options.Durable, and restore the
+// snapshot OpenJournal returns.
 type Journal struct {
-	mu sync.Mutex
-	f  *os.File
+	mu       sync.Mutex
+	f        *os.File
+	appended uint64 // entries written
+
+	syncMu sync.Mutex
+	synced uint64 // entries on disk
 }
 
 type journalEntry struct {
@@ -89,8 +94,8 @@ func OpenJournal(path string) (*Journal, Snapshot, error) {
 	return &Journal{f: f}, snap, nil
 }
 
-// Append stores a row as it is after a change (nil: deleted), and syncs
-// the file.
+// Append stores a row as it is after a change (nil: deleted); Sync makes
+// it durable. It is called under the stand-in's lock, so it only writes.
 func (j *Journal) Append(set, id string, row map[string]any) error {
 	b, err := json.Marshal(journalEntry{Set: set, ID: id, Row: row})
 	if err != nil {
@@ -101,9 +106,30 @@ func (j *Journal) Append(set, id string, row map[string]any) error {
 	if _, err := j.f.Write(append(b, '\n')); err != nil {
 		return fmt.Errorf("append to the stand-in journal: %w", err)
 	}
+	j.appended++
+	return nil
+}
+
+// Sync returns once every entry appended before it was called is on disk:
+// one fsync covers every request waiting at that moment (group commit), so
+// concurrent writes do not queue behind one fsync each. Use it as
+// Options.Durable.
+func (j *Journal) Sync() error {
+	j.mu.Lock()
+	want := j.appended
+	j.mu.Unlock()
+	j.syncMu.Lock()
+	defer j.syncMu.Unlock()
+	if j.synced >= want {
+		return nil // a sync begun after our append covered it
+	}
+	j.mu.Lock()
+	upTo := j.appended
+	j.mu.Unlock()
 	if err := j.f.Sync(); err != nil {
 		return fmt.Errorf("sync the stand-in journal: %w", err)
 	}
+	j.synced = upTo
 	return nil
 }
 

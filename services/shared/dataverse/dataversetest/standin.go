@@ -11,6 +11,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strings"
@@ -43,6 +44,11 @@ type Options struct {
 	// an error answers 503 and leaves the row as it was. A Journal makes
 	// the changes durable here.
 	OnChange func(entitySet, id string, row map[string]any) error
+	// Durable, when set, is called without the server's lock before a
+	// request that may have changed rows (any but GET and HEAD) is
+	// answered: what OnChange was handed must then be durable. An error
+	// answers 503 instead.
+	Durable func() error
 	// OnMissingRow, when set, is told of every PATCH (direct or in a
 	// batch) answered 404 because the row does not exist: the writer
 	// records such a write as obsolete, and whoever runs the stand-in
@@ -104,8 +110,31 @@ const TokenPath = "/oauth2/v2.0/token"
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+TokenPath, s.token)
-	mux.HandleFunc(dataverse.APIPath+"/", s.api)
+	mux.Handle(dataverse.APIPath+"/", s.durably(http.HandlerFunc(s.api)))
 	return mux
+}
+
+// durably answers a request that may change rows only once Options.Durable
+// says its changes are kept.
+func (s *Server) durably(h http.Handler) http.Handler {
+	if s.opts.Durable == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			h.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if err := s.opts.Durable(); err != nil {
+			odataError(w, http.StatusServiceUnavailable, "0x80044151", "The change could not be made durable: "+err.Error())
+			return
+		}
+		maps.Copy(w.Header(), rec.Header())
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+	})
 }
 
 // Seed puts a row as if it existed in Dynamics.
