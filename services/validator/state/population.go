@@ -27,6 +27,7 @@ type populations struct {
 
 	mu       sync.Mutex
 	shards   map[string]shard // names key (ot.<org>.<n>, mt.<n>) → count
+	sums     map[string]int   // by population (ot.<org>, mt): its shards' sum
 	pos      uint64           // the names stream position they reflect
 	verified time.Time        // when the read that brought them up to pos was sent
 	moved    bool             // this replica moved a shard since
@@ -40,7 +41,7 @@ type shard struct {
 }
 
 func newPopulations(direct *directGets) *populations {
-	return &populations{direct: direct, now: time.Now, shards: map[string]shard{}}
+	return &populations{direct: direct, now: time.Now, shards: map[string]shard{}, sums: map[string]int{}}
 }
 
 // populationSubjects are the shards of every population.
@@ -95,7 +96,8 @@ func (p *populations) of(ctx context.Context, org string) (int, error) {
 		if err == nil {
 			for _, m := range msgs {
 				k := namesKeyOf(m.Subject)
-				if cur, ok := p.shards[k]; ok && cur.seq >= m.Seq {
+				cur, ok := p.shards[k]
+				if ok && cur.seq >= m.Seq {
 					continue
 				}
 				c := 0
@@ -103,6 +105,7 @@ func (p *populations) of(ctx context.Context, org string) (int, error) {
 					c = count(m)
 				}
 				p.shards[k] = shard{seq: m.Seq, count: c}
+				p.sums[populationOf(k)] += c - cur.count
 			}
 			for _, at := range pos {
 				p.pos = max(p.pos, uint64(at))
@@ -121,14 +124,12 @@ func (p *populations) of(ctx context.Context, org string) (int, error) {
 	}
 }
 
-// sumLocked adds up org's contact shards and the member shards.
+// sumLocked is org's contacts and the members.
 func (p *populations) sumLocked(org string) int {
-	prefix := "ot." + bus.Token(org) + "."
-	n := 0
-	for k, s := range p.shards {
-		if strings.HasPrefix(k, prefix) || strings.HasPrefix(k, "mt.") {
-			n += s.count
-		}
-	}
-	return n
+	return p.sums["ot."+bus.Token(org)] + p.sums["mt"]
+}
+
+// populationOf is the population a shard key counts: ot.<org> or mt.
+func populationOf(key string) string {
+	return key[:strings.LastIndexByte(key, '.')]
 }
