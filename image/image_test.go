@@ -173,6 +173,55 @@ func TestAssemble(t *testing.T) {
 	}
 }
 
+// Write and Read agree: the layout holds an image index of every
+// architecture, tagged with the version, each image as it was assembled;
+// the tarball is written beside it.
+func TestWriteRead(t *testing.T) {
+	dir := t.TempDir()
+	bins := []Binary{{"ingest", "./x"}}
+	if err := os.WriteFile(filepath.Join(dir, "ingest"), []byte("binary of ingest"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := Stamp{Version: "1.2.3", Commit: "0123abcd", Date: time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)}
+	var images []v1.Image
+	for _, arch := range []string{"amd64", "arm64"} {
+		img, err := Assemble(Spec{Stamp: s, Arch: arch, BinDir: dir, Binaries: bins, CAPEM: selfSignedPEM(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		images = append(images, img)
+	}
+	out := t.TempDir()
+	tag, err := Write(out, "example.test/nac", s.Version, images)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tag.String() != "example.test/nac:1.2.3" {
+		t.Errorf("tag %s", tag)
+	}
+	got, ref, err := Read(filepath.Join(out, LayoutDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ref != s.Version || len(got) != 2 {
+		t.Fatalf("read %d images named %q, want 2 named %q", len(got), ref, s.Version)
+	}
+	for i, arch := range []string{"amd64", "arm64"} {
+		want, _ := images[i].Digest()
+		img, ok := got[arch]
+		if !ok {
+			t.Errorf("no %s image in the layout", arch)
+			continue
+		}
+		if d, err := img.Digest(); err != nil || d != want {
+			t.Errorf("%s image %s, %v; want %s as assembled", arch, d, err, want)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(out, TarballFile)); err != nil || fi.Size() == 0 {
+		t.Errorf("tarball: %v", err)
+	}
+}
+
 func TestBinariesListsTheServices(t *testing.T) {
 	var names []string
 	for _, b := range Binaries() {
@@ -186,29 +235,35 @@ func TestBinariesListsTheServices(t *testing.T) {
 	}
 }
 
-// TestImage builds the image as `make image` does, but for this machine's
-// architecture, then checks it from its OCI layout and runs every binary
-// taken out of it with --version. With NAC_IMAGE_LAYOUT set (make image),
-// it checks that layout instead, against the build its labels name.
+// TestImage builds the image as `make image` does (cmd/mkimage, here for
+// this machine's architecture and a CA made for the test), then checks it
+// from its OCI layout and runs every binary taken out of it with --version.
+// With NAC_IMAGE_LAYOUT set (make image), it checks that layout instead,
+// against the build its labels name.
+//
+// mkimage runs as its own process, built without the race detector: the
+// build gzips some 50 MB of binaries, ten times slower under -race, and
+// TestAssemble and TestWriteRead run the same code under it.
 func TestImage(t *testing.T) {
 	root := ".."
 	bins := Binaries()
 	dir := os.Getenv("NAC_IMAGE_LAYOUT")
 	var s Stamp
+	var caPEM []byte
 	if dir == "" {
 		s = Stamp{Version: "9.8.7-test", Commit: "feedc0de", Date: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 		out := t.TempDir()
-		binDir := filepath.Join(out, "bin")
-		var log bytes.Buffer
-		if err := Compile(t.Context(), root, binDir, runtime.GOARCH, bins, s, &log); err != nil {
-			t.Fatalf("%v\n%s", err, log.String())
-		}
-		img, err := Assemble(Spec{Stamp: s, Arch: runtime.GOARCH, BinDir: binDir, Binaries: bins, CAPEM: selfSignedPEM(t)})
-		if err != nil {
+		caPEM = selfSignedPEM(t)
+		caFile := filepath.Join(out, "ca.pem")
+		if err := os.WriteFile(caFile, caPEM, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Write(out, "example.test/nac", s.Version, []v1.Image{img}); err != nil {
-			t.Fatal(err)
+		cmd := exec.CommandContext(t.Context(), "go", "run", "./image/cmd/mkimage", "-root", ".", "-out", out,
+			"-repository", "example.test/nac", "-arch", runtime.GOARCH, "-ca", caFile,
+			"-version", s.Version, "-commit", s.Commit, "-date", s.DateString())
+		cmd.Dir = root
+		if log, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("mkimage: %v\n%s", err, log)
 		}
 		dir = filepath.Join(out, LayoutDir)
 	}
@@ -235,7 +290,7 @@ func TestImage(t *testing.T) {
 	if ref != s.Version {
 		t.Errorf("layout names the image %q, want the version %q", ref, s.Version)
 	}
-	fs := checkConfig(t, img, bins, s, nil)
+	fs := checkConfig(t, img, bins, s, caPEM)
 
 	run := t.TempDir()
 	for _, b := range bins {

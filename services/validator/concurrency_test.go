@@ -362,6 +362,7 @@ func handleConcurrently(ctx context.Context, svcs []*Service, ds []delivery) []e
 // concurrently end with the decisions one validator reaches handling them
 // in order.
 func TestConcurrentReplicasMatchSequentialReference(t *testing.T) {
+	t.Parallel()
 	sc := buildScenario()
 	if n := len(sc.events); n < 130 {
 		t.Fatalf("scenario of %d events, want about 150", n)
@@ -428,6 +429,7 @@ func TestConcurrentReplicasMatchSequentialReference(t *testing.T) {
 	}
 	for _, seed := range seeds {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			t.Parallel() // each seed on a server of its own
 			svcs, js := replicas(t, ref.svc.cfg, 3)
 			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 			defer cancel()

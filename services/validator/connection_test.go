@@ -45,8 +45,10 @@ func deleteOf(table, id string, version int) *eventsv1.CrmChange {
 // contact is in scope while an active connection links it to a sync user's
 // opportunity, and leaves when the connection is deactivated or deleted.
 func TestScopeThroughConnection(t *testing.T) {
+	t.Parallel()
 	for _, reversed := range []bool{false, true} {
 		t.Run(map[bool]string{false: "opportunity to contact", true: "contact to opportunity"}[reversed], func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t)
 			const c = "7d8c4a0e-0000-4000-8000-0000000000cc"
 			e.mustCRM(company(accountID, otherUser, 1))
@@ -90,6 +92,7 @@ func TestScopeThroughConnection(t *testing.T) {
 // contact) brings nothing into scope; an opportunity's owner becoming a
 // sync user brings its stakeholders in.
 func TestScopeConnectionOwnerAndOtherRecords(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	const c = "7d8c4a0e-0000-4000-8000-0000000000cc"
 	e.mustCRM(company(accountID, syncUser, 1))
@@ -116,6 +119,7 @@ func TestScopeConnectionOwnerAndOtherRecords(t *testing.T) {
 // opportunity's contact and as a stakeholder has both links; removing the
 // connection leaves the lookup's.
 func TestAtRiskThroughStakeholder(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustCRM(contactCreate(contactID, email))
 	e.mustCRM(accountCreate("Contoso Ltd", ""))

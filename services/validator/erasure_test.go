@@ -277,6 +277,7 @@ func (p *pipeline) evaluation(contact string) *eventsv1.Evaluation {
 }
 
 func TestErasureLeavesNothingOfTheMember(t *testing.T) {
+	t.Parallel()
 	p, _, _, keptBefore := erasureScenarioKept(t)
 
 	// The contact the member flagged is back to No Feedback; the other

@@ -58,6 +58,7 @@ func (e *env) wantIndex(flagged, candidate bool) {
 // threshold was compared with, the scope path, the members of an ambiguous
 // match, the profile a stale one rested on.
 func TestEvaluationKeptWhateverTheOutcome(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		setup   func(e *env)
@@ -162,6 +163,7 @@ func TestEvaluationKeptWhateverTheOutcome(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t)
 			e.mustCRM(contactCreate(contactID, email))
 			e.mustCRM(accountCreate("Contoso Ltd", ""))
@@ -190,6 +192,7 @@ func TestEvaluationKeptWhateverTheOutcome(t *testing.T) {
 // An evaluation that finds what is kept writes nothing; one that finds
 // something else replaces it and moves the index keys.
 func TestEvaluationStoredOnlyWhenItChanges(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustCRM(contactCreate(contactID, email))
 	e.mustCRM(accountCreate("Contoso Ltd", ""))
@@ -223,6 +226,7 @@ func TestEvaluationStoredOnlyWhenItChanges(t *testing.T) {
 // The open opportunities of a flagged contact are at risk, each with an
 // index key, for as long as they are open and the contact flagged.
 func TestAtRiskOpportunities(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustCRM(contactCreate(contactID, email))
 	e.mustCRM(accountCreate("Contoso Ltd", ""))

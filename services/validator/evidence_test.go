@@ -37,6 +37,7 @@ func (p *pipeline) auditedDecisions() []*eventsv1.Decision {
 }
 
 func TestEvidenceReadableUntilTheMemberIsErased(t *testing.T) {
+	t.Parallel()
 	p, before, kept := erasureScenario(t)
 
 	// The audit still holds the decision the member's profile led to, but

@@ -17,6 +17,7 @@ import (
 // An account change affecting more contacts than InlineFanout goes to the
 // work queue in chunks, once, and the chunks produce the decisions.
 func TestLargeFanoutGoesToWorkQueue(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.svc.cfg.InlineFanout, e.svc.cfg.ChunkSize = 5, 4
 	const small = "a1b2c3d4-0000-4000-8000-000000000005"

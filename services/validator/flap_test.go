@@ -32,6 +32,7 @@ import (
 // chunk reads the first contacts' scope before the owner is a sync user
 // and decides the last ones after the owner's change has flagged them.
 func TestNoFlapWhileSyncUsersAreAdded(t *testing.T) {
+	t.Parallel()
 	const (
 		accounts = 4
 		dupes    = 8   // contacts per member, all under the member's account

@@ -10,6 +10,7 @@ import (
 // A flag on a name match carries each feature's weight: sealed in the
 // published decision (it is about the member), there again when opened.
 func TestNameMatchWeightsAreSealedEvidence(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustCRM(company(accountID, syncUser, 1))
 	e.mustCRM(crmRow("contact", contactID, 2, map[string]*eventsv1.Value{

@@ -11,6 +11,7 @@ import (
 // validator's store: the two must agree on the key format, and on the
 // erasure.
 func TestMemberKeysOpensWhatTheValidatorSealed(t *testing.T) {
+	t.Parallel()
 	p, before, kept := erasureScenario(t)
 	o, err := memberkeys.Bind(p.ctx, p.js)
 	if err != nil {

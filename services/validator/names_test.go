@@ -74,6 +74,7 @@ func featureLevel(ev *eventsv1.Evidence, name string) string {
 // A rare name, the only one on the account and among the members, flags
 // on name, title and country; the evidence shows the counts.
 func TestRareNameLeaverWithoutEmailIsFlagged(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustCRM(company(accountID, syncUser, 1))
 	e.mustCRM(nameOnly(contactID, "Zebulon", "Quattlebaum", 2))
@@ -94,6 +95,7 @@ func TestRareNameLeaverWithoutEmailIsFlagged(t *testing.T) {
 // A second contact of the name on the account may be the member as well:
 // the flag on the first goes back, and neither is flagged.
 func TestSecondContactOfTheNameTakesTheFlagBack(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustCRM(company(accountID, syncUser, 1))
 	e.mustCRM(nameOnly(contactID, "John", "Smith", 2))
@@ -128,6 +130,7 @@ func TestSecondContactOfTheNameTakesTheFlagBack(t *testing.T) {
 // the same evidence no longer reaches the threshold, and the flag it
 // reached as a rare name goes back.
 func TestCommonNameIsNotFlagged(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustCRM(company(accountID, syncUser, 1))
 	e.mustCRM(nameOnly(contactID, "John", "Smith", 2))
@@ -148,6 +151,7 @@ func TestCommonNameIsNotFlagged(t *testing.T) {
 
 // Two members of the name at the company, one still there: ambiguous.
 func TestTwoMembersOfTheNameAtTheCompanyAreAmbiguous(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustCRM(company(accountID, syncUser, 1))
 	e.mustCRM(nameOnly(contactID, "John", "Smith", 2))

@@ -49,6 +49,7 @@ func candidateFixture(t *testing.T) (*env, string) {
 // rejected, it is No Feedback, sticky until the evidence changes; each
 // review is audited with who, when and whether it applied.
 func TestReviewApproveThenReject(t *testing.T) {
+	t.Parallel()
 	e, digest := candidateFixture(t)
 
 	e.review(reviewOf("review-1", reviewApprove, "admin@contoso.example", digest, 20))
@@ -92,6 +93,7 @@ func TestReviewApproveThenReject(t *testing.T) {
 
 // A review of evidence that has changed since applies to nothing, and says so.
 func TestReviewOfOtherEvidenceIsStale(t *testing.T) {
+	t.Parallel()
 	e, _ := candidateFixture(t)
 	decisions := e.published(bus.StreamDecisions)
 	e.review(reviewOf("review-1", reviewApprove, "admin@contoso.example", "0123456789abcdef01234567", 20))
@@ -110,6 +112,7 @@ func TestReviewOfOtherEvidenceIsStale(t *testing.T) {
 }
 
 func TestReviewRefusedWhenInvalid(t *testing.T) {
+	t.Parallel()
 	e, digest := candidateFixture(t)
 	for name, r := range map[string]*eventsv1.ReviewAction{
 		"no reviewer":        reviewOf("r-1", reviewApprove, " ", digest, 20),

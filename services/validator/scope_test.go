@@ -26,6 +26,7 @@ func opportunity(id, ownerID string, version int, cols map[string]*eventsv1.Valu
 // into scope. An in-scope contact whose member left is flagged; an
 // out-of-scope one gets no flag.
 func TestScopeRules(t *testing.T) {
+	t.Parallel()
 	const c = "7d8c4a0e-0000-4000-8000-0000000000cc"
 	for _, tc := range []struct {
 		name                       string
@@ -59,6 +60,7 @@ func TestScopeRules(t *testing.T) {
 			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t)
 			e.mustCRM(company(accountID, tc.accountOwner, 2))
 			e.mustCRM(person(c, accountID, tc.contactOwner, 3))
@@ -113,6 +115,7 @@ func scopeFixture(t *testing.T) *env {
 }
 
 func TestScopeSyncUserDisabledInDynamics(t *testing.T) {
+	t.Parallel()
 	e := scopeFixture(t)
 	disable := crmRow("systemuser", syncUser, 20, map[string]*eventsv1.Value{"isdisabled": boolV(true)})
 	e.mustCRM(disable)
@@ -149,6 +152,7 @@ func TestScopeSyncUserDisabledInDynamics(t *testing.T) {
 }
 
 func TestScopeSyncUserRemovedByAdmin(t *testing.T) {
+	t.Parallel()
 	e := scopeFixture(t)
 	e.syncUserChange(syncUser, false, 20)
 	if got := e.evaluations("sync_user"); got != 3 {
@@ -188,6 +192,7 @@ func TestScopeSyncUserRemovedByAdmin(t *testing.T) {
 }
 
 func TestScopeMovesWithOpportunity(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustCRM(company(otherAccount, otherUser, 1))
 	e.mustCRM(person("7d8c4a0e-0000-4000-8000-0000000000c1", otherAccount, otherUser, 2))
@@ -221,6 +226,7 @@ func TestScopeMovesWithOpportunity(t *testing.T) {
 // the user, each once; a systemuser change that leaves isdisabled alone
 // evaluates none.
 func TestSyncUserFanout(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	const user = "5e5e5e5e-0000-4000-8000-000000000002" // not a sync user yet
 	e.mustCRM(company(accountID, user, 1))
@@ -309,6 +315,7 @@ func TestSyncUserFanout(t *testing.T) {
 // before publishing is evaluated again when redelivered, though the row
 // no longer changes.
 func TestRedeliveredSystemUserChangeIsEvaluated(t *testing.T) {
+	t.Parallel()
 	e := scopeFixture(t)
 	good := e.svc.decisions
 	e.svc.decisions = failingDecisions{good}

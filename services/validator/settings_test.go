@@ -15,6 +15,7 @@ func settingsChange(id string, threshold float64, reflag, dataValidation bool, c
 }
 
 func TestSettingsThresholdReevaluatesOrganization(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustCRM(contactCreate(contactID, email))
 	e.mustCRM(contactCreate(otherID, "grace@contoso.com"))
@@ -85,9 +86,11 @@ func northwindProfile(eventID string, observed int) *eventsv1.ProfileChange {
 // evidence; a later, different job change flags it again only when the
 // organization allows it, and then it stays flagged.
 func TestReflagAfterIgnore(t *testing.T) {
+	t.Parallel()
 	for _, reflag := range []bool{false, true} {
 		name := map[bool]string{false: "setting off", true: "setting on"}[reflag]
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t)
 			e.mustAdmin(bus.AdminSettingsSubject(org), settingsChange("settings-1", 0, reflag, true, 1))
 			e.mustCRM(contactCreate(contactID, email))
@@ -148,6 +151,7 @@ func TestReflagAfterIgnore(t *testing.T) {
 }
 
 func TestKeepPersonOverrideUntilTheEvidenceChanges(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.svc.now = func() time.Time { return at(10).AsTime() }
 	keep := settingsChange("settings-keep", 0, false, true, 5)

@@ -17,6 +17,7 @@ import (
 // user's meanwhile, and that an evaluation on a cache without the user
 // decided nothing for, is flagged by that second pass.
 func TestScopeChangeSettles(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	const (
 		user   = "5e5e5e5e-0000-4000-8000-0000000000a1"
@@ -60,6 +61,7 @@ func TestScopeChangeSettles(t *testing.T) {
 // The settling pass comes after the lease, and before any redelivery of a
 // failed first pass: every redelivery then finds the change settled.
 func TestScopeSettleWithinTheFirstRedelivery(t *testing.T) {
+	t.Parallel()
 	if state.ScopeSettle <= state.ScopeLease {
 		t.Errorf("ScopeSettle %s is not longer than ScopeLease %s", state.ScopeSettle, state.ScopeLease)
 	}
@@ -75,6 +77,7 @@ func TestScopeSettleWithinTheFirstRedelivery(t *testing.T) {
 // The settling pass of a large fan-out queues chunks of its own, which the
 // work stream does not take for duplicates of the first pass's.
 func TestScopeSettleQueuesItsOwnChunks(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.svc.cfg.InlineFanout, e.svc.cfg.ChunkSize = 2, 2
 	const user = "5e5e5e5e-0000-4000-8000-0000000000a2"
@@ -107,6 +110,7 @@ func TestScopeSettleQueuesItsOwnChunks(t *testing.T) {
 // last decisions are read one by one from the leader, with the same
 // outcome: a decision once, not again for the same evidence.
 func TestLastDecisionsFromTheLeader(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	cfg := e.stream(bus.StreamDecisions).CachedInfo().Config
 	cfg.AllowDirect = false

@@ -30,6 +30,7 @@ func (e *env) snapshot() (map[string]string, map[string]uint64) {
 }
 
 func TestInvalidMessagesAreRefusedAndChangeNothing(t *testing.T) {
+	t.Parallel()
 	const member = "ada@contoso.com" // an email-like member id: personal data
 	ptr := func(s string) *string { return &s }
 	valid := func() *eventsv1.CrmChange { return contactCreate(contactID, email) }
@@ -65,10 +66,13 @@ func TestInvalidMessagesAreRefusedAndChangeNothing(t *testing.T) {
 			&eventsv1.EvaluateRequest{OrganizationId: org, ContactIds: []string{"../x"}, Kind: "account"}, "contact_ids"},
 		{"empty work chunk", "work", ptr(bus.WorkSubject(org)), &eventsv1.EvaluateRequest{OrganizationId: org, Kind: "account"}, "contact_ids"},
 	}
+	// One validator for every case, in turn: each case finds the state as
+	// the one before it left it, which the case checks is as it found it.
+	shared := newEnv(t)
+	shared.mustCRM(accountCreate("Contoso Ltd", ""))
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t)
-			e.mustCRM(accountCreate("Contoso Ltd", ""))
+			e := &env{t: t, svc: shared.svc, reg: shared.reg, js: shared.js, ctx: shared.ctx}
 			kv, seqs := e.snapshot()
 			var subject string
 			switch m := tc.msg.(type) {
@@ -116,6 +120,7 @@ func TestInvalidMessagesAreRefusedAndChangeNothing(t *testing.T) {
 // An empty protobuf message on a profile subject is set aside in the dead
 // letter stream with its reason; no member with id "" is ever stored.
 func TestEmptyProfileIsDeadLettered(t *testing.T) {
+	t.Parallel()
 	p := startPipeline(t)
 	subject := bus.ProfileMemberSubject("")
 	if _, err := p.js.Publish(p.ctx, subject, nil); err != nil {
@@ -152,6 +157,7 @@ func TestEmptyProfileIsDeadLettered(t *testing.T) {
 // A CRM change and a profile dated in the far future hold their row or
 // member only until a real change made after JetStream received them.
 func TestFarFutureVersionsDoNotFreezeState(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	arrived := t0.Add(30 * time.Minute)
 	farFuture := timestamppb.New(time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC))

@@ -186,6 +186,7 @@ func backProfile(eventID string, observed int) *eventsv1.ProfileChange {
 }
 
 func TestScenarioLeftThenBack(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	evalContact := e.svc.metrics.evaluations.WithLabelValues("crm_contact")
 	evalAccount := e.svc.metrics.evaluations.WithLabelValues("crm_account")
@@ -305,6 +306,7 @@ func TestScenarioLeftThenBack(t *testing.T) {
 }
 
 func TestContactChangeEvaluatesOnlyThatContact(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	evalContact := e.svc.metrics.evaluations.WithLabelValues("crm_contact")
 	evalAccount := e.svc.metrics.evaluations.WithLabelValues("crm_account")
@@ -345,6 +347,7 @@ func TestContactChangeEvaluatesOnlyThatContact(t *testing.T) {
 }
 
 func TestPermanentErrors(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	garbage := []byte("this is not protobuf")
 	for name, call := range map[string]func() error{
@@ -389,6 +392,7 @@ func TestPermanentErrors(t *testing.T) {
 }
 
 func TestErasureClearsFlag(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustCRM(contactCreate(contactID, email))
 	e.mustCRM(accountCreate("Contoso Ltd", ""))
@@ -413,6 +417,7 @@ func TestErasureClearsFlag(t *testing.T) {
 }
 
 func TestCompanyPageMatchesByDomain(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustCRM(contactCreate(contactID, email))
 	e.mustCRM(accountCreate("Contoso Ltd", "https://www.contoso.com"))
@@ -445,6 +450,7 @@ func TestCompanyPageMatchesByDomain(t *testing.T) {
 }
 
 func TestUserIgnoreIsKept(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ch := contactCreate(contactID, email)
 	ch.Columns[DefaultFlagColumn] = choiceV(decide.Ignore)
@@ -457,6 +463,7 @@ func TestUserIgnoreIsKept(t *testing.T) {
 }
 
 func TestUserResetAfterDecisionIsFlaggedAgain(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.svc.now = func() time.Time { return at(10).AsTime() }
 	e.mustCRM(contactCreate(contactID, email))
@@ -481,6 +488,7 @@ func TestUserResetAfterDecisionIsFlaggedAgain(t *testing.T) {
 }
 
 func TestDeletedContactIsUnflagged(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustCRM(contactCreate(contactID, email))
 	e.mustCRM(accountCreate("Contoso Ltd", ""))
@@ -520,6 +528,7 @@ func (p failingPublisher) PublishAll(_ context.Context, out []bus.Outgoing) []er
 }
 
 func TestPublishFailureIsTransientAndRetried(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustCRM(contactCreate(contactID, email))
 	e.mustCRM(accountCreate("Contoso Ltd", ""))
@@ -562,6 +571,7 @@ func TestPublishFailureIsTransientAndRetried(t *testing.T) {
 }
 
 func TestRedeliveredCRMChangeIsEvaluated(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustProfile(leftProfile("feed-1", 10))
 	e.mustCRM(contactCreate(contactID, email))
@@ -583,6 +593,7 @@ func TestRedeliveredCRMChangeIsEvaluated(t *testing.T) {
 }
 
 func TestParseConfig(t *testing.T) {
+	t.Parallel()
 	env := map[string]string{"NAC_CONFIDENCE_THRESHOLD": "0.9", "NAC_FLAG_COLUMN": "msdyn_orgchangestatus"}
 	var out strings.Builder
 	cfg, err := ParseConfig([]string{"-workers", "2"}, func(k string) string { return env[k] }, &out)
@@ -656,6 +667,7 @@ func (e *env) deliverNext(cons jetstream.Consumer, seq uint64) {
 }
 
 func TestErasurePurgesStoredProfilesAndIsAudited(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	cons, err := e.js.Consumer(e.ctx, bus.StreamProfile, bus.ConsumerValidatorProfile)
 	if err != nil {
