@@ -129,6 +129,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped in -short: starts a devstack and Chromium")
 	}
+	chromium(t) // skip (or, in CI, fail) before starting anything
 	stack, _ := startStack(t, t.TempDir())
 	cfg := demoorg.Config{APIURL: stack.HTTPURL, StandinURL: stack.StandinURL, ClientID: devstack.ClientID,
 		ClientSecret: stack.Secrets.ClientSecret, AdminToken: stack.Secrets.AdminToken, ProfileSecret: stack.Secrets.ProfileSecret,

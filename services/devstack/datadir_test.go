@@ -20,6 +20,7 @@ import (
 // and make clean are refused. A PATCH of a row the stand-in does not hold
 // is counted on the ops /metrics. Once stopped, clean removes everything.
 func TestDataDirLockedMissingRowsCountedAndCleaned(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir() + "/data"
 	stack, stop := startStack(t, dir)
 

@@ -63,6 +63,7 @@ func adminJSON(t *testing.T, stack *devstack.Stack, method, path string, out any
 // API, and once the cause is gone redriven with nacctl: the flag lands.
 // The devstack's log tells the story at info, without a name or an email.
 func TestDeadLetterRedriveEndToEnd(t *testing.T) {
+	t.Parallel()
 	stack, logs := startLoggedStack(t)
 	// Dataverse refuses the next operation on the demo contact.
 	stack.Standin.Inject(dataversetest.Fault{Status: http.StatusBadRequest, Row: devstack.DemoContactID, Count: 1})

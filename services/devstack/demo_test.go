@@ -17,6 +17,7 @@ import (
 // company, a stayer left at No Feedback, a seller's Ignore kept; then one
 // flag cleared by the seller's move.
 func TestDemoRepeatable(t *testing.T) {
+	t.Parallel()
 	stack, _ := startStack(t, t.TempDir())
 	// One instant for both runs: the positions' months and the profile
 	// dates in the reasons would differ across a midnight otherwise.

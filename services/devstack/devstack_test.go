@@ -95,6 +95,7 @@ func redated(t *testing.T, body []byte, now time.Time) []byte {
 // The examples flag years from now as well: redated to 2030, the left
 // profile is still one day old.
 func TestExamplesRedate(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile(filepath.Join("..", "..", "scripts", "examples", "profile-left.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -163,6 +164,7 @@ func flag(t *testing.T, stack *devstack.Stack) float64 {
 // TestEndToEnd walks the README's path through the real HTTP endpoint,
 // embedded JetStream, the validator, the writer and the stand-in.
 func TestEndToEnd(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	stack, stop := startStack(t, dir)
 	key, secret := stack.Secrets.WebhookKey, stack.Secrets.ProfileSecret

@@ -88,6 +88,7 @@ func postProfile(t *testing.T, stack *devstack.Stack, body []byte) {
 // a No Feedback contact, the at-risk list while the demo contact is
 // flagged, and a review approve/reject round trip that ends in the stand-in.
 func TestExplainListAndReview(t *testing.T) {
+	t.Parallel()
 	stack, _ := startStack(t, t.TempDir())
 	dvURL := stack.HTTPURL + "/webhooks/dataverse?code=" + stack.Secrets.WebhookKey
 	for _, name := range []string{"dataverse-contact-update.json", "dataverse-account-update.json"} {

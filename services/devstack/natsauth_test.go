@@ -28,6 +28,7 @@ func connectAs(t *testing.T, url string, opts ...nats.Option) (*nats.Conn, error
 // cannot write the pipeline's audit trail (it may redrive a dead decision,
 // which the dead letter test shows).
 func TestNATSIsAuthenticated(t *testing.T) {
+	t.Parallel()
 	stack, _ := startStack(t, t.TempDir())
 	pw := stack.Secrets.NATS
 
@@ -79,6 +80,7 @@ func TestNATSIsAuthenticated(t *testing.T) {
 // The banner says how to connect as the CLI user, like it gives the other
 // demo keys, and keeps the services' passwords to itself.
 func TestBannerTellsHowToConnectToNATS(t *testing.T) {
+	t.Parallel()
 	stack, _ := startStack(t, t.TempDir())
 	var out bytes.Buffer
 	stack.Banner(&out)

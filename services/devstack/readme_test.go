@@ -36,6 +36,7 @@ func tryItBlock(t *testing.T) string {
 // NAC_HTTP_ADDR, NAC_STANDIN_ADDR and NAC_DATA_DIR), and checks what each
 // step reads back: the second pass must flag and clear like the first.
 func TestReadmeTryIt(t *testing.T) {
+	t.Parallel()
 	for _, tool := range []string{"bash", "curl", "jq", "openssl"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("the README's Try it needs %s, which is not installed", tool)

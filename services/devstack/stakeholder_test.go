@@ -20,6 +20,7 @@ import (
 // the opportunity in the at-risk list, saying how it links the contact;
 // deactivating the connection takes it out again.
 func TestStakeholderConnectionPutsOpportunityAtRisk(t *testing.T) {
+	t.Parallel()
 	stack, _ := startStack(t, t.TempDir())
 	c, err := dataverse.New(context.Background(), stack.StandinURL, dataverse.Credentials{TokenURL: stack.StandinURL + dataversetest.TokenPath,
 		ClientID: devstack.ClientID, ClientSecret: stack.Secrets.ClientSecret}, dataverse.Options{Timeout: 5 * time.Second})
@@ -68,6 +69,7 @@ func TestStakeholderConnectionPutsOpportunityAtRisk(t *testing.T) {
 // linked only by a connection (seeded, so no webhook told of it) to the
 // seller's demo opportunity, is in scope and flagged after the back-fill.
 func TestBackfillReadsConnections(t *testing.T) {
+	t.Parallel()
 	stack, _ := startStack(t, t.TempDir())
 	testkit.Eventually(t, "the start's back-fill", 60*time.Second, func() bool {
 		st, ok := syncStatus(t, stack)

@@ -172,6 +172,7 @@ func tableOf(st syncjobs.Status, name string) syncjobs.Table {
 // webhook ever told about. Switching data validation on back-fills them,
 // and every leaver among them is flagged.
 func TestSwitchingOnBackfillsAndFlagsEveryLeaver(t *testing.T) {
+	t.Parallel()
 	stack, _ := startStack(t, t.TempDir())
 	testkit.Eventually(t, "the start's back-fill", 60*time.Second, func() bool {
 		st, ok := syncStatus(t, stack)
@@ -206,6 +207,7 @@ func TestSwitchingOnBackfillsAndFlagsEveryLeaver(t *testing.T) {
 // Lost webhooks are healed by the next sweep's delta read; an expired
 // delta token makes the sweep read the table in full again.
 func TestSweepHealsLostWebhooksAndExpiredTokens(t *testing.T) {
+	t.Parallel()
 	stack, _ := startStack(t, t.TempDir())
 	testkit.Eventually(t, "the start's back-fill", 60*time.Second, func() bool {
 		st, ok := syncStatus(t, stack)
@@ -267,6 +269,7 @@ func TestSweepHealsLostWebhooksAndExpiredTokens(t *testing.T) {
 // nacctl backfill goes through the admin API, shows its progress and ends
 // with a summary table.
 func TestNacctlBackfillShowsProgressAndSummary(t *testing.T) {
+	t.Parallel()
 	stack, _ := startStack(t, t.TempDir())
 	seed(stack, people("dddd0004", 20))
 	env := map[string]string{"NAC_API_URL": stack.HTTPURL, "NAC_ADMIN_TOKEN": stack.Secrets.AdminToken, "NAC_POLL": "50ms"}

@@ -78,6 +78,7 @@ func (s seller) view(set, id string) []string {
 // stand-in's Web API; the webhooks the devstack registered at start carry
 // every change to ingest, and the flags end right.
 func TestWebAPIEndToEnd(t *testing.T) {
+	t.Parallel()
 	stack, _ := startStack(t, t.TempDir())
 	c, err := dataverse.New(context.Background(), stack.StandinURL, dataverse.Credentials{TokenURL: stack.StandinURL + dataversetest.TokenPath,
 		ClientID: devstack.ClientID, ClientSecret: stack.Secrets.ClientSecret}, dataverse.Options{Timeout: 5 * time.Second})

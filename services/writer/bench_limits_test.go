@@ -52,6 +52,7 @@ func floorOf(n, batch int, lim dataversetest.Limits) (time.Duration, string) {
 }
 
 func TestFloorOf(t *testing.T) {
+	t.Parallel()
 	full := benchLimits(1, 20*time.Millisecond)
 	for _, tc := range []struct {
 		name      string

@@ -16,6 +16,7 @@ func testLimits() limits {
 }
 
 func TestLedgerStateAdmit(t *testing.T) {
+	t.Parallel()
 	type req struct {
 		ops       int
 		at        time.Duration // after t0
@@ -84,6 +85,7 @@ func TestLedgerStateAdmit(t *testing.T) {
 // The reservation gives way to the measured time, in the slot the request
 // ended in; the hold ends; the time per operation is learned.
 func TestLedgerStateRelease(t *testing.T) {
+	t.Parallel()
 	l := testLimits()
 	st := ledgerState{PerOp: 0.1}
 	a := st.admit(t0, l, 5, "me", t0.Add(time.Minute))
@@ -118,6 +120,7 @@ func TestLedgerStateRelease(t *testing.T) {
 
 // What the server says is left only ever lowers what the window allows.
 func TestLedgerStateObserve(t *testing.T) {
+	t.Parallel()
 	l := testLimits()
 	none := dataverse.RateLimit{BurstRemaining: -1, TimeRemaining: -1}
 	for _, tc := range []struct {
@@ -160,6 +163,7 @@ func TestLedgerStateObserve(t *testing.T) {
 // measured here are more), and what is reserved for requests in progress
 // stays reserved.
 func TestLedgerStateObserveExecutionTime(t *testing.T) {
+	t.Parallel()
 	l := testLimits() // 1 s of execution a minute
 	left := func(d time.Duration) dataverse.RateLimit {
 		return dataverse.RateLimit{BurstRemaining: -1, TimeRemaining: d}

@@ -13,6 +13,7 @@ func getenv(env map[string]string) func(string) string {
 }
 
 func TestParseConfigDefaults(t *testing.T) {
+	t.Parallel()
 	cfg, err := ParseConfig(nil, getenv(nil), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -34,6 +35,7 @@ func TestParseConfigDefaults(t *testing.T) {
 }
 
 func TestParseConfigTargets(t *testing.T) {
+	t.Parallel()
 	doc := `[
 		{"organizationId": "5F0C7F10-0000-4000-8000-00000000000A", "url": "https://a.crm.dynamics.com",
 		 "tokenUrl": "https://login/a/token", "clientId": "id-a", "clientSecret": "secret-a", "scope": "https://a.crm.dynamics.com/.default"},
@@ -60,6 +62,7 @@ func TestParseConfigTargets(t *testing.T) {
 }
 
 func TestParseTargets(t *testing.T) {
+	t.Parallel()
 	if ts, err := ParseTargets("  "); err != nil || ts != nil {
 		t.Errorf("empty = %v %v", ts, err)
 	}
@@ -82,6 +85,7 @@ func TestParseTargets(t *testing.T) {
 }
 
 func TestParseConfigProblems(t *testing.T) {
+	t.Parallel()
 	full := map[string]string{
 		"NAC_DATAVERSE_URL": "https://org.crm.dynamics.com", "NAC_DATAVERSE_TOKEN_URL": "https://login/token",
 		"NAC_DATAVERSE_CLIENT_ID": "id", "NAC_DATAVERSE_CLIENT_SECRET": "s3cret",

@@ -40,6 +40,7 @@ func sealedDecision(t *testing.T, id, contact string, key memberkeys.Key) *event
 }
 
 func TestEvidenceIsWrittenWithTheFlagClearedOnReversalAndNotAfterErasure(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	js, _ := testkit.JetStream(t)
 	opener, err := memberkeys.Bind(ctx, js)
@@ -107,6 +108,7 @@ func TestEvidenceIsWrittenWithTheFlagClearedOnReversalAndNotAfterErasure(t *test
 }
 
 func TestEvidenceOffWritesTheFlagAlone(t *testing.T) {
+	t.Parallel()
 	si := newStandin(t, dataversetest.Options{}, contact(1))
 	cfg := testConfig()
 	cfg.Default = si.target("")

@@ -68,6 +68,9 @@ type Ledger struct {
 	owner   string        // this replica, in the holds
 	holdFor time.Duration // a hold outlives a replica that died by this much
 	now     func() time.Time
+	// retry is the wait before the next step after one the store failed
+	// (a field for the tests, which need not wait out maxFailing of them).
+	retry time.Duration
 
 	mu      sync.Mutex
 	queue   []*ticket
@@ -101,7 +104,8 @@ type grantOrError struct {
 
 // newLedger returns a ledger of b over store for owner.
 func newLedger(store ledgerStore, b Budget, owner string, holdFor time.Duration) *Ledger {
-	return &Ledger{store: store, lim: limitsOf(b), owner: owner, holdFor: holdFor, now: time.Now, kick: make(chan struct{}, 1)}
+	return &Ledger{store: store, lim: limitsOf(b), owner: owner, holdFor: holdFor, now: time.Now, retry: 200 * time.Millisecond,
+		kick: make(chan struct{}, 1)}
 }
 
 // Acquire waits until one request of ops operations may go, and returns
@@ -243,7 +247,7 @@ func (l *Ledger) step(queue []*ticket, changes []func(*ledgerState, time.Time) b
 	st, rev, err := l.store.load(ctx)
 	if err != nil {
 		l.failed(queue, changes, err)
-		return 200 * time.Millisecond
+		return l.retry
 	}
 	now := l.now()
 	st.prune(now, l.lim)
@@ -290,7 +294,7 @@ tickets:
 		switch {
 		case err != nil:
 			l.failed(queue, changes, err)
-			return 200 * time.Millisecond
+			return l.retry
 		case !ok:
 			l.requeue(changes)
 			return -1

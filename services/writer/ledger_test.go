@@ -117,6 +117,7 @@ func TestLedgerExecutionTimeMeasured(t *testing.T) {
 // A 429 seen by one replica pauses every replica sharing the budget, and
 // what the server says is left drains the shared window.
 func TestSharedBudgetPauseAndDrain(t *testing.T) {
+	t.Parallel()
 	js, _ := testkit.JetStream(t)
 	kv, err := js.KeyValue(t.Context(), bus.BucketBudgets)
 	if err != nil {
@@ -154,6 +155,7 @@ func TestSharedBudgetPauseAndDrain(t *testing.T) {
 // allows, together, and do reach it; a replica that died with requests in
 // progress holds them only until its holds lapse.
 func TestSharedConcurrencyAcrossReplicas(t *testing.T) {
+	t.Parallel()
 	js, _ := testkit.JetStream(t)
 	kv, err := js.KeyValue(t.Context(), bus.BucketBudgets)
 	if err != nil {
@@ -207,12 +209,13 @@ func TestSharedConcurrencyAcrossReplicas(t *testing.T) {
 // Two replicas spending one shared budget concurrently never spend more
 // requests in any window than it allows, together; and they do spend it.
 func TestSharedBudgetHoldsAcrossReplicas(t *testing.T) {
+	t.Parallel()
 	js, _ := testkit.JetStream(t)
 	kv, err := js.KeyValue(t.Context(), bus.BucketBudgets)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const requests, window, run = 60, 2 * time.Second, 5 * time.Second
+	const requests, window, run = 60, time.Second, 2500 * time.Millisecond
 	b := Budget{Requests: requests, ExecutionTime: time.Hour, Window: window, Concurrent: 1000}
 	var mu sync.Mutex
 	var spent []time.Time
@@ -276,6 +279,7 @@ func (brokenStore) save(context.Context, ledgerState, uint64) (bool, error) {
 func TestLedgerWithoutItsStore(t *testing.T) {
 	t.Parallel()
 	l := newLedger(brokenStore{}, Budget{Requests: 10, ExecutionTime: time.Minute, Window: time.Minute, Concurrent: 2}, "me", time.Minute)
+	l.retry = 10 * time.Millisecond // maxFailing steps of it, not seconds
 	start := time.Now()
 	if _, err := l.Acquire(t.Context(), 1); err == nil || time.Since(start) > 2*time.Second {
 		t.Fatalf("Acquire = %v after %s, want the store's error at once", err, time.Since(start))

@@ -24,8 +24,10 @@ func orderConfig(batch int) Config {
 // contact's latest decision, and no two writes of a contact overlap. (With
 // no leases, the late first write landed after the contact's last one.)
 func TestWriteOrderUnderConcurrency(t *testing.T) {
+	t.Parallel()
 	for _, batch := range []int{1, 10} {
 		t.Run(fmt.Sprintf("batch size %d", batch), func(t *testing.T) {
+			t.Parallel()
 			c := newCluster(t, 20, orderConfig(batch), bus.DefaultOptions(), dataversetest.Options{})
 			c.standin.Inject(dataversetest.Fault{Delay: 2 * time.Second, Count: 1})
 			c.start(0)

@@ -9,6 +9,7 @@ import (
 )
 
 func TestRenderEvidence(t *testing.T) {
+	t.Parallel()
 	d := func(company, match string, conf float64) *eventsv1.Decision {
 		return &eventsv1.Decision{Confidence: conf, Evidence: &eventsv1.Evidence{CompanyName: company, MemberMatch: match}}
 	}

@@ -22,6 +22,7 @@ import (
 // stream says it was decided earlier. The stream's order decides which is
 // the latest, so it is written (picking by DecidedAt left nothing written).
 func TestLatestIsByStreamOrderNotClock(t *testing.T) {
+	t.Parallel()
 	dv := &fakeDataverse{}
 	e := newFakeEnv(t, testConfig(), dv)
 	now := time.Now()
@@ -43,6 +44,7 @@ func TestLatestIsByStreamOrderNotClock(t *testing.T) {
 // a flag value the column lacks, or another contact's subject is set
 // aside, and nothing is sent for it.
 func TestInvalidDecisionsAreSetAside(t *testing.T) {
+	t.Parallel()
 	for name, mk := range map[string]func() *testkit.Msg{
 		"contact not a GUID": func() *testkit.Msg {
 			return msgOf(t, decision("d1", orgA, "contacts(7d8c4a0e-0000-4000-8000-000000000001)", notAt, time.Now()), 1)
@@ -81,6 +83,7 @@ func TestInvalidDecisionsAreSetAside(t *testing.T) {
 // before, JetStream refused the dead letter and the decision was retried
 // forever, a Dataverse request each time.
 func TestBadRequestIsDeadLetteredInJetStream(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 2, orderConfig(10), bus.DefaultOptions(), dataversetest.Options{})
 	bad := c.contacts[0]
 	c.standin.Inject(dataversetest.Fault{Row: bad, Status: http.StatusBadRequest, Count: 1000})
@@ -133,6 +136,7 @@ func TestBadRequestIsDeadLetteredInJetStream(t *testing.T) {
 // A write the Dataverse client refuses to build (a key or column it will
 // not put in a URL) reached nobody: it is set aside at once, never retried.
 func TestClientRefusalIsSetAside(t *testing.T) {
+	t.Parallel()
 	dv := &fakeDataverse{partErr: fmt.Errorf("%w: contact id is not a GUID", dataverse.ErrInvalidRequest)}
 	e := newFakeEnv(t, testConfig(), dv)
 	d := decision("d1", orgA, contact(1), notAt, time.Now())

@@ -67,6 +67,7 @@ func wantOutcome(t *testing.T, got map[string]auditRecord, d *eventsv1.Decision,
 }
 
 func TestBatchOfDecisionsIsOneRequest(t *testing.T) {
+	t.Parallel()
 	si := newStandin(t, dataversetest.Options{}, contact(1), contact(2), contact(3))
 	cfg := testConfig()
 	cfg.Default = si.target("")
@@ -110,6 +111,7 @@ func TestBatchOfDecisionsIsOneRequest(t *testing.T) {
 }
 
 func TestBatchSize(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		size     int
 		method   string
@@ -167,6 +169,7 @@ func TestBatchSize(t *testing.T) {
 }
 
 func TestPartsOfABatchSettleOnTheirOwn(t *testing.T) {
+	t.Parallel()
 	si := newStandin(t, dataversetest.Options{}, contact(1), contact(3))
 	cfg := testConfig()
 	cfg.Default = si.target("")
@@ -203,6 +206,7 @@ func TestPartsOfABatchSettleOnTheirOwn(t *testing.T) {
 }
 
 func TestOnlyTheLatestDecisionForAContactIsWritten(t *testing.T) {
+	t.Parallel()
 	for _, laterFirst := range []bool{false, true} {
 		t.Run(fmt.Sprintf("later first %v", laterFirst), func(t *testing.T) {
 			si := newStandin(t, dataversetest.Options{}, contact(1), contact(2))
@@ -249,6 +253,7 @@ func TestOnlyTheLatestDecisionForAContactIsWritten(t *testing.T) {
 }
 
 func TestNothingSentWhenNothingToWrite(t *testing.T) {
+	t.Parallel()
 	si := newStandin(t, dataversetest.Options{}, contact(1))
 	siB := newStandin(t, dataversetest.Options{}, contact(2))
 	cfg := testConfig()
@@ -291,6 +296,7 @@ func TestNothingSentWhenNothingToWrite(t *testing.T) {
 // names, measured on the stand-in's clock, while another organization keeps
 // writing.
 func TestRetryAfter(t *testing.T) {
+	t.Parallel()
 	const retryAfter = 2 * time.Second
 	siA := newStandin(t, dataversetest.Options{}, contact(1), contact(2), contact(3))
 	siB := newStandin(t, dataversetest.Options{}, contact(4))
@@ -377,6 +383,7 @@ func TestRetryAfter(t *testing.T) {
 }
 
 func TestServerErrorsAreRetriedWithBackoff(t *testing.T) {
+	t.Parallel()
 	si := newStandin(t, dataversetest.Options{}, contact(1))
 	cfg := testConfig()
 	cfg.Default = si.target("")
@@ -443,6 +450,7 @@ func wantDeadLettered(t *testing.T, e *env, m *testkit.Msg, d *eventsv1.Decision
 }
 
 func TestPermanentFailuresAreDeadLettered(t *testing.T) {
+	t.Parallel()
 	for _, status := range []int{400, 405, 412} {
 		for _, mode := range []string{"patch", "batch part", "batch request"} {
 			t.Run(fmt.Sprintf("%d %s", status, mode), func(t *testing.T) {
@@ -475,6 +483,7 @@ func TestPermanentFailuresAreDeadLettered(t *testing.T) {
 // horizon, however many deliveries that takes, and set aside, recorded as
 // failed, only past it.
 func TestGivesUpOnlyPastTheHorizon(t *testing.T) {
+	t.Parallel()
 	policy := bus.WriterRetry()
 	for name, tc := range map[string]struct {
 		err    error
@@ -505,6 +514,7 @@ func TestGivesUpOnlyPastTheHorizon(t *testing.T) {
 }
 
 func TestTokenRefreshedAfterExpiry(t *testing.T) {
+	t.Parallel()
 	for _, size := range []int{1, 10} {
 		t.Run(fmt.Sprintf("batch size %d", size), func(t *testing.T) {
 			si := newStandin(t, dataversetest.Options{TokenLifetime: time.Hour}, contact(1), contact(2))
@@ -553,6 +563,7 @@ func TestTokenRefreshedAfterExpiry(t *testing.T) {
 }
 
 func TestAuditFailureRedelivers(t *testing.T) {
+	t.Parallel()
 	t.Run("written", func(t *testing.T) {
 		si := newStandin(t, dataversetest.Options{}, contact(1), contact(2))
 		cfg := testConfig()
@@ -584,6 +595,7 @@ func TestAuditFailureRedelivers(t *testing.T) {
 }
 
 func TestGarbageIsDeadLettered(t *testing.T) {
+	t.Parallel()
 	si := newStandin(t, dataversetest.Options{}, contact(1))
 	cfg := testConfig()
 	cfg.Default = si.target("")
@@ -620,6 +632,7 @@ func TestGarbageIsDeadLettered(t *testing.T) {
 
 // TestHandleTimeout: a write that outlives the handler's time is retried.
 func TestHandleTimeout(t *testing.T) {
+	t.Parallel()
 	si := newStandin(t, dataversetest.Options{}, contact(1))
 	cfg := testConfig()
 	cfg.Default = si.target("")
@@ -638,6 +651,7 @@ func TestHandleTimeout(t *testing.T) {
 // TestHangingTokenEndpoint: an identity provider that never answers holds
 // a batch no longer than the request timeout; the decisions come back later.
 func TestHangingTokenEndpoint(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -675,6 +689,7 @@ func TestHangingTokenEndpoint(t *testing.T) {
 // endpoint is wrong, not that the contacts are gone: the decisions are set
 // aside, not recorded obsolete and dropped.
 func TestWrongEnvironmentURL(t *testing.T) {
+	t.Parallel()
 	si := newStandin(t, dataversetest.Options{}, contact(1), contact(2))
 	cfg := testConfig()
 	cfg.Default = si.target("")
@@ -713,6 +728,7 @@ func (f *fakeSwitch) DataValidation(_ context.Context, org string) (bool, error)
 }
 
 func TestDataValidationSwitch(t *testing.T) {
+	t.Parallel()
 	si := newStandin(t, dataversetest.Options{}, contact(1), contact(2))
 	cfg := testConfig()
 	cfg.Default = si.target("")
@@ -753,6 +769,7 @@ func (f fakeDecisions) LastSequence(_ context.Context, _, contact string) (uint6
 }
 
 func TestNewerDecisionInTheStreamSupersedes(t *testing.T) {
+	t.Parallel()
 	dv := &fakeDataverse{}
 	e := newFakeEnv(t, testConfig(), dv)
 	olderD := decision("older", orgA, contact(1), notAt, time.Now())
@@ -772,6 +789,7 @@ func TestNewerDecisionInTheStreamSupersedes(t *testing.T) {
 }
 
 func TestThrottlingNeverUsesUpDeliveries(t *testing.T) {
+	t.Parallel()
 	dv := &fakeDataverse{batchErr: &dataverse.StatusError{Status: http.StatusTooManyRequests, RetryAfter: time.Second}}
 	e := newFakeEnv(t, testConfig(), dv)
 	// Past the horizon and after a thousand deliveries, a throttled
@@ -786,6 +804,7 @@ func TestThrottlingNeverUsesUpDeliveries(t *testing.T) {
 }
 
 func TestServiceUnavailableRetryAfterIsHonoured(t *testing.T) {
+	t.Parallel()
 	dv := &fakeDataverse{batchErr: &dataverse.StatusError{Status: http.StatusServiceUnavailable, RetryAfter: 7 * time.Second}}
 	e := newFakeEnv(t, testConfig(), dv)
 	m := msgOf(t, decision("d1", orgA, contact(1), notAt, time.Now()), 1)

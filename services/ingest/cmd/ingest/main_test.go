@@ -176,6 +176,7 @@ func streamMsgs(t *testing.T, js jetstream.JetStream, stream string) uint64 {
 }
 
 func TestRunComponent(t *testing.T) {
+	t.Parallel()
 	ns := testkit.NATSServer(t)
 	env := map[string]string{
 		"NAC_NATS_URL":              ns.ClientURL(),
@@ -410,6 +411,7 @@ func TestRunComponent(t *testing.T) {
 }
 
 func TestRunRefusesBadConfiguration(t *testing.T) {
+	t.Parallel()
 	env := map[string]string{
 		"NAC_NATS_URL":              "nats://127.0.0.1:1",
 		"NAC_DATAVERSE_WEBHOOK_KEY": "short",
@@ -431,6 +433,7 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 // same address and store, the client reconnects, the retried webhook is
 // stored once, and what was stored before the outage is still there.
 func TestJetStreamDownThenBack(t *testing.T) {
+	t.Parallel()
 	storeDir := t.TempDir()
 	startBroker := func(port int) *server.Server {
 		t.Helper()

@@ -15,6 +15,7 @@ import (
 // secret file (a Kubernetes Secret update), accepting the new secret beside
 // the old one, without a restart.
 func TestRunRotatesSecretFiles(t *testing.T) {
+	t.Parallel()
 	const newSecret = "component-profile-secret-new-89"
 	ns := testkit.NATSServer(t)
 	file := filepath.Join(t.TempDir(), "profile-secret")

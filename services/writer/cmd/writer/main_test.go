@@ -67,6 +67,7 @@ func writerEnv(natsURL, standinURL string, more map[string]string) map[string]st
 }
 
 func TestRun(t *testing.T) {
+	t.Parallel()
 	js, natsURL := testkit.JetStream(t)
 	ctx, cancelTest := context.WithTimeout(t.Context(), 40*time.Second)
 	defer cancelTest()
@@ -123,6 +124,7 @@ func TestRun(t *testing.T) {
 }
 
 func TestRunBadConfiguration(t *testing.T) {
+	t.Parallel()
 	env := map[string]string{"NAC_DATAVERSE_URL": "https://org.crm.dynamics.com"}
 	err := command().Run(t.Context(), nil, func(k string) string { return env[k] }, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "NAC_DATAVERSE_CLIENT_ID") {
@@ -137,6 +139,7 @@ func TestRunBadConfiguration(t *testing.T) {
 // started again loses no decision and leaves every contact as its latest
 // decision says, while newer decisions keep coming in.
 func TestRunRestartMidBatch(t *testing.T) {
+	t.Parallel()
 	const contacts = 100
 	js, natsURL := testkit.JetStream(t)
 	ctx, cancelTest := context.WithTimeout(t.Context(), 50*time.Second)
