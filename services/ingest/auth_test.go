@@ -43,6 +43,7 @@ func viaHeader(key string) (string, map[string]string) {
 func viaToken(key string) (string, map[string]string) { return "/webhooks/dataverse?token=" + key, nil }
 
 func TestPerOrganizationAuth(t *testing.T) {
+	t.Parallel()
 	contact := contactFixture(t)
 	forms := []struct {
 		form       string
@@ -162,6 +163,7 @@ const validOrgs = `[
 ]`
 
 func TestParseOrgAuths(t *testing.T) {
+	t.Parallel()
 	orgs, err := ParseOrgAuths(validOrgs)
 	if err != nil {
 		t.Fatal(err)
@@ -229,6 +231,7 @@ func TestParseOrgAuths(t *testing.T) {
 }
 
 func TestParseProfileSources(t *testing.T) {
+	t.Parallel()
 	const s1, s2 = "acme-secret-0000000001", "acme-secret-0000000002"
 	sources, err := ParseProfileSources(`[{"source": "acme", "secrets": ["` + s1 + `", "` + s2 + `"]},
 		{"source": "b_2-x", "secrets": ["0123456789abcdef"]}]`)
@@ -298,6 +301,7 @@ func configErrors(t *testing.T, err error) []string {
 }
 
 func TestParseConfig(t *testing.T) {
+	t.Parallel()
 	parse := func(env map[string]string, args ...string) (Config, error) {
 		var out strings.Builder
 		return ParseConfig(args, func(k string) string { return env[k] }, &out)

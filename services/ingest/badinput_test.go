@@ -16,6 +16,7 @@ func dvDate(ms int64) string { return "/Date(" + strconv.FormatInt(ms, 10) + ")/
 
 // TestBadCRMInputChangesNothing: each was accepted and published before.
 func TestBadCRMInputChangesNothing(t *testing.T) {
+	t.Parallel()
 	future := fixedNow.Add(10 * 60e9).UnixMilli()
 	ref := func(table, id string) map[string]any {
 		return map[string]any{"__type": "EntityReference:http://schemas.microsoft.com/xrm/2011/Contracts", "Id": id, "LogicalName": table}
@@ -45,6 +46,7 @@ func TestBadCRMInputChangesNothing(t *testing.T) {
 }
 
 func TestUnknownMessagesAreAcknowledgedAndDropped(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	for _, msg := range []string{"Frobnicate", "Retrieve", "RetrieveMultiple"} {
 		body := withChanges(t, contactFixture(t), func(doc map[string]any) { doc["MessageName"] = msg })
@@ -72,6 +74,7 @@ func TestUnknownMessagesAreAcknowledgedAndDropped(t *testing.T) {
 }
 
 func TestEventIDsAreASCII(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	body := withChanges(t, contactFixture(t), func(doc map[string]any) { doc["PrimaryEntityName"] = "cont@ct" })
 	body = bytes.Replace(body, []byte(`"cont@ct"`), []byte("\"cont\xffct\""), 1)
@@ -85,6 +88,7 @@ func TestEventIDsAreASCII(t *testing.T) {
 }
 
 func TestJSONEndpointsRequireJSONContentType(t *testing.T) {
+	t.Parallel()
 	f := adminFixture(t)
 	body := profileBody(t, "ct-1")
 	settings := []byte(`{"dataValidation":true}`)
@@ -102,6 +106,7 @@ func TestJSONEndpointsRequireJSONContentType(t *testing.T) {
 }
 
 func TestAdminSettingsRefuseTrailingData(t *testing.T) {
+	t.Parallel()
 	f := adminFixture(t)
 	for _, body := range []string{
 		`{"dataValidation":false} {"x":1}`,

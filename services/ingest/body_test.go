@@ -33,6 +33,7 @@ func (f *fixture) serve(target, contentType string, body []byte, length int64, h
 }
 
 func TestRefusedBeforeTheBodyIsRead(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t) // 64 KiB limits
 	big := bytes.Repeat([]byte("x"), 1<<20)
 	forgedSig := map[string]string{"X-LI-Signature": strings.Repeat("ab", 32)}
@@ -64,6 +65,7 @@ func TestRefusedBeforeTheBodyIsRead(t *testing.T) {
 }
 
 func TestBodyOfUnknownLengthReadNoFurtherThanTheLimit(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t) // 64 KiB limits
 	big := bytes.Repeat([]byte("x"), 1<<20)
 	rec, read := f.serve("/webhooks/profile", "application/json", big, -1, map[string]string{"X-LI-Signature": strings.Repeat("ab", 32)})
@@ -78,6 +80,7 @@ func TestBodyOfUnknownLengthReadNoFurtherThanTheLimit(t *testing.T) {
 }
 
 func TestProfileBodyLimitIsItsOwn(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.DataverseMaxBodyBytes, cfg.ProfileMaxBodyBytes = 1<<20, 64<<10
 	f := newFixtureWith(t, cfg)
@@ -94,6 +97,7 @@ func TestProfileBodyLimitIsItsOwn(t *testing.T) {
 // answered 503 with Retry-After without a byte of it read, and is taken
 // once the budget is free again.
 func TestInflightBudgetFullAnswers503Unread(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.MaxInflightBytes = 2 * cfg.DataverseMaxBodyBytes // one body of unknown length takes it all
 	f := newFixtureWith(t, cfg)

@@ -21,6 +21,7 @@ const challengeUUID = "8f3c2a1e-4b5d-4e6f-9a0b-1c2d3e4f5a6b"
 // secret that signs events, and the answer, sent as X-LI-Signature, made
 // the forged event count. It must get no answer, and nothing is published.
 func TestChallengeIsNoSigningOracle(t *testing.T) {
+	t.Parallel()
 	forged := map[string][]byte{
 		"profile.changed": profileChanged(t, "forged-1", "demo-feed"),
 		"member.erased":   erasureFrom(t, "forged-2", "demo-feed"),
@@ -52,6 +53,7 @@ func TestChallengeIsNoSigningOracle(t *testing.T) {
 }
 
 func TestChallengeCodeShape(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	for _, code := range []string{
 		challengeUUID,
@@ -92,6 +94,7 @@ func TestChallengeCodeShape(t *testing.T) {
 }
 
 func TestChallengeRateLimitedPerAddress(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ask := func(addr string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(http.MethodGet, "/webhooks/profile?challengeCode="+challengeUUID, nil)
@@ -126,6 +129,7 @@ func TestChallengeRateLimitedPerAddress(t *testing.T) {
 }
 
 func TestClientLimiterIsBounded(t *testing.T) {
+	t.Parallel()
 	l := newClientLimiter(1, 2, 8)
 	now := fixedNow
 	for i := range 100 {

@@ -42,6 +42,7 @@ func (f *fakeDeadLetterStore) Redrive(_ context.Context, seq uint64, who deadlet
 }
 
 func TestConsoleDeadLetters(t *testing.T) {
+	t.Parallel()
 	who := console.Actor{Name: "Sam", TokenFingerprint: "abcd1234"}
 	for _, tt := range []struct {
 		err     error
@@ -72,6 +73,7 @@ func TestConsoleDeadLetters(t *testing.T) {
 
 // The console records the token's fingerprint the admin API records.
 func TestConsoleFingerprintIsTheAdminAPIs(t *testing.T) {
+	t.Parallel()
 	if got, want := console.Fingerprint(testAdminToken), tokenFingerprint(testAdminToken); got != want {
 		t.Errorf("console fingerprint %q, admin API's %q", got, want)
 	}
@@ -83,6 +85,7 @@ var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 // own handlers, mounted as ingest mounts them: what they show and refuse
 // is the API's.
 func TestConsoleReadsThroughTheAdminAPI(t *testing.T) {
+	t.Parallel()
 	f := explainFixture(t)
 	h, err := f.svc.WithConsole(f.svc.Routes(), console.Options{Orgs: fakeOrgList{}})
 	if err != nil {

@@ -17,6 +17,7 @@ func (fakeOrgList) Organizations(context.Context) ([]string, error) { return []s
 // the API's routes are untouched, and rotating the token in takes effect
 // in the console too.
 func TestConsoleBesideTheAPI(t *testing.T) {
+	t.Parallel()
 	f := adminFixture(t)
 	h, err := f.svc.WithConsole(f.svc.Routes(), console.Options{Orgs: fakeOrgList{}})
 	if err != nil {

@@ -78,6 +78,7 @@ func decision(id string) *eventsv1.Decision {
 }
 
 func TestOpenAPIConformanceDeadLetters(t *testing.T) {
+	t.Parallel()
 	_, router := loadSpec(t)
 	b := newDeadLetterBus(t)
 	writer := b.setAside(t, bus.ConsumerWriter, bus.DecisionSubject(contactOrg, dlContact), decision("d-1"))
@@ -187,6 +188,7 @@ func wantSequences(t *testing.T, rec *httptest.ResponseRecorder, want ...uint64)
 // A redrive through the API stores the decision again where it came from
 // and records who did it.
 func TestDeadLetterRedriveRecordsWho(t *testing.T) {
+	t.Parallel()
 	b := newDeadLetterBus(t)
 	f := adminFixture(t)
 	b.with(f)
@@ -228,6 +230,7 @@ func TestDeadLetterRedriveRecordsWho(t *testing.T) {
 
 // Refused requests change nothing.
 func TestDeadLetterBadInput(t *testing.T) {
+	t.Parallel()
 	b := newDeadLetterBus(t)
 	f := adminFixture(t)
 	b.with(f)

@@ -220,6 +220,7 @@ func getJSON[T any](t *testing.T, f *fixture, target string, status int) T {
 }
 
 func TestExplainFlaggedContact(t *testing.T) {
+	t.Parallel()
 	f := explainFixture(t)
 	x := getJSON[Explanation](t, f, "/admin/orgs/"+contactOrg+"/contacts/"+flaggedContact, http.StatusOK)
 	ev := x.Evaluation
@@ -254,6 +255,7 @@ func TestExplainFlaggedContact(t *testing.T) {
 }
 
 func TestExplainNoFeedbackAndUnknown(t *testing.T) {
+	t.Parallel()
 	f := explainFixture(t)
 	x := getJSON[Explanation](t, f, "/admin/orgs/"+contactOrg+"/contacts/"+scopeContact, http.StatusOK)
 	if x.Evaluation.Reason != "out_of_scope" || x.Evaluation.Scope.InScope || x.LastDecision != nil || x.LastWrite != nil ||
@@ -273,6 +275,7 @@ func TestExplainNoFeedbackAndUnknown(t *testing.T) {
 }
 
 func TestListsPageThroughTheirIndex(t *testing.T) {
+	t.Parallel()
 	f := explainFixture(t)
 	base := "/admin/orgs/" + contactOrg
 	first := getJSON[ListPage](t, f, base+"/flagged?limit=1", http.StatusOK)
@@ -304,6 +307,7 @@ func TestListsPageThroughTheirIndex(t *testing.T) {
 }
 
 func TestReviewIsPublishedForTheValidator(t *testing.T) {
+	t.Parallel()
 	f := explainFixture(t)
 	base := "/admin/orgs/" + contactOrg + "/candidates/"
 	rec := f.do(t, http.MethodPost, base+candidateContact+"/approve", "application/json", []byte(`{"reviewer":"admin@contoso.example"}`), adminAuth())
@@ -358,6 +362,7 @@ func TestReviewIsPublishedForTheValidator(t *testing.T) {
 }
 
 func TestOpenAPIConformanceExplain(t *testing.T) {
+	t.Parallel()
 	_, router := loadSpec(t)
 	s := newExplainStore(t)
 	seedExplain(s)

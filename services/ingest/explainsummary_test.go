@@ -7,6 +7,7 @@ import (
 )
 
 func TestSummary(t *testing.T) {
+	t.Parallel()
 	observed := time.Date(2024, 11, 2, 0, 0, 0, 0, time.UTC)
 	left := EvidenceView{MemberID: "m-1", MemberMatch: "name+company+title", MatchWeight: 14.25, MemberConfidence: 0.7,
 		CompanyName: "Contoso Ltd", CompanyConfidence: 0.9,

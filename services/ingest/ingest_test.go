@@ -190,6 +190,7 @@ func decodeAccepted(t *testing.T, rec *httptest.ResponseRecorder, outcome string
 func dataverseURL(key string) string { return "/webhooks/dataverse?code=" + key }
 
 func TestDataverseJetStreamDownAnswers503ThenAccepts(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	body := contactFixture(t)
 
@@ -287,6 +288,7 @@ func signed(body []byte) map[string]string {
 }
 
 func TestProfileJetStreamDownAnswers503ThenAccepts(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	body := profileBody(t, "evt-1")
 	f.pub.setErr(errors.New("timeout"))
@@ -327,6 +329,7 @@ func TestProfileJetStreamDownAnswers503ThenAccepts(t *testing.T) {
 }
 
 func TestDataverseWebhook(t *testing.T) {
+	t.Parallel()
 	contact := contactFixture(t)
 	loopByUser := withChanges(t, contact, func(doc map[string]any) {
 		doc["InitiatingUserId"] = strings.ToUpper(appUserID)
@@ -418,6 +421,7 @@ func TestDataverseWebhook(t *testing.T) {
 }
 
 func TestProfileWebhook(t *testing.T) {
+	t.Parallel()
 	t.Run("challenge", func(t *testing.T) {
 		f := newFixture(t)
 		rec := f.do(t, http.MethodGet, "/webhooks/profile?challengeCode=8f3c2a1e-4b5d-4e6f-9a0b-1c2d3e4f5a6b", "", nil, nil)
@@ -481,6 +485,7 @@ func TestProfileWebhook(t *testing.T) {
 }
 
 func TestOperationLabelIsBounded(t *testing.T) {
+	t.Parallel()
 	m := newMetrics(prometheus.NewRegistry())
 	m.request("dataverse", "contact", "new_CustomAction", "accepted")
 	m.request("dataverse", "contact", "Update", "accepted")
@@ -497,6 +502,7 @@ func TestOperationLabelIsBounded(t *testing.T) {
 }
 
 func TestMetricsLint(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	// Give every metric a series: a lint of an empty vector proves nothing.
 	contact := contactFixture(t)
@@ -589,6 +595,7 @@ func systemAttrs() []any {
 }
 
 func TestLoopSafety(t *testing.T) {
+	t.Parallel()
 	flagOnly := func(value any) []byte {
 		return withTarget(t, "contact", append([]any{flagColumn, value}, systemAttrs()...)...)
 	}
@@ -714,6 +721,7 @@ func associateBody(t *testing.T, message, relationship string, target map[string
 }
 
 func TestAssociate(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		message string
 		op      eventsv1.Operation
@@ -780,6 +788,7 @@ func TestAssociate(t *testing.T) {
 // TestOutcomeLabels checks that each refusal and acknowledgement without
 // storing is counted under its own outcome.
 func TestOutcomeLabels(t *testing.T) {
+	t.Parallel()
 	contact := contactFixture(t)
 	big := withChanges(t, contact, func(doc map[string]any) { doc["Padding"] = strings.Repeat("x", 64<<10) })
 	loop := withChanges(t, contact, func(doc map[string]any) {

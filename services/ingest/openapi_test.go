@@ -154,6 +154,7 @@ func validateResponse(ctx context.Context, in *openapi3filter.RequestValidationI
 }
 
 func TestOpenAPIDocumentIsValid(t *testing.T) {
+	t.Parallel()
 	doc, _ := loadSpec(t)
 	// Every route the service serves is in the document.
 	for _, path := range []string{"/webhooks/dataverse", "/webhooks/profile", "/webhooks/profile/{source}"} {
@@ -164,6 +165,7 @@ func TestOpenAPIDocumentIsValid(t *testing.T) {
 }
 
 func TestOpenAPIConformance(t *testing.T) {
+	t.Parallel()
 	_, router := loadSpec(t)
 	contact := contactFixture(t)
 	testdata := func(name string) []byte {
@@ -292,6 +294,7 @@ func fillInflight(f *fixture) {
 // TestOpenAPIConformanceCanFail makes sure the check above would notice a
 // response the document does not describe.
 func TestOpenAPIConformanceCanFail(t *testing.T) {
+	t.Parallel()
 	_, router := loadSpec(t)
 	req := httptest.NewRequest(http.MethodPost, specServer+"/webhooks/dataverse?code="+testKey, bytes.NewReader(contactFixture(t)))
 	req.Header.Set("Content-Type", "application/json")
@@ -334,6 +337,7 @@ func TestOpenAPIConformanceCanFail(t *testing.T) {
 // TestOpenAPIRequestSchemaCanFail: the document refuses profile events the
 // service refuses, so the request checks above are not vacuous.
 func TestOpenAPIRequestSchemaCanFail(t *testing.T) {
+	t.Parallel()
 	_, router := loadSpec(t)
 	event := func(typ, data string) string {
 		return `{"id":"evt-1","type":"` + typ + `","source":"s","observedAt":"2026-03-04T11:00:00Z","data":` + data + `}`

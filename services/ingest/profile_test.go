@@ -28,6 +28,7 @@ func signedWith(secret string, body []byte) map[string]string {
 }
 
 func TestProfileSourceRoutes(t *testing.T) {
+	t.Parallel()
 	const route = "/webhooks/profile/acme"
 	t.Run("either secret while rotating", func(t *testing.T) {
 		for i, secret := range []string{acmeSecret2, acmeSecret1} {

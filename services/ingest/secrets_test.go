@@ -36,6 +36,7 @@ func rewrite(t *testing.T, path, value string) {
 // accepted from the moment its file says so, the old one until it is
 // dropped, and a broken Secret changes nothing.
 func TestSecretsRotateWithoutRestart(t *testing.T) {
+	t.Parallel()
 	const (
 		newKey, newSecret, newToken = "dataverse-key-new-0000000", "profile-secret-new-000000", "admin-token-new-000000000"
 	)
@@ -133,6 +134,7 @@ func TestSecretsRotateWithoutRestart(t *testing.T) {
 }
 
 func TestApplySecretsRefusesAnInvalidSet(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	err := f.svc.ApplySecrets(map[string]string{envDataverseKeys: "short", envProfileSecrets: testSecret})
 	if err == nil || !strings.Contains(err.Error(), envDataverseKeys) {
@@ -147,6 +149,7 @@ func TestApplySecretsRefusesAnInvalidSet(t *testing.T) {
 // TestLogsIdentifyNoMember: a profile subject carries the member id in
 // base64, reversible to an email; a failed publish logs neither.
 func TestLogsIdentifyNoMember(t *testing.T) {
+	t.Parallel()
 	logs := &testkit.SyncBuffer{}
 	pub := &fakePublisher{}
 	pub.setErr(errors.New("nats: timeout"))

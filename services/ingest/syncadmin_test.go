@@ -30,6 +30,7 @@ func withAdminAPI(f *fixture) {
 }
 
 func TestOpenAPIConformanceSyncAdmin(t *testing.T) {
+	t.Parallel()
 	_, router := loadSpec(t)
 	tokens := func(c *Config) { c.AdminTokens = []string{testAdminToken} }
 	other := "5f0c7f10-0000-4000-8000-00000000000b"
@@ -54,6 +55,7 @@ func TestOpenAPIConformanceSyncAdmin(t *testing.T) {
 }
 
 func TestBackfillRequestIsPublishedForTheSyncWorkers(t *testing.T) {
+	t.Parallel()
 	f := adminFixture(t)
 	withAdminAPI(f)
 	rec := f.do(t, http.MethodPost, "/admin/orgs/"+contactOrg+"/backfill", "", nil, adminAuth())

@@ -15,6 +15,7 @@ import (
 // The names bucket takes atomic batches, and a second Declare (a service
 // starting beside running ones) keeps it so.
 func TestDeclareNamesBucketTakesAtomicBatches(t *testing.T) {
+	t.Parallel()
 	_, js := connect(t)
 	ctx := testContext(t)
 	for i := range 2 {
@@ -33,6 +34,7 @@ func TestDeclareNamesBucketTakesAtomicBatches(t *testing.T) {
 }
 
 func TestWriteKeysAllOrNothing(t *testing.T) {
+	t.Parallel()
 	_, js := connect(t)
 	ctx := testContext(t)
 	if err := bus.Declare(ctx, js, bus.DefaultOptions()); err != nil {
@@ -93,6 +95,7 @@ func TestWriteKeysAllOrNothing(t *testing.T) {
 // Writers racing on one key through batches: each write either lands on
 // the revision it read or is refused, so no increment is lost.
 func TestWriteKeysConcurrentIncrements(t *testing.T) {
+	t.Parallel()
 	_, js := connect(t)
 	ctx := testContext(t)
 	if err := bus.Declare(ctx, js, bus.DefaultOptions()); err != nil {
@@ -154,6 +157,7 @@ func TestWriteKeysConcurrentIncrements(t *testing.T) {
 // A value written with a TTL goes, key and all, unless written again; a
 // write on the revision it had before it went is refused.
 func TestWriteKeysTTL(t *testing.T) {
+	t.Parallel()
 	_, js := connect(t)
 	ctx := testContext(t)
 	if err := bus.Declare(ctx, js, bus.DefaultOptions()); err != nil {

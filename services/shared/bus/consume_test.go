@@ -191,6 +191,7 @@ func (f *fixture) deadLetters(t *testing.T) []*jetstream.RawStreamMsg {
 }
 
 func TestRunnerAcks(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 3)
 	var calls atomic.Int32
 	var gotData atomic.Value
@@ -222,6 +223,7 @@ func TestRunnerAcks(t *testing.T) {
 }
 
 func TestRunnerPermanentDeadLetters(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 5)
 	var calls atomic.Int32
 	start(t, f.runner(func(context.Context, jetstream.Msg) error {
@@ -264,6 +266,7 @@ func TestRunnerPermanentDeadLetters(t *testing.T) {
 }
 
 func TestRunnerTransientThenSuccess(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 5)
 	var calls atomic.Int32
 	var mu sync.Mutex
@@ -308,6 +311,7 @@ func TestRunnerTransientThenSuccess(t *testing.T) {
 }
 
 func TestRunnerTransientExhaustsMaxDeliver(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 2)
 	var calls atomic.Int32
 	start(t, f.runner(func(context.Context, jetstream.Msg) error {
@@ -332,6 +336,7 @@ func TestRunnerTransientExhaustsMaxDeliver(t *testing.T) {
 }
 
 func TestRunnerFinishesInFlightOnCancel(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 3)
 	entered := make(chan struct{})
 	release := make(chan struct{})
@@ -381,6 +386,7 @@ func TestRunnerFinishesInFlightOnCancel(t *testing.T) {
 }
 
 func TestRunnerStopsOnCancelWhenIdle(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 3)
 	r := f.runner(func(context.Context, jetstream.Msg) error { return nil }, 3)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -399,6 +405,7 @@ func TestRunnerStopsOnCancelWhenIdle(t *testing.T) {
 }
 
 func TestPermanent(t *testing.T) {
+	t.Parallel()
 	if bus.Permanent(nil) != nil {
 		t.Error("Permanent(nil) != nil")
 	}
@@ -417,6 +424,7 @@ func TestPermanent(t *testing.T) {
 }
 
 func TestNewMetricsLint(t *testing.T) {
+	t.Parallel()
 	reg := prometheus.NewRegistry()
 	m := bus.NewMetrics(reg)
 	if m == nil {
@@ -453,6 +461,7 @@ func TestNewMetricsLint(t *testing.T) {
 }
 
 func TestRunnerHandlesBufferedOnCancel(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 3)
 	for i := range 5 {
 		f.publish(t, "t.buffered", strconv.Itoa(i), nil)
@@ -501,6 +510,7 @@ func TestRunnerHandlesBufferedOnCancel(t *testing.T) {
 // A handler that uses up its whole HandleTimeout on its last delivery must
 // still be dead-lettered: the dead letter cannot share the spent context.
 func TestRunnerDeadLettersAfterHandlerTimeout(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 2)
 	var calls atomic.Int32
 	r := f.runner(func(ctx context.Context, _ jetstream.Msg) error {

@@ -43,6 +43,7 @@ func (p *recordingPublisher) Publish(_ context.Context, _, _ string, _ []byte, h
 // retried until the message has had MaxAttempts deliveries and is older
 // than the horizon, holds never give up, and Retry-After is a floor.
 func TestSettlerRetryPolicy(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	policy := bus.RetryPolicy{MaxAttempts: 3, Horizon: 6 * time.Hour, Backoff: []time.Duration{time.Second, time.Minute}}
 	transient := errors.New("dataverse 503")
@@ -99,6 +100,7 @@ func TestSettlerRetryPolicy(t *testing.T) {
 // A dead letter that cannot be stored is not dropped: the message is
 // redelivered.
 func TestSettlerDeadLetterFailureRetries(t *testing.T) {
+	t.Parallel()
 	pub := &recordingPublisher{fail: errors.New("jetstream down")}
 	s := &bus.Settler{Consumer: "c", Retry: fastRetry(2), Publisher: pub}
 	m := settleMsg(1, time.Now())
@@ -111,6 +113,7 @@ func TestSettlerDeadLetterFailureRetries(t *testing.T) {
 }
 
 func TestRetryPolicyValidate(t *testing.T) {
+	t.Parallel()
 	for _, p := range []bus.RetryPolicy{bus.ConsumerRetry(), bus.WriterRetry()} {
 		if err := p.Validate(); err != nil {
 			t.Errorf("%+v: %v", p, err)
@@ -135,6 +138,7 @@ func TestRetryPolicyValidate(t *testing.T) {
 // validator publishes decisions) would otherwise be refused by the dead
 // letter stream and retried forever.
 func TestDeadLetterDropsPreconditions(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 3)
 	start(t, f.runner(func(context.Context, jetstream.Msg) error {
 		return bus.Permanent(errors.New("dataverse 400"))
@@ -169,6 +173,7 @@ func TestDeadLetterDropsPreconditions(t *testing.T) {
 // A handler that panics does not stop the runner: the message is set aside
 // with the panic as its reason, and the next one is handled.
 func TestRunnerRecoversFromPanic(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 3)
 	start(t, f.runner(func(_ context.Context, m jetstream.Msg) error {
 		if string(m.Data()) == "poison" {
@@ -190,6 +195,7 @@ func TestRunnerRecoversFromPanic(t *testing.T) {
 
 // In a batch, a panic sets aside only the message that causes it.
 func TestBatchRunnerIsolatesPanic(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 3)
 	for _, d := range []string{"a", "poison", "b"} {
 		f.publish(t, "t.batch", d, nil)
@@ -224,6 +230,7 @@ func TestBatchRunnerIsolatesPanic(t *testing.T) {
 }
 
 func TestRunnerValidates(t *testing.T) {
+	t.Parallel()
 	err := (&bus.Runner{Name: "x"}).Run(context.Background())
 	for _, want := range []string{"Consumer", "handler", "Publisher"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -235,6 +242,7 @@ func TestRunnerValidates(t *testing.T) {
 // Without a HandleTimeout or Metrics, a runner uses defaults instead of an
 // expired context or a nil pointer.
 func TestRunnerDefaults(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 3)
 	var live atomic.Bool
 	r := &bus.Runner{Name: testConsumer, Consumer: f.consumer, Publisher: f.pub, Handler: func(ctx context.Context, _ jetstream.Msg) error {
@@ -252,6 +260,7 @@ func TestRunnerDefaults(t *testing.T) {
 // Logs never carry the last token of a subject (a member id on profile
 // subjects), but the same token always reads the same in one process.
 func TestLogSubjectHidesTheID(t *testing.T) {
+	t.Parallel()
 	s := &bus.Settler{Consumer: "c"}
 	a, b := s.LogSubject("nac.profile.member.jane-doe-42"), s.LogSubject("nac.profile.member.jane-doe-42")
 	if strings.Contains(a, "jane") || !strings.HasPrefix(a, "nac.profile.member.#") || a != b {
@@ -265,6 +274,7 @@ func TestLogSubjectHidesTheID(t *testing.T) {
 // The slow-handling alert compares p99 with 5 s: the histogram must have a
 // bucket bound at 5 s and above it, or the quantile can never pass 5 s.
 func TestHandleDurationBucketsReachTheAlert(t *testing.T) {
+	t.Parallel()
 	reg := prometheus.NewRegistry()
 	s := &bus.Settler{Consumer: "c", Retry: fastRetry(1), Publisher: &recordingPublisher{}, Metrics: bus.NewMetrics(reg)}
 	s.Observe(7*time.Second, 1)

@@ -19,6 +19,7 @@ import (
 var safeToken = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 func TestTokenKeepsSafeIDs(t *testing.T) {
+	t.Parallel()
 	for _, id := range []string{
 		"3f2504e0-4f89-11d3-9a0c-0305e82c3301", // a Dataverse GUID
 		"3F2504E0-4F89-11D3-9A0C-0305E82C3301",
@@ -36,6 +37,7 @@ func TestTokenKeepsSafeIDs(t *testing.T) {
 }
 
 func TestTokenEncodesUnsafeIDs(t *testing.T) {
+	t.Parallel()
 	for _, id := range []string{
 		"a.b",
 		"*",
@@ -72,6 +74,7 @@ func TestTokenEncodesUnsafeIDs(t *testing.T) {
 }
 
 func TestTokenNoCollisions(t *testing.T) {
+	t.Parallel()
 	ids := []string{
 		"a", "YQ", "b64_YQ", "b64_b64_YQ", "", "b64_", "a.b", "a_b", "a-b",
 		"3f2504e0-4f89-11d3-9a0c-0305e82c3301", "b64_" + base64.RawURLEncoding.EncodeToString([]byte("a.b")),
@@ -93,6 +96,7 @@ func TestTokenNoCollisions(t *testing.T) {
 }
 
 func TestSubjects(t *testing.T) {
+	t.Parallel()
 	const guid = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
 	dot := bus.Token("x.y")
 	for _, tc := range []struct{ got, want string }{
@@ -119,6 +123,7 @@ func TestSubjects(t *testing.T) {
 }
 
 func TestRetryPolicyDelay(t *testing.T) {
+	t.Parallel()
 	p := bus.ConsumerRetry()
 	for _, tc := range []struct {
 		delivered uint64
@@ -142,6 +147,7 @@ func TestRetryPolicyDelay(t *testing.T) {
 }
 
 func TestDeclare(t *testing.T) {
+	t.Parallel()
 	_, js := connect(t)
 	ctx := testContext(t)
 	o := bus.DefaultOptions()
@@ -291,6 +297,7 @@ func TestDeclare(t *testing.T) {
 }
 
 func TestDeclareChangedOptions(t *testing.T) {
+	t.Parallel()
 	_, js := connect(t)
 	ctx := testContext(t)
 	if err := bus.Declare(ctx, js, bus.DefaultOptions()); err != nil {
@@ -312,6 +319,7 @@ func TestDeclareChangedOptions(t *testing.T) {
 
 // A single server refuses three replicas; the error says what to do.
 func TestDeclareTooManyReplicas(t *testing.T) {
+	t.Parallel()
 	_, js := connect(t)
 	o := bus.DefaultOptions()
 	o.Replicas = 3
@@ -324,6 +332,7 @@ func TestDeclareTooManyReplicas(t *testing.T) {
 }
 
 func TestDecisionsKeepsLatestPerSubject(t *testing.T) {
+	t.Parallel()
 	_, js := connect(t)
 	ctx := testContext(t)
 	if err := bus.Declare(ctx, js, bus.DefaultOptions()); err != nil {
@@ -365,6 +374,7 @@ func TestDecisionsKeepsLatestPerSubject(t *testing.T) {
 }
 
 func TestPublisherDeduplicates(t *testing.T) {
+	t.Parallel()
 	_, js := connect(t)
 	ctx := testContext(t)
 	if err := bus.Declare(ctx, js, bus.DefaultOptions()); err != nil {
@@ -403,6 +413,7 @@ func TestPublisherDeduplicates(t *testing.T) {
 }
 
 func TestPublishNotStored(t *testing.T) {
+	t.Parallel()
 	_, js := connect(t)
 	ctx := testContext(t)
 	if err := bus.Declare(ctx, js, bus.DefaultOptions()); err != nil {
@@ -425,6 +436,7 @@ func TestPublishNotStored(t *testing.T) {
 }
 
 func TestPublishProto(t *testing.T) {
+	t.Parallel()
 	_, js := connect(t)
 	ctx := testContext(t)
 	if err := bus.Declare(ctx, js, bus.DefaultOptions()); err != nil {
@@ -450,6 +462,7 @@ func TestPublishProto(t *testing.T) {
 }
 
 func TestJitterStaysWithinAFifth(t *testing.T) {
+	t.Parallel()
 	d := 10 * time.Second
 	seen := map[bool]bool{}
 	for range 1000 {

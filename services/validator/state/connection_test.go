@@ -3,6 +3,7 @@ package state
 import "testing"
 
 func TestStakeholder(t *testing.T) {
+	t.Parallel()
 	const opp, c, conn, role = "0bb0b0b0-0000-4000-8000-000000000001", "7d8c4a0e-0000-4000-8000-000000000001",
 		"c0c0c0c0-0000-4000-8000-000000000001", "e0e0e0e0-0000-4000-8000-000000000001"
 	row := func(cols map[string]string) *Row {

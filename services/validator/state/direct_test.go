@@ -9,6 +9,7 @@ import (
 // A listing with more edges than one batched direct get answers (the
 // server's limit is 1024) is read in pages: every edge is found once.
 func TestListingBeyondOneAnswer(t *testing.T) {
+	t.Parallel()
 	s, _ := openStore(t)
 	ctx := context.Background()
 	const org, account, n = "0f0f0f0f-0000-4000-8000-000000000000", "a1a1a1a1-0000-4000-8000-000000000000", 2500

@@ -76,6 +76,7 @@ func interleave(t *testing.T, g *gatedPurges, first, second func() error) {
 // the first to apply is the last to reindex. A contact moving a1 → a2
 // while it moves back a2 → a1 must stay listed under a1.
 func TestStoreIndexKeepsEdgesOfConcurrentRowChanges(t *testing.T) {
+	t.Parallel()
 	s, _ := openStore(t)
 	ctx := ctxT(t)
 	const id = "c1"
@@ -104,6 +105,7 @@ func TestStoreIndexKeepsEdgesOfConcurrentRowChanges(t *testing.T) {
 
 // The same for a member whose email changes and changes back.
 func TestStoreIndexKeepsEdgesOfConcurrentProfiles(t *testing.T) {
+	t.Parallel()
 	s, _ := openStore(t)
 	ctx := ctxT(t)
 	h1, h2 := eventsv1.HashEmail("ada@contoso.com"), eventsv1.HashEmail("ada@fabrikam.com")

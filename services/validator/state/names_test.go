@@ -52,6 +52,7 @@ func wantStats(t *testing.T, what string, got *decide.NameStats, want decide.Nam
 }
 
 func TestNameCountsFollowContacts(t *testing.T) {
+	t.Parallel()
 	s, _ := openStore(t)
 	const c1, c2, c3 = "c-1", "c-2", "c-3"
 	mustApply(t, s, named(c1, 1, "Ada", "Byron", "a1"))
@@ -91,6 +92,7 @@ func TestNameCountsFollowContacts(t *testing.T) {
 // A contact stored before counts were kept reads as unknown, until a
 // back-fill reads it again.
 func TestNameCountsUnknownUntilCounted(t *testing.T) {
+	t.Parallel()
 	s, js := openStore(t)
 	mustApply(t, s, named("c-1", 1, "Ada", "Byron", "a1"))
 	stream, err := js.Stream(ctxT(t), namesStream)
@@ -129,6 +131,7 @@ func memberProfile(id string, observed int, first, last string, companies ...str
 }
 
 func TestNameCountsFollowMembersAndErasure(t *testing.T) {
+	t.Parallel()
 	s, js := openStore(t)
 	s.names.emptyTTL = time.Second
 	ctx := ctxT(t)
@@ -194,6 +197,7 @@ func namesKeys(t *testing.T, js jetstream.JetStream) []string {
 
 // The bucket's keys and values hold no name, however encoded.
 func TestNameCountsRevealNoName(t *testing.T) {
+	t.Parallel()
 	s, js := openStore(t)
 	mustApply(t, s, named("c-1", 1, "Zebulon", "Quattlebaum", "a1"))
 	if _, _, _, err := s.ApplyProfile(ctxT(t), memberProfile("m-1", 1, "Zebulon", "Quattlebaum", "co-1")); err != nil {
@@ -219,6 +223,7 @@ func TestNameCountsRevealNoName(t *testing.T) {
 // Two replicas applying a shuffled, partly redelivered run of contact
 // changes concurrently end with the counts the final rows imply.
 func TestNameCountsTwoReplicas(t *testing.T) {
+	t.Parallel()
 	_, url := testkit.JetStream(t)
 	var stores []*Store
 	for range 2 {

@@ -10,6 +10,7 @@ import (
 // The populations come from memory: a replica reads its own moves at
 // once and another replica's once its read is older than ScopeLease.
 func TestPopulationsFollowOtherReplicasWithinTheLease(t *testing.T) {
+	t.Parallel()
 	a, js := openStore(t)
 	b, err := Open(t.Context(), js, Columns{Flag: flagCol})
 	if err != nil {

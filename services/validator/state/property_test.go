@@ -154,6 +154,7 @@ func diffDumps(got, want map[string]string) []string {
 // The same events, in any order and repeated, leave the same state: rows,
 // members, companies and index edges.
 func TestStoreStateIsOrderIndependent(t *testing.T) {
+	t.Parallel()
 	evs := propertyEvents()
 	ref, refJS := openStore(t)
 	ctx := ctxT(t)

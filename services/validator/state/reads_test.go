@@ -13,6 +13,7 @@ import (
 // kind: an update, a delete, a key created under a listed prefix, a key
 // created where a read found nothing, and none.
 func TestChangedSinceGroupReads(t *testing.T) {
+	t.Parallel()
 	s, _ := openStore(t)
 	ctx := ctxT(t)
 	const (
@@ -86,6 +87,7 @@ func TestChangedSinceGroupReads(t *testing.T) {
 }
 
 func TestFloorText(t *testing.T) {
+	t.Parallel()
 	for _, f := range []Floor{{}, {1, 2, 3}, {18446744073709551615, 0, 7}} {
 		if got := ParseFloor(f.String()); got != f {
 			t.Errorf("ParseFloor(%q) = %v, want %v", f.String(), got, f)

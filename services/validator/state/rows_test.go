@@ -66,6 +66,7 @@ func wantCell(t *testing.T, r *Row, col, v string, version int) {
 }
 
 func TestVersion(t *testing.T) {
+	t.Parallel()
 	ch := &eventsv1.CrmChange{ReceivedAt: timestamppb.New(at(1))}
 	if got := Version(ch); got != at(1).UnixMilli() {
 		t.Errorf("received only: %d", got)
@@ -81,6 +82,7 @@ func TestVersion(t *testing.T) {
 }
 
 func TestApplyCreate(t *testing.T) {
+	t.Parallel()
 	r, changed := apply(t, nil, create(1, cols{
 		"firstname": str("Ada"), "lastname": str("Lovelace"), "parentcustomerid": ref("account", "a1"),
 		"statecode": choice(0), flagCol: choice(2),
@@ -108,6 +110,7 @@ func TestApplyCreate(t *testing.T) {
 }
 
 func TestApplyUpdateMergesPresentColumns(t *testing.T) {
+	t.Parallel()
 	r, _ := apply(t, nil, create(1, cols{"firstname": str("Ada"), "lastname": str("Byron")}))
 	r, changed := apply(t, r, update(2, cols{"lastname": str("Lovelace"), "emailaddress1": str("ada@contoso.com")}))
 	if !changed {
@@ -125,6 +128,7 @@ func TestApplyUpdateMergesPresentColumns(t *testing.T) {
 }
 
 func TestApplyDoesNotMutateItsInput(t *testing.T) {
+	t.Parallel()
 	r1, _ := apply(t, nil, create(1, cols{"firstname": str("Ada")}))
 	snapshot, _ := json.Marshal(r1)
 	_, _ = apply(t, r1, update(2, cols{"firstname": str("Augusta")}))
@@ -135,6 +139,7 @@ func TestApplyDoesNotMutateItsInput(t *testing.T) {
 }
 
 func TestApplyOlderChangeKeepsNewerColumns(t *testing.T) {
+	t.Parallel()
 	r, _ := apply(t, nil, update(5, cols{"firstname": str("Augusta"), "lastname": str("King")}))
 	// An older change arriving late: firstname is older than what the row
 	// holds; emailaddress1 was never set, so it is taken.
@@ -157,6 +162,7 @@ func TestApplyOlderChangeKeepsNewerColumns(t *testing.T) {
 }
 
 func TestApplyDuplicates(t *testing.T) {
+	t.Parallel()
 	changes := []*eventsv1.CrmChange{
 		create(1, cols{"firstname": str("Ada")}),
 		update(2, cols{"lastname": str("Lovelace")}),
@@ -180,6 +186,7 @@ func TestApplyDuplicates(t *testing.T) {
 }
 
 func TestApplyDeleteThenOlderUpdateIsIgnored(t *testing.T) {
+	t.Parallel()
 	r, _ := apply(t, nil, create(1, cols{"firstname": str("Ada")}))
 	r, changed := apply(t, r, del(3))
 	if !changed || !r.Deleted {
@@ -207,6 +214,7 @@ func TestApplyDeleteThenOlderUpdateIsIgnored(t *testing.T) {
 }
 
 func TestApplyNewerCreateAfterDeleteRestores(t *testing.T) {
+	t.Parallel()
 	r, _ := apply(t, nil, create(1, cols{"firstname": str("Ada")}))
 	r, _ = apply(t, r, del(3))
 	r, changed := apply(t, r, create(4, cols{"firstname": str("Augusta"), "lastname": str("King")}))
@@ -231,6 +239,7 @@ func TestApplyNewerCreateAfterDeleteRestores(t *testing.T) {
 }
 
 func TestApplyDeleteOfUnknownRow(t *testing.T) {
+	t.Parallel()
 	r, changed := apply(t, nil, del(2))
 	if !changed || !r.Deleted || r.ID != "c1" || r.Table != "contact" {
 		t.Fatalf("delete of an unknown row: changed=%v row=%+v", changed, r)
@@ -242,6 +251,7 @@ func TestApplyDeleteOfUnknownRow(t *testing.T) {
 }
 
 func TestContact(t *testing.T) {
+	t.Parallel()
 	r, _ := apply(t, nil, create(1, cols{
 		"firstname": str("Ada"), "lastname": str("Lovelace"),
 		"parentcustomerid": ref("account", "a1"), "statecode": choice(0), flagCol: choice(1),
@@ -289,6 +299,7 @@ func TestContact(t *testing.T) {
 // What the name match compares beyond the name: when the contact was
 // created, its email domains and LinkedIn's own status column.
 func TestContactMatchFields(t *testing.T) {
+	t.Parallel()
 	created := &eventsv1.Value{Kind: &eventsv1.Value_DateTime{DateTime: timestamppb.New(time.Date(2021, 3, 4, 5, 6, 7, 0, time.UTC))}}
 	r, _ := Apply(nil, create(1, cols{
 		"firstname": str("Ada"), "createdon": created, "msdyn_orgchangestatus": choice(1),
@@ -310,6 +321,7 @@ func TestContactMatchFields(t *testing.T) {
 }
 
 func TestAccount(t *testing.T) {
+	t.Parallel()
 	r, _ := Apply(nil, &eventsv1.CrmChange{
 		Table: "account", RowId: "a1", Operation: eventsv1.Operation_OPERATION_CREATE,
 		RowModifiedAt: timestamppb.New(at(1)),
@@ -330,6 +342,7 @@ func TestAccount(t *testing.T) {
 // arrive in, and however often each arrives, the row ends up as when they
 // arrive once each, in version order.
 func TestApplyOrderIndependent(t *testing.T) {
+	t.Parallel()
 	sets := map[string][]*eventsv1.CrmChange{
 		"updates only": {
 			create(1, cols{"firstname": str("Ada"), "lastname": str("Byron"), "emailaddress1": str("ada@contoso.com"),
@@ -407,6 +420,7 @@ func TestApplyOrderIndependent(t *testing.T) {
 // freeze the row: its version is bounded by when it was received, and a
 // real change made after that bound wins, whatever the order of arrival.
 func TestApplyFarFutureVersionDoesNotFreezeTheRow(t *testing.T) {
+	t.Parallel()
 	bogus := contactChange(eventsv1.Operation_OPERATION_UPDATE, 0, cols{"jobtitle": str("Forged")})
 	bogus.RowModifiedAt = timestamppb.New(time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC))
 	bogus.ReceivedAt = timestamppb.New(at(10))

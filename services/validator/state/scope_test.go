@@ -22,6 +22,7 @@ func syncUser(enabled bool, changed int64) *eventsv1.SyncUserChange {
 // whatever the watch had delivered when it began; the keys it answered
 // with tell, after a later change, that they changed.
 func TestScopeCacheReadsPastFloor(t *testing.T) {
+	t.Parallel()
 	s, _ := openStore(t)
 	ctx := ctxT(t)
 	for i := range 5 {
@@ -83,6 +84,7 @@ func TestScopeCacheReadsPastFloor(t *testing.T) {
 // lease: past it, a probe asks the buckets first. A second store's cache
 // (another replica) reads a floor the first one's decision carried.
 func TestScopeCacheLeaseAndOtherReplica(t *testing.T) {
+	t.Parallel()
 	s, js := openStore(t)
 	ctx := ctxT(t)
 	clock := time.Now()
@@ -138,6 +140,7 @@ func TestScopeCacheLeaseAndOtherReplica(t *testing.T) {
 // The watches live as long as the connection, not the context Open was
 // given (a service's start, a test's setup).
 func TestScopeCacheOutlivesOpenContext(t *testing.T) {
+	t.Parallel()
 	js, _ := testkit.JetStream(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	s, err := Open(ctx, js, Columns{Flag: flagCol})

@@ -76,6 +76,7 @@ func wantRefs(t *testing.T, what string, got []ContactRef, err error, want ...Co
 }
 
 func TestStoreContactIndexes(t *testing.T) {
+	t.Parallel()
 	s, _ := openStore(t)
 	ctx := ctxT(t)
 	const contactID = "7d8c4a0e-1111-4e57-9c1e-000000000001"
@@ -146,6 +147,7 @@ func TestStoreContactIndexes(t *testing.T) {
 }
 
 func TestStoreUnknownAndUntracked(t *testing.T) {
+	t.Parallel()
 	s, _ := openStore(t)
 	ctx := ctxT(t)
 	if row, err := s.Row(ctx, org, "contact", "nobody"); row != nil || err != nil {
@@ -164,6 +166,7 @@ func TestStoreUnknownAndUntracked(t *testing.T) {
 }
 
 func TestStoreAccountIndexes(t *testing.T) {
+	t.Parallel()
 	s, _ := openStore(t)
 	ctx := ctxT(t)
 	a1 := ContactRef{Org: org, ID: "a1"}
@@ -189,6 +192,7 @@ func TestStoreAccountIndexes(t *testing.T) {
 // A newer change that repeats a value is stored all the same, so that an
 // older change with another value, arriving after it, loses.
 func TestStoreKeepsNewerVersionOfSameValue(t *testing.T) {
+	t.Parallel()
 	s, _ := openStore(t)
 	ctx := ctxT(t)
 	mustApply(t, s, forRow(update(1, cols{"firstname": str("Ada")}), org, "contact", "c1"))
@@ -210,6 +214,7 @@ func TestStoreKeepsNewerVersionOfSameValue(t *testing.T) {
 // Through the store, changes in any order and repeated give the same row
 // and the same index edges as once each in version order.
 func TestStoreApplyOrderIndependent(t *testing.T) {
+	t.Parallel()
 	s, _ := openStore(t)
 	ctx := ctxT(t)
 	changes := []*eventsv1.CrmChange{
@@ -297,6 +302,7 @@ func membersByEmail(t *testing.T, s *Store, hashes ...string) []*MemberRecord {
 }
 
 func TestStoreProfile(t *testing.T) {
+	t.Parallel()
 	s, js := openStore(t)
 	ctx := ctxT(t)
 	h1, h2 := eventsv1.HashEmail("ada@contoso.com"), eventsv1.HashEmail("ada@fabrikam.com")
@@ -375,6 +381,7 @@ func TestStoreProfile(t *testing.T) {
 }
 
 func TestStoreEraseMember(t *testing.T) {
+	t.Parallel()
 	s, js := openStore(t)
 	ctx := ctxT(t)
 	h1 := eventsv1.HashEmail("ada@contoso.com")
@@ -459,6 +466,7 @@ func TestStoreEraseMember(t *testing.T) {
 }
 
 func TestStoreEraseUnknownMember(t *testing.T) {
+	t.Parallel()
 	s, _ := openStore(t)
 	ctx := ctxT(t)
 	_, erased, err := s.EraseMember(ctx, &eventsv1.MemberErased{MemberId: "m9", ObservedAt: timestamppb.New(at(5))})
@@ -472,6 +480,7 @@ func TestStoreEraseUnknownMember(t *testing.T) {
 }
 
 func TestStoreCompanies(t *testing.T) {
+	t.Parallel()
 	s, _ := openStore(t)
 	ctx := ctxT(t)
 	co := &eventsv1.CompanyChange{CompanyId: "co.1", Name: "Contoso", Domains: []string{"contoso.com"}, ObservedAt: timestamppb.New(at(10))}
@@ -498,6 +507,7 @@ func TestStoreCompanies(t *testing.T) {
 }
 
 func TestRedactKeepsOnlyTheKind(t *testing.T) {
+	t.Parallel()
 	key := memberNameKey("ada lovelace") + "." + MemberKey("ada@contoso.com")
 	got := redact(key)
 	if !strings.HasPrefix(got, "mname.h:") || strings.Contains(got, bus.Token("ada lovelace")) || strings.Contains(got, "ada") {
