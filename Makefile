@@ -65,10 +65,12 @@ chart-lint: tools
 # modules), so that packages of different modules run side by side; it
 # starts them in the order given, the longest first (SLOW_TESTS), so that
 # none of them starts last and leaves a core idle. GORACE drops the race
-# runtime's second of sleep at every test binary's exit (a race found is
-# reported when it happens, not then).
+# runtime's second of sleep at every test binary's exit, some 30 s in all
+# (a race is reported when it happens; the sleep only gives goroutines
+# still running after the last test a second more).
 SLOW_TESTS := ./services/validator ./services/devstack ./services/writer ./services/validator/state \
-	./services/shared/bus ./services/ingest ./image ./services/ingest/cmd/ingest
+	./services/shared/bus ./image ./services/ingest ./services/ingest/cmd/ingest ./services/writer/cmd/writer \
+	./charts/charttest
 RACE_ENV   := GORACE="atexit_sleep_ms=0 $${GORACE:-}"
 test:
 	@$(RACE_ENV) go test -race -count=1 -skip '^TestRandomizedFaults$$' $(SLOW_TESTS) $(MODULES:%=%/...)

@@ -32,6 +32,7 @@ func (f *fixture) auditRecords(t *testing.T, org string) []*eventsv1.DeadLetterA
 }
 
 func TestRedriveRepublishesWithoutPreconditions(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	subject := bus.CRMSubject(orgA, "contact", rowA)
 	change := &eventsv1.CrmChange{EventId: "e-1", OrganizationId: orgA, Table: "contact", RowId: rowA}
@@ -95,6 +96,7 @@ func TestRedriveRepublishesWithoutPreconditions(t *testing.T) {
 // again stores the message once, also on a stream that keeps one message
 // per subject, where the precondition fails before deduplication.
 func TestRedriveRetriedStoresOnce(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	for _, c := range []struct {
 		name, stream, subject, consumer string
@@ -138,6 +140,7 @@ func TestRedriveRetriedStoresOnce(t *testing.T) {
 // An old decision never replaces a newer one: the decision stream keeps
 // one per contact.
 func TestRedriveOfSupersededDecisionRefused(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	subject := bus.DecisionSubject(orgA, contactA)
 	seq := f.deadLetter(t, bus.ConsumerWriter, f.origin(t, subject, &eventsv1.Decision{DecisionId: "d-old"}, nil, 1), "400")
@@ -159,6 +162,7 @@ func TestRedriveOfSupersededDecisionRefused(t *testing.T) {
 }
 
 func TestDiscardAuditsWhoAndWhen(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	now := time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)
 	f.store.now = func() time.Time { return now }
@@ -194,6 +198,7 @@ func TestDiscardAuditsWhoAndWhen(t *testing.T) {
 }
 
 func TestBulkRedriveAndDiscard(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	crmA, crmB, decision, profile := someDeadLetters(t, f)
 
@@ -239,6 +244,7 @@ func TestBulkRedriveAndDiscard(t *testing.T) {
 }
 
 func TestBulkReportsSupersededAndGoesOn(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	subject := bus.DecisionSubject(orgA, contactA)
 	old := f.deadLetter(t, bus.ConsumerWriter, f.origin(t, subject, &eventsv1.Decision{DecisionId: "d-old"}, nil, 1), "400")

@@ -13,6 +13,7 @@ import (
 )
 
 func TestSubjectParts(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		subject, org, kind, redacted string
 	}{
@@ -77,6 +78,7 @@ func equalSeqs(a, b []uint64) bool {
 }
 
 func TestListFiltersAndPages(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	crmA, crmB, decision, profile := someDeadLetters(t, f)
 	for _, c := range []struct {
@@ -126,6 +128,7 @@ func TestListFiltersAndPages(t *testing.T) {
 }
 
 func TestListEmpty(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	p, err := f.store.List(ctx(t), Filter{}, 0, 10)
 	if err != nil || len(p.DeadLetters) != 0 || p.Next != 0 {
@@ -139,6 +142,7 @@ func TestListEmpty(t *testing.T) {
 // Show tells what the payload is about without the names, emails, titles
 // or URLs it carries.
 func TestGetShowsIdsNotPersonalData(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	observed := timestamppb.Now()
 	profile := &eventsv1.ProfileChange{EventId: "p-7", Source: "feed", MemberId: "member-42", FirstName: "Avery", LastName: "Quinn",
@@ -186,6 +190,7 @@ func TestGetShowsIdsNotPersonalData(t *testing.T) {
 }
 
 func TestGetUndecodableAndMissing(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	seq := f.deadLetter(t, bus.ConsumerValidatorCRM, f.originRaw(t, bus.CRMSubject(orgA, "contact", rowA), []byte{0xff, 0xff, 0xff}, nil, 1), "decode CrmChange")
 	d, err := f.store.Get(ctx(t), seq)

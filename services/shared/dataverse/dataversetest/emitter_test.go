@@ -108,6 +108,7 @@ func param(t *testing.T, list any, key string) any {
 }
 
 func TestEmitterUpdateWithTagAuthAndImages(t *testing.T) {
+	t.Parallel()
 	s, srv, rc := webhookEnv(t)
 	s.Seed("contacts", idA, map[string]any{"firstname": "Ada", "lastname": "Lovelace", "nac_flag": float64(0)})
 	resp := do(t, http.MethodPatch, contactURL(srv, idA)+"?tag=notatcompany", `{"firstname":"Augusta","parentcustomerid_account@odata.bind":"/accounts(`+idB+`)"}`, nil)
@@ -151,6 +152,7 @@ func TestEmitterUpdateWithTagAuthAndImages(t *testing.T) {
 }
 
 func TestEmitterCreateDeleteAndStateSplit(t *testing.T) {
+	t.Parallel()
 	s, srv, rc := webhookEnv(t)
 	resp := do(t, http.MethodPost, srv.URL+dataverse.APIPath+"/contacts", `{"contactid":"`+idA+`","firstname":"Ada"}`, nil)
 	if resp.StatusCode != 204 {
@@ -194,6 +196,7 @@ func TestEmitterCreateDeleteAndStateSplit(t *testing.T) {
 }
 
 func TestEmitterRetryRuleAndFailedJobs(t *testing.T) {
+	t.Parallel()
 	s, srv, rc := webhookEnv(t)
 	rc.statuses = []int{503, 204, 500}
 	s.Seed("contacts", idA, map[string]any{"firstname": "Ada"})
@@ -214,6 +217,7 @@ func TestEmitterRetryRuleAndFailedJobs(t *testing.T) {
 }
 
 func TestEmitterKnobs(t *testing.T) {
+	t.Parallel()
 	s, srv, rc := webhookEnv(t)
 	s.Seed("contacts", idA, map[string]any{"firstname": "Ada"})
 	patch := func(name string) {
@@ -271,6 +275,7 @@ func TestEmitterKnobs(t *testing.T) {
 }
 
 func TestEmitterHeaderAuthAndDisabledSteps(t *testing.T) {
+	t.Parallel()
 	s, srv := serve(t, dataversetest.Options{})
 	rc := &receiver{}
 	hook := httptest.NewServer(rc)

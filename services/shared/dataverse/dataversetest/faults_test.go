@@ -21,6 +21,7 @@ func patch(t *testing.T, srv string, id string) int {
 // A slow PATCH counts as in progress through its delay: a second PATCH of
 // the same row meanwhile is an overlap, one of another row is not.
 func TestOverlapsCountsConcurrentWritesOfARow(t *testing.T) {
+	t.Parallel()
 	s, srv := serve(t, dataversetest.Options{})
 	s.Seed("contacts", idA, nil)
 	s.Seed("contacts", idB, nil)
@@ -47,6 +48,7 @@ func TestOverlapsCountsConcurrentWritesOfARow(t *testing.T) {
 // A fault injected for a row answers only that row, in a $batch part by
 // part, and leaves the rest of the batch alone.
 func TestRowFault(t *testing.T) {
+	t.Parallel()
 	s, srv := serve(t, dataversetest.Options{})
 	s.Seed("contacts", idA, nil)
 	s.Seed("contacts", idB, nil)
@@ -64,6 +66,7 @@ func TestRowFault(t *testing.T) {
 
 // Options.Faults answers what no injected fault does.
 func TestFaultsFunc(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	n := 0
 	s, srv := serve(t, dataversetest.Options{Faults: func() dataversetest.Fault {
@@ -88,6 +91,7 @@ func TestFaultsFunc(t *testing.T) {
 // Every change is in the journal before it is answered: a stand-in that
 // is never stopped cleanly (kill -9) comes back with it.
 func TestJournalIsWriteThrough(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "standin.journal")
 	j, snap, err := dataversetest.OpenJournal(path)
 	if err != nil {
@@ -113,6 +117,7 @@ func TestJournalIsWriteThrough(t *testing.T) {
 // A change that cannot be made durable is not answered as written, and a
 // read does not wait for durability.
 func TestDurableFailureAnswers503(t *testing.T) {
+	t.Parallel()
 	syncs := 0
 	s, srv := serve(t, dataversetest.Options{Durable: func() error { syncs++; return os.ErrClosed }})
 	s.Seed("contacts", idA, nil)
@@ -131,6 +136,7 @@ func TestDurableFailureAnswers503(t *testing.T) {
 // A line cut short by a crash mid-append was never answered: the journal
 // opens with every entry before it.
 func TestJournalToleratesATornLastLine(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "standin.journal")
 	good := `{"set":"contacts","id":"` + idA + `","row":{"nac_flag":1}}` + "\n"
 	if err := os.WriteFile(path, []byte(good+`{"set":"contacts","id":"`), 0o600); err != nil {
@@ -148,6 +154,7 @@ func TestJournalToleratesATornLastLine(t *testing.T) {
 
 // A change the journal cannot store is not answered as written.
 func TestJournalFailureAnswers503(t *testing.T) {
+	t.Parallel()
 	s, srv := serve(t, dataversetest.Options{OnChange: func(string, string, map[string]any) error { return os.ErrClosed }})
 	s.Seed("contacts", idA, nil)
 	if got := patch(t, srv.URL, idA); got != http.StatusServiceUnavailable {

@@ -3,6 +3,7 @@ package dataversetest
 import "testing"
 
 func TestFilter(t *testing.T) {
+	t.Parallel()
 	row := map[string]any{"name": "O'Brien", "statecode": float64(0), "isdisabled": false,
 		"_ownerid_value": "aaaaaaaa-0000-4000-8000-00000000000a", "nac_flag": nil}
 	tests := []struct {

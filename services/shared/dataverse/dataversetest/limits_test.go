@@ -47,6 +47,7 @@ func batchOf(t *testing.T, srv string, ids ...string) *http.Response {
 // operations it holds; the request over the limit is refused with the
 // documented code and a Retry-After until the oldest leaves the window.
 func TestLimitsBatchIsOneRequest(t *testing.T) {
+	t.Parallel()
 	s, srv := serve(t, dataversetest.Options{Limits: &dataversetest.Limits{Requests: 3, Window: time.Minute}})
 	ids := []string{idA, idB, "cccccccc-cccc-cccc-cccc-cccccccccccc", "dddddddd-dddd-dddd-dddd-dddddddddddd", "eeeeeeee-eeee-eeee-eeee-eeeeeeeeeeee"}
 	for _, id := range ids {
@@ -77,6 +78,7 @@ func TestLimitsBatchIsOneRequest(t *testing.T) {
 // in Dataverse's format, and refuses once the window's time is spent,
 // until the charges leave the window.
 func TestLimitsExecutionTime(t *testing.T) {
+	t.Parallel()
 	const op, window = 40 * time.Millisecond, 1500 * time.Millisecond
 	s, srv := serve(t, dataversetest.Options{Limits: &dataversetest.Limits{ExecutionTime: 200 * time.Millisecond, Window: window, OperationTime: op}})
 	ids := []string{idA, idB, "cccccccc-cccc-cccc-cccc-cccccccccccc", "dddddddd-dddd-dddd-dddd-dddddddddddd", "eeeeeeee-eeee-eeee-eeee-eeeeeeeeeeee"}
@@ -117,6 +119,7 @@ func TestLimitsExecutionTime(t *testing.T) {
 // Requests in progress at once are limited, a $batch being one; the
 // refusal is immediate and over as soon as one ends.
 func TestLimitsConcurrency(t *testing.T) {
+	t.Parallel()
 	s, srv := serve(t, dataversetest.Options{Limits: &dataversetest.Limits{Concurrent: 2, OperationTime: 400 * time.Millisecond, DOPHint: 2}})
 	s.Seed("contacts", idA, nil)
 	s.Seed("contacts", idB, nil)
@@ -156,6 +159,7 @@ func TestLimitsConcurrency(t *testing.T) {
 // Limits are per user: the application user's requests do not use up
 // anonymous readers' and the other way round.
 func TestLimitsPerUser(t *testing.T) {
+	t.Parallel()
 	s, srv := serve(t, dataversetest.Options{ClientID: "app", ClientSecret: "secret", AnonymousReads: true,
 		Limits: &dataversetest.Limits{Requests: 1, Window: time.Minute}})
 	s.Seed("contacts", idA, nil)

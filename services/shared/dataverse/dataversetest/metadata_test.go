@@ -24,6 +24,7 @@ const picklist = `{"@odata.type":"Microsoft.Dynamics.CRM.PicklistAttributeMetada
  "OptionSet":{"Options":[{"Value":0,"Label":{"LocalizedLabels":[{"Label":"No","LanguageCode":1033}]}},{"Value":1,"Label":{"LocalizedLabels":[{"Label":"Yes","LanguageCode":1033}]}}]}}`
 
 func TestColumnsNeedTheSolutionsPrefix(t *testing.T) {
+	t.Parallel()
 	_, srv := serve(t, dataversetest.Options{})
 	attrs := api(srv.URL, "EntityDefinitions(LogicalName='contact')/Attributes")
 	// Without a solution the default publisher's prefix (new) applies.
@@ -72,6 +73,7 @@ func TestColumnsNeedTheSolutionsPrefix(t *testing.T) {
 }
 
 func TestPublishXMLFollowsTheSchema(t *testing.T) {
+	t.Parallel()
 	s, srv := serve(t, dataversetest.Options{})
 	ok := `{"ParameterXml":"<importexportxml><entities><entity>contact</entity></entities></importexportxml>"}`
 	if r := do(t, http.MethodPost, api(srv.URL, "PublishXml"), ok, nil); r.StatusCode != 204 {
@@ -87,6 +89,7 @@ func TestPublishXMLFollowsTheSchema(t *testing.T) {
 }
 
 func TestSavedQueriesAreValidated(t *testing.T) {
+	t.Parallel()
 	_, srv := serve(t, dataversetest.Options{})
 	view := func(fetch, layout string) int {
 		b, _ := json.Marshal(map[string]any{"name": "v", "returnedtypecode": "contact", "querytype": 0, "fetchxml": fetch, "layoutxml": layout})
@@ -111,6 +114,7 @@ func TestSavedQueriesAreValidated(t *testing.T) {
 }
 
 func TestWhoAmIAndImpersonation(t *testing.T) {
+	t.Parallel()
 	s, srv := serve(t, dataversetest.Options{})
 	s.Seed("systemusers", idA, map[string]any{"fullname": "Seller", "azureactivedirectoryobjectid": idB})
 	who := func(h map[string]string) (int, string) {
@@ -134,6 +138,7 @@ func TestWhoAmIAndImpersonation(t *testing.T) {
 }
 
 func TestBindsAndPaging(t *testing.T) {
+	t.Parallel()
 	s, srv := serve(t, dataversetest.Options{})
 	s.Seed("accounts", idB, map[string]any{"name": "Contoso"})
 	if r := do(t, http.MethodPatch, contactURL(srv, idA), `{"parentcustomerid_account@odata.bind":"/accounts(`+idB+`)"}`, nil); r.StatusCode != 204 {
@@ -175,6 +180,7 @@ func TestBindsAndPaging(t *testing.T) {
 }
 
 func TestUnknownSetAndRefusedEndpoint(t *testing.T) {
+	t.Parallel()
 	s, srv := serve(t, dataversetest.Options{})
 	if r := do(t, http.MethodGet, api(srv.URL, "contactz"), "", nil); r.StatusCode != 404 || errCode(t, r) != "0x8006088a" {
 		t.Errorf("unknown entity set = %d", r.StatusCode)

@@ -57,6 +57,7 @@ func contactURL(srv *httptest.Server, id string) string {
 }
 
 func TestPatchWithoutIfMatchUpserts(t *testing.T) {
+	t.Parallel()
 	s, srv := serve(t, dataversetest.Options{})
 	resp := do(t, http.MethodPatch, contactURL(srv, strings.ToUpper(idA)), `{"nac_flag":4}`, map[string]string{"Content-Type": "application/json"})
 	if resp.StatusCode != http.StatusNoContent {
@@ -80,6 +81,7 @@ func TestPatchWithoutIfMatchUpserts(t *testing.T) {
 // A PATCH of a row that does not exist is refused, counted and reported,
 // directly and as a part of a batch.
 func TestPatchIfMatchMissing(t *testing.T) {
+	t.Parallel()
 	var told []string
 	s, srv := serve(t, dataversetest.Options{OnMissingRow: func(set, id string) { told = append(told, set+"("+id+")") }})
 	resp := do(t, http.MethodPatch, contactURL(srv, missing), `{"nac_flag":1}`, map[string]string{"If-Match": "*"})
@@ -103,6 +105,7 @@ func TestPatchIfMatchMissing(t *testing.T) {
 }
 
 func TestPatchIfNoneMatchExisting(t *testing.T) {
+	t.Parallel()
 	s, srv := serve(t, dataversetest.Options{})
 	s.Seed("contacts", idA, map[string]any{"nac_flag": float64(1)})
 	resp := do(t, http.MethodPatch, contactURL(srv, idA), `{"nac_flag":2}`, map[string]string{"If-None-Match": "*"})
@@ -120,6 +123,7 @@ func TestPatchIfNoneMatchExisting(t *testing.T) {
 }
 
 func TestPatchBadBody(t *testing.T) {
+	t.Parallel()
 	_, srv := serve(t, dataversetest.Options{})
 	resp := do(t, http.MethodPatch, contactURL(srv, idA), `{not json`, nil)
 	if resp.StatusCode != http.StatusBadRequest {
@@ -135,6 +139,7 @@ type odataError struct {
 }
 
 func TestGetUnknown(t *testing.T) {
+	t.Parallel()
 	_, srv := serve(t, dataversetest.Options{})
 	resp := do(t, http.MethodGet, contactURL(srv, missing), "", nil)
 	if resp.StatusCode != http.StatusNotFound {
@@ -153,6 +158,7 @@ func TestGetUnknown(t *testing.T) {
 }
 
 func TestGetBadSegment(t *testing.T) {
+	t.Parallel()
 	_, srv := serve(t, dataversetest.Options{})
 	resp := do(t, http.MethodGet, srv.URL+dataverse.APIPath+"/contacts(not-a-guid)", "", nil)
 	if resp.StatusCode != http.StatusNotFound {
@@ -169,6 +175,7 @@ func TestGetBadSegment(t *testing.T) {
 }
 
 func TestGetETagAndSelect(t *testing.T) {
+	t.Parallel()
 	s, srv := serve(t, dataversetest.Options{})
 	s.Seed("contacts", idA, map[string]any{"fullname": "Ada", "nac_flag": float64(1)})
 	get := func() map[string]any {
@@ -245,6 +252,7 @@ func statuses(t *testing.T, resp *http.Response) []int {
 }
 
 func TestBatchStopsAtFirstFailure(t *testing.T) {
+	t.Parallel()
 	s, srv := serve(t, dataversetest.Options{})
 	s.Seed("contacts", idA, nil)
 	s.Seed("contacts", idB, nil)
@@ -266,6 +274,7 @@ func TestBatchStopsAtFirstFailure(t *testing.T) {
 }
 
 func TestBatchContinueOnError(t *testing.T) {
+	t.Parallel()
 	s, srv := serve(t, dataversetest.Options{})
 	s.Seed("contacts", idA, nil)
 	s.Seed("contacts", idB, nil)
@@ -282,6 +291,7 @@ func TestBatchContinueOnError(t *testing.T) {
 }
 
 func TestBatchBadContentType(t *testing.T) {
+	t.Parallel()
 	_, srv := serve(t, dataversetest.Options{})
 	resp := do(t, http.MethodPost, srv.URL+dataverse.APIPath+"/$batch", "{}", map[string]string{"Content-Type": "application/json"})
 	if resp.StatusCode != http.StatusBadRequest {
@@ -306,6 +316,7 @@ func token(t *testing.T, srv *httptest.Server, id, secret string) (string, int) 
 }
 
 func TestTokenEndpoint(t *testing.T) {
+	t.Parallel()
 	_, srv := serve(t, dataversetest.Options{ClientID: "id", ClientSecret: "secret"})
 	if _, status := token(t, srv, "id", "wrong"); status != http.StatusUnauthorized {
 		t.Errorf("wrong secret = %d, want 401", status)
@@ -333,6 +344,7 @@ func TestTokenEndpoint(t *testing.T) {
 }
 
 func TestAnonymousReads(t *testing.T) {
+	t.Parallel()
 	s, srv := serve(t, dataversetest.Options{ClientID: "id", ClientSecret: "secret", AnonymousReads: true})
 	s.Seed("contacts", idA, map[string]any{"nac_flag": float64(1)})
 	if resp := do(t, http.MethodGet, contactURL(srv, idA), "", nil); resp.StatusCode != http.StatusOK {
@@ -361,6 +373,7 @@ func TestAnonymousReads(t *testing.T) {
 }
 
 func TestSnapshotRestore(t *testing.T) {
+	t.Parallel()
 	s := dataversetest.New(dataversetest.Options{})
 	s.Seed("contacts", strings.ToUpper(idA), map[string]any{"fullname": "Ada", "nac_flag": float64(1)})
 	s.Seed("accounts", idB, map[string]any{"name": "Acme"})
@@ -397,6 +410,7 @@ func TestSnapshotRestore(t *testing.T) {
 }
 
 func TestRowIsACopy(t *testing.T) {
+	t.Parallel()
 	s := dataversetest.New(dataversetest.Options{})
 	s.Seed("contacts", idA, map[string]any{"nac_flag": float64(1)})
 	row, _ := s.Row("contacts", idA)
