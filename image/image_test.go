@@ -243,13 +243,15 @@ func TestBinariesListsTheServices(t *testing.T) {
 //
 // mkimage runs as its own process, built without the race detector: the
 // build gzips some 50 MB of binaries, ten times slower under -race, and
-// TestAssemble and TestWriteRead run the same code under it.
+// TestAssemble and TestWriteRead run the same code under it. Compile runs
+// here as well: the image must hold exactly the binaries it builds.
 func TestImage(t *testing.T) {
 	root := ".."
 	bins := Binaries()
 	dir := os.Getenv("NAC_IMAGE_LAYOUT")
 	var s Stamp
 	var caPEM []byte
+	compiled := map[string][]byte{} // by name, when the test built the image
 	if dir == "" {
 		s = Stamp{Version: "9.8.7-test", Commit: "feedc0de", Date: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 		out := t.TempDir()
@@ -266,6 +268,19 @@ func TestImage(t *testing.T) {
 			t.Fatalf("mkimage: %v\n%s", err, log)
 		}
 		dir = filepath.Join(out, LayoutDir)
+
+		binDir := filepath.Join(t.TempDir(), "bin")
+		var log bytes.Buffer
+		if err := Compile(t.Context(), root, binDir, runtime.GOARCH, bins, s, &log); err != nil {
+			t.Fatalf("%v\n%s", err, log.String())
+		}
+		for _, b := range bins {
+			data, err := os.ReadFile(filepath.Join(binDir, b.Name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			compiled[b.Name] = data
+		}
 	}
 	images, ref, err := Read(dir)
 	if err != nil {
@@ -297,6 +312,9 @@ func TestImage(t *testing.T) {
 		path := filepath.Join(run, b.Name)
 		if err := os.WriteFile(path, fs[b.Path()].data, 0o755); err != nil {
 			t.Fatal(err)
+		}
+		if want, ok := compiled[b.Name]; ok && !bytes.Equal(fs[b.Path()].data, want) {
+			t.Errorf("%s in the image (%d bytes) is not what Compile builds of the same stamp (%d bytes)", b.Name, len(fs[b.Path()].data), len(want))
 		}
 		if f, err := elf.Open(path); err != nil {
 			t.Errorf("%s: not an ELF binary: %v", b.Name, err)
