@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -15,9 +16,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/notatcompany/notatcompany/services/devstack"
+	"github.com/notatcompany/notatcompany/services/shared/bus"
 	"github.com/notatcompany/notatcompany/services/shared/dataverse/dataversetest"
 	"github.com/notatcompany/notatcompany/services/shared/lifecycle"
+	"github.com/notatcompany/notatcompany/services/shared/syncjobs"
 	"github.com/notatcompany/notatcompany/services/shared/testkit"
 )
 
@@ -50,7 +56,66 @@ func runStack(t *testing.T, env map[string]string) (*devstack.Stack, *testkit.Ru
 		}
 		return stack.Process, nil
 	}, nil, all)
+	settled(t, stack)
 	return stack, running
+}
+
+// settled waits until the devstack's own start-up work has gone through
+// the pipeline (the start's back-fill done, then idle): a test then sees
+// the decisions and writes of its own steps alone, however late a loaded
+// machine runs the seed's.
+func settled(t *testing.T, stack *devstack.Stack) {
+	t.Helper()
+	testkit.Eventually(t, "the start's back-fill", 60*time.Second, func() bool {
+		st, ok := syncStatus(t, stack)
+		return ok && st.State == syncjobs.StateDone
+	})
+	idle(t, stack)
+}
+
+// idle waits until every webhook is delivered and no durable consumer has
+// a message pending or unacknowledged (one held back for a second pass
+// counts as unacknowledged): everything sent so far is decided and
+// written. Steps whose evaluations would otherwise overlap (a CRM change
+// and a profile, each deciding the contact once) come apart.
+func idle(t *testing.T, stack *devstack.Stack) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := stack.Standin.WaitWebhooks(ctx); err != nil {
+		t.Fatalf("webhooks: %v", err)
+	}
+	nc, err := nats.Connect(stack.NATSURL, nats.UserInfo(devstack.NATSUserCLI, stack.Secrets.NATS.CLI))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy := ""
+	testkit.Eventually(t, "the pipeline idle", 60*time.Second, func() bool {
+		for _, name := range []string{bus.StreamCRM, bus.StreamProfile, bus.StreamAdmin, bus.StreamWork, bus.StreamSync, bus.StreamDecisions} {
+			s, err := js.Stream(ctx, name)
+			if err != nil {
+				busy = err.Error()
+				return false
+			}
+			consumers := s.ListConsumers(ctx)
+			for info := range consumers.Info() {
+				if info.Config.Durable != "" && (info.NumPending > 0 || info.NumAckPending > 0) {
+					busy = fmt.Sprintf("%s: %d pending, %d unacknowledged", info.Name, info.NumPending, info.NumAckPending)
+					return false
+				}
+			}
+			if err := consumers.Err(); err != nil {
+				busy = err.Error()
+				return false
+			}
+		}
+		return true
+	}, func() string { return "last: " + busy })
 }
 
 func example(t *testing.T, name string) []byte {
@@ -183,6 +248,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("%s: status %d %s", name, code, body)
 		}
 	}
+	idle(t, stack) // the changes decided before the profile comes
 	left := example(t, "profile-left.json")
 	if code, body := post(t, stack.HTTPURL+"/webhooks/profile", left, map[string]string{"X-LI-Signature": sign(secret, left)}); code != http.StatusAccepted {
 		t.Fatalf("profile-left: status %d %s", code, body)
@@ -222,6 +288,7 @@ func TestEndToEnd(t *testing.T) {
 	testkit.Eventually(t, "flag cleared to 0", 5*time.Second, func() bool { return flag(t, stack) == 0 })
 
 	// Replaying the older "left" event must not move the state backwards.
+	idle(t, stack) // every write of the steps before is done
 	if code, _ := post(t, stack.HTTPURL+"/webhooks/profile", left, map[string]string{"X-LI-Signature": sign(secret, left)}); code != http.StatusAccepted {
 		t.Fatalf("replay: status %d", code)
 	}

@@ -104,6 +104,9 @@ func TestWebAPIEndToEnd(t *testing.T) {
 		"parentcustomerid_account@odata.bind": "/accounts(" + devstack.DemoAccountID + ")"})
 	opp := s.create("opportunities", map[string]any{"name": "Contoso renewal",
 		"parentcontactid@odata.bind": "/contacts(" + devstack.DemoContactID + ")"})
+	// Decided before the profile comes: the profile's decision is then the
+	// one write of the flag, and any write after its echo the echo's.
+	idle(t, stack)
 
 	left := example(t, "profile-left.json")
 	if code, body := post(t, stack.HTTPURL+"/webhooks/profile", left, map[string]string{"X-LI-Signature": sign(stack.Secrets.ProfileSecret, left)}); code != http.StatusAccepted {
