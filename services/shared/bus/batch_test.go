@@ -49,7 +49,6 @@ func startBatches(t *testing.T, f *fixture, r *bus.BatchRunner) {
 // A lone message goes to a free worker at once, however long the linger:
 // nothing else is pending, so nothing is worth waiting for.
 func TestBatchRunnerSendsALoneMessageAtOnce(t *testing.T) {
-	t.Parallel()
 	f := newFixture(t, 3)
 	settler := &bus.Settler{Consumer: testConsumer, Retry: fastRetry(3), Publisher: f.pub, Metrics: f.metrics}
 	var log batchLog
@@ -75,7 +74,6 @@ func TestBatchRunnerSendsALoneMessageAtOnce(t *testing.T) {
 // A backlog goes in full batches, without waiting out the linger for the
 // last, partial one (nothing is pending after it).
 func TestBatchRunnerBatchesABacklog(t *testing.T) {
-	t.Parallel()
 	f := newFixture(t, 3)
 	for i := range 25 {
 		f.publish(t, "t.backlog", fmt.Sprint(i), nil)
@@ -104,7 +102,6 @@ func TestBatchRunnerBatchesABacklog(t *testing.T) {
 // While every worker is busy, what arrives gathers into the next batch:
 // batches form under load, without any linger.
 func TestBatchRunnerFillsWhileWorkersAreBusy(t *testing.T) {
-	t.Parallel()
 	f := newFixture(t, 3)
 	settler := &bus.Settler{Consumer: testConsumer, Retry: fastRetry(3), Publisher: f.pub, Metrics: f.metrics}
 	var log batchLog
@@ -136,7 +133,6 @@ func TestBatchRunnerFillsWhileWorkersAreBusy(t *testing.T) {
 // which the consumer's pending count does not show: they are worth
 // lingering for, and go in batches.
 func TestBatchRunnerBatchesRedeliveries(t *testing.T) {
-	t.Parallel()
 	f := newFixture(t, 3)
 	settler := &bus.Settler{Consumer: testConsumer, Retry: fastRetry(3), Publisher: f.pub, Metrics: f.metrics}
 	var first, again batchLog
