@@ -38,6 +38,10 @@ type BatchRunner struct {
 	// LagEvery is how often the consumer's backlog is read into the
 	// metrics (default 15 s).
 	LagEvery time.Duration
+
+	// taken, when set (by the tests, which cannot see a batch filling
+	// otherwise), is told the size of the batch being filled as it grows.
+	taken func(n int)
 }
 
 // DefaultHandleTimeout is a runner's handle timeout when none is set:
@@ -143,6 +147,7 @@ func (r *BatchRunner) Run(ctx context.Context) error {
 // hand over, with handed false.
 func (r *BatchRunner) fill(first jetstream.Msg, in <-chan jetstream.Msg, batches chan<- []jetstream.Msg, size int) (batch []jetstream.Msg, handed bool) {
 	batch = []jetstream.Msg{first}
+	r.took(batch)
 	// More is pending on the consumer, or first is back after a wait
 	// (redeliveries come in waves, unseen by the consumer's pending
 	// count): worth lingering for, up to Linger.
@@ -160,6 +165,7 @@ func (r *BatchRunner) fill(first jetstream.Msg, in <-chan jetstream.Msg, batches
 					return batch, false
 				}
 				batch = append(batch, m)
+				r.took(batch)
 				if !worthLingering(m) {
 					linger = nil // nothing more to wait for
 				}
@@ -177,9 +183,16 @@ func (r *BatchRunner) fill(first jetstream.Msg, in <-chan jetstream.Msg, batches
 				return batch, false
 			}
 			batch = append(batch, m)
+			r.took(batch)
 		}
 	}
 	return batch, false
+}
+
+func (r *BatchRunner) took(batch []jetstream.Msg) {
+	if r.taken != nil {
+		r.taken(len(batch))
+	}
 }
 
 // worthLingering reports whether more messages are likely to follow m at

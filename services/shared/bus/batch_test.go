@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,6 +79,11 @@ func TestBatchRunnerBatchesABacklog(t *testing.T) {
 	for i := range 25 {
 		f.publish(t, "t.backlog", fmt.Sprint(i), nil)
 	}
+	// The consumer counts what is pending beyond each message it delivers
+	// (its metadata, which the batching reads) from signals the stream
+	// sends it after storing: on a loaded machine they may lag the
+	// publishes' acks, and a message would look like the last one.
+	testkit.Eventually(t, "the consumer to count the backlog", 5*time.Second, func() bool { return f.info(t).NumPending == 25 })
 	settler := &bus.Settler{Consumer: testConsumer, Retry: fastRetry(3), Publisher: f.pub, Metrics: f.metrics}
 	var log batchLog
 	const linger = 3 * time.Second
@@ -106,7 +112,7 @@ func TestBatchRunnerFillsWhileWorkersAreBusy(t *testing.T) {
 	settler := &bus.Settler{Consumer: testConsumer, Retry: fastRetry(3), Publisher: f.pub, Metrics: f.metrics}
 	var log batchLog
 	unblock := make(chan struct{})
-	startBatches(t, f, &bus.BatchRunner{Name: testConsumer, Consumer: f.consumer, Settler: settler, Size: 10, Workers: 1,
+	r := &bus.BatchRunner{Name: testConsumer, Consumer: f.consumer, Settler: settler, Size: 10, Workers: 1,
 		Handle: func(ctx context.Context, msgs []jetstream.Msg) {
 			log.add(len(msgs))
 			if s, _ := log.get(); len(s) == 1 {
@@ -115,13 +121,19 @@ func TestBatchRunnerFillsWhileWorkersAreBusy(t *testing.T) {
 			for _, m := range msgs {
 				settler.Settle(ctx, m, nil)
 			}
-		}})
+		}}
+	var filling atomic.Int32
+	r.SetTaken(func(n int) { filling.Store(int32(n)) })
+	startBatches(t, f, r)
 	f.publish(t, "t.busy", "first", nil)
 	testkit.Eventually(t, "the first batch", 5*time.Second, func() bool { s, _ := log.get(); return len(s) == 1 })
 	for i := range 6 {
 		f.publish(t, "t.busy", fmt.Sprint(i), nil)
 	}
 	testkit.Eventually(t, "the six delivered", 5*time.Second, func() bool { return f.info(t).NumAckPending == 7 })
+	// Delivered is not yet received: on a loaded machine the six reach the
+	// batching a moment later.
+	testkit.Eventually(t, "the six taken while the worker is busy", 5*time.Second, func() bool { return filling.Load() == 6 })
 	close(unblock)
 	f.settled(t)
 	if sizes, _ := log.get(); fmt.Sprint(sizes) != "[1 6]" {
