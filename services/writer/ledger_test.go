@@ -100,9 +100,15 @@ func TestLedgerConcurrency(t *testing.T) {
 func TestLedgerExecutionTimeMeasured(t *testing.T) {
 	t.Parallel()
 	l := NewLocalLedger(Budget{Requests: 1000, ExecutionTime: time.Second, Window: 30 * time.Second, Concurrent: 10})
+	// The ledger's clock, moved on by hand: each request takes 300 ms
+	// exactly (a sleep a loaded machine overran made the third wait out
+	// the window).
+	var elapsed atomic.Int64
+	began := time.Now()
+	l.now = func() time.Time { return began.Add(time.Duration(elapsed.Load())) }
 	for range 3 {
 		release := mustAcquire(t, l, 1)
-		time.Sleep(300 * time.Millisecond)
+		elapsed.Add(int64(300 * time.Millisecond))
 		release()
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
