@@ -1,6 +1,7 @@
 package state
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -38,4 +39,17 @@ func TestPopulationsFollowOtherReplicasWithinTheLease(t *testing.T) {
 	mustApply(t, a, named("c-4", 1, "Alan", "Turing", "a2"))
 	mustApply(t, b, forRow(del(2), org, "contact", "c-3"))
 	wantStats(t, "replica b, its own move", statsOf(t, b, "c-1"), decide.NameStats{Contacts: 2, ContactsOnAccount: 2, Population: 3})
+}
+
+// A read that fails answers the error and leaves the next read to try
+// again, rather than keeping nothing as fresh.
+func TestPopulationsReadAgainAfterAFailure(t *testing.T) {
+	s, _ := openStore(t)
+	mustApply(t, s, named("c-1", 1, "Ada", "Byron", "a1"))
+	done, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := s.names.pop.of(done, org); err == nil {
+		t.Fatal("a read on an ended context succeeded")
+	}
+	wantStats(t, "after the failure", statsOf(t, s, "c-1"), decide.NameStats{Contacts: 1, ContactsOnAccount: 1, Population: 1})
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -118,18 +119,18 @@ func TestJournalIsWriteThrough(t *testing.T) {
 // read does not wait for durability.
 func TestDurableFailureAnswers503(t *testing.T) {
 	t.Parallel()
-	syncs := 0
-	s, srv := serve(t, dataversetest.Options{Durable: func() error { syncs++; return os.ErrClosed }})
+	var syncs atomic.Int32 // called on the server's goroutine
+	s, srv := serve(t, dataversetest.Options{Durable: func() error { syncs.Add(1); return os.ErrClosed }})
 	s.Seed("contacts", idA, nil)
 	if got := patch(t, srv.URL, idA); got != http.StatusServiceUnavailable {
 		t.Errorf("PATCH = %d, want 503", got)
 	}
-	if syncs != 1 {
-		t.Errorf("Durable called %d times for one PATCH, want 1", syncs)
+	if n := syncs.Load(); n != 1 {
+		t.Errorf("Durable called %d times for one PATCH, want 1", n)
 	}
 	resp := do(t, http.MethodGet, srv.URL+dataverse.APIPath+"/contacts("+idA+")", "", nil)
-	if resp.StatusCode != http.StatusOK || syncs != 1 {
-		t.Errorf("GET = %d after %d syncs, want 200 without a sync", resp.StatusCode, syncs)
+	if n := syncs.Load(); resp.StatusCode != http.StatusOK || n != 1 {
+		t.Errorf("GET = %d after %d syncs, want 200 without a sync", resp.StatusCode, n)
 	}
 }
 
