@@ -610,6 +610,12 @@ func TestLoopSafety(t *testing.T) {
 		{name: "our write coming back with its tag", outcome: "loop", body: withChanges(t, flagOnly(optionSet(1)), func(doc map[string]any) {
 			doc["SharedVariables"] = []any{map[string]any{"key": "tag", "value": testConfig().WriteTag}}
 		})},
+		// It is dropped on its header: its images are never read, so one
+		// that would be refused as a seller's change passes as ours.
+		{name: "our write's echo, its images unread", outcome: "loop", body: withChanges(t, flagOnly(optionSet(1)), func(doc map[string]any) {
+			doc["SharedVariables"] = []any{map[string]any{"key": "tag", "value": testConfig().WriteTag}}
+			doc["PostEntityImages"] = []any{map[string]any{"key": "AsynchronousStepPrimaryName", "value": "not an entity"}}
+		})},
 		// A seller setting the flag by hand is heard, whatever the value.
 		{name: "a seller's No Feedback", body: flagOnly(optionSet(0)), outcome: "accepted",
 			check: func(t *testing.T, ch *eventsv1.CrmChange) {

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"sync"
 
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -53,13 +52,13 @@ const groupsInFlight = 4
 // evaluateMany evaluates contacts a group at a time, several groups
 // concurrently; progress is called as evaluations complete.
 func (s *Service) evaluateMany(ctx context.Context, refs []state.ContactRef, t trigger, progress func()) error {
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(groupsInFlight)
+	var groups [][]state.ContactRef
 	for i := 0; i < len(refs); i += groupSize {
-		group := refs[i:min(i+groupSize, len(refs))]
-		g.Go(func() error { return s.evaluateGroup(gctx, group, t, progress) })
+		groups = append(groups, refs[i:min(i+groupSize, len(refs))])
 	}
-	return g.Wait()
+	return forEach(ctx, groups, groupsInFlight, func(ctx context.Context, group []state.ContactRef) error {
+		return s.evaluateGroup(ctx, group, t, progress)
+	})
 }
 
 func (s *Service) enqueue(ctx context.Context, t trigger, refs []state.ContactRef) error {
@@ -119,34 +118,29 @@ func (s *Service) evaluateGroup(ctx context.Context, refs []state.ContactRef, t 
 		}
 		var again []state.ContactRef
 		var check []*decided
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(publishesInFlight)
-		for _, ref := range pending {
+		if err := forEach(ctx, pending, publishesInFlight, func(ctx context.Context, ref state.ContactRef) error {
 			mu.Lock()
 			before := publishedHere[ref]
 			mu.Unlock()
-			g.Go(func() error {
-				ev, err := s.evaluation(gctx, snap, ref)
-				if err != nil || ev == nil {
-					return err // nil: not stored (yet)
-				}
-				d, out, err := s.decideAndPublish(gctx, ev, t, before)
-				if err != nil {
-					return fmt.Errorf("evaluate contact %s: %w", ref.ID, err)
-				}
-				mu.Lock()
-				defer mu.Unlock()
-				switch out {
-				case contended:
-					again = append(again, ref)
-				case published:
-					publishedHere[ref] = d
-					check = append(check, d)
-				}
-				return nil
-			})
-		}
-		if err := g.Wait(); err != nil {
+			ev, err := s.evaluation(ctx, snap, ref)
+			if err != nil || ev == nil {
+				return err // nil: not stored (yet)
+			}
+			d, out, err := s.decideAndPublish(ctx, ev, t, before)
+			if err != nil {
+				return fmt.Errorf("evaluate contact %s: %w", ref.ID, err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			switch out {
+			case contended:
+				again = append(again, ref)
+			case published:
+				publishedHere[ref] = d
+				check = append(check, d)
+			}
+			return nil
+		}); err != nil {
 			return err
 		}
 		changed, err := s.changedSince(ctx, check)
@@ -247,24 +241,23 @@ func (s *Service) decideAndPublish(ctx context.Context, ev *evaluation, t trigge
 func (s *Service) keepPublished(ctx context.Context, ds []*decided, changed []state.ContactRef) ([]state.ContactRef, error) {
 	var mu sync.Mutex
 	var again []state.ContactRef
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(publishesInFlight)
+	var keep []*decided
 	for _, d := range ds {
-		if slices.Contains(changed, d.ev.ref) {
-			continue
+		if !slices.Contains(changed, d.ev.ref) {
+			keep = append(keep, d)
 		}
-		g.Go(func() error {
-			err := s.keep(gctx, d.kept)
-			if errors.Is(err, errEvaluationConflict) {
-				mu.Lock()
-				again = append(again, d.ev.ref)
-				mu.Unlock()
-				return nil
-			}
-			return err
-		})
 	}
-	return again, g.Wait()
+	err := forEach(ctx, keep, publishesInFlight, func(ctx context.Context, d *decided) error {
+		err := s.keep(ctx, d.kept)
+		if errors.Is(err, errEvaluationConflict) {
+			mu.Lock()
+			again = append(again, d.ev.ref)
+			mu.Unlock()
+			return nil
+		}
+		return err
+	})
+	return again, err
 }
 
 // audit appends a decision to the audit trail, once (deduplicated by id).

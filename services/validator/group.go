@@ -6,8 +6,6 @@ import (
 	"slices"
 	"strings"
 
-	"golang.org/x/sync/errgroup"
-
 	eventsv1 "github.com/notatcompany/notatcompany/proto/notatcompany/events/v1"
 	"github.com/notatcompany/notatcompany/services/shared/orgs"
 	"github.com/notatcompany/notatcompany/services/validator/decide"
@@ -79,15 +77,15 @@ type evaluation struct {
 // must reflect at least (an admin change's revision).
 func (s *Service) readGroup(ctx context.Context, refs []state.ContactRef, floor state.Floor) (*snapshot, error) {
 	snap := &snapshot{}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() (err error) { snap.last, err = s.decisions.LastOf(gctx, refs); return err })
-	g.Go(func() (err error) {
-		snap.contacts, snap.contactDeps, err = s.store.RowsOf(gctx, "contact", refs)
-		return err
-	})
-	g.Go(func() (err error) { snap.scope, err = s.store.Scope().Read(gctx, floor); return err })
-	g.Go(func() (err error) { snap.kept, err = s.keptOf(gctx, refs); return err })
-	if err := g.Wait(); err != nil {
+	if err := together(ctx,
+		func(ctx context.Context) (err error) {
+			snap.contacts, snap.contactDeps, err = s.store.RowsOf(ctx, "contact", refs)
+			return err
+		},
+		func(ctx context.Context) (err error) { snap.last, err = s.decisions.LastOf(ctx, refs); return err },
+		func(ctx context.Context) (err error) { snap.scope, err = s.store.Scope().Read(ctx, floor); return err },
+		func(ctx context.Context) (err error) { snap.kept, err = s.keptOf(ctx, refs); return err },
+	); err != nil {
 		return nil, err
 	}
 	// The row and the last decision were read side by side: a row older
@@ -175,23 +173,25 @@ func (s *Service) readGroup(ctx context.Context, refs []state.ContactRef, floor 
 			conns = append(conns, state.RowRef{Org: r.Org, ID: state.StakeholdingConnection(t)})
 		}
 	}
-	g, gctx = errgroup.WithContext(ctx)
-	g.Go(func() (err error) { snap.members, snap.memberDeps, err = s.store.MembersOf(gctx, keys); return err })
-	g.Go(func() (err error) {
-		if len(opps) == 0 {
-			return nil
-		}
-		snap.opps, snap.oppDeps, err = s.store.RowsOf(gctx, "opportunity", opps)
-		return err
-	})
-	g.Go(func() (err error) {
-		if len(conns) == 0 {
-			return nil
-		}
-		snap.conns, snap.connDeps, err = s.store.RowsOf(gctx, "connection", conns)
-		return err
-	})
-	if err := g.Wait(); err != nil {
+	reads := []func(context.Context) error{
+		func(ctx context.Context) (err error) {
+			snap.members, snap.memberDeps, err = s.store.MembersOf(ctx, keys)
+			return err
+		},
+	}
+	if len(opps) > 0 {
+		reads = append(reads, func(ctx context.Context) (err error) {
+			snap.opps, snap.oppDeps, err = s.store.RowsOf(ctx, "opportunity", opps)
+			return err
+		})
+	}
+	if len(conns) > 0 {
+		reads = append(reads, func(ctx context.Context) (err error) {
+			snap.conns, snap.connDeps, err = s.store.RowsOf(ctx, "connection", conns)
+			return err
+		})
+	}
+	if err := together(ctx, reads...); err != nil {
 		return nil, err
 	}
 

@@ -3,8 +3,6 @@ package validator
 import (
 	"context"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/notatcompany/notatcompany/services/validator/state"
 )
 
@@ -33,10 +31,13 @@ func (s *Service) changedSince(ctx context.Context, ds []*decided) ([]state.Cont
 	}
 	var changed []bool
 	var scope *state.Scope
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() (err error) { changed, err = s.store.Changed(gctx, deps); return err })
-	g.Go(func() (err error) { scope, err = s.store.Scope().Read(gctx, state.Floor{}); return err })
-	if err := g.Wait(); err != nil {
+	if err := together(ctx,
+		func(ctx context.Context) (err error) { changed, err = s.store.Changed(ctx, deps); return err },
+		func(ctx context.Context) (err error) {
+			scope, err = s.store.Scope().Read(ctx, state.Floor{})
+			return err
+		},
+	); err != nil {
 		return nil, err
 	}
 	stale := make([]bool, len(evs))

@@ -145,11 +145,33 @@ func KnownMessage(message string) bool {
 // Parse parses a RemoteExecutionContext body into a normalized change. A
 // *problem.FieldError (wrapped) names what is missing or malformed.
 func Parse(body []byte, opts Options) (*eventsv1.CrmChange, error) {
-	var rc rawContext
-	if err := json.Unmarshal(body, &rc); err != nil {
+	c, err := ParseHeader(body, opts)
+	if err != nil {
+		return nil, err
+	}
+	return c.Change()
+}
+
+// Context is a RemoteExecutionContext whose header is parsed and checked
+// (the message, the row, the organization, the users, the time and the
+// shared variables) and whose Target and images are read only by Change:
+// a change that is dropped on its header alone, such as the echo of our
+// own write, costs no more than that.
+type Context struct {
+	rc     rawContext
+	ch     *eventsv1.CrmChange
+	opts   Options
+	latest time.Time
+}
+
+// ParseHeader parses body and checks its header; see Context.
+func ParseHeader(body []byte, opts Options) (*Context, error) {
+	c := &Context{opts: opts}
+	rc := &c.rc
+	if err := json.Unmarshal(body, rc); err != nil {
 		return nil, &problem.FieldError{Field: "/", Reason: "not a RemoteExecutionContext JSON object: " + err.Error()}
 	}
-	if err := requireFields(&rc); err != nil {
+	if err := requireFields(rc); err != nil {
 		return nil, err
 	}
 	ch := &eventsv1.CrmChange{
@@ -163,6 +185,7 @@ func Parse(body []byte, opts Options) (*eventsv1.CrmChange, error) {
 		InitiatingUserId: strings.ToLower(rc.InitiatingUserID),
 		Columns:          map[string]*eventsv1.Value{},
 	}
+	c.ch = ch
 	if rc.RequestID != nil {
 		ch.RequestId = strings.ToLower(*rc.RequestID)
 	}
@@ -171,28 +194,42 @@ func Parse(body []byte, opts Options) (*eventsv1.CrmChange, error) {
 		// Acknowledged and dropped by the caller: no event id, nothing
 		// from the body that could reach one.
 		ch.MessageName = ""
-		return ch, nil
+		return c, nil
 	}
-	var latest time.Time
 	if !opts.ReceivedAt.IsZero() {
 		ch.ReceivedAt = timestamppb.New(opts.ReceivedAt)
-		latest = opts.ReceivedAt.Add(MaxSkew)
+		c.latest = opts.ReceivedAt.Add(MaxSkew)
 	}
 	t, ok, err := parseDate(strings.ReplaceAll(rc.OperationCreatedOn, `\/`, "/"))
 	switch {
 	case err != nil:
 		return nil, &problem.FieldError{Field: "/OperationCreatedOn", Reason: err.Error()}
-	case ok && !latest.IsZero() && t.After(latest):
+	case ok && !c.latest.IsZero() && t.After(c.latest):
 		return nil, &problem.FieldError{Field: "/OperationCreatedOn", Reason: t.Format(time.RFC3339) + " is after the change arrived"}
 	case ok:
 		ch.OccurredAt = timestamppb.New(t)
 	}
 	ch.Operation = op
-	ch.Tag = sharedTag(&rc)
+	ch.Tag = sharedTag(rc)
+	return c, nil
+}
 
-	if opts.SizeExceeded {
+// Header is the change as the header says it: no columns and no related
+// rows; the row id is PrimaryEntityId's (Change may take it from the
+// Target), and there is no event id. A message Parse does not turn into a
+// change has no operation.
+func (c *Context) Header() *eventsv1.CrmChange { return c.ch }
+
+// Change reads the Target and the images into the change and returns it,
+// complete, as Parse does.
+func (c *Context) Change() (*eventsv1.CrmChange, error) {
+	ch := c.ch
+	if ch.Operation == eventsv1.Operation_OPERATION_UNSPECIFIED {
+		return ch, nil
+	}
+	if c.opts.SizeExceeded {
 		ch.ReadBackRequired = true
-	} else if err := applyInputs(ch, &rc, latest); err != nil {
+	} else if err := applyInputs(ch, &c.rc, c.latest); err != nil {
 		return nil, err
 	}
 	if ch.RowId == "" || !dataverse.IsGUID(ch.RowId) {
