@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -161,11 +162,25 @@ func (s *Service) HandleBatch(ctx context.Context, msgs []jetstream.Msg) {
 	// stream sequence (the validators' clocks may disagree, the stream
 	// does not).
 	latest := map[string]*item{}
+	copies := map[*item]bool{}
 	for _, it := range items {
 		key := it.decision.GetOrganizationId() + "/" + it.decision.GetContactId()
 		prev, ok := latest[key]
 		if !ok {
 			latest[key] = it
+			continue
+		}
+		if it.seq() == prev.seq() {
+			// The same message twice (a redelivery met its earlier
+			// delivery in one batch): the latest delivery alone is
+			// handled and settles the message. Acking the other as
+			// superseded would ack the message, whatever became of its
+			// write.
+			if it.deliveries() > prev.deliveries() {
+				copies[prev], latest[key] = true, it
+			} else {
+				copies[it] = true
+			}
 			continue
 		}
 		older := it
@@ -174,6 +189,9 @@ func (s *Service) HandleBatch(ctx context.Context, msgs []jetstream.Msg) {
 		}
 		older.out.Outcome = OutcomeSuperseded
 		s.metrics.superseded.Inc()
+	}
+	if len(copies) > 0 {
+		items = slices.DeleteFunc(items, func(it *item) bool { return copies[it] })
 	}
 	byOrg := map[string][]*item{}
 	for _, it := range items {

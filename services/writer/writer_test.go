@@ -812,3 +812,32 @@ func TestServiceUnavailableRetryAfterIsHonoured(t *testing.T) {
 	// BackoffFor(1) is 1s; the 503 asked for 7s.
 	wantNaked(t, 7*time.Second*8/10, 7*time.Second*12/10, m)
 }
+
+// A redelivery that meets its earlier delivery in one batch is one
+// message: neither copy is acked as superseded by the other, so a write
+// that fails is retried instead of lost.
+func TestTwoDeliveriesOfOneDecisionInABatch(t *testing.T) {
+	t.Parallel()
+	si := newStandin(t, dataversetest.Options{}, contact(1))
+	cfg := testConfig()
+	cfg.Default = si.target("")
+	e := newEnv(t, cfg)
+	si.Inject(dataversetest.Fault{Status: http.StatusServiceUnavailable, Count: 1})
+	first := msgOf(t, decision("d1", orgA, contact(1), notAt, time.Now()), 1)
+	again := first.Redelivered()
+	e.handle(first, again)
+	if acks, naks, terms := first.Settled(); acks+len(naks)+len(terms) != 0 {
+		t.Errorf("the earlier delivery was settled (%d acks, %d naks, %d terms); the latest settles the message", acks, len(naks), len(terms))
+	}
+	wantNaked(t, 0, 5*time.Second, again)
+	if n := testutil.ToFloat64(e.svc.metrics.superseded); n != 0 {
+		t.Errorf("nac_writer_superseded_total = %v, want 0", n)
+	}
+	if n := len(e.pub.auditRecords()); n != 0 {
+		t.Errorf("%d audit records for a write that failed", n)
+	}
+	e.handle(again.Redelivered())
+	if f := si.flag(t, contact(1)); f != float64(notAt) {
+		t.Errorf("flag = %v after the retry, want %d", f, notAt)
+	}
+}
