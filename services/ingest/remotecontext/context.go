@@ -162,6 +162,10 @@ type Context struct {
 	ch     *eventsv1.CrmChange
 	opts   Options
 	latest time.Time
+	// What Change returned, once done.
+	done    bool
+	changed *eventsv1.CrmChange
+	err     error
 }
 
 // ParseHeader parses body and checks its header; see Context.
@@ -214,15 +218,24 @@ func ParseHeader(body []byte, opts Options) (*Context, error) {
 	return c, nil
 }
 
-// Header is the change as the header says it: no columns and no related
-// rows; the row id is PrimaryEntityId's (Change may take it from the
-// Target), and there is no event id. A message Parse does not turn into a
-// change has no operation.
+// Header is the change as the header says it, before Change: no columns
+// and no related rows; the row id is PrimaryEntityId's (Change may take it
+// from the Target), and there is no event id. A message Parse does not
+// turn into a change has no operation. Change completes this same change.
 func (c *Context) Header() *eventsv1.CrmChange { return c.ch }
 
 // Change reads the Target and the images into the change and returns it,
-// complete, as Parse does.
+// complete, as Parse does; a second call returns what the first did.
 func (c *Context) Change() (*eventsv1.CrmChange, error) {
+	if c.done {
+		return c.changed, c.err
+	}
+	c.done = true
+	c.changed, c.err = c.complete()
+	return c.changed, c.err
+}
+
+func (c *Context) complete() (*eventsv1.CrmChange, error) {
 	ch := c.ch
 	if ch.Operation == eventsv1.Operation_OPERATION_UNSPECIFIED {
 		return ch, nil

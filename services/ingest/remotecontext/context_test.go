@@ -927,3 +927,34 @@ func TestParseAssociateFieldErrors(t *testing.T) {
 		})
 	}
 }
+
+// Change reads the inputs once: a second call gives the same change (or
+// error), not the images applied twice.
+func TestChangeOnce(t *testing.T) {
+	body, err := os.ReadFile("testdata/msdocs-update-contact.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseHeader(body, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(c.Header().GetColumns()); n != 0 {
+		t.Fatalf("the header holds %d columns, want none before Change", n)
+	}
+	first, err := c.Change()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := c.Change()
+	if err != nil || again != first {
+		t.Fatalf("second Change: %p, %v; want the first's %p", again, err, first)
+	}
+	whole, err := Parse(body, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(first, whole) {
+		t.Errorf("header then Change = %v, Parse = %v", first, whole)
+	}
+}
